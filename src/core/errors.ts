@@ -1,0 +1,34 @@
+/**
+ * An error with a stable machine-readable code. Every door turns it into its own
+ * wire form (HTTP status + JSON body, MQTT reason code, WS error frame).
+ */
+export type ErrorCode =
+  | 'invalid_topic'
+  | 'invalid_filter'
+  | 'invalid_cursor'
+  | 'invalid_request'
+  | 'invalid_json'
+  | 'payload_too_large'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'too_many_connections'
+  | 'slow_consumer'
+  | 'shutting_down'
+  | 'internal';
+
+export class OmnipushError extends Error {
+  readonly code: ErrorCode;
+  readonly details?: Record<string, unknown>;
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'OmnipushError';
+    this.code = code;
+    if (details) this.details = details;
+  }
+}
+
+export function isOmnipushError(e: unknown): e is OmnipushError {
+  return e instanceof OmnipushError;
+}

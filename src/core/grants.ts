@@ -1,0 +1,68 @@
+import { filterCovers, filterMatches, filtersIntersect } from './topic.js';
+
+/** Allow and deny filters for one action. Deny wins. */
+export interface FilterRule {
+  allow: string[];
+  deny: string[];
+}
+
+export interface Grants {
+  publish: FilterRule;
+  subscribe: FilterRule;
+}
+
+/** Who is asking. Every door turns its credentials into one of these. */
+export interface Principal {
+  /** Stable identity: JWT `sub`, MQTT username, or `anonymous`. */
+  id: string;
+  kind: 'anonymous' | 'token' | 'user';
+  grants: Grants;
+  /** ms since the epoch after which the credentials are no longer valid (JWT `exp`). */
+  expiresAt?: number;
+}
+
+export const ALLOW_ALL: Grants = {
+  publish: { allow: ['#'], deny: [] },
+  subscribe: { allow: ['#'], deny: [] },
+};
+
+export const DENY_ALL: Grants = {
+  publish: { allow: [], deny: [] },
+  subscribe: { allow: [], deny: [] },
+};
+
+/** May `p` publish to the topic name `topic`? */
+export function canPublish(p: Principal, topic: string): boolean {
+  const r = p.grants.publish;
+  for (const d of r.deny) if (filterMatches(d, topic)) return false;
+  for (const a of r.allow) if (filterMatches(a, topic)) return true;
+  return false;
+}
+
+/**
+ * The verdict on a subscription filter:
+ * - `deny`: no allow filter covers it, or a deny filter covers it;
+ * - `allow`: covered by an allow filter and no deny filter overlaps it;
+ * - `filter`: allowed, but some deny filter overlaps part of it, so each delivery must be checked
+ *   with {@link canReceive}.
+ */
+export type SubscribeVerdict = 'allow' | 'deny' | 'filter';
+
+export function subscribeVerdict(p: Principal, filter: string): SubscribeVerdict {
+  const r = p.grants.subscribe;
+  let overlaps = false;
+  for (const d of r.deny) {
+    if (filterCovers(d, filter)) return 'deny';
+    if (filtersIntersect(d, filter)) overlaps = true;
+  }
+  for (const a of r.allow) if (filterCovers(a, filter)) return overlaps ? 'filter' : 'allow';
+  return 'deny';
+}
+
+/** May `p` receive a message on `topic`? (Per-delivery check for `filter` verdicts.) */
+export function canReceive(p: Principal, topic: string): boolean {
+  const r = p.grants.subscribe;
+  for (const d of r.deny) if (filterMatches(d, topic)) return false;
+  for (const a of r.allow) if (filterMatches(a, topic)) return true;
+  return false;
+}

@@ -1,0 +1,463 @@
+import { Delivery } from './encoded.js';
+import { OmnipushError } from './errors.js';
+import { canPublish, canReceive, subscribeVerdict, type Principal } from './grants.js';
+import { formatCursor, isExpired, messageBytes, parseCursor, type MessageInput, type StoredMessage } from './message.js';
+import type { AppendInput, RetentionRule, Store } from './store.js';
+import { validateFilter, validateTopic, DEFAULT_TOPIC_LIMITS, type TopicLimits } from './topic.js';
+import { SubscriptionTrie } from './trie.js';
+
+/** Figures the hub reports; the server turns them into metrics. All optional. */
+export interface HubObserver {
+  published?(count: number): void;
+  /** Messages handed to subscribers; `latencyMs` is publish→fan-out for the message. */
+  fannedOut?(deliveries: number, latencyMs: number): void;
+  storeLatency?(op: 'append' | 'history' | 'retained' | 'prune', seconds: number): void;
+  slowConsumerClosed?(transport: string): void;
+}
+
+/** What a transport implements to receive messages. */
+export interface HubSubscriber {
+  /** Transport name, for metrics (`sse`, `longpoll`, ...). */
+  readonly transport: string;
+  readonly principal: Principal;
+  /** Called in seq order, at most once per message. Must not throw; encode via `d.encoded(format)`. */
+  deliver(d: Delivery): void;
+  /** History the subscriber asked for is gone (pruned, or from another store); sent before the rest. */
+  gap(info: GapInfo): void;
+  /** The hub ends the subscription (slow consumer, shutdown). The transport closes its connection. */
+  close(reason: OmnipushError): void;
+}
+
+export interface GapInfo {
+  /** The cursor the subscriber resumed from. */
+  from: string;
+  reason: 'pruned' | 'unknown_epoch' | 'ahead';
+}
+
+/** A checked subscription request; produced by {@link Hub.checkSubscribe}. */
+export interface SubscribePlan {
+  filters: string[];
+  /** Per-delivery grant check needed (a deny filter overlaps a subscribed filter). */
+  perMessageCheck: boolean;
+  mode: 'retained' | 'live' | 'history';
+  afterSeq: number;
+  gap?: GapInfo;
+}
+
+export interface PublishRequest {
+  topic: string;
+  payload: Buffer;
+  contentType?: string;
+  event?: string;
+  properties?: Array<[string, string]>;
+  retain?: boolean;
+  /** Seconds until the message expires. */
+  ttl?: number;
+  qos?: 0 | 1 | 2;
+}
+
+export interface HubOptions {
+  limits?: TopicLimits;
+  maxPayloadBytes?: number;
+  /** Bytes a subscriber may have buffered (while catching up) before it is closed. */
+  maxQueueBytes?: number;
+  historyPageSize?: number;
+  retention?: RetentionRule[];
+  defaultRetention?: Omit<RetentionRule, 'filter'>;
+  observer?: HubObserver;
+  now?: () => number;
+}
+
+interface SubState {
+  sub: HubSubscriber;
+  filters: string[];
+  perMessageCheck: boolean;
+  /** Highest seq delivered; also deduplicates overlapping filters. */
+  lastSeq: number;
+  /** While catching up, live messages wait here. */
+  pending: StoredMessage[] | null;
+  pendingBytes: number;
+  closed: boolean;
+}
+
+interface PendingPublish {
+  input: AppendInput;
+  resolve: (m: StoredMessage) => void;
+  reject: (e: unknown) => void;
+}
+
+const CONTROL_RE = /[\r\n\0]/;
+
+/**
+ * The hub: validates and stores publishes in groups, fans them out to matching subscribers
+ * in seq order, and replays history or retained messages to (re)subscribing clients with no gap
+ * and no duplicate.
+ */
+export class Hub {
+  readonly limits: TopicLimits;
+  readonly maxPayloadBytes: number;
+  readonly maxQueueBytes: number;
+  private readonly pageSize: number;
+  private readonly retention: RetentionRule[];
+  private readonly defaultRetention: Omit<RetentionRule, 'filter'>;
+  private readonly observer: HubObserver;
+  private readonly now: () => number;
+
+  private readonly trie = new SubscriptionTrie<SubState>();
+  private readonly subs = new Map<HubSubscriber, SubState>();
+  private queue: PendingPublish[] = [];
+  private flushing = false;
+  private flushScheduled = false;
+  /** Last seq fanned out: everything at or below it is in the store and was offered to subscribers. */
+  private head: number;
+  private catchingUp = 0;
+  private closed = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    readonly store: Store,
+    opts: HubOptions = {},
+  ) {
+    this.limits = opts.limits ?? DEFAULT_TOPIC_LIMITS;
+    this.maxPayloadBytes = opts.maxPayloadBytes ?? 1024 * 1024;
+    this.maxQueueBytes = opts.maxQueueBytes ?? 4 * 1024 * 1024;
+    this.pageSize = opts.historyPageSize ?? 500;
+    this.retention = opts.retention ?? [];
+    this.defaultRetention = opts.defaultRetention ?? { maxCount: 1000, maxAgeMs: 24 * 3600_000 };
+    this.observer = opts.observer ?? {};
+    this.now = opts.now ?? Date.now;
+    this.head = store.lastSeq();
+  }
+
+  get epoch(): string {
+    return this.store.epoch;
+  }
+
+  /** Cursor of the newest message fanned out (what a client holding "everything so far" resumes from). */
+  headCursor(): string {
+    return formatCursor(this.store.epoch, this.head);
+  }
+
+  get subscriberCount(): number {
+    return this.subs.size;
+  }
+
+  // ---------------------------------------------------------------- publish
+
+  /** Validates a publish against limits and grants; throws {@link OmnipushError}. */
+  checkPublish(p: Principal, req: PublishRequest): AppendInput {
+    const topic = validateTopic(req.topic, this.limits);
+    if (!canPublish(p, topic)) {
+      throw new OmnipushError('forbidden', `not allowed to publish to ${JSON.stringify(topic)}`, { topic });
+    }
+    if (!Buffer.isBuffer(req.payload)) throw new OmnipushError('invalid_request', 'payload must be bytes');
+    if (req.payload.length > this.maxPayloadBytes) {
+      throw new OmnipushError(
+        'payload_too_large',
+        `payload is ${req.payload.length} bytes; the limit is ${this.maxPayloadBytes}`,
+        { limit: this.maxPayloadBytes },
+      );
+    }
+    if (req.event !== undefined && (typeof req.event !== 'string' || req.event === '' || CONTROL_RE.test(req.event) || req.event.length > 256)) {
+      throw new OmnipushError('invalid_request', 'event must be 1..256 characters without CR, LF or NUL');
+    }
+    if (req.contentType !== undefined && (typeof req.contentType !== 'string' || CONTROL_RE.test(req.contentType) || req.contentType.length > 256)) {
+      throw new OmnipushError('invalid_request', 'contentType must be up to 256 characters without CR, LF or NUL');
+    }
+    if (req.properties !== undefined) {
+      if (!Array.isArray(req.properties) || req.properties.length > 64) {
+        throw new OmnipushError('invalid_request', 'properties must be at most 64 name/value pairs');
+      }
+      for (const pair of req.properties) {
+        if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string' || pair[0].length + pair[1].length > 4096) {
+          throw new OmnipushError('invalid_request', 'each property is a [name, value] pair of strings (name + value ≤ 4096 characters)');
+        }
+      }
+    }
+    let expiresAt: number | undefined;
+    const now = this.now();
+    if (req.ttl !== undefined) {
+      if (typeof req.ttl !== 'number' || !Number.isFinite(req.ttl) || req.ttl <= 0 || req.ttl > 10 * 365 * 86400) {
+        throw new OmnipushError('invalid_request', 'ttl must be a positive number of seconds');
+      }
+      expiresAt = now + Math.round(req.ttl * 1000);
+    }
+    if (req.qos !== undefined && req.qos !== 0 && req.qos !== 1 && req.qos !== 2) {
+      throw new OmnipushError('invalid_request', 'qos must be 0, 1 or 2');
+    }
+    const input: AppendInput = { topic, payload: req.payload, retain: req.retain === true, publishedAt: now, publisher: p.id };
+    if (req.contentType) input.contentType = req.contentType;
+    if (req.event) input.event = req.event;
+    if (req.properties && req.properties.length) input.properties = req.properties;
+    if (expiresAt !== undefined) input.expiresAt = expiresAt;
+    if (req.qos !== undefined) input.qos = req.qos;
+    return input;
+  }
+
+  /** Publishes one message; resolves with it (and its cursor) once it is durable and fanned out. */
+  publish(p: Principal, req: PublishRequest): Promise<StoredMessage> {
+    return this.enqueue(this.checkPublish(p, req));
+  }
+
+  /** Publishes several messages atomically with respect to validation: all are checked before any is stored. */
+  publishMany(p: Principal, reqs: PublishRequest[]): Promise<StoredMessage[]> {
+    const inputs = reqs.map((r) => this.checkPublish(p, r));
+    return Promise.all(inputs.map((i) => this.enqueue(i)));
+  }
+
+  /** Publishes an already-checked input (doors that validate themselves, e.g. MQTT). */
+  enqueue(input: AppendInput | MessageInput): Promise<StoredMessage> {
+    if (this.closed) return Promise.reject(new OmnipushError('shutting_down', 'server is shutting down'));
+    const full: AppendInput = 'publishedAt' in input ? (input as AppendInput) : { ...input, publishedAt: this.now() };
+    return new Promise((resolve, reject) => {
+      this.queue.push({ input: full, resolve, reject });
+      this.scheduleFlush();
+    });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.flushing) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      while (this.queue.length) {
+        const batch = this.queue;
+        this.queue = [];
+        let stored: StoredMessage[];
+        const t0 = performance.now();
+        try {
+          stored = await this.store.append(batch.map((b) => b.input));
+        } catch (e) {
+          for (const b of batch) b.reject(e);
+          continue;
+        }
+        this.observer.storeLatency?.('append', (performance.now() - t0) / 1000);
+        this.observer.published?.(stored.length);
+        for (let i = 0; i < stored.length; i++) {
+          this.fanOut(stored[i]);
+          batch[i].resolve(stored[i]);
+        }
+      }
+    } finally {
+      this.flushing = false;
+      if (this.queue.length) this.scheduleFlush();
+      else for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  private fanOut(m: StoredMessage): void {
+    this.head = m.seq;
+    const d = new Delivery(m);
+    let n = 0;
+    this.trie.match(m.topic, (st) => {
+      if (st.closed || st.lastSeq >= m.seq) return;
+      if (st.perMessageCheck && !canReceive(st.sub.principal, m.topic)) return;
+      if (st.pending) {
+        // catching up: keep it, and use lastSeq only to deduplicate overlapping filters
+        if (st.pending.length && st.pending[st.pending.length - 1].seq === m.seq) return;
+        st.pending.push(m);
+        st.pendingBytes += messageBytes(m);
+        if (st.pendingBytes > this.maxQueueBytes) this.closeSlow(st);
+        return;
+      }
+      st.lastSeq = m.seq;
+      n++;
+      st.sub.deliver(d);
+    });
+    this.observer.fannedOut?.(n, this.now() - m.publishedAt);
+  }
+
+  private closeSlow(st: SubState): void {
+    this.observer.slowConsumerClosed?.(st.sub.transport);
+    this.detach(st);
+    st.sub.close(new OmnipushError('slow_consumer', `subscriber fell more than ${this.maxQueueBytes} bytes behind; resume from your last cursor`));
+  }
+
+  /** Resolves once every publish accepted so far is stored and fanned out. */
+  idle(): Promise<void> {
+    if (!this.flushing && !this.flushScheduled && this.queue.length === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  // ---------------------------------------------------------------- subscribe
+
+  /**
+   * Validates filters and grants and works out where the subscription starts. `since` is a cursor,
+   * `all` (every stored message), `now` (live only) or undefined (retained messages, then live).
+   * Throws {@link OmnipushError} (invalid_filter, invalid_cursor, forbidden).
+   */
+  checkSubscribe(p: Principal, filters: string[], since?: string): SubscribePlan {
+    if (filters.length === 0) throw new OmnipushError('invalid_filter', 'at least one topic filter is required');
+    if (filters.length > 64) throw new OmnipushError('invalid_filter', 'at most 64 topic filters per subscription');
+    let perMessageCheck = false;
+    const checked: string[] = [];
+    for (const f of filters) {
+      const filter = validateFilter(f, this.limits);
+      const v = subscribeVerdict(p, filter);
+      if (v === 'deny') throw new OmnipushError('forbidden', `not allowed to subscribe to ${JSON.stringify(filter)}`, { topic: filter });
+      if (v === 'filter') perMessageCheck = true;
+      if (!checked.includes(filter)) checked.push(filter);
+    }
+    const plan: SubscribePlan = { filters: checked, perMessageCheck, mode: 'retained', afterSeq: 0 };
+    if (since === undefined || since === '') return plan;
+    if (since === 'now') return { ...plan, mode: 'live', afterSeq: this.head };
+    if (since === 'all' || since === '0') return { ...plan, mode: 'history', afterSeq: 0 };
+    const c = parseCursor(since);
+    if (c.epoch !== this.store.epoch) return { ...plan, mode: 'history', afterSeq: 0, gap: { from: since, reason: 'unknown_epoch' } };
+    if (c.seq > this.store.lastSeq()) return { ...plan, mode: 'history', afterSeq: 0, gap: { from: since, reason: 'ahead' } };
+    return { ...plan, mode: 'history', afterSeq: c.seq };
+  }
+
+  /**
+   * Attaches a subscriber: replays what the plan asks for (gap signal first if history is missing),
+   * then live messages, with no gap and no duplicate. Resolves once the replay is handed over.
+   */
+  async subscribe(sub: HubSubscriber, plan: SubscribePlan): Promise<void> {
+    if (this.closed) throw new OmnipushError('shutting_down', 'server is shutting down');
+    if (this.subs.has(sub)) throw new OmnipushError('invalid_request', 'already subscribed');
+    const st: SubState = {
+      sub,
+      filters: plan.filters,
+      perMessageCheck: plan.perMessageCheck,
+      lastSeq: this.head,
+      pending: plan.mode === 'live' ? null : [],
+      pendingBytes: 0,
+      closed: false,
+    };
+    this.subs.set(sub, st);
+    for (const f of st.filters) this.trie.add(f, st);
+    if (!st.pending) return;
+
+    const upTo = this.head;
+    this.catchingUp++;
+    try {
+      let gap = plan.gap;
+      if (!gap && plan.mode === 'history' && plan.afterSeq > 0) {
+        const pruned = await this.store.prunedThrough(st.filters);
+        if (pruned > plan.afterSeq) gap = { from: formatCursor(this.store.epoch, plan.afterSeq), reason: 'pruned' };
+      }
+      if (st.closed) return;
+      if (gap) sub.gap(gap);
+      if (plan.mode === 'retained') {
+        const t0 = performance.now();
+        const retained = await this.store.retained(st.filters, this.now());
+        this.observer.storeLatency?.('retained', (performance.now() - t0) / 1000);
+        for (const m of retained) {
+          if (st.closed) return;
+          if (m.seq > upTo) continue; // arrives through `pending`
+          this.replay(st, m);
+        }
+      } else {
+        let after = plan.afterSeq;
+        for (;;) {
+          const t0 = performance.now();
+          const page = await this.store.history({ filters: st.filters, afterSeq: after, toSeq: upTo, limit: this.pageSize, now: this.now() });
+          this.observer.storeLatency?.('history', (performance.now() - t0) / 1000);
+          if (st.closed) return;
+          for (const m of page) {
+            this.replay(st, m);
+            if (st.closed) return;
+          }
+          if (page.length < this.pageSize) break;
+          after = page[page.length - 1].seq;
+        }
+      }
+      const pending = st.pending;
+      st.pending = null;
+      st.pendingBytes = 0;
+      st.lastSeq = Math.max(st.lastSeq, upTo);
+      for (const m of pending) {
+        if (st.closed) return;
+        this.replay(st, m);
+      }
+    } finally {
+      this.catchingUp--;
+    }
+  }
+
+  private replay(st: SubState, m: StoredMessage): void {
+    if (st.perMessageCheck && !canReceive(st.sub.principal, m.topic)) return;
+    st.lastSeq = Math.max(st.lastSeq, m.seq);
+    st.sub.deliver(new Delivery(m));
+  }
+
+  /** Detaches a subscriber (idempotent). */
+  unsubscribe(sub: HubSubscriber): void {
+    const st = this.subs.get(sub);
+    if (st) this.detach(st);
+  }
+
+  private detach(st: SubState): void {
+    if (st.closed) return;
+    st.closed = true;
+    st.pending = null;
+    this.subs.delete(st.sub);
+    for (const f of st.filters) this.trie.remove(f, st);
+  }
+
+  // ---------------------------------------------------------------- history
+
+  /**
+   * Reads stored messages for `filters` after `since` (a cursor, `all`, or undefined = all), up to
+   * `limit`. `gap` is true when some of that history was pruned or the cursor is unknown.
+   */
+  async history(p: Principal, filters: string[], since: string | undefined, limit: number): Promise<{ messages: StoredMessage[]; gap: boolean; cursor: string; more: boolean }> {
+    const plan = this.checkSubscribe(p, filters, since === undefined || since === '' || since === 'now' ? 'all' : since);
+    let gap = !!plan.gap;
+    if (!gap && plan.afterSeq > 0) gap = (await this.store.prunedThrough(plan.filters)) > plan.afterSeq;
+    const upTo = this.head;
+    const out: StoredMessage[] = [];
+    let after = plan.afterSeq;
+    let more = false;
+    while (out.length < limit) {
+      const want = limit - out.length;
+      const page = await this.store.history({ filters: plan.filters, afterSeq: after, toSeq: upTo, limit: want + 1, now: this.now() });
+      for (const m of page) {
+        if (plan.perMessageCheck && !canReceive(p, m.topic)) continue;
+        if (out.length === limit) {
+          more = true;
+          break;
+        }
+        out.push(m);
+      }
+      if (more || page.length <= want) break;
+      after = page[page.length - 1].seq;
+    }
+    const cursor = more ? out[out.length - 1].cursor : formatCursor(this.store.epoch, upTo);
+    return { messages: out, gap, cursor, more };
+  }
+
+  // ---------------------------------------------------------------- upkeep
+
+  /** Applies retention; skipped while a subscriber is replaying (so a replay never loses a page silently). */
+  async prune(): Promise<number> {
+    if (this.catchingUp > 0) return 0;
+    const t0 = performance.now();
+    const n = await this.store.prune(this.now(), this.retention, this.defaultRetention);
+    this.observer.storeLatency?.('prune', (performance.now() - t0) / 1000);
+    return n;
+  }
+
+  /** Stops taking publishes, waits for accepted ones, and closes every subscriber with `reason`. */
+  async close(reason = new OmnipushError('shutting_down', 'server is shutting down')): Promise<void> {
+    this.closed = true;
+    await this.idle();
+    for (const st of [...this.subs.values()]) {
+      this.detach(st);
+      st.sub.close(reason);
+    }
+  }
+
+  /** Is `m` still deliverable now? */
+  isLive(m: StoredMessage): boolean {
+    return !isExpired(m, this.now());
+  }
+}

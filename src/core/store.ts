@@ -1,0 +1,55 @@
+import type { MessageInput, StoredMessage } from './message.js';
+
+/** How long a topic's history is kept. The first rule whose filter matches a topic applies. */
+export interface RetentionRule {
+  filter: string;
+  /** Keep at most this many messages per topic. */
+  maxCount: number;
+  /** Drop messages older than this (ms). */
+  maxAgeMs: number;
+}
+
+export interface HistoryQuery {
+  filters: string[];
+  /** Exclusive lower bound. */
+  afterSeq: number;
+  /** Inclusive upper bound. */
+  toSeq: number;
+  limit: number;
+  /** Messages expired at this time (ms) are left out. */
+  now: number;
+}
+
+export interface AppendInput extends MessageInput {
+  publishedAt: number;
+}
+
+/**
+ * Where history, retained messages and small server state live. Async so that a networked
+ * store fits behind it; implementations: memory, sqlite (and later redis).
+ */
+export interface Store {
+  readonly kind: string;
+  /** Names this store's history; part of every cursor. Valid after open(). */
+  readonly epoch: string;
+  open(): Promise<void>;
+  /**
+   * Appends messages in order, assigning consecutive seqs, and updates retained state
+   * (a retained message with an empty payload clears its topic's retained message).
+   * Resolves only once the batch is durable.
+   */
+  append(batch: AppendInput[]): Promise<StoredMessage[]>;
+  /** Messages with afterSeq < seq <= toSeq on topics matching any filter, ascending by seq. */
+  history(q: HistoryQuery): Promise<StoredMessage[]>;
+  /** The highest seq ever pruned from a topic matching any of the filters (0 if none). */
+  prunedThrough(filters: string[]): Promise<number>;
+  /** The retained message of every topic matching the filters, ascending by seq, expired ones left out. */
+  retained(filters: string[], now: number): Promise<StoredMessage[]>;
+  /** The last seq assigned (0 for an empty store). */
+  lastSeq(): number;
+  /** Applies retention rules; returns how many messages were removed. */
+  prune(now: number, rules: RetentionRule[], fallback: Omit<RetentionRule, 'filter'>): Promise<number>;
+  getMeta(key: string): Promise<string | undefined>;
+  setMeta(key: string, value: string): Promise<void>;
+  close(): Promise<void>;
+}

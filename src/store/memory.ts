@@ -1,0 +1,121 @@
+import type { StoredMessage } from '../core/message.js';
+import { formatCursor, isExpired } from '../core/message.js';
+import type { AppendInput, HistoryQuery, RetentionRule, Store } from '../core/store.js';
+import { filterMatches, isWildcardFilter } from '../core/topic.js';
+import { newEpoch } from './epoch.js';
+import { retentionFor } from './retention.js';
+
+interface TopicLog {
+  messages: StoredMessage[];
+  prunedThrough: number;
+}
+
+/** Everything in process memory; gone at exit. For tests, benchmarks and throwaway servers. */
+export class MemoryStore implements Store {
+  readonly kind = 'memory';
+  epoch = newEpoch();
+  private seq = 0;
+  /** Every message in seq order (across topics), for scans by wildcard filters. */
+  private all: StoredMessage[] = [];
+  private topics = new Map<string, TopicLog>();
+  private retainedByTopic = new Map<string, StoredMessage>();
+  private meta = new Map<string, string>();
+
+  async open(): Promise<void> {}
+
+  async append(batch: AppendInput[]): Promise<StoredMessage[]> {
+    const out: StoredMessage[] = [];
+    for (const input of batch) {
+      const seq = ++this.seq;
+      const m: StoredMessage = { ...input, retain: input.retain === true, seq, cursor: formatCursor(this.epoch, seq) };
+      this.all.push(m);
+      let log = this.topics.get(m.topic);
+      if (!log) this.topics.set(m.topic, (log = { messages: [], prunedThrough: 0 }));
+      log.messages.push(m);
+      if (m.retain) {
+        if (m.payload.length === 0) this.retainedByTopic.delete(m.topic);
+        else this.retainedByTopic.set(m.topic, m);
+      }
+      out.push(m);
+    }
+    return out;
+  }
+
+  async history(q: HistoryQuery): Promise<StoredMessage[]> {
+    const out: StoredMessage[] = [];
+    if (q.filters.length === 1 && !isWildcardFilter(q.filters[0])) {
+      const log = this.topics.get(q.filters[0]);
+      if (!log) return out;
+      collect(log.messages, q, () => true, out);
+      return out;
+    }
+    collect(this.all, q, (m) => q.filters.some((f) => filterMatches(f, m.topic)), out);
+    return out;
+  }
+
+  async prunedThrough(filters: string[]): Promise<number> {
+    let max = 0;
+    for (const [topic, log] of this.topics) {
+      if (log.prunedThrough > max && filters.some((f) => filterMatches(f, topic))) max = log.prunedThrough;
+    }
+    return max;
+  }
+
+  async retained(filters: string[], now: number): Promise<StoredMessage[]> {
+    const out: StoredMessage[] = [];
+    for (const [topic, m] of this.retainedByTopic) {
+      if (isExpired(m, now)) continue;
+      if (filters.some((f) => filterMatches(f, topic))) out.push(m);
+    }
+    return out.sort((a, b) => a.seq - b.seq);
+  }
+
+  lastSeq(): number {
+    return this.seq;
+  }
+
+  async prune(now: number, rules: RetentionRule[], fallback: Omit<RetentionRule, 'filter'>): Promise<number> {
+    let removed = 0;
+    const gone = new Set<number>();
+    for (const [topic, log] of this.topics) {
+      const r = retentionFor(topic, rules, fallback);
+      const msgs = log.messages;
+      let cut = Math.max(0, msgs.length - r.maxCount);
+      while (cut < msgs.length && (now - msgs[cut].publishedAt > r.maxAgeMs || isExpired(msgs[cut], now))) cut++;
+      if (cut === 0) continue;
+      for (let i = 0; i < cut; i++) gone.add(msgs[i].seq);
+      log.prunedThrough = Math.max(log.prunedThrough, msgs[cut - 1].seq);
+      log.messages = msgs.slice(cut);
+      removed += cut;
+    }
+    if (removed) this.all = this.all.filter((m) => !gone.has(m.seq));
+    return removed;
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    return this.meta.get(key);
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    this.meta.set(key, value);
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Appends messages of `list` (ascending by seq) inside the query window to `out`. */
+function collect(list: StoredMessage[], q: HistoryQuery, keep: (m: StoredMessage) => boolean, out: StoredMessage[]): void {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (list[mid].seq <= q.afterSeq) lo = mid + 1;
+    else hi = mid;
+  }
+  for (let i = lo; i < list.length && out.length < q.limit; i++) {
+    const m = list[i];
+    if (m.seq > q.toSeq) break;
+    if (isExpired(m, q.now) || !keep(m)) continue;
+    out.push(m);
+  }
+}
