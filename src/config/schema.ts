@@ -1,0 +1,159 @@
+import { z } from 'zod';
+
+/** A topic-filter list for one action, as written in config files and JWT claims. */
+const filterList = z.array(z.string().min(1)).max(1000);
+
+/** Grants as written in config and in the JWT claim: allow lists, and deny lists that win. */
+export const grantsSchema = z
+  .object({
+    publish: filterList.default([]),
+    subscribe: filterList.default([]),
+    deny: z
+      .object({ publish: filterList.default([]), subscribe: filterList.default([]) })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type GrantsConfig = z.infer<typeof grantsSchema>;
+
+const seconds = z.number().positive().finite();
+const bytes = z.number().int().positive();
+
+const retentionRuleSchema = z
+  .object({
+    filter: z.string().min(1),
+    maxCount: z.number().int().positive().optional(),
+    /** seconds */
+    maxAge: seconds.optional(),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    http: z
+      .object({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8080),
+        /** Allowed CORS origins; `*` for any. Empty: no CORS headers. */
+        corsOrigins: z.array(z.string()).default(['*']),
+        maxHeaderBytes: bytes.default(16 * 1024),
+        /** Largest request body accepted by the publish API (a batch may carry many messages). */
+        maxBodyBytes: bytes.default(4 * 1024 * 1024),
+        /** Serve the public URL under this base in discovery (default: derived from the request's Host). */
+        publicUrl: z.string().url().optional(),
+      })
+      .strict()
+      .default({}),
+    store: z
+      .object({
+        kind: z.enum(['sqlite', 'memory']).default('sqlite'),
+        /** Directory for the sqlite database. */
+        dir: z.string().min(1).default('./data'),
+        /** `normal` survives a process crash (kill -9); `full` also survives power loss, slower. */
+        synchronous: z.enum(['normal', 'full']).default('normal'),
+      })
+      .strict()
+      .default({}),
+    limits: z
+      .object({
+        maxPayloadBytes: bytes.default(1024 * 1024),
+        maxTopicBytes: bytes.max(65535).default(1024),
+        maxTopicLevels: z.number().int().positive().max(1024).default(32),
+        /** Bytes a subscriber may fall behind before its connection is closed. */
+        maxQueueBytes: bytes.default(4 * 1024 * 1024),
+        /** Streaming connections (SSE + held polls + ...) this process accepts. */
+        maxConnections: z.number().int().positive().default(18000),
+      })
+      .strict()
+      .default({}),
+    history: z
+      .object({
+        maxCount: z.number().int().positive().default(1000),
+        /** seconds */
+        maxAge: seconds.default(24 * 3600),
+        /** Per-filter overrides; the first matching rule wins. */
+        rules: z.array(retentionRuleSchema).default([]),
+        /** seconds between retention sweeps */
+        pruneInterval: seconds.default(5),
+      })
+      .strict()
+      .default({}),
+    sse: z
+      .object({
+        /** seconds between heartbeat comments */
+        heartbeat: seconds.default(15),
+        /** `retry:` advice to clients, ms */
+        retry: z.number().int().min(0).default(2000),
+      })
+      .strict()
+      .default({}),
+    longpoll: z
+      .object({
+        /** seconds a poll is held when nothing is there */
+        defaultTimeout: seconds.default(25),
+        maxTimeout: seconds.default(120),
+        /** most messages returned by one poll */
+        maxMessages: z.number().int().positive().default(100),
+      })
+      .strict()
+      .default({}),
+    auth: z
+      .object({
+        /**
+         * Let requests without credentials in, with `anonymous` grants. Default: true when no JWT
+         * key is configured (then the server must bind to loopback), false otherwise.
+         */
+        allowAnonymous: z.boolean().optional(),
+        /** Grants of anonymous requests. Default: everything when no auth is configured, else nothing. */
+        anonymous: grantsSchema.optional(),
+        jwt: z
+          .object({
+            /** HS256 shared secret. */
+            secret: z.string().min(16).optional(),
+            /** PEM public keys (or paths to PEM files) for RS256, ES256 and EdDSA. */
+            publicKeys: z.array(z.string().min(1)).default([]),
+            /** Path to a JWKS file. */
+            jwksFile: z.string().min(1).optional(),
+            issuer: z.string().optional(),
+            audience: z.string().optional(),
+            /** Name of the claim holding the grants. */
+            claim: z.string().min(1).default('omnipush'),
+          })
+          .strict()
+          .optional(),
+        /** Cookie read for a token when no header or query parameter carries one (EventSource). */
+        cookieName: z.string().min(1).default('omnipush_token'),
+      })
+      .strict()
+      .default({}),
+    log: z
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+/** What a config file (or a test) may give: every key optional. */
+export type ConfigInput = z.input<typeof configSchema>;
+
+/**
+ * Checks and completes a config object. Throws an Error whose message names each bad key
+ * (`http.port: Expected number, received string`).
+ */
+export function parseConfig(input: unknown): Config {
+  const r = configSchema.safeParse(input ?? {});
+  if (r.success) return r.data;
+  const lines = r.error.issues.map((i) => {
+    const path = i.path.join('.') || '(root)';
+    if (i.code === 'unrecognized_keys') {
+      const base = i.path.length ? `${i.path.join('.')}.` : '';
+      return `unknown key${i.keys.length > 1 ? 's' : ''}: ${i.keys.map((k) => base + k).join(', ')}`;
+    }
+    return `${path}: ${i.message}`;
+  });
+  throw new Error(`invalid configuration:\n  ${lines.join('\n  ')}`);
+}
