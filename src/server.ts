@@ -1,15 +1,98 @@
-// placeholder: the composition root is being written; see startServer below.
+import type { IncomingMessage } from 'node:http';
+import { destination, pino, type Logger } from 'pino';
+import { createAuthenticator } from './auth/authenticator.js';
 import type { Config } from './config/schema.js';
-import type { Hub } from './core/hub.js';
+import { Hub } from './core/hub.js';
+import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
+import { Metrics } from './metrics/metrics.js';
+import { createStore } from './store/index.js';
+import { ConnectionBudget, type TransportContext } from './transports/context.js';
+import { requestToken } from './wire/http-request.js';
 
 export interface RunningServer {
   /** Base URL of the HTTP door, e.g. http://127.0.0.1:41234 */
   readonly http: string;
   readonly hub: Hub;
+  readonly metrics: Metrics;
   /** Stops accepting, ends streams cleanly, flushes and closes the store. */
   close(): Promise<void>;
 }
 
-export async function startServer(_config: Config): Promise<RunningServer> {
-  throw new Error('not yet');
+export interface StartOptions {
+  /** Logger to use; by default pino to stderr at `config.log.level`. */
+  log?: Logger;
+}
+
+/** Builds store, hub, auth and doors from `config` and starts listening. */
+export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
+  const log = opts.log ?? pino({ level: config.log.level, base: undefined }, destination(2));
+  const store = await createStore(config.store);
+  const metrics = new Metrics();
+  const hub = new Hub(store, {
+    limits: { maxTopicBytes: config.limits.maxTopicBytes, maxTopicLevels: config.limits.maxTopicLevels },
+    maxPayloadBytes: config.limits.maxPayloadBytes,
+    maxQueueBytes: config.limits.maxQueueBytes,
+    retention: config.history.rules.map((r) => ({
+      filter: r.filter,
+      maxCount: r.maxCount ?? config.history.maxCount,
+      maxAgeMs: (r.maxAge ?? config.history.maxAge) * 1000,
+    })),
+    defaultRetention: { maxCount: config.history.maxCount, maxAgeMs: config.history.maxAge * 1000 },
+    observer: metrics.hubObserver(),
+  });
+  const auth = await createAuthenticator(config.auth);
+  let draining = false;
+
+  const corsOrigins = config.http.corsOrigins;
+  const ctx: TransportContext = {
+    hub,
+    config,
+    metrics,
+    log,
+    connections: new ConnectionBudget(config.limits.maxConnections),
+    authenticate: (req: IncomingMessage, url: URL) => auth.authenticate(requestToken(req, url, config.auth.cookieName)),
+    commonHeaders: (req: IncomingMessage) => {
+      const h: Record<string, string> = { Link: `<${DISCOVERY_PATH}>; rel="omnipush"` };
+      const origin = req.headers.origin;
+      if (corsOrigins.includes('*')) h['Access-Control-Allow-Origin'] = '*';
+      else if (origin && corsOrigins.includes(origin)) {
+        h['Access-Control-Allow-Origin'] = origin;
+        h['Access-Control-Allow-Credentials'] = 'true';
+        h.Vary = 'Origin';
+      }
+      if (h['Access-Control-Allow-Origin']) h['Access-Control-Expose-Headers'] = 'Link';
+      return h;
+    },
+    draining: () => draining,
+  };
+
+  const door = new HttpDoor(ctx);
+  const addr = await door.listen(config.http.host, config.http.port);
+  const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
+  const httpUrl = `http://${host}:${addr.port}`;
+
+  const pruneTimer = setInterval(() => {
+    hub.prune().catch((e: unknown) => log.error({ err: e }, 'history pruning failed'));
+  }, config.history.pruneInterval * 1000);
+  pruneTimer.unref();
+
+  log.info({ http: httpUrl, store: store.kind, epoch: store.epoch }, 'omnipush listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    http: httpUrl,
+    hub,
+    metrics,
+    close() {
+      closing ??= (async () => {
+        draining = true;
+        clearInterval(pruneTimer);
+        await hub.close();
+        await door.close();
+        await store.close();
+        log.info('omnipush stopped');
+      })();
+      return closing;
+    },
+  };
 }

@@ -26,6 +26,11 @@ export interface HubSubscriber {
   gap(info: GapInfo): void;
   /** The hub ends the subscription (slow consumer, shutdown). The transport closes its connection. */
   close(reason: OmnipushError): void;
+  /**
+   * Flow control for replays: a promise that settles when the subscriber can take more, or
+   * null when it can now. Live messages meanwhile wait in the (bounded) pending list.
+   */
+  backpressure?(): Promise<void> | null;
 }
 
 export interface GapInfo {
@@ -354,6 +359,8 @@ export class Hub {
           if (st.closed) return;
           if (m.seq > upTo) continue; // arrives through `pending`
           this.replay(st, m);
+          const wait = sub.backpressure?.();
+          if (wait) await wait;
         }
       } else {
         let after = plan.afterSeq;
@@ -364,6 +371,8 @@ export class Hub {
           if (st.closed) return;
           for (const m of page) {
             this.replay(st, m);
+            const wait = sub.backpressure?.();
+            if (wait) await wait;
             if (st.closed) return;
           }
           if (page.length < this.pageSize) break;

@@ -1,0 +1,50 @@
+import type { IncomingMessage } from 'node:http';
+import type { TransportContext } from '../transports/context.js';
+import { VERSION } from '../version.js';
+
+/** Base URL clients should use: the configured public URL, else what the request was sent to. */
+export function baseUrl(ctx: TransportContext, req: IncomingMessage): string {
+  if (ctx.config.http.publicUrl) return ctx.config.http.publicUrl.replace(/\/+$/, '');
+  const host = req.headers.host && /^[A-Za-z0-9.:[\]-]+$/.test(req.headers.host) ? req.headers.host : `${ctx.config.http.host}:${ctx.config.http.port}`;
+  return `http://${host}`;
+}
+
+/**
+ * `GET /.well-known/omnipush`: what this server offers, so a client can start from any URL
+ * (every response carries a `Link` to here) and pick a transport.
+ */
+export function discoveryDocument(ctx: TransportContext, req: IncomingMessage): Record<string, unknown> {
+  const base = baseUrl(ctx, req);
+  const { limits, longpoll, sse, auth } = ctx.config;
+  return {
+    server: 'omnipush',
+    version: VERSION,
+    epoch: ctx.hub.epoch,
+    cursor: ctx.hub.headCursor(),
+    transports: {
+      sse: { url: `${base}/v1/sse`, resume: ['Last-Event-ID', 'since'], formats: ['raw', 'json'], heartbeatSeconds: sse.heartbeat },
+      longpoll: { url: `${base}/v1/poll`, defaultTimeoutSeconds: longpoll.defaultTimeout, maxTimeoutSeconds: longpoll.maxTimeout, maxMessages: longpoll.maxMessages },
+    },
+    endpoints: {
+      publish: `${base}/v1/publish`,
+      publishRaw: `${base}/v1/topics/{topic}`,
+      history: `${base}/v1/history`,
+      health: `${base}/healthz`,
+      ready: `${base}/readyz`,
+      metrics: `${base}/metrics`,
+    },
+    limits: {
+      maxPayloadBytes: limits.maxPayloadBytes,
+      maxTopicBytes: limits.maxTopicBytes,
+      maxTopicLevels: limits.maxTopicLevels,
+      maxQueueBytes: limits.maxQueueBytes,
+      maxBodyBytes: ctx.config.http.maxBodyBytes,
+    },
+    auth: {
+      bearer: true,
+      queryParameter: 'access_token',
+      cookie: auth.cookieName,
+      anonymous: auth.allowAnonymous ?? !auth.jwt,
+    },
+  };
+}

@@ -1,0 +1,151 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { OmnipushError } from '../core/errors.js';
+import type { TransportContext } from '../transports/context.js';
+import { LongPollTransport } from '../transports/longpoll/longpoll-transport.js';
+import { SseTransport } from '../transports/sse/sse-transport.js';
+import { errorBody, sendError, sendJson } from '../wire/http-respond.js';
+import { discoveryDocument } from './discovery.js';
+import { handleHistory, handlePublishJson, handlePublishRaw } from './publish-api.js';
+
+export const DISCOVERY_PATH = '/.well-known/omnipush';
+
+/** The one HTTP server: routing, publish API, discovery, health, metrics; mounts SSE and long-poll. */
+export class HttpDoor {
+  readonly server: Server;
+  readonly sse: SseTransport;
+  readonly longpoll: LongPollTransport;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(private readonly ctx: TransportContext) {
+    this.sse = new SseTransport(ctx);
+    this.longpoll = new LongPollTransport(ctx);
+    this.server = createServer(
+      { maxHeaderSize: ctx.config.http.maxHeaderBytes, requestTimeout: 30_000, headersTimeout: 20_000, keepAliveTimeout: 5_000 },
+      (req, res) => void this.route(req, res),
+    );
+    this.server.on('connection', (s: Socket) => {
+      this.sockets.add(s);
+      s.once('close', () => this.sockets.delete(s));
+    });
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (!socket.writable) return socket.destroy();
+      const tooBig = err.code === 'HPE_HEADER_OVERFLOW';
+      const status = tooBig ? 431 : 400;
+      const body = JSON.stringify(
+        errorBody(new OmnipushError('invalid_request', tooBig ? `request headers exceed ${ctx.config.http.maxHeaderBytes} bytes` : 'malformed HTTP request')),
+      );
+      socket.end(
+        `HTTP/1.1 ${status} ${tooBig ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    });
+  }
+
+  listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        const a = this.server.address();
+        if (!a || typeof a === 'string') return reject(new Error('no address'));
+        resolve({ host: a.address, port: a.port });
+      });
+    });
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { ctx } = this;
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      return sendError(res, new OmnipushError('invalid_request', 'malformed request URL'));
+    }
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    const headers = ctx.commonHeaders(req);
+    res.once('finish', () => ctx.metrics.httpRequests.inc({ route: routeLabel(path), status: String(res.statusCode) }));
+    try {
+      if (method === 'OPTIONS') return this.preflight(req, res, headers);
+      if (path === '/v1/sse') return await this.only(method, ['GET'], () => this.sse.handle(req, res, url));
+      if (path === '/v1/poll') return await this.only(method, ['GET'], () => this.longpoll.handle(req, res, url));
+      if (path === '/v1/publish') {
+        return await this.only(method, ['POST'], async () => handlePublishJson(ctx, req, res, await ctx.authenticate(req, url)));
+      }
+      if (path.startsWith('/v1/topics/')) {
+        return await this.only(method, ['POST', 'PUT'], async () => {
+          const topic = decodeTopicPath(path.slice('/v1/topics/'.length));
+          await handlePublishRaw(ctx, req, res, await ctx.authenticate(req, url), topic, url);
+        });
+      }
+      if (path === '/v1/history') {
+        return await this.only(method, ['GET'], async () => handleHistory(ctx, req, res, await ctx.authenticate(req, url), url));
+      }
+      if (path === DISCOVERY_PATH) return await this.only(method, ['GET', 'HEAD'], async () => sendJson(res, 200, discoveryDocument(ctx, req), headers));
+      if (path === '/healthz') return await this.only(method, ['GET', 'HEAD'], async () => sendJson(res, 200, { status: 'ok' }, headers));
+      if (path === '/readyz') {
+        return await this.only(method, ['GET', 'HEAD'], async () => {
+          if (ctx.draining()) sendJson(res, 503, { status: 'draining' }, { ...headers, 'Retry-After': '5' });
+          else sendJson(res, 200, { status: 'ready' }, headers);
+        });
+      }
+      if (path === '/metrics') {
+        return await this.only(method, ['GET'], async () => {
+          const text = await ctx.metrics.registry.metrics();
+          res.writeHead(200, { 'Content-Type': ctx.metrics.registry.contentType, 'Cache-Control': 'no-store' });
+          res.end(text);
+        });
+      }
+      throw new OmnipushError('not_found', `no route for ${method} ${path}`);
+    } catch (e) {
+      if (!(e instanceof OmnipushError)) ctx.log.error({ err: e, path }, 'request failed');
+      sendError(res, e, headers);
+    }
+  }
+
+  private async only(method: string, allowed: string[], run: () => Promise<void>): Promise<void> {
+    if (!allowed.includes(method)) {
+      throw new OmnipushError('method_not_allowed', `${method} is not allowed here; use ${allowed.join(' or ')}`);
+    }
+    await run();
+  }
+
+  private preflight(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>): void {
+    res.writeHead(204, {
+      ...headers,
+      'Access-Control-Allow-Methods': 'GET, POST, PUT, DELETE, OPTIONS',
+      'Access-Control-Allow-Headers': req.headers['access-control-request-headers'] ?? 'Authorization, Content-Type, Last-Event-ID',
+      'Access-Control-Max-Age': '600',
+    });
+    res.end();
+  }
+
+  /** Stops accepting connections and ends streams and held polls. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((r) => this.server.close(() => r()));
+    this.sse.close();
+    this.longpoll.close();
+    this.server.closeIdleConnections();
+    // give ended streams a moment to flush, then cut whatever is left
+    const deadline = setTimeout(() => {
+      for (const s of this.sockets) s.destroy();
+    }, 2000);
+    deadline.unref();
+    await closed;
+    clearTimeout(deadline);
+  }
+}
+
+/** `/v1/topics/a/b%2Fc` → `a/b/c`; every segment is percent-decoded. */
+function decodeTopicPath(raw: string): string {
+  try {
+    return raw.split('/').map(decodeURIComponent).join('/');
+  } catch {
+    throw new OmnipushError('invalid_topic', 'topic in the path is not valid percent-encoding');
+  }
+}
+
+function routeLabel(path: string): string {
+  if (path.startsWith('/v1/topics/')) return '/v1/topics';
+  return ['/v1/sse', '/v1/poll', '/v1/publish', '/v1/history', DISCOVERY_PATH, '/healthz', '/readyz', '/metrics'].includes(path) ? path : 'other';
+}

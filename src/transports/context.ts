@@ -1,0 +1,44 @@
+import type { IncomingMessage } from 'node:http';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import type { Principal } from '../core/grants.js';
+import type { Hub } from '../core/hub.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { OmnipushError } from '../core/errors.js';
+
+/** What the server hands every door. */
+export interface TransportContext {
+  hub: Hub;
+  config: Config;
+  metrics: Metrics;
+  log: Logger;
+  connections: ConnectionBudget;
+  /** Principal of an HTTP request (header, `access_token` or cookie); rejects with `unauthorized`. */
+  authenticate(req: IncomingMessage, url: URL): Promise<Principal>;
+  /** Headers every HTTP response carries (CORS, discovery Link). */
+  commonHeaders(req: IncomingMessage): Record<string, string>;
+  /** True once shutdown began: new streams are refused with 503 + Retry-After. */
+  draining(): boolean;
+}
+
+/** Counts long-lived connections across doors and enforces `limits.maxConnections`. */
+export class ConnectionBudget {
+  private open = 0;
+  constructor(private readonly max: number) {}
+
+  get count(): number {
+    return this.open;
+  }
+
+  /** Takes one slot or throws `too_many_connections`. */
+  acquire(): void {
+    if (this.open >= this.max) {
+      throw new OmnipushError('too_many_connections', `this server holds its limit of ${this.max} connections; retry later or elsewhere`);
+    }
+    this.open++;
+  }
+
+  release(): void {
+    if (this.open > 0) this.open--;
+  }
+}

@@ -1,0 +1,162 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Delivery } from '../../core/encoded.js';
+import { OmnipushError } from '../../core/errors.js';
+import type { Principal } from '../../core/grants.js';
+import type { GapInfo, HubSubscriber } from '../../core/hub.js';
+import { JSON_MESSAGE } from '../../wire/json-message.js';
+import { sendError } from '../../wire/http-respond.js';
+import { numberParam, topicParams } from '../../wire/http-request.js';
+import type { TransportContext } from '../context.js';
+
+const OPEN = Buffer.from('{"messages":[');
+const COMMA = Buffer.from(',');
+
+/**
+ * One held poll. It subscribes like any other subscriber (so replay and live delivery meet with
+ * no gap) and answers as soon as it has something — after letting the current tick's messages in —
+ * or when its limit or timeout is reached.
+ */
+class HeldPoll implements HubSubscriber {
+  readonly transport = 'longpoll';
+  private readonly frames: Buffer[] = [];
+  private lastCursor: string | undefined;
+  private gapInfo: GapInfo | undefined;
+  private scheduled = false;
+  private done = false;
+  /** Set once the hub has replayed everything up to its head: then the head is a safe next cursor. */
+  caughtUp = false;
+  timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly principal: Principal,
+    private readonly res: ServerResponse,
+    private readonly limit: number,
+    private readonly ctx: TransportContext,
+    private readonly headers: Record<string, string>,
+    private readonly onDone: () => void,
+  ) {}
+
+  deliver(d: Delivery): void {
+    if (this.done) return;
+    this.frames.push(d.encoded(JSON_MESSAGE));
+    this.lastCursor = d.message.cursor;
+    this.ctx.metrics.deliveryCounts.longpoll++;
+    if (this.frames.length >= this.limit) this.finish();
+    else this.soon();
+  }
+
+  gap(info: GapInfo): void {
+    this.gapInfo = info;
+    this.soon();
+  }
+
+  close(reason: OmnipushError): void {
+    if (reason.code === 'shutting_down') this.finish();
+    else this.fail(reason);
+  }
+
+  private soon(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.finish());
+  }
+
+  /** Answers with what is collected and the cursor to poll from next. */
+  finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.ctx.hub.unsubscribe(this);
+    // Complete up to the head only when every message up to it has been offered to us.
+    const full = this.frames.length >= this.limit;
+    const cursor = !full && this.caughtUp ? this.ctx.hub.headCursor() : (this.lastCursor ?? this.sinceCursor);
+    const parts: Buffer[] = [OPEN];
+    this.frames.forEach((f, i) => {
+      if (i) parts.push(COMMA);
+      parts.push(f);
+    });
+    let tail = `],"cursor":${JSON.stringify(cursor)},"more":${full || !this.caughtUp}`;
+    if (this.gapInfo) tail += `,"gap":${JSON.stringify(this.gapInfo)}`;
+    parts.push(Buffer.from(tail + '}'));
+    const body = Buffer.concat(parts);
+    if (!this.res.destroyed) {
+      this.res.writeHead(200, {
+        ...this.headers,
+        'Content-Type': 'application/json; charset=utf-8',
+        'Content-Length': body.length,
+        'Cache-Control': 'no-store',
+      });
+      this.res.end(body);
+    }
+    this.onDone();
+  }
+
+  /** Where the client already was; set by the transport. */
+  sinceCursor = '';
+
+  fail(e: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    this.ctx.hub.unsubscribe(this);
+    sendError(this.res, e, this.headers);
+    this.onDone();
+  }
+
+  abandon(): void {
+    if (this.done) return;
+    this.done = true;
+    this.ctx.hub.unsubscribe(this);
+    this.onDone();
+  }
+}
+
+/**
+ * `GET /v1/poll?topic=<filter>&since=<cursor>&timeout=<s>&limit=<n>` — answers at once when
+ * messages after the cursor exist, else holds until one arrives or the timeout passes. Always
+ * returns the cursor to pass next time, so a client that does loses nothing between polls.
+ */
+export class LongPollTransport {
+  private readonly held = new Set<HeldPoll>();
+
+  constructor(readonly ctx: TransportContext) {}
+
+  get connectionCount(): number {
+    return this.held.size;
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const { ctx } = this;
+    const headers = ctx.commonHeaders(req);
+    try {
+      if (ctx.draining()) throw new OmnipushError('shutting_down', 'server is shutting down; retry shortly');
+      const principal = await ctx.authenticate(req, url);
+      const cfg = ctx.config.longpoll;
+      const timeout = numberParam(url, 'timeout', cfg.defaultTimeout, 0, cfg.maxTimeout);
+      const limit = numberParam(url, 'limit', cfg.maxMessages, 1, cfg.maxMessages);
+      const since = url.searchParams.get('since') ?? undefined;
+      const plan = ctx.hub.checkSubscribe(principal, topicParams(url), since);
+      ctx.connections.acquire();
+      ctx.metrics.connections.inc({ transport: 'longpoll' });
+
+      const poll = new HeldPoll(principal, res, Math.floor(limit), ctx, headers, () => {
+        if (poll.timer) clearTimeout(poll.timer);
+        this.held.delete(poll);
+        ctx.connections.release();
+        ctx.metrics.connections.dec({ transport: 'longpoll' });
+      });
+      poll.sinceCursor = since && plan.mode === 'history' && !plan.gap ? since : ctx.hub.headCursor();
+      this.held.add(poll);
+      res.once('close', () => poll.abandon());
+      poll.timer = setTimeout(() => poll.finish(), timeout * 1000);
+      await ctx.hub.subscribe(poll, plan);
+      poll.caughtUp = true;
+      if (timeout === 0) poll.finish();
+    } catch (e) {
+      sendError(res, e, headers);
+    }
+  }
+
+  /** Answers every held poll (shutdown). */
+  close(): void {
+    for (const p of [...this.held]) p.finish();
+  }
+}

@@ -1,0 +1,159 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Delivery } from '../../core/encoded.js';
+import { OmnipushError } from '../../core/errors.js';
+import type { Principal } from '../../core/grants.js';
+import type { GapInfo, HubSubscriber } from '../../core/hub.js';
+import { SocketWriter } from '../../wire/socket-writer.js';
+import { sendError } from '../../wire/http-respond.js';
+import { topicParams } from '../../wire/http-request.js';
+import type { TransportContext } from '../context.js';
+import { SSE_JSON, SSE_RAW, sseEvent } from './sse-frame.js';
+
+const HEARTBEAT = Buffer.from(':\n\n');
+
+/** One EventSource stream, written straight to its socket. */
+class SseConnection implements HubSubscriber {
+  readonly transport = 'sse';
+  readonly writer: SocketWriter;
+  private ended = false;
+
+  constructor(
+    readonly principal: Principal,
+    private readonly socket: Socket,
+    private readonly json: boolean,
+    private readonly owner: SseTransport,
+  ) {
+    this.writer = new SocketWriter(socket, owner.ctx.config.limits.maxQueueBytes, () => {
+      owner.ctx.metrics.slowConsumerCloses.inc({ transport: 'sse' });
+      owner.ctx.log.debug({ principal: principal.id }, 'sse subscriber closed: queue bound reached');
+      this.end(null);
+    });
+  }
+
+  deliver(d: Delivery): void {
+    if (this.writer.write(d.encoded(this.json ? SSE_JSON : SSE_RAW))) this.owner.ctx.metrics.deliveryCounts.sse++;
+  }
+
+  backpressure(): Promise<void> | null {
+    return this.writer.waitForRoom();
+  }
+
+  gap(info: GapInfo): void {
+    this.writer.write(Buffer.from(sseEvent(JSON.stringify(info), undefined, 'gap')));
+  }
+
+  close(reason: OmnipushError): void {
+    if (reason.code === 'slow_consumer') return this.end(null);
+    this.end(reason);
+  }
+
+  heartbeat(now: number, intervalMs: number): void {
+    if (this.principal.expiresAt !== undefined && this.principal.expiresAt <= now) {
+      this.end(new OmnipushError('unauthorized', 'token expired'));
+      return;
+    }
+    if (now - this.writer.lastWriteAt >= intervalMs) this.writer.write(HEARTBEAT);
+  }
+
+  /**
+   * Ends the stream. With a reason, a final `event: close` tells the client why before the
+   * socket is ended; without one (slow consumer) the socket is dropped at once.
+   */
+  end(reason: OmnipushError | null): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.owner.ctx.hub.unsubscribe(this);
+    if (reason) {
+      this.writer.write(Buffer.from(sseEvent(JSON.stringify({ code: reason.code, message: reason.message }), undefined, 'close')));
+      this.writer.close(true);
+      this.socket.end();
+    } else {
+      this.writer.close(false);
+      this.socket.destroy();
+    }
+  }
+
+  onSocketClosed(): void {
+    this.ended = true;
+    this.writer.close(false);
+    this.owner.ctx.hub.unsubscribe(this);
+  }
+}
+
+/**
+ * `GET /v1/sse?topic=<filter>&topic=...` — Server-Sent Events. Resumes from `Last-Event-ID` or
+ * `?since=`; `?format=json` sends JSON envelopes instead of the raw payload.
+ */
+export class SseTransport {
+  private readonly conns = new Set<SseConnection>();
+  private readonly sweep: NodeJS.Timeout;
+  private readonly heartbeatMs: number;
+
+  constructor(readonly ctx: TransportContext) {
+    this.heartbeatMs = ctx.config.sse.heartbeat * 1000;
+    // one sweep for every stream: heartbeats for idle ones, and credential expiry
+    this.sweep = setInterval(() => this.tick(), Math.max(50, Math.min(this.heartbeatMs / 4, 1000)));
+    this.sweep.unref();
+  }
+
+  get connectionCount(): number {
+    return this.conns.size;
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    for (const c of this.conns) c.heartbeat(now, this.heartbeatMs);
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const { ctx } = this;
+    const headers = ctx.commonHeaders(req);
+    let acquired = false;
+    try {
+      if (ctx.draining()) throw new OmnipushError('shutting_down', 'server is shutting down; retry shortly');
+      const principal = await ctx.authenticate(req, url);
+      const lastEventId = req.headers['last-event-id'];
+      const since = (typeof lastEventId === 'string' && lastEventId !== '' ? lastEventId : undefined) ?? url.searchParams.get('since') ?? undefined;
+      const format = url.searchParams.get('format') ?? 'raw';
+      if (format !== 'raw' && format !== 'json') throw new OmnipushError('invalid_request', 'format must be raw or json');
+      const plan = ctx.hub.checkSubscribe(principal, topicParams(url), since);
+      ctx.connections.acquire();
+      acquired = true;
+
+      const socket = req.socket;
+      socket.setNoDelay(true);
+      socket.setTimeout(0);
+      let head = 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache, no-store, no-transform\r\nX-Accel-Buffering: no\r\nConnection: close\r\n';
+      for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
+      head += `\r\nretry: ${ctx.config.sse.retry}\n: ok\n\n`;
+      // The response is ours from here: the socket carries a close-delimited event stream.
+      res.shouldKeepAlive = false;
+      socket.write(head);
+
+      const conn = new SseConnection(principal, socket, format === 'json', this);
+      this.conns.add(conn);
+      ctx.metrics.connections.inc({ transport: 'sse' });
+      socket.once('close', () => {
+        this.conns.delete(conn);
+        ctx.metrics.connections.dec({ transport: 'sse' });
+        ctx.connections.release();
+        conn.onSocketClosed();
+      });
+      socket.on('error', () => socket.destroy());
+      ctx.hub.subscribe(conn, plan).catch((e: unknown) => {
+        ctx.log.warn({ err: e }, 'sse subscribe failed');
+        conn.end(e instanceof OmnipushError ? e : new OmnipushError('internal', 'subscription failed'));
+      });
+    } catch (e) {
+      if (acquired) ctx.connections.release();
+      sendError(res, e, headers);
+    }
+  }
+
+  /** Ends every stream (shutdown): the hub has already closed their subscriptions. */
+  close(): void {
+    clearInterval(this.sweep);
+    for (const c of this.conns) c.end(new OmnipushError('shutting_down', 'server is shutting down'));
+  }
+}

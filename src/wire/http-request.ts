@@ -1,0 +1,80 @@
+import type { IncomingMessage } from 'node:http';
+import { OmnipushError } from '../core/errors.js';
+
+/** Reads the whole body, refusing more than `limit` bytes with `payload_too_large`. */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    req.resume();
+    return Promise.reject(new OmnipushError('payload_too_large', `request body is ${declared} bytes; the limit is ${limit}`, { limit }));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (c: Buffer) => {
+      if (failed) return;
+      size += c.length;
+      if (size > limit) {
+        failed = true;
+        chunks.length = 0;
+        reject(new OmnipushError('payload_too_large', `request body exceeds the limit of ${limit} bytes`, { limit }));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (!failed) resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+    });
+    req.on('error', (e) => {
+      if (!failed) reject(e);
+    });
+  });
+}
+
+export function parseJson(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (e) {
+    throw new OmnipushError('invalid_json', `request body is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * The bearer token of a request: `Authorization: Bearer`, else `?access_token=`, else the cookie
+ * (EventSource cannot set headers).
+ */
+export function requestToken(req: IncomingMessage, url: URL, cookieName: string): string | undefined {
+  const h = req.headers.authorization;
+  if (h) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+    if (!m) throw new OmnipushError('unauthorized', 'Authorization header must be "Bearer <token>"');
+    return m[1];
+  }
+  const q = url.searchParams.get('access_token');
+  if (q) return q;
+  const cookie = req.headers.cookie;
+  if (cookie) {
+    for (const part of cookie.split(';')) {
+      const i = part.indexOf('=');
+      if (i > 0 && part.slice(0, i).trim() === cookieName) return decodeURIComponent(part.slice(i + 1).trim());
+    }
+  }
+  return undefined;
+}
+
+/** Topic filters from repeated `topic=` parameters (each may also hold a comma-free single filter). */
+export function topicParams(url: URL): string[] {
+  return url.searchParams.getAll('topic');
+}
+
+/** A numeric query parameter within bounds, or the default; `invalid_request` otherwise. */
+export function numberParam(url: URL, name: string, def: number, min: number, max: number): number {
+  const raw = url.searchParams.get(name);
+  if (raw === null || raw === '') return def;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min || n > max) {
+    throw new OmnipushError('invalid_request', `${name} must be a number between ${min} and ${max}`);
+  }
+  return n;
+}

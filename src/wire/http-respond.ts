@@ -1,0 +1,55 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { OmnipushError, type ErrorCode } from '../core/errors.js';
+
+const STATUS: Record<ErrorCode, number> = {
+  invalid_topic: 400,
+  invalid_filter: 400,
+  invalid_cursor: 400,
+  invalid_request: 400,
+  invalid_json: 400,
+  payload_too_large: 413,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  too_many_connections: 503,
+  slow_consumer: 503,
+  shutting_down: 503,
+  internal: 500,
+};
+
+export function statusFor(code: ErrorCode): number {
+  return STATUS[code] ?? 500;
+}
+
+/** Headers every response carries (CORS, discovery Link), computed per request by the server. */
+export type CommonHeaders = (req: IncomingMessage) => Record<string, string>;
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, {
+    ...headers,
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+    'Cache-Control': 'no-store',
+  });
+  res.end(text);
+}
+
+/** The JSON error body every door's HTTP errors share: `{ "error": { "code", "message", ... } }`. */
+export function errorBody(e: OmnipushError): { error: Record<string, unknown> } {
+  return { error: { code: e.code, message: e.message, ...(e.details ?? {}) } };
+}
+
+export function sendError(res: ServerResponse, e: unknown, headers: Record<string, string> = {}): void {
+  const err = e instanceof OmnipushError ? e : new OmnipushError('internal', 'internal error');
+  const status = statusFor(err.code);
+  const h = { ...headers };
+  if (err.code === 'unauthorized') h['WWW-Authenticate'] = 'Bearer realm="omnipush"';
+  if (status === 503) h['Retry-After'] = '5';
+  sendJson(res, status, errorBody(err), h);
+}

@@ -1,0 +1,116 @@
+import type { Socket } from 'node:net';
+
+/**
+ * Per-connection outgoing queue with a byte bound. Writes queued during one tick go out as one
+ * socket write at the end of the tick, so a burst of messages costs one syscall per socket.
+ * Past the bound (bytes queued here + bytes the socket has not yet handed to the kernel)
+ * `onOverflow` is called once and nothing more is queued.
+ */
+export class SocketWriter {
+  private chunks: Buffer[] = [];
+  private queued = 0;
+  /** In the end-of-tick list already. */
+  scheduled = false;
+  private dead = false;
+  /** ms timestamp of the last write handed to the socket (for heartbeats). */
+  lastWriteAt = Date.now();
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly maxBytes: number,
+    private readonly onOverflow: () => void,
+    /** Wraps each flushed block (e.g. chunked transfer framing); identity when absent. */
+    private readonly frame?: (block: Buffer) => Buffer | Buffer[],
+  ) {}
+
+  get closed(): boolean {
+    return this.dead;
+  }
+
+  /** Bytes waiting here or in the socket's buffer. */
+  get backlog(): number {
+    return this.queued + this.socket.writableLength;
+  }
+
+  /** Queues `buf`; returns false if the writer is closed or just overflowed. */
+  write(buf: Buffer): boolean {
+    if (this.dead) return false;
+    if (this.queued + buf.length + this.socket.writableLength > this.maxBytes) {
+      this.dead = true;
+      this.chunks = [];
+      this.queued = 0;
+      this.onOverflow();
+      return false;
+    }
+    this.chunks.push(buf);
+    this.queued += buf.length;
+    // a big burst goes to the kernel now rather than piling up until the end of the tick
+    if (this.queued >= EAGER_FLUSH_BYTES) {
+      this.flush();
+      return true;
+    }
+    if (!this.scheduled) {
+      this.scheduled = true;
+      pending.push(this);
+      if (pending.length === 1) process.nextTick(flushAll);
+    }
+    return true;
+  }
+
+  /** Writes whatever is queued now. */
+  flush(): void {
+    if (this.dead || this.queued === 0) return;
+    const block = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.queued);
+    this.chunks = [];
+    this.queued = 0;
+    this.lastWriteAt = Date.now();
+    if (this.socket.destroyed) return;
+    const framed = this.frame ? this.frame(block) : block;
+    if (Array.isArray(framed)) {
+      this.socket.cork();
+      for (const b of framed) this.socket.write(b);
+      this.socket.uncork();
+    } else this.socket.write(framed);
+  }
+
+  /**
+   * For replays that may outrun the client: flushes, and if the socket still holds more than a
+   * quarter of the bound, returns a promise that settles once it has drained (or closed).
+   */
+  waitForRoom(): Promise<void> | null {
+    if (this.dead || this.queued + this.socket.writableLength <= this.maxBytes / 4) return null;
+    this.flush();
+    if (this.socket.writableLength <= this.maxBytes / 4 || this.socket.destroyed) return null;
+    return new Promise((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+  }
+
+  /** Stops queueing; flushes what is queued first when `flush` is true. */
+  close(flush: boolean): void {
+    if (flush && !this.dead) this.flush();
+    this.dead = true;
+    this.chunks = [];
+    this.queued = 0;
+  }
+}
+
+/** Past this many queued bytes a writer flushes at once instead of at the end of the tick. */
+const EAGER_FLUSH_BYTES = 64 * 1024;
+
+let pending: SocketWriter[] = [];
+
+function flushAll(): void {
+  const list = pending;
+  pending = [];
+  for (const w of list) {
+    w.scheduled = false;
+    w.flush();
+  }
+}
