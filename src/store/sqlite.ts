@@ -1,0 +1,299 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Properties, StoredMessage } from '../core/message.js';
+import { formatCursor, isExpired } from '../core/message.js';
+import type { AppendInput, HistoryQuery, RetentionRule, Store } from '../core/store.js';
+import { filterMatches, isWildcardFilter } from '../core/topic.js';
+import { newEpoch } from './epoch.js';
+import { retentionFor } from './retention.js';
+
+const SCHEMA_VERSION = 1;
+
+interface Row {
+  seq: number;
+  topic: string;
+  payload: Buffer;
+  content_type: string | null;
+  event: string | null;
+  properties: string | null;
+  retain: number;
+  expires_at: number | null;
+  publisher: string | null;
+  qos: number | null;
+  published_at: number;
+}
+
+/** Prunes at most this many rows per transaction, so a big sweep never blocks the loop for long. */
+const PRUNE_CHUNK = 5000;
+/** Longest `topic IN (...)` list; more matching topics fall back to a seq-range scan. */
+const MAX_IN_TOPICS = 200;
+
+/**
+ * History, retained messages and meta in one SQLite file (WAL). Each `append` is one transaction;
+ * the hub groups a tick's publishes into one call. The epoch and a seq high-water mark live in
+ * `meta`, so cursors survive restarts and seqs are never reused, also after `kill -9`.
+ */
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite';
+  epoch = '';
+  private db!: Database.Database;
+  private seq = 0;
+  /** topic → highest pruned seq; every topic ever written is a key (also used to expand wildcards). */
+  private topics = new Map<string, number>();
+  private stmts!: ReturnType<SqliteStore['prepare']>;
+  private appendTx!: (batch: AppendInput[]) => StoredMessage[];
+
+  constructor(
+    private readonly dir: string,
+    private readonly opts: { synchronous: 'normal' | 'full' } = { synchronous: 'normal' },
+  ) {}
+
+  async open(): Promise<void> {
+    mkdirSync(this.dir, { recursive: true });
+    const db = new Database(join(this.dir, 'omnipush.db'));
+    this.db = db;
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${this.opts.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+    db.pragma('busy_timeout = 5000');
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > SCHEMA_VERSION) throw new Error(`store at ${this.dir} has schema ${version}; this server knows up to ${SCHEMA_VERSION}`);
+    if (version < 1) {
+      db.exec(`
+        CREATE TABLE IF NOT EXISTS messages (
+          seq INTEGER PRIMARY KEY,
+          topic TEXT NOT NULL,
+          payload BLOB NOT NULL,
+          content_type TEXT,
+          event TEXT,
+          properties TEXT,
+          retain INTEGER NOT NULL DEFAULT 0,
+          expires_at INTEGER,
+          publisher TEXT,
+          qos INTEGER,
+          published_at INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS messages_topic_seq ON messages (topic, seq);
+        CREATE TABLE IF NOT EXISTS retained (
+          topic TEXT PRIMARY KEY,
+          seq INTEGER NOT NULL,
+          payload BLOB NOT NULL,
+          content_type TEXT,
+          event TEXT,
+          properties TEXT,
+          expires_at INTEGER,
+          publisher TEXT,
+          qos INTEGER,
+          published_at INTEGER NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY, pruned_through INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        PRAGMA user_version = ${SCHEMA_VERSION};
+      `);
+    }
+    this.stmts = this.prepare();
+    const s = this.stmts;
+    let epoch = (s.getMeta.get('epoch') as { value: string } | undefined)?.value;
+    if (!epoch) {
+      epoch = newEpoch();
+      s.setMeta.run('epoch', epoch);
+    }
+    this.epoch = epoch;
+    const maxSeq = (s.maxSeq.get() as { m: number | null }).m ?? 0;
+    const hw = Number((s.getMeta.get('seq_high_water') as { value: string } | undefined)?.value ?? 0);
+    this.seq = Math.max(maxSeq, hw);
+    for (const r of s.allTopics.all() as Array<{ topic: string; pruned_through: number }>) this.topics.set(r.topic, r.pruned_through);
+
+    this.appendTx = db.transaction((batch: AppendInput[]) => {
+      const out: StoredMessage[] = [];
+      for (const input of batch) {
+        const seq = ++this.seq;
+        const m: StoredMessage = { ...input, retain: input.retain === true, seq, cursor: formatCursor(this.epoch, seq) };
+        const props = m.properties?.length ? JSON.stringify(m.properties) : null;
+        s.insert.run(seq, m.topic, m.payload, m.contentType ?? null, m.event ?? null, props, m.retain ? 1 : 0, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt);
+        if (!this.topics.has(m.topic)) {
+          s.insertTopic.run(m.topic);
+          this.topics.set(m.topic, 0);
+        }
+        if (m.retain) {
+          if (m.payload.length === 0) s.deleteRetained.run(m.topic);
+          else s.upsertRetained.run(m.topic, seq, m.payload, m.contentType ?? null, m.event ?? null, props, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt);
+        }
+        out.push(m);
+      }
+      return out;
+    });
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      insert: db.prepare('INSERT INTO messages (seq, topic, payload, content_type, event, properties, retain, expires_at, publisher, qos, published_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)'),
+      insertTopic: db.prepare('INSERT OR IGNORE INTO topics (topic, pruned_through) VALUES (?, 0)'),
+      upsertRetained: db.prepare(
+        'INSERT INTO retained (topic, seq, payload, content_type, event, properties, expires_at, publisher, qos, published_at) VALUES (?,?,?,?,?,?,?,?,?,?) ' +
+          'ON CONFLICT(topic) DO UPDATE SET seq=excluded.seq, payload=excluded.payload, content_type=excluded.content_type, event=excluded.event, properties=excluded.properties, expires_at=excluded.expires_at, publisher=excluded.publisher, qos=excluded.qos, published_at=excluded.published_at',
+      ),
+      deleteRetained: db.prepare('DELETE FROM retained WHERE topic = ?'),
+      allRetained: db.prepare('SELECT topic, seq, payload, content_type, event, properties, 1 AS retain, expires_at, publisher, qos, published_at FROM retained ORDER BY seq'),
+      getMeta: db.prepare('SELECT value FROM meta WHERE key = ?'),
+      setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
+      maxSeq: db.prepare('SELECT MAX(seq) AS m FROM messages'),
+      allTopics: db.prepare('SELECT topic, pruned_through FROM topics'),
+      scan: db.prepare('SELECT * FROM messages WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?'),
+      topicCounts: db.prepare('SELECT topic, COUNT(*) AS n, MIN(seq) AS lo FROM messages GROUP BY topic'),
+      nthNewest: db.prepare('SELECT seq FROM messages WHERE topic = ? ORDER BY seq DESC LIMIT 1 OFFSET ?'),
+      oldBefore: db.prepare('SELECT seq FROM messages WHERE topic = ? AND published_at < ? ORDER BY seq DESC LIMIT 1'),
+      deleteUpTo: db.prepare('DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE topic = ? AND seq <= ? ORDER BY seq LIMIT ?)'),
+      setPruned: db.prepare('UPDATE topics SET pruned_through = MAX(pruned_through, ?) WHERE topic = ?'),
+    };
+  }
+
+  async append(batch: AppendInput[]): Promise<StoredMessage[]> {
+    if (batch.length === 0) return [];
+    return this.appendTx(batch);
+  }
+
+  async history(q: HistoryQuery): Promise<StoredMessage[]> {
+    const exact = q.filters.filter((f) => !isWildcardFilter(f));
+    const wild = q.filters.filter(isWildcardFilter);
+    let topics: string[] | null = [...exact];
+    if (wild.length) {
+      for (const t of this.topics.keys()) {
+        if (wild.some((f) => filterMatches(f, t))) {
+          topics.push(t);
+          if (topics.length > MAX_IN_TOPICS) {
+            topics = null;
+            break;
+          }
+        }
+      }
+    }
+    const out: StoredMessage[] = [];
+    if (topics !== null) {
+      const known = [...new Set(topics)].filter((t) => this.topics.has(t));
+      if (known.length === 0) return out;
+      // expired rows are skipped in JS, so read in pages until the limit is met
+      let after = q.afterSeq;
+      while (out.length < q.limit) {
+        const want = q.limit - out.length;
+        const rows = this.byTopics(known.length).all(...known, after, q.toSeq, want) as Row[];
+        for (const r of rows) if (!(r.expires_at !== null && r.expires_at <= q.now)) out.push(this.toMessage(r));
+        if (rows.length < want) break;
+        after = rows[rows.length - 1].seq;
+      }
+      return out;
+    }
+    // many topics: scan the seq range and filter here
+    let after = q.afterSeq;
+    const page = Math.max(q.limit, 500);
+    while (out.length < q.limit) {
+      const rows = this.stmts.scan.all(after, q.toSeq, page) as Row[];
+      for (const r of rows) {
+        if (out.length >= q.limit) break;
+        if (r.expires_at !== null && r.expires_at <= q.now) continue;
+        if (q.filters.some((f) => filterMatches(f, r.topic))) out.push(this.toMessage(r));
+      }
+      if (rows.length < page) break;
+      after = rows[rows.length - 1].seq;
+    }
+    return out;
+  }
+
+  private readonly inStatements = new Map<number, Database.Statement>();
+
+  /** `SELECT ... WHERE topic IN (?, ?, ...)` for `n` topics, prepared once per `n`. */
+  private byTopics(n: number): Database.Statement {
+    let st = this.inStatements.get(n);
+    if (!st) {
+      const marks = Array.from({ length: n }, () => '?').join(',');
+      st = this.db.prepare(`SELECT * FROM messages WHERE topic IN (${marks}) AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?`);
+      this.inStatements.set(n, st);
+    }
+    return st;
+  }
+
+  async prunedThrough(filters: string[]): Promise<number> {
+    let max = 0;
+    for (const [topic, pruned] of this.topics) {
+      if (pruned > max && filters.some((f) => filterMatches(f, topic))) max = pruned;
+    }
+    return max;
+  }
+
+  async retained(filters: string[], now: number): Promise<StoredMessage[]> {
+    const rows = this.stmts.allRetained.all() as Row[];
+    const out: StoredMessage[] = [];
+    for (const r of rows) {
+      if (!filters.some((f) => filterMatches(f, r.topic))) continue;
+      const m = this.toMessage(r);
+      if (!isExpired(m, now)) out.push(m);
+    }
+    return out;
+  }
+
+  lastSeq(): number {
+    return this.seq;
+  }
+
+  async prune(now: number, rules: RetentionRule[], fallback: Omit<RetentionRule, 'filter'>): Promise<number> {
+    const s = this.stmts;
+    let removed = 0;
+    const counts = s.topicCounts.all() as Array<{ topic: string; n: number; lo: number }>;
+    for (const { topic, n } of counts) {
+      const r = retentionFor(topic, rules, fallback);
+      let cut = 0;
+      if (n > r.maxCount) cut = (s.nthNewest.get(topic, r.maxCount) as { seq: number } | undefined)?.seq ?? 0;
+      const old = (s.oldBefore.get(topic, now - r.maxAgeMs) as { seq: number } | undefined)?.seq ?? 0;
+      cut = Math.max(cut, old);
+      if (cut === 0) continue;
+      for (;;) {
+        const deleted = this.db.transaction(() => {
+          const info = s.deleteUpTo.run(topic, cut, PRUNE_CHUNK);
+          s.setPruned.run(cut, topic);
+          return info.changes;
+        })();
+        removed += deleted;
+        if (deleted < PRUNE_CHUNK) break;
+        // let other work run between chunks
+        await new Promise((r) => setImmediate(r));
+      }
+      this.topics.set(topic, Math.max(this.topics.get(topic) ?? 0, cut));
+    }
+    if (removed) s.setMeta.run('seq_high_water', String(this.seq));
+    return removed;
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    return (this.stmts.getMeta.get(key) as { value: string } | undefined)?.value;
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    this.stmts.setMeta.run(key, value);
+  }
+
+  async close(): Promise<void> {
+    if (!this.db?.open) return;
+    this.stmts.setMeta.run('seq_high_water', String(this.seq));
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    this.db.close();
+  }
+
+  private toMessage(r: Row): StoredMessage {
+    const m: StoredMessage = {
+      topic: r.topic,
+      payload: r.payload,
+      retain: r.retain === 1,
+      seq: r.seq,
+      cursor: formatCursor(this.epoch, r.seq),
+      publishedAt: r.published_at,
+    };
+    if (r.content_type !== null) m.contentType = r.content_type;
+    if (r.event !== null) m.event = r.event;
+    if (r.properties !== null) m.properties = JSON.parse(r.properties) as Properties;
+    if (r.expires_at !== null) m.expiresAt = r.expires_at;
+    if (r.publisher !== null) m.publisher = r.publisher;
+    if (r.qos !== null) m.qos = r.qos as 0 | 1 | 2;
+    return m;
+  }
+}
