@@ -200,12 +200,12 @@ export class Hub {
   }
 
   /** Publishes one message; resolves with it (and its cursor) once it is durable and fanned out. */
-  publish(p: Principal, req: PublishRequest): Promise<StoredMessage> {
+  async publish(p: Principal, req: PublishRequest): Promise<StoredMessage> {
     return this.enqueue(this.checkPublish(p, req));
   }
 
   /** Publishes several messages atomically with respect to validation: all are checked before any is stored. */
-  publishMany(p: Principal, reqs: PublishRequest[]): Promise<StoredMessage[]> {
+  async publishMany(p: Principal, reqs: PublishRequest[]): Promise<StoredMessage[]> {
     const inputs = reqs.map((r) => this.checkPublish(p, r));
     return Promise.all(inputs.map((i) => this.enqueue(i)));
   }
