@@ -1,0 +1,159 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { after, describe, it } from 'node:test';
+import type { Store, AppendInput } from '../src/core/store.js';
+import { MemoryStore } from '../src/store/memory.js';
+import { SqliteStore } from '../src/store/sqlite.js';
+import { REPO_ROOT, tempDir, within } from './helpers/server.js';
+
+const FALLBACK = { maxCount: 1000, maxAgeMs: 3600_000 };
+const input = (topic: string, data: string, extra: Partial<AppendInput> = {}): AppendInput => ({ topic, payload: Buffer.from(data), publishedAt: 1_000, ...extra });
+const texts = (ms: Array<{ payload: Buffer }>) => ms.map((m) => m.payload.toString());
+
+const dirs: Array<{ remove(): void }> = [];
+after(() => dirs.forEach((d) => d.remove()));
+
+function sqliteDir(): string {
+  const d = tempDir('omnipush-store-');
+  dirs.push(d);
+  return d.path;
+}
+
+const kinds: Array<[string, () => Store]> = [
+  ['memory', () => new MemoryStore()],
+  ['sqlite', () => new SqliteStore(sqliteDir())],
+];
+
+for (const [kind, make] of kinds) {
+  describe(`${kind} store`, () => {
+    it('assigns consecutive seqs and cursors and reads history windows', async () => {
+      const s = make();
+      await s.open();
+      const out = await s.append([input('a', '1'), input('b', '2'), input('a', '3')]);
+      assert.deepEqual(
+        out.map((m) => m.seq),
+        [1, 2, 3],
+      );
+      assert.equal(s.lastSeq(), 3);
+      assert.ok(out.every((m) => m.cursor.startsWith(`${s.epoch}_`)));
+      const q = { afterSeq: 0, toSeq: 3, limit: 10, now: 0 };
+      assert.deepEqual(texts(await s.history({ ...q, filters: ['a'] })), ['1', '3']);
+      assert.deepEqual(texts(await s.history({ ...q, filters: ['+'] })), ['1', '2', '3']);
+      assert.deepEqual(texts(await s.history({ ...q, filters: ['a', 'b'], afterSeq: 1 })), ['2', '3']);
+      assert.deepEqual(texts(await s.history({ ...q, filters: ['#'], toSeq: 2 })), ['1', '2']);
+      assert.deepEqual(texts(await s.history({ ...q, filters: ['#'], limit: 1 })), ['1']);
+      assert.deepEqual(texts(await s.history({ ...q, filters: ['nothing'] })), []);
+      await s.close();
+    });
+
+    it('keeps $ topics away from leading wildcards, properties in order, and skips expired messages', async () => {
+      const s = make();
+      await s.open();
+      await s.append([input('$SYS/x', 'sys'), input('p', 'props', { properties: [['z', '1'], ['a', '2'], ['z', '3']] }), input('e', 'gone', { expiresAt: 500 }), input('e', 'here', { expiresAt: 5000 })]);
+      const q = { afterSeq: 0, toSeq: 10, limit: 10, now: 1000 };
+      assert.deepEqual(texts(await s.history({ ...q, filters: ['#'] })), ['props', 'here']);
+      assert.deepEqual(texts(await s.history({ ...q, filters: ['$SYS/#'] })), ['sys']);
+      const [p] = await s.history({ ...q, filters: ['p'] });
+      assert.deepEqual(p.properties, [['z', '1'], ['a', '2'], ['z', '3']]);
+      await s.close();
+    });
+
+    it('keeps one retained message per topic, clears it with an empty payload, and keeps it through pruning', async () => {
+      const s = make();
+      await s.open();
+      await s.append([input('r/1', 'a', { retain: true }), input('r/1', 'b', { retain: true }), input('r/2', 'c', { retain: true }), input('r/3', 'x', { retain: true, expiresAt: 10 })]);
+      assert.deepEqual(texts(await s.retained(['r/#'], 100)), ['b', 'c']);
+      await s.append([input('r/2', '', { retain: true })]);
+      assert.deepEqual(texts(await s.retained(['r/#'], 100)), ['b']);
+      await s.append(Array.from({ length: 5 }, (_, i) => input('r/1', `n${i}`)));
+      await s.prune(10_000, [], { maxCount: 1, maxAgeMs: 3600_000 });
+      assert.deepEqual(texts(await s.retained(['r/1'], 100)), ['b'], 'retained survives pruning of its history');
+      await s.close();
+    });
+
+    it('prunes by count and age per rule and reports prunedThrough', async () => {
+      const s = make();
+      await s.open();
+      await s.append(Array.from({ length: 10 }, (_, i) => input('keep/x', `k${i}`, { publishedAt: 1000 + i })));
+      await s.append(Array.from({ length: 10 }, (_, i) => input('old/x', `o${i}`, { publishedAt: i < 6 ? 0 : 9000 })));
+      const removed = await s.prune(10_000, [{ filter: 'keep/#', maxCount: 3, maxAgeMs: 3600_000 }], { maxCount: 1000, maxAgeMs: 5000 });
+      assert.equal(removed, 7 + 6);
+      const q = { afterSeq: 0, toSeq: 100, limit: 100, now: 10_000 };
+      assert.deepEqual(texts(await s.history({ ...q, filters: ['keep/x'] })), ['k7', 'k8', 'k9']);
+      assert.deepEqual(texts(await s.history({ ...q, filters: ['old/x'] })), ['o6', 'o7', 'o8', 'o9']);
+      assert.equal(await s.prunedThrough(['keep/#']), 7);
+      assert.equal(await s.prunedThrough(['old/x']), 16);
+      assert.equal(await s.prunedThrough(['+/x']), 16);
+      assert.equal(await s.prunedThrough(['other']), 0);
+      await s.close();
+    });
+
+    it('stores meta values', async () => {
+      const s = make();
+      await s.open();
+      assert.equal(await s.getMeta('k'), undefined);
+      await s.setMeta('k', 'v1');
+      await s.setMeta('k', 'v2');
+      assert.equal(await s.getMeta('k'), 'v2');
+      await s.close();
+    });
+  });
+}
+
+describe('sqlite store across restarts', () => {
+  it('keeps epoch, history, retained and seq, and never reuses a seq after pruning everything', async () => {
+    const dir = sqliteDir();
+    const a = new SqliteStore(dir);
+    await a.open();
+    await a.append([input('t', '1'), input('t', '2', { retain: true })]);
+    const epoch = a.epoch;
+    await a.prune(10_000, [], { maxCount: 1000, maxAgeMs: 1 });
+    await a.close();
+    const b = new SqliteStore(dir);
+    await b.open();
+    assert.equal(b.epoch, epoch);
+    assert.equal(b.lastSeq(), 2);
+    assert.deepEqual(texts(await b.retained(['t'], 0)), ['2']);
+    assert.equal(await b.prunedThrough(['t']), 2);
+    const [m] = await b.append([input('t', '3')]);
+    assert.equal(m.seq, 3);
+    await b.close();
+  });
+
+  it('every acknowledged append survives SIGKILL of the writing process', async () => {
+    const dir = sqliteDir();
+    const script = `
+      import { SqliteStore } from ${JSON.stringify(`${REPO_ROOT}dist/src/store/sqlite.js`)};
+      const s = new SqliteStore(process.argv[1]);
+      await s.open();
+      for (let i = 0; ; i++) {
+        const out = await s.append(Array.from({ length: 1 + (i % 20) }, (_, j) => ({ topic: 'k/' + (j % 3), payload: Buffer.from(i + ':' + j), publishedAt: Date.now() })));
+        process.stdout.write(out.map((m) => m.seq + ' ' + m.payload.toString()).join('\\n') + '\\n');
+      }`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const acked = new Map<number, string>();
+    const lines = createInterface({ input: child.stdout! });
+    const exited = new Promise((r) => child.once('exit', r));
+    await within(
+      new Promise<void>((resolve) => {
+        lines.on('line', (l) => {
+          const [seq, data] = l.split(' ');
+          acked.set(Number(seq), data);
+          if (acked.size >= 5000) resolve();
+        });
+      }),
+      30_000,
+      '5000 acknowledged appends',
+    );
+    child.kill('SIGKILL');
+    await exited;
+    const s = new SqliteStore(dir);
+    await s.open();
+    const all = await s.history({ filters: ['#'], afterSeq: 0, toSeq: s.lastSeq(), limit: 1_000_000, now: Date.now() });
+    const stored = new Map(all.map((m) => [m.seq, m.payload.toString()]));
+    const lost = [...acked].filter(([seq, data]) => stored.get(seq) !== data);
+    assert.equal(lost.length, 0, `${lost.length} of ${acked.size} acknowledged appends lost`);
+    await s.close();
+  });
+});
