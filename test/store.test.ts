@@ -7,7 +7,6 @@ import { MemoryStore } from '../src/store/memory.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 import { REPO_ROOT, tempDir, within } from './helpers/server.js';
 
-const FALLBACK = { maxCount: 1000, maxAgeMs: 3600_000 };
 const input = (topic: string, data: string, extra: Partial<AppendInput> = {}): AppendInput => ({ topic, payload: Buffer.from(data), publishedAt: 1_000, ...extra });
 const texts = (ms: Array<{ payload: Buffer }>) => ms.map((m) => m.payload.toString());
 

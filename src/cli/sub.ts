@@ -77,6 +77,11 @@ export async function subscribeCommand(filters: string[], o: { url: string; toke
       }
       delay = 250;
       const reader = new EventStreamReader((e) => {
+        if (e.event === 'close') {
+          // the server says why it ends the stream; we reconnect unless it was for good
+          process.stderr.write(`omnipush: server closed the stream: ${e.data}\n`);
+          return;
+        }
         if (e.id) lastId = e.id;
         process.stdout.write(`${JSON.stringify({ id: e.id, event: e.event, data: e.data })}\n`);
       });
