@@ -25,7 +25,7 @@ interface Row {
 }
 
 /** Prunes at most this many rows per transaction, so a big sweep never blocks the loop for long. */
-const PRUNE_CHUNK = 5000;
+const PRUNE_CHUNK = 1000;
 /** Longest `topic IN (...)` list; more matching topics fall back to a seq-range scan. */
 const MAX_IN_TOPICS = 200;
 
@@ -41,6 +41,8 @@ export class SqliteStore implements Store {
   private seq = 0;
   /** topic → highest pruned seq; every topic ever written is a key (also used to expand wildcards). */
   private topics = new Map<string, number>();
+  /** topic → rows currently stored; kept in step with appends and prunes so a sweep needs no table scan. */
+  private counts = new Map<string, number>();
   private stmts!: ReturnType<SqliteStore['prepare']>;
   private appendTx!: (batch: AppendInput[]) => StoredMessage[];
 
@@ -103,6 +105,7 @@ export class SqliteStore implements Store {
     const hw = Number((s.getMeta.get('seq_high_water') as { value: string } | undefined)?.value ?? 0);
     this.seq = Math.max(maxSeq, hw);
     for (const r of s.allTopics.all() as Array<{ topic: string; pruned_through: number }>) this.topics.set(r.topic, r.pruned_through);
+    for (const r of s.topicCounts.all() as Array<{ topic: string; n: number }>) this.counts.set(r.topic, r.n);
 
     this.appendTx = db.transaction((batch: AppendInput[]) => {
       const out: StoredMessage[] = [];
@@ -111,6 +114,7 @@ export class SqliteStore implements Store {
         const m: StoredMessage = { ...input, retain: input.retain === true, seq, cursor: formatCursor(this.epoch, seq) };
         const props = m.properties?.length ? JSON.stringify(m.properties) : null;
         s.insert.run(seq, m.topic, m.payload, m.contentType ?? null, m.event ?? null, props, m.retain ? 1 : 0, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt);
+        this.counts.set(m.topic, (this.counts.get(m.topic) ?? 0) + 1);
         if (!this.topics.has(m.topic)) {
           s.insertTopic.run(m.topic);
           this.topics.set(m.topic, 0);
@@ -141,10 +145,12 @@ export class SqliteStore implements Store {
       maxSeq: db.prepare('SELECT MAX(seq) AS m FROM messages'),
       allTopics: db.prepare('SELECT topic, pruned_through FROM topics'),
       scan: db.prepare('SELECT * FROM messages WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?'),
-      topicCounts: db.prepare('SELECT topic, COUNT(*) AS n, MIN(seq) AS lo FROM messages GROUP BY topic'),
+      topicCounts: db.prepare('SELECT topic, COUNT(*) AS n FROM messages GROUP BY topic'),
+      oldest: db.prepare('SELECT published_at FROM messages WHERE topic = ? ORDER BY seq LIMIT 1'),
       nthNewest: db.prepare('SELECT seq FROM messages WHERE topic = ? ORDER BY seq DESC LIMIT 1 OFFSET ?'),
       oldBefore: db.prepare('SELECT seq FROM messages WHERE topic = ? AND published_at < ? ORDER BY seq DESC LIMIT 1'),
-      deleteUpTo: db.prepare('DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE topic = ? AND seq <= ? ORDER BY seq LIMIT ?)'),
+      nthOldest: db.prepare('SELECT seq FROM messages WHERE topic = ? ORDER BY seq LIMIT 1 OFFSET ?'),
+      deleteUpTo: db.prepare('DELETE FROM messages WHERE topic = ? AND seq <= ?'),
       setPruned: db.prepare('UPDATE topics SET pruned_through = MAX(pruned_through, ?) WHERE topic = ?'),
     };
   }
@@ -239,23 +245,28 @@ export class SqliteStore implements Store {
   async prune(now: number, rules: RetentionRule[], fallback: Omit<RetentionRule, 'filter'>): Promise<number> {
     const s = this.stmts;
     let removed = 0;
-    const counts = s.topicCounts.all() as Array<{ topic: string; n: number; lo: number }>;
-    for (const { topic, n } of counts) {
+    for (const [topic, n] of [...this.counts]) {
+      if (n === 0) continue;
       const r = retentionFor(topic, rules, fallback);
+      const oldestAt = (s.oldest.get(topic) as { published_at: number } | undefined)?.published_at ?? now;
+      if (n <= r.maxCount && now - oldestAt <= r.maxAgeMs) continue;
       let cut = 0;
       if (n > r.maxCount) cut = (s.nthNewest.get(topic, r.maxCount) as { seq: number } | undefined)?.seq ?? 0;
       const old = (s.oldBefore.get(topic, now - r.maxAgeMs) as { seq: number } | undefined)?.seq ?? 0;
       cut = Math.max(cut, old);
       if (cut === 0) continue;
       for (;;) {
+        // delete in seq ranges of at most PRUNE_CHUNK rows, yielding to I/O between them
+        const chunkEnd = (s.nthOldest.get(topic, PRUNE_CHUNK - 1) as { seq: number } | undefined)?.seq ?? cut;
+        const upTo = Math.min(cut, chunkEnd);
         const deleted = this.db.transaction(() => {
-          const info = s.deleteUpTo.run(topic, cut, PRUNE_CHUNK);
-          s.setPruned.run(cut, topic);
+          const info = s.deleteUpTo.run(topic, upTo);
+          s.setPruned.run(upTo, topic);
           return info.changes;
         })();
         removed += deleted;
-        if (deleted < PRUNE_CHUNK) break;
-        // let other work run between chunks
+        this.counts.set(topic, (this.counts.get(topic) ?? deleted) - deleted);
+        if (upTo >= cut) break;
         await new Promise((r) => setImmediate(r));
       }
       this.topics.set(topic, Math.max(this.topics.get(topic) ?? 0, cut));

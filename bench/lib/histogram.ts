@@ -1,0 +1,36 @@
+/** Latency histogram in whole milliseconds (0..MAX_MS, the last bucket holds everything above). */
+export const MAX_MS = 10_000;
+
+export class Histogram {
+  counts: number[];
+  constructor(counts?: number[]) {
+    this.counts = counts ?? new Array<number>(MAX_MS + 1).fill(0);
+  }
+
+  add(ms: number): void {
+    const i = ms < 0 ? 0 : ms > MAX_MS ? MAX_MS : Math.floor(ms);
+    this.counts[i]++;
+  }
+
+  merge(other: number[]): void {
+    for (let i = 0; i < other.length; i++) this.counts[i] += other[i];
+  }
+
+  get total(): number {
+    let n = 0;
+    for (const c of this.counts) n += c;
+    return n;
+  }
+
+  percentile(p: number): number {
+    const total = this.total;
+    if (total === 0) return NaN;
+    const want = Math.ceil(total * p);
+    let seen = 0;
+    for (let i = 0; i < this.counts.length; i++) {
+      seen += this.counts[i];
+      if (seen >= want) return i;
+    }
+    return MAX_MS;
+  }
+}

@@ -1,0 +1,106 @@
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+
+const children = new Set<ChildProcess>();
+
+/** Kills every child this benchmark started (also on exit and Ctrl-C). */
+export function killAll(): void {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  children.clear();
+}
+process.once('exit', killAll);
+process.once('SIGINT', () => {
+  killAll();
+  process.exit(130);
+});
+
+export interface ServerProc {
+  proc: ChildProcess;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Starts a server process (`node <script> ...args`) and waits for its `{"event":"listening","http":...}` line. */
+export async function startServerProcess(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServerProc> {
+  const proc = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(proc);
+  const url = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${script} did not start`)), 30_000);
+    createInterface({ input: proc.stdout! }).on('line', (l) => {
+      try {
+        const j = JSON.parse(l) as { event?: string; http?: string };
+        if (j.event === 'listening' && j.http) {
+          clearTimeout(t);
+          resolve(j.http);
+        }
+      } catch {
+        /* other output */
+      }
+    });
+    proc.once('exit', (c) => reject(new Error(`${script} exited with ${c}`)));
+  });
+  return {
+    proc,
+    url,
+    async stop() {
+      if (proc.exitCode !== null) return;
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(t);
+      children.delete(proc);
+    },
+  };
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[11] = utime, fields[12] = stime, in clock ticks (100 per second on Linux)
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Resident memory of a process, bytes. */
+export function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+export interface LoadGen {
+  proc: ChildProcess;
+  ask<T>(msg: Record<string, unknown>): Promise<T>;
+  stop(): void;
+}
+
+/** Forks a load generator (IPC request/response by `id`). */
+export function forkLoadGen(script: string, args: string[]): LoadGen {
+  const proc = fork(script, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.add(proc);
+  let next = 0;
+  const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  proc.on('message', (m: { id: number; result: unknown }) => {
+    waiting.get(m.id)?.resolve(m.result);
+    waiting.delete(m.id);
+  });
+  proc.once('exit', () => {
+    for (const w of waiting.values()) w.reject(new Error('load generator exited'));
+    waiting.clear();
+  });
+  return {
+    proc,
+    ask<T>(msg: Record<string, unknown>): Promise<T> {
+      const id = next++;
+      return new Promise<T>((resolve, reject) => {
+        waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+        proc.send({ ...msg, id });
+      });
+    },
+    stop() {
+      proc.kill('SIGKILL');
+      children.delete(proc);
+    },
+  };
+}

@@ -1,0 +1,14 @@
+/** A 100-byte payload that starts with the send time in ms: `<ms>|xxxx...`. */
+export function stampedPayload(size = 100): string {
+  const head = `${Date.now()}|`;
+  return head + 'x'.repeat(Math.max(0, size - head.length));
+}
+
+export async function publishBatch(url: string, topic: string, n: number): Promise<void> {
+  const messages = Array.from({ length: n }, () => ({ topic, data: stampedPayload() }));
+  const r = await fetch(`${url}/v1/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(n === 1 ? messages[0] : { messages }) });
+  if (r.status !== 200) throw new Error(`publish failed: ${r.status} ${await r.text()}`);
+  await r.arrayBuffer();
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,98 @@
+/**
+ * `npm run bench [-- <scenario-filter>] [--quick] [--clients N]`: runs the scenarios side by side
+ * with peers in one run, prints a table with ratios and targets, writes JSON to bench/results/.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { runTrieBench } from './trie.js';
+import { killAll } from './lib/procs.js';
+import { startFloor, startOmnipush } from './lib/servers.js';
+import { longpollFanout } from './scenarios/longpoll-fanout.js';
+import { sqlitePublish } from './scenarios/sqlite-publish.js';
+import { sseFanout, type FanoutResult } from './scenarios/sse-fanout.js';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const clientsArg = args.indexOf('--clients');
+const filters = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--clients');
+const want = (name: string) => filters.length === 0 || filters.some((f) => name.includes(f));
+const sseClients = clientsArg >= 0 ? Number(args[clientsArg + 1]) : quick ? 1000 : 10_000;
+const pollClients = quick ? 500 : 2000;
+const seconds = quick ? 3 : 10;
+
+const results: Record<string, unknown> = { date: new Date().toISOString(), quick, node: process.version };
+const rows: Array<[string, string, string, string]> = [];
+const row = (what: string, value: string, target = '', verdict = '') => rows.push([what, value, target, verdict]);
+const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
+const kb = (b: number) => `${(b / 1024).toFixed(2)} KB`;
+const k = (n: number) => `${(n / 1000).toFixed(1)}k`;
+
+async function main(): Promise<void> {
+  if (want('trie')) {
+    const t = runTrieBench();
+    results.trie = t;
+    row('trie: match among 100k filters (median / p99)', `${(t.medianNsPerMatch / 1000).toFixed(2)} / ${(t.p99NsPerMatch / 1000).toFixed(2)} µs`, 'microseconds', verdict(t.p99NsPerMatch < 10_000));
+  }
+  if (want('sse')) {
+    const ours = await startOmnipush();
+    let o: FanoutResult;
+    try {
+      o = await sseFanout(ours, sseClients, seconds);
+    } finally {
+      await ours.stop();
+    }
+    const floor = await startFloor();
+    let f: FanoutResult;
+    try {
+      f = await sseFanout(floor, sseClients, seconds);
+    } finally {
+      await floor.stop();
+    }
+    results.sseFanout = { omnipush: o, floor: f };
+    const r = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+    row(`sse fan-out max rate, ${sseClients} subs (ours / floor)`, `${k(o.maxRate.deliveriesPerSec)}/s / ${k(f.maxRate.deliveriesPerSec)}/s = ${r(o.maxRate.deliveriesPerSec, f.maxRate.deliveriesPerSec)}`, '≥ 100k/s', verdict(o.maxRate.deliveriesPerSec >= 100_000));
+    row('  server CPU during max rate (ours / floor)', `${o.maxRate.serverCpuPct}% / ${f.maxRate.serverCpuPct}%`);
+    row(`sse p50/p99 at ${k(o.fixedRate.targetDeliveriesPerSec)}/s (ours)`, `${o.fixedRate.p50ms} / ${o.fixedRate.p99ms} ms (delivered ${k(o.fixedRate.deliveriesPerSec)}/s)`, 'p99 ≤ 100 ms', verdict(o.fixedRate.p99ms <= 100));
+    row(`sse p50/p99 at ${k(f.fixedRate.targetDeliveriesPerSec)}/s (floor)`, `${f.fixedRate.p50ms} / ${f.fixedRate.p99ms} ms (delivered ${k(f.fixedRate.deliveriesPerSec)}/s)`);
+    row('sse RSS per idle connection (ours / floor)', `${kb(o.rssPerIdleConnBytes)} / ${kb(f.rssPerIdleConnBytes)}`, '≤ 8 KB', verdict(o.rssPerIdleConnBytes <= 8192));
+  }
+  if (want('longpoll')) {
+    const ours = await startOmnipush();
+    try {
+      const l = await longpollFanout(ours, pollClients, seconds);
+      results.longpollFanout = l;
+      row(`long-poll fan-out, ${pollClients} clients, ${l.published} msgs`, `${k(l.deliveriesPerSec)}/s, p50/p99 ${l.p50ms}/${l.p99ms} ms, CPU ${l.serverCpuPct}%`);
+      row('  long-poll messages lost', String(l.lost), '0', verdict(l.lost === 0));
+      row('  RSS per held poll', kb(l.rssPerHeldPollBytes));
+    } finally {
+      await ours.stop();
+    }
+  }
+  if (want('sqlite')) {
+    const ours = await startOmnipush('sqlite');
+    try {
+      const p = await sqlitePublish(ours, seconds);
+      results.sqlitePublish = p;
+      row('sqlite publish, HTTP batches of 100 (8 in flight)', `${k(p.batched.messagesPerSec)} msg/s, CPU ${p.batched.serverCpuPct}%`, '≥ 20k msg/s', verdict(p.batched.messagesPerSec >= 20_000));
+      row('sqlite publish, single messages (32 in flight)', `${k(p.single.messagesPerSec)} msg/s, p50/p99 ${p.single.p50ms}/${p.single.p99ms} ms`);
+    } finally {
+      await ours.stop();
+    }
+  }
+
+  const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i].length), ['scenario', 'result', 'target', ''][i].length));
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(w[i])).join('  ');
+  console.log(line(['scenario', 'result', 'target', '']));
+  console.log(w.map((n) => '-'.repeat(n)).join('  '));
+  for (const r of rows) console.log(line(r));
+  mkdirSync('bench/results', { recursive: true });
+  const file = `bench/results/${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
+  writeFileSync(file, JSON.stringify({ ...results, table: rows }, null, 2));
+  console.log(`\nresults: ${file}`);
+}
+
+main()
+  .catch((e: unknown) => {
+    console.error(e);
+    process.exitCode = 1;
+  })
+  .finally(() => killAll());

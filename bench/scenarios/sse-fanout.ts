@@ -1,0 +1,109 @@
+import { join } from 'node:path';
+import { Histogram } from '../lib/histogram.js';
+import { cpuSeconds, forkLoadGen, rssBytes, type LoadGen, type ServerProc } from '../lib/procs.js';
+import { publishBatch, sleep } from '../lib/publish.js';
+import { LOADGEN_DIR } from '../lib/servers.js';
+
+export interface FanoutResult {
+  clients: number;
+  rssPerIdleConnBytes: number;
+  maxRate: { deliveriesPerSec: number; messages: number; serverCpuPct: number; closed: number };
+  fixedRate: { targetDeliveriesPerSec: number; deliveriesPerSec: number; p50ms: number; p99ms: number; serverCpuPct: number };
+}
+
+interface Stats {
+  delivered: number;
+  hist: number[];
+  closed: number;
+}
+
+async function stats(gens: LoadGen[], reset = false): Promise<{ delivered: number; hist: Histogram; closed: number }> {
+  const all = await Promise.all(gens.map((g) => g.ask<Stats>({ cmd: 'stats', reset })));
+  const hist = new Histogram();
+  for (const s of all) hist.merge(s.hist);
+  return { delivered: all.reduce((n, s) => n + s.delivered, 0), hist, closed: all.reduce((n, s) => n + s.closed, 0) };
+}
+
+/** N SSE subscribers on one topic; max-rate then fixed-rate publishing of 100-byte messages. */
+export async function sseFanout(server: ServerProc, clients: number, seconds: number): Promise<FanoutResult> {
+  const pid = server.proc.pid!;
+  const topic = 'bench/fanout';
+  await sleep(300);
+  const rss0 = rssBytes(pid);
+  const gens = [0, 1].map(() => forkLoadGen(join(LOADGEN_DIR, 'sse-clients.js'), []));
+  try {
+    const half = Math.ceil(clients / 2);
+    await Promise.all(gens.map((g, i) => g.ask({ cmd: 'connect', url: server.url, path: `/v1/sse?topic=${encodeURIComponent(topic)}`, count: i === 0 ? half : clients - half })));
+    await sleep(500);
+    const rss1 = rssBytes(pid);
+
+    // max rate: keep the subscribers busy without letting the backlog grow without bound
+    await stats(gens, true);
+    const batch = 20;
+    let published = 0;
+    const cpu0 = cpuSeconds(pid);
+    const t0 = performance.now();
+    const end = t0 + seconds * 1000;
+    let delivered = 0;
+    while (performance.now() < end) {
+      await Promise.all([publishBatch(server.url, topic, batch), publishBatch(server.url, topic, batch)]);
+      published += 2 * batch;
+      delivered = (await stats(gens)).delivered;
+      while (published * clients - delivered > clients * 200 && performance.now() < end + 5000) {
+        await sleep(5);
+        delivered = (await stats(gens)).delivered;
+      }
+    }
+    const drainUntil = performance.now() + 10_000;
+    let s = await stats(gens);
+    while (s.delivered < published * clients && performance.now() < drainUntil) {
+      await sleep(20);
+      s = await stats(gens);
+    }
+    const elapsed = (performance.now() - t0) / 1000;
+    const maxRate = {
+      deliveriesPerSec: Math.round(s.delivered / elapsed),
+      messages: published,
+      serverCpuPct: Math.round(((cpuSeconds(pid) - cpu0) / elapsed) * 100),
+      closed: s.closed,
+    };
+
+    // fixed rate: 50k deliveries/s in total, latency measured
+    const target = 50_000;
+    const perSec = Math.max(1, Math.round(target / clients));
+    await stats(gens, true);
+    const cpu1 = cpuSeconds(pid);
+    const t1 = performance.now();
+    let sent = 0;
+    const interval = 1000 / perSec;
+    while (performance.now() - t1 < seconds * 1000) {
+      const due = t1 + sent * interval;
+      const wait = due - performance.now();
+      if (wait > 0) await sleep(wait);
+      void publishBatch(server.url, topic, 1);
+      sent++;
+    }
+    const settle = performance.now() + 5000;
+    let f = await stats(gens);
+    while (f.delivered < sent * clients && performance.now() < settle) {
+      await sleep(20);
+      f = await stats(gens);
+    }
+    const fixedElapsed = (performance.now() - t1) / 1000;
+    return {
+      clients,
+      rssPerIdleConnBytes: Math.round((rss1 - rss0) / clients),
+      maxRate,
+      fixedRate: {
+        targetDeliveriesPerSec: perSec * clients,
+        deliveriesPerSec: Math.round(f.delivered / fixedElapsed),
+        p50ms: f.hist.percentile(0.5),
+        p99ms: f.hist.percentile(0.99),
+        serverCpuPct: Math.round(((cpuSeconds(pid) - cpu1) / fixedElapsed) * 100),
+      },
+    };
+  } finally {
+    await Promise.all(gens.map((g) => g.ask({ cmd: 'close' }).catch(() => undefined)));
+    gens.forEach((g) => g.stop());
+  }
+}
