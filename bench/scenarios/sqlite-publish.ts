@@ -16,7 +16,9 @@ async function run(seconds: number, concurrency: number, one: () => Promise<numb
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < end) {
         const s = performance.now();
-        count += await one();
+        // (not `count += await one()`: that reads `count` before the await and loses updates)
+        const n = await one();
+        count += n;
         hist.add(performance.now() - s);
       }
     }),
