@@ -379,6 +379,8 @@ export class Hub {
           after = page[page.length - 1].seq;
         }
       }
+      // closed (slow consumer, shutdown) during the last await: `pending` is gone
+      if (st.closed) return;
       const pending = st.pending;
       st.pending = null;
       st.pendingBytes = 0;
@@ -426,7 +428,9 @@ export class Hub {
     const out: StoredMessage[] = [];
     let after = plan.afterSeq;
     let more = false;
-    while (out.length < limit) {
+    // Runs until the store has nothing more or one receivable message past `limit` proves `more`; stopping
+    // as soon as `out` is full would hand back the head cursor past messages never looked at.
+    for (;;) {
       const want = limit - out.length;
       const page = await this.store.history({ filters: plan.filters, afterSeq: after, toSeq: upTo, limit: want + 1, now: this.now() });
       for (const m of page) {

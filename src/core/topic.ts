@@ -78,6 +78,8 @@ export function filterMatches(filter: string, topic: string): boolean {
  */
 export function filterCovers(outer: string, inner: string): boolean {
   if (outer === inner) return true;
+  // `+/#` matches every topic `#` does (every name has a first level), though the level walk below cannot see it
+  if (outer === '+/#') outer = '#';
   const o = outer.split('/');
   const n = inner.split('/');
   if (n[0].startsWith('$') || n[0] === '+' || n[0] === '#') {
