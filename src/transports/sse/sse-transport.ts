@@ -7,6 +7,7 @@ import type { GapInfo, HubSubscriber } from '../../core/hub.js';
 import { SocketWriter } from '../../wire/socket-writer.js';
 import { sendError } from '../../wire/http-respond.js';
 import { topicParams } from '../../wire/http-request.js';
+import { takeOverSocket } from '../../wire/http-takeover.js';
 import type { TransportContext } from '../context.js';
 import { SSE_JSON, SSE_RAW, sseEvent } from './sse-frame.js';
 
@@ -128,8 +129,8 @@ export class SseTransport {
       for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
       head += `\r\nretry: ${ctx.config.sse.retry}\n: ok\n\n`;
       // The response is ours from here: the socket carries a close-delimited event stream.
-      res.shouldKeepAlive = false;
       socket.write(head);
+      takeOverSocket(req, res, socket);
 
       const conn = new SseConnection(principal, socket, format === 'json', this);
       this.conns.add(conn);

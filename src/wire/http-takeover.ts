@@ -1,0 +1,40 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+
+type FreeParser = (parser: unknown, req: unknown, socket: unknown) => void;
+
+// node's own helper for upgraded connections; if a future node drops it we only keep more memory
+const freeParser: FreeParser | undefined = (() => {
+  try {
+    return (createRequire(import.meta.url)('_http_common') as { freeParser?: FreeParser }).freeParser;
+  } catch {
+    return undefined;
+  }
+})();
+
+/** Listeners node's HTTP server puts on a connection's socket (named in node's _http_server). */
+const NODE_HTTP_LISTENERS = /^(bound )?(socketOn(Data|End|Drain|Timeout|Error|Close)|onSocket(Resume|Pause))$/;
+
+/**
+ * Takes a socket out of node's HTTP machinery once a long-lived response (an event stream) has
+ * written its own head, as node itself does for an upgraded connection: the response object is
+ * detached and the request parser returned to its pool. The stream then costs its socket and our
+ * own small objects, not an idle HTTP exchange. Anything the client sends afterwards is ignored.
+ */
+export function takeOverSocket(req: IncomingMessage, res: ServerResponse, socket: Socket): void {
+  res.detachSocket(socket);
+  const parser = (socket as unknown as { parser?: unknown }).parser;
+  if (!freeParser || !parser) return;
+  for (const event of ['data', 'end', 'drain', 'timeout', 'error', 'close', 'resume', 'pause'] as const) {
+    for (const l of socket.listeners(event) as Array<(...a: unknown[]) => void>) {
+      if (NODE_HTTP_LISTENERS.test(l.name)) socket.removeListener(event, l);
+    }
+  }
+  freeParser(parser, req, socket);
+  // keep reading so that the peer's close is noticed; whatever it sends is dropped
+  socket.on('data', ignore);
+  socket.resume();
+}
+
+function ignore(): void {}
