@@ -88,6 +88,39 @@ for (const [kind, make] of kinds) {
       await s.close();
     });
 
+    it('keeps records by kind and key: atomic batches, deletes, prefix listing in key order', async () => {
+      const s = make();
+      await s.open();
+      await s.putRecords([
+        { kind: 'q', key: 'c1/0002', value: Buffer.from('b') },
+        { kind: 'q', key: 'c1/0001', value: Buffer.from('a') },
+        { kind: 'q', key: 'c2/0001', value: Buffer.from('z') },
+        { kind: 'other', key: 'c1/0001', value: Buffer.from('o') },
+      ]);
+      assert.equal((await s.getRecord('q', 'c1/0001'))?.toString(), 'a');
+      assert.equal(await s.getRecord('q', 'nope'), undefined);
+      assert.deepEqual(
+        (await s.listRecords('q', 'c1/')).map((r) => [r.key, r.value.toString()]),
+        [
+          ['c1/0001', 'a'],
+          ['c1/0002', 'b'],
+        ],
+      );
+      assert.deepEqual(
+        (await s.listRecords('q', '', 2)).map((r) => r.key),
+        ['c1/0001', 'c1/0002'],
+      );
+      await s.putRecords([
+        { kind: 'q', key: 'c1/0001', value: null },
+        { kind: 'q', key: 'c1/0002', value: Buffer.from('B') },
+      ]);
+      assert.deepEqual(
+        (await s.listRecords('q', 'c1/')).map((r) => [r.key, r.value.toString()]),
+        [['c1/0002', 'B']],
+      );
+      await s.close();
+    });
+
     it('stores meta values', async () => {
       const s = make();
       await s.open();
@@ -117,7 +150,12 @@ describe('sqlite store across restarts', () => {
     assert.equal(await b.prunedThrough(['t']), 2);
     const [m] = await b.append([input('t', '3')]);
     assert.equal(m.seq, 3);
+    await b.putRecords([{ kind: 'k', key: 'a', value: Buffer.from('kept') }]);
     await b.close();
+    const c = new SqliteStore(dir);
+    await c.open();
+    assert.equal((await c.getRecord('k', 'a'))?.toString(), 'kept');
+    await c.close();
   });
 
   it('every acknowledged append survives SIGKILL of the writing process', async () => {

@@ -20,6 +20,13 @@ export interface HistoryQuery {
   now: number;
 }
 
+export interface RecordChange {
+  kind: string;
+  key: string;
+  /** null deletes the record. */
+  value: Buffer | null;
+}
+
 export interface AppendInput extends MessageInput {
   publishedAt: number;
 }
@@ -51,5 +58,14 @@ export interface Store {
   prune(now: number, rules: RetentionRule[], fallback: Omit<RetentionRule, 'filter'>): Promise<number>;
   getMeta(key: string): Promise<string | undefined>;
   setMeta(key: string, value: string): Promise<void>;
+  /**
+   * Small durable records for doors' own state (MQTT sessions and their queues, Web Push
+   * subscriptions and deliveries), in namespaces (`kind`). Keys sort as strings.
+   */
+  getRecord(kind: string, key: string): Promise<Buffer | undefined>;
+  /** Writes and deletes (`value: null`) atomically, in one transaction. */
+  putRecords(changes: RecordChange[]): Promise<void>;
+  /** Records of a kind whose key starts with `prefix`, ascending by key, at most `limit`. */
+  listRecords(kind: string, prefix?: string, limit?: number): Promise<Array<{ key: string; value: Buffer }>>;
   close(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 import type { StoredMessage } from '../core/message.js';
 import { formatCursor, isExpired } from '../core/message.js';
-import type { AppendInput, HistoryQuery, RetentionRule, Store } from '../core/store.js';
+import type { AppendInput, HistoryQuery, RecordChange, RetentionRule, Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
 import { retentionFor } from './retention.js';
@@ -20,6 +20,7 @@ export class MemoryStore implements Store {
   private topics = new Map<string, TopicLog>();
   private retainedByTopic = new Map<string, StoredMessage>();
   private meta = new Map<string, string>();
+  private records = new Map<string, Map<string, Buffer>>();
 
   async open(): Promise<void> {}
 
@@ -98,6 +99,26 @@ export class MemoryStore implements Store {
 
   async setMeta(key: string, value: string): Promise<void> {
     this.meta.set(key, value);
+  }
+
+  async getRecord(kind: string, key: string): Promise<Buffer | undefined> {
+    return this.records.get(kind)?.get(key);
+  }
+
+  async putRecords(changes: RecordChange[]): Promise<void> {
+    for (const c of changes) {
+      let m = this.records.get(c.kind);
+      if (!m) this.records.set(c.kind, (m = new Map()));
+      if (c.value === null) m.delete(c.key);
+      else m.set(c.key, Buffer.from(c.value));
+    }
+  }
+
+  async listRecords(kind: string, prefix = '', limit = Infinity): Promise<Array<{ key: string; value: Buffer }>> {
+    const m = this.records.get(kind);
+    if (!m) return [];
+    const keys = [...m.keys()].filter((k) => k.startsWith(prefix)).sort();
+    return keys.slice(0, limit).map((key) => ({ key, value: m.get(key)! }));
   }
 
   async close(): Promise<void> {}

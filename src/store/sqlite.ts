@@ -3,12 +3,12 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Properties, StoredMessage } from '../core/message.js';
 import { formatCursor, isExpired } from '../core/message.js';
-import type { AppendInput, HistoryQuery, RetentionRule, Store } from '../core/store.js';
+import type { AppendInput, HistoryQuery, RecordChange, RetentionRule, Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
 import { retentionFor } from './retention.js';
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 interface Row {
   seq: number;
@@ -90,7 +90,13 @@ export class SqliteStore implements Store {
         );
         CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY, pruned_through INTEGER NOT NULL DEFAULT 0);
         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        PRAGMA user_version = ${SCHEMA_VERSION};
+        PRAGMA user_version = 1;
+      `);
+    }
+    if (version < 2) {
+      db.exec(`
+        CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID;
+        PRAGMA user_version = 2;
       `);
     }
     this.stmts = this.prepare();
@@ -151,6 +157,10 @@ export class SqliteStore implements Store {
       oldBefore: db.prepare('SELECT seq FROM messages WHERE topic = ? AND published_at < ? ORDER BY seq DESC LIMIT 1'),
       nthOldest: db.prepare('SELECT seq FROM messages WHERE topic = ? ORDER BY seq LIMIT 1 OFFSET ?'),
       deleteUpTo: db.prepare('DELETE FROM messages WHERE topic = ? AND seq <= ?'),
+      getRecord: db.prepare('SELECT value FROM records WHERE kind = ? AND key = ?'),
+      putRecord: db.prepare('INSERT INTO records (kind, key, value) VALUES (?, ?, ?) ON CONFLICT(kind, key) DO UPDATE SET value = excluded.value'),
+      deleteRecord: db.prepare('DELETE FROM records WHERE kind = ? AND key = ?'),
+      listRecords: db.prepare("SELECT key, value FROM records WHERE kind = ? AND key >= ? AND substr(key, 1, length(?)) = ? ORDER BY key LIMIT ?"),
       setPruned: db.prepare('UPDATE topics SET pruned_through = MAX(pruned_through, ?) WHERE topic = ?'),
     };
   }
@@ -281,6 +291,25 @@ export class SqliteStore implements Store {
 
   async setMeta(key: string, value: string): Promise<void> {
     this.stmts.setMeta.run(key, value);
+  }
+
+  async getRecord(kind: string, key: string): Promise<Buffer | undefined> {
+    return (this.stmts.getRecord.get(kind, key) as { value: Buffer } | undefined)?.value;
+  }
+
+  async putRecords(changes: RecordChange[]): Promise<void> {
+    const s = this.stmts;
+    this.db.transaction(() => {
+      for (const c of changes) {
+        if (c.value === null) s.deleteRecord.run(c.kind, c.key);
+        else s.putRecord.run(c.kind, c.key, c.value);
+      }
+    })();
+  }
+
+  async listRecords(kind: string, prefix = '', limit = -1): Promise<Array<{ key: string; value: Buffer }>> {
+    const lim = Number.isFinite(limit) && limit >= 0 ? limit : -1;
+    return this.stmts.listRecords.all(kind, prefix, prefix, prefix, lim) as Array<{ key: string; value: Buffer }>;
   }
 
   async close(): Promise<void> {
