@@ -2,7 +2,7 @@ import { Delivery } from './encoded.js';
 import { OmnipushError } from './errors.js';
 import { canPublish, canReceive, subscribeVerdict, type Principal } from './grants.js';
 import { formatCursor, isExpired, messageBytes, parseCursor, type MessageInput, type StoredMessage } from './message.js';
-import type { AppendInput, RetentionRule, Store } from './store.js';
+import type { AppendInput, RecordChange, RetentionRule, Store } from './store.js';
 import { validateFilter, validateTopic, DEFAULT_TOPIC_LIMITS, type TopicLimits } from './topic.js';
 import { SubscriptionTrie } from './trie.js';
 
@@ -446,6 +446,23 @@ export class Hub {
     }
     const cursor = more ? out[out.length - 1].cursor : formatCursor(this.store.epoch, upTo);
     return { messages: out, gap, cursor, more };
+  }
+
+  // ---------------------------------------------------------------- doors' own durable state
+
+  /** A door's durable record (MQTT session, Web Push subscription ...); doors ask the hub, not the store. */
+  getRecord(kind: string, key: string): Promise<Buffer | undefined> {
+    return this.store.getRecord(kind, key);
+  }
+
+  /** Writes and deletes (`value: null`) records atomically. */
+  putRecords(changes: RecordChange[]): Promise<void> {
+    return this.store.putRecords(changes);
+  }
+
+  /** Records of a kind whose key starts with `prefix`, ascending by key. */
+  listRecords(kind: string, prefix?: string, limit?: number): Promise<Array<{ key: string; value: Buffer }>> {
+    return this.store.listRecords(kind, prefix, limit);
   }
 
   // ---------------------------------------------------------------- upkeep
