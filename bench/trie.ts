@@ -7,6 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { SubscriptionTrie } from '../src/core/trie.js';
+import { prng } from '../test/helpers/prng.js';
 
 export interface TrieResult {
   filters: number;
@@ -24,18 +25,6 @@ export interface TrieResult {
   buildMs: number;
   heapUsedMB: number;
   node: string;
-}
-
-/** mulberry32: a seeded PRNG, so every run matches the same topics against the same filters. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

@@ -8,6 +8,7 @@ import { formatCursor, type StoredMessage } from '../src/core/message.js';
 import type { HistoryQuery } from '../src/core/store.js';
 import { filterMatches } from '../src/core/topic.js';
 import { MemoryStore } from '../src/store/memory.js';
+import { prng } from './helpers/prng.js';
 
 const anyone: Principal = { id: 'anyone', kind: 'anonymous', grants: ALLOW_ALL };
 
@@ -154,18 +155,6 @@ async function codeOf(fn: () => unknown): Promise<string> {
     assert.ok(e instanceof OmnipushError, `expected an OmnipushError, got ${String(e)}`);
     return e.code;
   }
-}
-
-/** mulberry32 */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('Hub: publish and fan-out', () => {

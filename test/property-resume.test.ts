@@ -4,18 +4,7 @@ import { filterMatches } from '../src/core/topic.js';
 import type { RunningServer } from '../src/server.js';
 import { startTestServer, waitFor } from './helpers/server.js';
 import { openRawSse } from './helpers/sse.js';
-
-/** Small seeded PRNG (mulberry32) so a failure can be replayed with the printed seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from './helpers/prng.js';
 
 interface Published {
   topic: string;
