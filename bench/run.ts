@@ -5,10 +5,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { runTrieBench } from './trie.js';
 import { killAll } from './lib/procs.js';
-import { startFloor, startOmnipush } from './lib/servers.js';
+import { startFloor, startOmnipush, startPeer } from './lib/servers.js';
 import { longpollFanout } from './scenarios/longpoll-fanout.js';
 import { sqlitePublish } from './scenarios/sqlite-publish.js';
-import { sseFanout, type FanoutResult } from './scenarios/sse-fanout.js';
+import { fanout, SSE_CLIENTS, wsClients, type FanoutClients, type FanoutResult } from './scenarios/fanout.js';
+import type { ServerProc } from './lib/procs.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -26,34 +27,60 @@ const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
 const kb = (b: number) => `${(b / 1024).toFixed(2)} KB`;
 const k = (n: number) => `${(n / 1000).toFixed(1)}k`;
 
+/** Starts a server, runs one fan-out against it, stops it. */
+async function fanoutOn(start: () => Promise<ServerProc>, kind: FanoutClients): Promise<FanoutResult> {
+  const server = await start();
+  try {
+    return await fanout(server, kind, sseClients, seconds);
+  } finally {
+    await server.stop();
+  }
+}
+
+async function hasWebSocketDoor(): Promise<boolean> {
+  const s = await startOmnipush();
+  try {
+    const d = (await (await fetch(`${s.url}/.well-known/omnipush`)).json()) as { transports?: Record<string, unknown> };
+    return !!d.transports?.websocket;
+  } finally {
+    await s.stop();
+  }
+}
+
 async function main(): Promise<void> {
   if (want('trie')) {
     const t = runTrieBench();
     results.trie = t;
     row('trie: match among 100k filters (median / p99)', `${(t.medianNsPerMatch / 1000).toFixed(2)} / ${(t.p99NsPerMatch / 1000).toFixed(2)} µs`, 'microseconds', verdict(t.p99NsPerMatch < 10_000));
   }
+  const r = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+  let sse: FanoutResult | undefined;
   if (want('sse')) {
-    const ours = await startOmnipush();
-    let o: FanoutResult;
-    try {
-      o = await sseFanout(ours, sseClients, seconds);
-    } finally {
-      await ours.stop();
-    }
-    const floor = await startFloor();
-    let f: FanoutResult;
-    try {
-      f = await sseFanout(floor, sseClients, seconds);
-    } finally {
-      await floor.stop();
-    }
+    const o = await fanoutOn(() => startOmnipush(), SSE_CLIENTS);
+    const f = await fanoutOn(startFloor, SSE_CLIENTS);
+    sse = o;
     results.sseFanout = { omnipush: o, floor: f };
-    const r = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
     row(`sse fan-out max rate, ${sseClients} subs (ours / floor)`, `${k(o.maxRate.deliveriesPerSec)}/s / ${k(f.maxRate.deliveriesPerSec)}/s = ${r(o.maxRate.deliveriesPerSec, f.maxRate.deliveriesPerSec)}`, '≥ 100k/s', verdict(o.maxRate.deliveriesPerSec >= 100_000));
     row('  server CPU during max rate (ours / floor)', `${o.maxRate.serverCpuPct}% / ${f.maxRate.serverCpuPct}%`);
     row(`sse p50/p99 at ${k(o.fixedRate.targetDeliveriesPerSec)}/s (ours)`, `${o.fixedRate.p50ms} / ${o.fixedRate.p99ms} ms (delivered ${k(o.fixedRate.deliveriesPerSec)}/s)`, 'p99 ≤ 100 ms', verdict(o.fixedRate.p99ms <= 100));
     row(`sse p50/p99 at ${k(f.fixedRate.targetDeliveriesPerSec)}/s (floor)`, `${f.fixedRate.p50ms} / ${f.fixedRate.p99ms} ms (delivered ${k(f.fixedRate.deliveriesPerSec)}/s)`);
     row('sse RSS per idle connection (ours / floor)', `${kb(o.rssPerIdleConnBytes)} / ${kb(f.rssPerIdleConnBytes)}`, '≤ 8 KB', verdict(o.rssPerIdleConnBytes <= 8192));
+  }
+  if (want('ws')) {
+    const ceiling = await fanoutOn(() => startPeer('ws-ceiling'), wsClients('ws'));
+    const sio = await fanoutOn(() => startPeer('socketio-server'), wsClients('socketio'));
+    const ours = (await hasWebSocketDoor()) ? await fanoutOn(() => startOmnipush(), wsClients('omnipush')) : undefined;
+    results.wsFanout = { omnipush: ours ?? null, ceiling, socketio: sio };
+    if (ours) {
+      row(`ws fan-out max rate, ${sseClients} subs (ours / raw ws ceiling)`, `${k(ours.maxRate.deliveriesPerSec)}/s / ${k(ceiling.maxRate.deliveriesPerSec)}/s = ${r(ours.maxRate.deliveriesPerSec, ceiling.maxRate.deliveriesPerSec)}`, '≥ 0.9× ceiling', verdict(ours.maxRate.deliveriesPerSec >= 0.9 * ceiling.maxRate.deliveriesPerSec));
+      row('ws fan-out (ours / Socket.IO 4)', `${k(ours.maxRate.deliveriesPerSec)}/s / ${k(sio.maxRate.deliveriesPerSec)}/s = ${r(ours.maxRate.deliveriesPerSec, sio.maxRate.deliveriesPerSec)}`, '≥ 3×', verdict(ours.maxRate.deliveriesPerSec >= 3 * sio.maxRate.deliveriesPerSec));
+      row('ws hot topic (batches of 20 per publish)', `${k(ours.maxRate.deliveriesPerSec)}/s`, '≥ 500k/s', verdict(ours.maxRate.deliveriesPerSec >= 500_000));
+      row(`ws p50/p99 at ${k(ours.fixedRate.targetDeliveriesPerSec)}/s (ours)`, `${ours.fixedRate.p50ms} / ${ours.fixedRate.p99ms} ms`, 'p99 ≤ 100 ms', verdict(ours.fixedRate.p99ms <= 100));
+      row('ws RSS per idle connection (ours / ceiling / Socket.IO)', `${kb(ours.rssPerIdleConnBytes)} / ${kb(ceiling.rssPerIdleConnBytes)} / ${kb(sio.rssPerIdleConnBytes)}`, '≤ 6 KB', verdict(ours.rssPerIdleConnBytes <= 6144));
+      if (sse) row('sse vs ws fan-out (ours)', r(sse.maxRate.deliveriesPerSec, ours.maxRate.deliveriesPerSec), '≥ 0.9×', verdict(sse.maxRate.deliveriesPerSec >= 0.9 * ours.maxRate.deliveriesPerSec));
+    } else row('ws fan-out (ours)', 'no WebSocket door in this build');
+    row('ws fan-out max rate (raw ws ceiling / Socket.IO 4)', `${k(ceiling.maxRate.deliveriesPerSec)}/s / ${k(sio.maxRate.deliveriesPerSec)}/s`);
+    row('ws p99 at 50k/s (ceiling / Socket.IO 4)', `${ceiling.fixedRate.p99ms} / ${sio.fixedRate.p99ms} ms`);
   }
   if (want('longpoll')) {
     const ours = await startOmnipush();

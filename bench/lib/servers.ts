@@ -20,4 +20,9 @@ export function startFloor(): Promise<ServerProc> {
   return startServerProcess(join(ROOT, 'dist/bench/floor/sse-broadcaster.js'), []);
 }
 
+/** A peer server from bench/peers (`ws-ceiling`, `socketio-server`). */
+export function startPeer(name: 'ws-ceiling' | 'socketio-server'): Promise<ServerProc> {
+  return startServerProcess(join(ROOT, `dist/bench/peers/${name}.js`), []);
+}
+
 export const LOADGEN_DIR = join(ROOT, 'dist/bench/loadgen');

@@ -24,16 +24,32 @@ async function stats(gens: LoadGen[], reset = false): Promise<{ delivered: numbe
   return { delivered: all.reduce((n, s) => n + s.delivered, 0), hist, closed: all.reduce((n, s) => n + s.closed, 0) };
 }
 
-/** N SSE subscribers on one topic; max-rate then fixed-rate publishing of 100-byte messages. */
-export async function sseFanout(server: ServerProc, clients: number, seconds: number): Promise<FanoutResult> {
+/** How the load generators reach the server: which generator, and what it is told to connect to. */
+export interface FanoutClients {
+  loadgen: 'sse-clients.js' | 'ws-clients.js';
+  connect(url: string, topic: string): Record<string, unknown>;
+}
+
+export const SSE_CLIENTS: FanoutClients = {
+  loadgen: 'sse-clients.js',
+  connect: (url, topic) => ({ url, path: `/v1/sse?topic=${encodeURIComponent(topic)}` }),
+};
+
+export const wsClients = (mode: 'omnipush' | 'ws' | 'socketio'): FanoutClients => ({
+  loadgen: 'ws-clients.js',
+  connect: (url, topic) => ({ url, mode, topic }),
+});
+
+/** N subscribers on one topic; max-rate then fixed-rate publishing of 100-byte messages. */
+export async function fanout(server: ServerProc, kind: FanoutClients, clients: number, seconds: number): Promise<FanoutResult> {
   const pid = server.proc.pid!;
   const topic = 'bench/fanout';
   await sleep(300);
   const rss0 = rssBytes(pid);
-  const gens = [0, 1].map(() => forkLoadGen(join(LOADGEN_DIR, 'sse-clients.js'), []));
+  const gens = [0, 1].map(() => forkLoadGen(join(LOADGEN_DIR, kind.loadgen), []));
   try {
     const half = Math.ceil(clients / 2);
-    await Promise.all(gens.map((g, i) => g.ask({ cmd: 'connect', url: server.url, path: `/v1/sse?topic=${encodeURIComponent(topic)}`, count: i === 0 ? half : clients - half })));
+    await Promise.all(gens.map((g, i) => g.ask({ cmd: 'connect', ...kind.connect(server.url, topic), count: i === 0 ? half : clients - half })));
     await sleep(500);
     const rss1 = rssBytes(pid);
 
