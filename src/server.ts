@@ -51,6 +51,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     log,
     connections: new ConnectionBudget(config.limits.maxConnections),
     authenticate: (req: IncomingMessage, url: URL) => auth.authenticate(requestToken(req, url, config.auth.cookieName)),
+    authenticateToken: (token) => auth.authenticate(token),
     commonHeaders: (req: IncomingMessage) => {
       const h: Record<string, string> = { Link: `<${DISCOVERY_PATH}>; rel="omnipush"` };
       const origin = req.headers.origin;

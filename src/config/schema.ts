@@ -88,6 +88,21 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    websocket: z
+      .object({
+        /** permessage-deflate; off by default (it costs CPU and memory per socket, and frames can't be shared). */
+        perMessageDeflate: z.boolean().default(false),
+        /** Largest frame or message a client may send; bigger ones close the socket with 1009. */
+        maxFrameBytes: bytes.default(2 * 1024 * 1024),
+        /** seconds between pings; a peer that missed the previous one is dropped */
+        pingInterval: seconds.default(30),
+        /** seconds a socket that arrived without credentials has to send an `auth` message (when anonymous access is off) */
+        authTimeout: seconds.default(10),
+        /** Path of an echo endpoint for WebSocket conformance suites (off when unset). */
+        echoPath: z.string().startsWith('/').optional(),
+      })
+      .strict()
+      .default({}),
     longpoll: z
       .object({
         /** seconds a poll is held when nothing is there */

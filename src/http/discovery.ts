@@ -22,6 +22,7 @@ export function discoveryDocument(ctx: TransportContext, req: IncomingMessage): 
     epoch: ctx.hub.epoch,
     cursor: ctx.hub.headCursor(),
     transports: {
+      websocket: { url: `${base.replace(/^http/, 'ws')}/v1/ws`, protocol: 'docs/websocket.md', perMessageDeflate: ctx.config.websocket.perMessageDeflate, maxFrameBytes: ctx.config.websocket.maxFrameBytes },
       sse: { url: `${base}/v1/sse`, resume: ['Last-Event-ID', 'since'], formats: ['raw', 'json'], heartbeatSeconds: sse.heartbeat },
       longpoll: { url: `${base}/v1/poll`, defaultTimeoutSeconds: longpoll.defaultTimeout, maxTimeoutSeconds: longpoll.maxTimeout, maxMessages: longpoll.maxMessages },
     },

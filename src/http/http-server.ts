@@ -4,6 +4,7 @@ import { OmnipushError } from '../core/errors.js';
 import type { TransportContext } from '../transports/context.js';
 import { LongPollTransport } from '../transports/longpoll/longpoll-transport.js';
 import { SseTransport } from '../transports/sse/sse-transport.js';
+import { WebSocketTransport } from '../transports/websocket/ws-transport.js';
 import { errorBody, sendError, sendJson } from '../wire/http-respond.js';
 import { discoveryDocument } from './discovery.js';
 import { handleHistory, handlePublishJson, handlePublishRaw } from './publish-api.js';
@@ -15,11 +16,13 @@ export class HttpDoor {
   readonly server: Server;
   readonly sse: SseTransport;
   readonly longpoll: LongPollTransport;
+  readonly websocket: WebSocketTransport;
   private readonly sockets = new Set<Socket>();
 
   constructor(private readonly ctx: TransportContext) {
     this.sse = new SseTransport(ctx);
     this.longpoll = new LongPollTransport(ctx);
+    this.websocket = new WebSocketTransport(ctx);
     this.server = createServer(
       { maxHeaderSize: ctx.config.http.maxHeaderBytes, requestTimeout: 30_000, headersTimeout: 20_000, keepAliveTimeout: 5_000 },
       (req, res) => void this.route(req, res),
@@ -27,6 +30,23 @@ export class HttpDoor {
     this.server.on('connection', (s: Socket) => {
       this.sockets.add(s);
       s.once('close', () => this.sockets.delete(s));
+    });
+    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      let url: URL;
+      try {
+        url = new URL(req.url ?? '/', 'http://localhost');
+      } catch {
+        return socket.destroy();
+      }
+      if (this.websocket.handles(url.pathname)) {
+        this.websocket.upgrade(req, socket, head, url).catch((e: unknown) => {
+          ctx.log.error({ err: e }, 'websocket upgrade failed');
+          socket.destroy();
+        });
+        return;
+      }
+      const body = JSON.stringify(errorBody(new OmnipushError('not_found', `no WebSocket endpoint at ${url.pathname}`)));
+      socket.end(`HTTP/1.1 404 Not Found\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
       if (!socket.writable) return socket.destroy();
@@ -125,6 +145,7 @@ export class HttpDoor {
     const closed = new Promise<void>((r) => this.server.close(() => r()));
     this.sse.close();
     this.longpoll.close();
+    this.websocket.close();
     this.server.closeIdleConnections();
     // give ended streams a moment to flush, then cut whatever is left
     const deadline = setTimeout(() => {

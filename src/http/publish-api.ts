@@ -1,75 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { OmnipushError } from '../core/errors.js';
 import type { Principal } from '../core/grants.js';
 import type { PublishRequest } from '../core/hub.js';
+import { fail, publishRequestFromJson } from '../wire/publish-request.js';
 import type { TransportContext } from '../transports/context.js';
 import { sendJson } from '../wire/http-respond.js';
 import { numberParam, parseJson, readBody, topicParams } from '../wire/http-request.js';
 import { toMessageJson } from '../wire/json-message.js';
 
-const FIELDS = new Set(['topic', 'data', 'data_base64', 'encoding', 'event', 'retain', 'ttl', 'properties', 'contentType', 'qos']);
 const MAX_BATCH = 1000;
-
-function fail(message: string): never {
-  throw new OmnipushError('invalid_request', message);
-}
-
-/** Turns one JSON publish object into a hub request; strict about fields and types. */
-export function publishRequestFromJson(o: unknown, where = ''): PublishRequest {
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) fail(`${where}a message must be a JSON object`);
-  const m = o as Record<string, unknown>;
-  for (const k of Object.keys(m)) if (!FIELDS.has(k)) fail(`${where}unknown field ${JSON.stringify(k)}`);
-  if (typeof m.topic !== 'string') fail(`${where}topic must be a string`);
-  let payload: Buffer;
-  if (m.data_base64 !== undefined) {
-    if (m.data !== undefined) fail(`${where}give data or data_base64, not both`);
-    if (typeof m.data_base64 !== 'string' || !/^[A-Za-z0-9+/_-]*={0,2}$/.test(m.data_base64)) fail(`${where}data_base64 must be base64`);
-    payload = Buffer.from(m.data_base64, 'base64');
-  } else if (m.data === undefined || m.data === null) {
-    payload = Buffer.alloc(0);
-  } else if (typeof m.data === 'string') {
-    if (m.encoding === 'base64') {
-      if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(m.data)) fail(`${where}data is not base64`);
-      payload = Buffer.from(m.data, 'base64');
-    } else if (m.encoding === undefined || m.encoding === 'utf8' || m.encoding === 'text') payload = Buffer.from(m.data, 'utf8');
-    else fail(`${where}encoding must be "text" or "base64"`);
-  } else {
-    // any other JSON value is published as its JSON text
-    payload = Buffer.from(JSON.stringify(m.data), 'utf8');
-  }
-  const req: PublishRequest = { topic: m.topic, payload };
-  if (m.event !== undefined) {
-    if (typeof m.event !== 'string') fail(`${where}event must be a string`);
-    req.event = m.event;
-  }
-  if (m.contentType !== undefined) {
-    if (typeof m.contentType !== 'string') fail(`${where}contentType must be a string`);
-    req.contentType = m.contentType;
-  }
-  if (m.retain !== undefined) {
-    if (typeof m.retain !== 'boolean') fail(`${where}retain must be true or false`);
-    req.retain = m.retain;
-  }
-  if (m.ttl !== undefined) {
-    if (typeof m.ttl !== 'number') fail(`${where}ttl must be a number of seconds`);
-    req.ttl = m.ttl;
-  }
-  if (m.qos !== undefined) {
-    if (m.qos !== 0 && m.qos !== 1 && m.qos !== 2) fail(`${where}qos must be 0, 1 or 2`);
-    req.qos = m.qos;
-  }
-  if (m.properties !== undefined) {
-    const p = m.properties;
-    if (Array.isArray(p)) req.properties = p as Array<[string, string]>;
-    else if (typeof p === 'object' && p !== null) {
-      req.properties = Object.entries(p).map(([k, v]) => {
-        if (typeof v !== 'string') fail(`${where}property ${JSON.stringify(k)} must be a string`);
-        return [k, v];
-      });
-    } else fail(`${where}properties must be an object or a list of [name, value] pairs`);
-  }
-  return req;
-}
 
 /**
  * `POST /v1/publish` with `{topic, data, ...}`, or a batch: a JSON array or `{messages: [...]}`.

@@ -13,7 +13,7 @@ export class Metrics {
   readonly storeLatency: Histogram<'op'>;
   readonly httpRequests: Counter<'route' | 'status'>;
   /** Deliveries per transport, incremented by the doors without label lookups. */
-  readonly deliveryCounts: Record<string, number> = { sse: 0, longpoll: 0 };
+  readonly deliveryCounts: Record<string, number> = { sse: 0, longpoll: 0, websocket: 0 };
 
   constructor() {
     const registers = [this.registry];
@@ -52,7 +52,7 @@ export class Metrics {
       registers,
     });
     this.httpRequests = new Counter({ name: 'omnipush_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'status'], registers });
-    for (const t of ['sse', 'longpoll']) this.connections.set({ transport: t }, 0);
+    for (const t of ['sse', 'longpoll', 'websocket']) this.connections.set({ transport: t }, 0);
   }
 
   /** The hub's observer, feeding these metrics. */

@@ -15,6 +15,8 @@ export interface TransportContext {
   connections: ConnectionBudget;
   /** Principal of an HTTP request (header, `access_token` or cookie); rejects with `unauthorized`. */
   authenticate(req: IncomingMessage, url: URL): Promise<Principal>;
+  /** Principal of a bearer token (undefined: none), for doors that carry tokens themselves. */
+  authenticateToken(token: string | undefined): Promise<Principal>;
   /** Headers every HTTP response carries (CORS, discovery Link). */
   commonHeaders(req: IncomingMessage): Record<string, string>;
   /** True once shutdown began: new streams are refused with 503 + Retry-After. */

@@ -1,0 +1,57 @@
+import { OmnipushError } from '../../core/errors.js';
+import type { PublishRequest } from '../../core/hub.js';
+import { publishRequestFromJson } from '../../wire/publish-request.js';
+
+/** Client → server messages of docs/websocket.md. */
+export type ClientMessage =
+  | { type: 'auth'; id?: RequestId; token: string }
+  | { type: 'subscribe'; id?: RequestId; topics: string[]; since?: string }
+  | { type: 'unsubscribe'; id?: RequestId; sub: string }
+  | { type: 'publish'; id?: RequestId; request: PublishRequest }
+  | { type: 'ping'; id?: RequestId };
+
+export type RequestId = string | number;
+
+function bad(message: string): never {
+  throw new OmnipushError('invalid_request', message);
+}
+
+/** Reads the request id of a raw message, if it has a usable one (for error replies). */
+export function requestIdOf(raw: unknown): RequestId | undefined {
+  const id = (raw as { id?: unknown } | null)?.id;
+  return typeof id === 'string' || typeof id === 'number' ? id : undefined;
+}
+
+/** Parses and checks one text frame. Throws `invalid_json` / `invalid_request`. */
+export function parseClientMessage(text: string): ClientMessage {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new OmnipushError('invalid_json', 'a message must be one JSON object');
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad('a message must be a JSON object');
+  const { type, id, ...rest } = raw as Record<string, unknown>;
+  if (id !== undefined && typeof id !== 'string' && typeof id !== 'number') bad('id must be a string or a number');
+  const rid = id as RequestId | undefined;
+  switch (type) {
+    case 'auth':
+      if (typeof rest.token !== 'string' || rest.token === '') bad('auth needs a token');
+      return { type, id: rid, token: rest.token };
+    case 'subscribe': {
+      const topics = rest.topics;
+      if (!Array.isArray(topics) || !topics.every((t) => typeof t === 'string')) bad('subscribe needs topics: an array of filters');
+      if (rest.since !== undefined && typeof rest.since !== 'string') bad('since must be a string');
+      return { type, id: rid, topics, since: rest.since as string | undefined };
+    }
+    case 'unsubscribe':
+      if (typeof rest.sub !== 'string') bad('unsubscribe needs sub');
+      return { type, id: rid, sub: rest.sub };
+    case 'publish':
+      return { type, id: rid, request: publishRequestFromJson(rest) };
+    case 'ping':
+      return { type, id: rid };
+    default:
+      return bad(`unknown message type ${JSON.stringify(type)}`);
+  }
+}

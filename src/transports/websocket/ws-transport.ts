@@ -1,0 +1,125 @@
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { OmnipushError } from '../../core/errors.js';
+import { DENY_ALL, type Principal } from '../../core/grants.js';
+import { errorBody, statusFor } from '../../wire/http-respond.js';
+import { requestToken } from '../../wire/http-request.js';
+import type { TransportContext } from '../context.js';
+import { CLOSE, WsConnection } from './ws-connection.js';
+
+export const WS_PATH = '/v1/ws';
+/** Sweep slices: each tick visits one slice, so a full round of pings is spread over the interval. */
+const SLICES = 16;
+
+/**
+ * `GET /v1/ws` — the WebSocket door (docs/websocket.md), on the HTTP server's `upgrade` event.
+ * Optional echo endpoint (`websocket.echoPath`) for conformance suites.
+ */
+export class WebSocketTransport {
+  private readonly wss: WebSocketServer;
+  private readonly echo: WebSocketServer | null;
+  private readonly slices: Array<Set<WsConnection>> = Array.from({ length: SLICES }, () => new Set());
+  private nextSlice = 0;
+  private sweepAt = 0;
+  private readonly timer: NodeJS.Timeout;
+  private count = 0;
+
+  constructor(private readonly ctx: TransportContext) {
+    const cfg = ctx.config.websocket;
+    const common = { noServer: true, maxPayload: cfg.maxFrameBytes, perMessageDeflate: cfg.perMessageDeflate, clientTracking: false } as const;
+    this.wss = new WebSocketServer(common);
+    this.echo = cfg.echoPath ? new WebSocketServer(common) : null;
+    this.timer = setInterval(() => this.sweep(), (cfg.pingInterval * 1000) / SLICES);
+    this.timer.unref();
+  }
+
+  get connectionCount(): number {
+    return this.count;
+  }
+
+  /** Claims an upgrade request; returns false when the path is not ours. */
+  handles(path: string): boolean {
+    return path === WS_PATH || (this.echo !== null && path === this.ctx.config.websocket.echoPath);
+  }
+
+  async upgrade(req: IncomingMessage, socket: Socket, head: Buffer, url: URL): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    if (this.echo && url.pathname === this.ctx.config.websocket.echoPath) {
+      this.echo.handleUpgrade(req, socket, head, (ws) => {
+        ws.on('error', () => ws.terminate());
+        ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+      });
+      return;
+    }
+    const { ctx } = this;
+    let principal: Principal;
+    let mustAuth = false;
+    try {
+      if (ctx.draining()) throw new OmnipushError('shutting_down', 'server is shutting down; retry shortly');
+      const token = requestToken(req, url, ctx.config.auth.cookieName);
+      try {
+        principal = await ctx.authenticateToken(token);
+      } catch (e) {
+        // no credentials on the upgrade: the socket may still send an `auth` message first
+        if (token !== undefined || !(e instanceof OmnipushError) || e.code !== 'unauthorized') throw e;
+        principal = { id: 'unauthenticated', kind: 'anonymous', grants: DENY_ALL };
+        mustAuth = true;
+      }
+      ctx.connections.acquire();
+    } catch (e) {
+      refuse(socket, e, ctx.commonHeaders(req));
+      return;
+    }
+    if (socket.destroyed) {
+      ctx.connections.release();
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, socket, principal, mustAuth));
+  }
+
+  private accept(ws: WebSocket, socket: Socket, principal: Principal, mustAuth: boolean): void {
+    const { ctx } = this;
+    socket.setNoDelay(true);
+    const conn = new WsConnection(ws, socket, principal, ctx, ctx.config.websocket.perMessageDeflate);
+    if (mustAuth) conn.authDeadline = Date.now() + ctx.config.websocket.authTimeout * 1000;
+    const slice = this.slices[this.nextSlice++ % SLICES];
+    slice.add(conn);
+    this.count++;
+    ctx.metrics.connections.inc({ transport: 'websocket' });
+    ws.on('error', () => ws.terminate());
+    ws.once('close', () => {
+      slice.delete(conn);
+      this.count--;
+      ctx.metrics.connections.dec({ transport: 'websocket' });
+      ctx.connections.release();
+      conn.onClosed();
+    });
+  }
+
+  /** One slice per tick: pings, dead-peer drops, credential expiry. */
+  private sweep(): void {
+    const now = Date.now();
+    const slice = this.slices[this.sweepAt++ % SLICES];
+    for (const c of slice) c.sweep(now);
+  }
+
+  /** Closes every socket with 1001 (shutdown). */
+  close(): void {
+    clearInterval(this.timer);
+    for (const s of this.slices) for (const c of s) c.close(CLOSE.goingAway, 'server shutting down');
+  }
+}
+
+/** Answers a refused upgrade with an HTTP error and a JSON body, then closes the socket. */
+function refuse(socket: Socket, e: unknown, headers: Record<string, string>): void {
+  const err = e instanceof OmnipushError ? e : new OmnipushError('internal', 'internal error');
+  const status = statusFor(err.code);
+  const body = JSON.stringify(errorBody(err));
+  let head = `HTTP/1.1 ${status} ${err.code}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n`;
+  if (status === 401) head += 'WWW-Authenticate: Bearer realm="omnipush"\r\n';
+  if (status === 503) head += 'Retry-After: 5\r\n';
+  for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
+  if (socket.writable) socket.end(`${head}\r\n${body}`);
+  else socket.destroy();
+}
