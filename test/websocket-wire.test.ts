@@ -1,0 +1,204 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import type { RunningServer } from '../src/server.js';
+import { startTestServer, waitFor } from './helpers/server.js';
+
+const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+interface Frame {
+  fin: boolean;
+  rsv: number;
+  opcode: number;
+  payload: Buffer;
+}
+
+/** A raw RFC 6455 client: we write the frames (masked or not, as a test wants) and parse the server's. */
+class RawWs {
+  frames: Frame[] = [];
+  head = '';
+  closed = false;
+  private buf = Buffer.alloc(0);
+  private upgraded = false;
+  private constructor(readonly sock: Socket) {}
+
+  static async open(base: string, path: string, key = randomBytes(16).toString('base64')): Promise<RawWs> {
+    const u = new URL(base);
+    const sock = connect(Number(u.port), u.hostname);
+    const c = new RawWs(sock);
+    sock.on('data', (d: Buffer) => c.onData(d));
+    sock.on('close', () => (c.closed = true));
+    sock.on('error', () => undefined);
+    sock.write(`GET ${path} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`);
+    await waitFor(() => c.upgraded || c.closed, 'handshake answer');
+    return c;
+  }
+
+  private onData(d: Buffer): void {
+    this.buf = Buffer.concat([this.buf, d]);
+    if (!this.upgraded) {
+      const end = this.buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      this.head = this.buf.subarray(0, end).toString();
+      this.buf = this.buf.subarray(end + 4);
+      this.upgraded = true;
+    }
+    for (;;) {
+      if (this.buf.length < 2) return;
+      let len = this.buf[1] & 0x7f;
+      let off = 2;
+      if (len === 126) {
+        if (this.buf.length < 4) return;
+        len = this.buf.readUInt16BE(2);
+        off = 4;
+      } else if (len === 127) {
+        if (this.buf.length < 10) return;
+        len = Number(this.buf.readBigUInt64BE(2));
+        off = 10;
+      }
+      if (this.buf.length < off + len) return;
+      const b0 = this.buf[0];
+      this.frames.push({ fin: (b0 & 0x80) !== 0, rsv: (b0 >> 4) & 7, opcode: b0 & 0x0f, payload: this.buf.subarray(off, off + len) });
+      this.buf = this.buf.subarray(off + len);
+    }
+  }
+
+  /** Sends one frame; masked unless `mask` is false. `b0` overrides the first byte. */
+  send(opcode: number, payload: Buffer | string, opts: { fin?: boolean; mask?: boolean; rsv?: number } = {}): void {
+    const data = Buffer.from(payload);
+    const b0 = ((opts.fin ?? true) ? 0x80 : 0) | ((opts.rsv ?? 0) << 4) | opcode;
+    const masked = opts.mask ?? true;
+    const n = data.length;
+    const lenBytes = n < 126 ? [n] : n < 65536 ? [126, n >> 8, n & 0xff] : [127, 0, 0, 0, 0, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
+    lenBytes[0] |= masked ? 0x80 : 0;
+    const key = randomBytes(4);
+    const body = Buffer.from(data);
+    if (masked) for (let i = 0; i < n; i++) body[i] ^= key[i & 3];
+    this.sock.write(Buffer.concat([Buffer.from([b0, ...lenBytes]), masked ? key : Buffer.alloc(0), body]));
+  }
+
+  closeCode(): number | undefined {
+    const f = this.frames.find((x) => x.opcode === 8);
+    return f && f.payload.length >= 2 ? f.payload.readUInt16BE(0) : f ? 1005 : undefined;
+  }
+
+  async expectClose(code: number, what: string): Promise<void> {
+    await waitFor(() => this.closeCode() !== undefined || this.closed, `close for ${what}`);
+    assert.equal(this.closeCode(), code, what);
+    this.sock.destroy();
+  }
+
+  texts(): string[] {
+    return this.frames.filter((f) => f.opcode === 1).map((f) => f.payload.toString());
+  }
+}
+
+const closePayload = (code: number, reason = '') => Buffer.concat([Buffer.from([code >> 8, code & 0xff]), Buffer.from(reason)]);
+
+describe('WebSocket wire (RFC 6455)', () => {
+  let server: RunningServer;
+  const paths = ['/v1/ws', '/echo'];
+  before(async () => {
+    server = await startTestServer({ websocket: { echoPath: '/echo', maxFrameBytes: 64 * 1024 } });
+  });
+  after(() => server.close());
+
+  it('answers the handshake with the right Sec-WebSocket-Accept (RFC example key too)', async () => {
+    const rfc = await RawWs.open(server.http, '/v1/ws', 'dGhlIHNhbXBsZSBub25jZQ==');
+    assert.match(rfc.head, /^HTTP\/1\.1 101/);
+    assert.match(rfc.head, /Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/i);
+    rfc.sock.destroy();
+    const key = randomBytes(16).toString('base64');
+    const c = await RawWs.open(server.http, '/v1/ws', key);
+    const expected = createHash('sha1').update(key + GUID).digest('base64');
+    assert.ok(c.head.includes(`Sec-WebSocket-Accept: ${expected}`) || c.head.toLowerCase().includes(`sec-websocket-accept: ${expected.toLowerCase()}`));
+    c.sock.destroy();
+    const nowhere = await RawWs.open(server.http, '/nowhere');
+    assert.match(nowhere.head, /^HTTP\/1\.1 404/);
+  });
+
+  it('echoes text as text and binary as binary', async () => {
+    const c = await RawWs.open(server.http, '/echo');
+    c.send(1, 'héllo');
+    c.send(2, Buffer.from([0, 255, 1]));
+    await waitFor(() => c.frames.length >= 2, 'echoes');
+    assert.deepEqual(c.frames.map((f) => [f.opcode, [...f.payload]]), [
+      [1, [...Buffer.from('héllo')]],
+      [2, [0, 255, 1]],
+    ]);
+    c.sock.destroy();
+  });
+
+  it('reassembles fragments with a ping in between, and answers the ping with a pong', async () => {
+    for (const path of paths) {
+      const c = await RawWs.open(server.http, path);
+      const msg = path === '/echo' ? 'fragmented message' : JSON.stringify({ type: 'ping', id: 'frag' });
+      c.send(1, msg.slice(0, 5), { fin: false });
+      c.send(9, 'are you there');
+      c.send(0, msg.slice(5, 9), { fin: false });
+      c.send(0, msg.slice(9), { fin: true });
+      await waitFor(() => c.frames.some((f) => f.opcode === 10) && c.texts().length >= 1, `pong and reply on ${path}`);
+      assert.equal(c.frames.find((f) => f.opcode === 10)!.payload.toString(), 'are you there');
+      assert.equal(c.texts()[0], path === '/echo' ? msg : JSON.stringify({ type: 'pong', id: 'frag' }));
+      c.sock.destroy();
+    }
+  });
+
+  const protocolErrors: Array<[string, (c: RawWs) => void]> = [
+    ['unmasked client frame', (c) => c.send(1, 'hi', { mask: false })],
+    ['ping payload over 125 bytes', (c) => c.send(9, 'x'.repeat(126))],
+    ['reserved bits without an extension', (c) => c.send(1, 'hi', { rsv: 4 })],
+    ['fragmented control frame', (c) => c.send(9, 'x', { fin: false })],
+    ['continuation without a start', (c) => c.send(0, 'x')],
+    ...[3, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf].map((op): [string, (c: RawWs) => void] => [`reserved opcode ${op}`, (c) => c.send(op, 'x')]),
+    ...[0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000].map((code): [string, (c: RawWs) => void] => [`invalid close code ${code}`, (c) => c.send(8, closePayload(code))]),
+    ['close frame with a 1-byte payload', (c) => c.send(8, Buffer.from([3]))],
+  ];
+  for (const [what, act] of protocolErrors) {
+    it(`closes with 1002 on ${what}`, async () => {
+      for (const path of paths) {
+        const c = await RawWs.open(server.http, path);
+        act(c);
+        await c.expectClose(1002, `${what} on ${path}`);
+      }
+    });
+  }
+
+  it('closes with 1007 on invalid UTF-8, also when split across fragments', async () => {
+    for (const path of paths) {
+      const c = await RawWs.open(server.http, path);
+      c.send(1, Buffer.from([0x68, 0xc3, 0x28]));
+      await c.expectClose(1007, `invalid UTF-8 on ${path}`);
+      const d = await RawWs.open(server.http, path);
+      d.send(1, Buffer.from([0x68, 0xe2, 0x82]), { fin: false });
+      d.send(0, Buffer.from([0x28]), { fin: true });
+      await d.expectClose(1007, `invalid UTF-8 across fragments on ${path}`);
+      const e = await RawWs.open(server.http, path);
+      e.send(8, Buffer.concat([closePayload(1000), Buffer.from([0xff])]));
+      await e.expectClose(1007, `invalid UTF-8 close reason on ${path}`);
+    }
+  });
+
+  it('echoes valid close codes', async () => {
+    for (const code of [1000, 1001, 3000, 4999]) {
+      for (const path of paths) {
+        const c = await RawWs.open(server.http, path);
+        c.send(8, closePayload(code, 'bye'));
+        await c.expectClose(code, `close ${code} on ${path}`);
+      }
+    }
+  });
+
+  it('closes with 1009 on a frame over the limit, and the server keeps serving', async () => {
+    for (const path of paths) {
+      const c = await RawWs.open(server.http, path);
+      c.send(1, 'x'.repeat(70 * 1024));
+      await c.expectClose(1009, `oversize on ${path}`);
+    }
+    const ok = await RawWs.open(server.http, '/v1/ws');
+    ok.send(1, JSON.stringify({ type: 'ping', id: 1 }));
+    await waitFor(() => ok.texts().length === 1, 'still serving');
+    ok.sock.destroy();
+  });
+});
