@@ -11,12 +11,19 @@ export interface CutProxy {
   close(): Promise<void>;
 }
 
-export async function startProxy(targetUrl: string): Promise<CutProxy> {
+/**
+ * `refuse`: looks at the start of every chunk a client sends and drops the connection when it
+ * returns true — e.g. a proxy that does not pass WebSocket upgrades.
+ */
+export async function startProxy(targetUrl: string, refuse?: (requestHead: string) => boolean): Promise<CutProxy> {
   const target = new URL(targetUrl);
   const pairs = new Set<[Socket, Socket]>();
   let blocked = false;
   const server: Server = createServer((client) => {
     if (blocked) return void client.destroy();
+    pipeTo(client);
+  });
+  function pipeTo(client: Socket): void {
     const upstream = connect(Number(target.port), target.hostname);
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
@@ -27,9 +34,14 @@ export async function startProxy(targetUrl: string): Promise<CutProxy> {
     };
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream);
+    // every chunk from the client is looked at, so a refused request is caught on a kept-alive connection too
+    client.on('data', (chunk: Buffer) => {
+      if (refuse?.(chunk.toString('latin1', 0, 200))) return drop();
+      if (!upstream.write(chunk)) client.pause();
+    });
+    upstream.on('drain', () => client.resume());
     upstream.pipe(client);
-  });
+  }
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const addr = server.address() as { port: number };
   const cutAll = (): void => {

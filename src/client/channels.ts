@@ -1,0 +1,275 @@
+import type { ClientSubscription } from './subscription.js';
+import type { ClientOptions, EventSourceLike, PublishOptions, TransportName, WireMessage } from './types.js';
+
+/** What a transport channel tells the client. */
+export interface ChannelEvents {
+  /** An open channel dropped; the client reconnects (and may fall back). */
+  down(reason: string): void;
+  gap(filter: string, info: unknown): void;
+}
+
+/** One transport's connection, carrying every subscription of the client. */
+export interface Channel {
+  readonly name: TransportName;
+  /** Resolves once usable; rejects when the transport cannot connect (the client falls back). */
+  open(): Promise<void>;
+  add(sub: ClientSubscription): void;
+  remove(sub: ClientSubscription): void;
+  /** Publishes over the channel itself, when it is two-way. */
+  publish?(body: Record<string, unknown>): Promise<string>;
+  close(): void;
+}
+
+export interface Endpoints {
+  websocket?: string;
+  sse?: string;
+  longpoll?: string;
+  publish: string;
+}
+
+function withToken(url: string, token: string | undefined): string {
+  if (!token) return url;
+  return `${url}${url.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(token)}`;
+}
+
+/** WebSocket: one socket, subscriptions as protocol messages (docs/websocket.md). */
+export class WebSocketChannel implements Channel {
+  readonly name = 'websocket';
+  private ws: WebSocket | undefined;
+  private nextId = 1;
+  private readonly serverIds = new Map<ClientSubscription, string>();
+  private readonly pending = new Map<number, { resolve(v: Record<string, unknown>): void; reject(e: Error): void }>();
+  private readonly subs = new Set<ClientSubscription>();
+  private opened = false;
+  private closedByUs = false;
+
+  constructor(
+    private readonly url: string,
+    private readonly opts: ClientOptions,
+    private readonly events: ChannelEvents,
+  ) {}
+
+  open(): Promise<void> {
+    const WS = this.opts.WebSocket ?? globalThis.WebSocket;
+    return new Promise((resolve, reject) => {
+      const ws = new WS(withToken(this.url, this.opts.token));
+      this.ws = ws;
+      ws.onopen = () => {
+        this.opened = true;
+        for (const s of this.subs) this.sendSubscribe(s);
+        resolve();
+      };
+      ws.onmessage = (ev: MessageEvent) => this.onFrame(String(ev.data));
+      ws.onerror = () => undefined;
+      ws.onclose = (ev: { code: number; reason: string }) => {
+        for (const p of this.pending.values()) p.reject(new Error(`socket closed (${ev.code})`));
+        this.pending.clear();
+        if (!this.opened) reject(new Error(`WebSocket could not open (${ev.code})`));
+        else if (!this.closedByUs) this.events.down(`WebSocket closed (${ev.code} ${ev.reason})`);
+      };
+    });
+  }
+
+  private onFrame(text: string): void {
+    let f: Record<string, unknown>;
+    try {
+      f = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    if (f.type === 'message') {
+      for (const s of this.subs) s.offer(f as unknown as WireMessage);
+      return;
+    }
+    if (f.type === 'gap') {
+      for (const [s, id] of this.serverIds) if (id === f.sub) this.events.gap(s.filter, f);
+      return;
+    }
+    const id = f.id as number | undefined;
+    const p = id === undefined ? undefined : this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id!);
+    if (f.type === 'error') p.reject(new Error(`${String(f.code)}: ${String(f.message)}`));
+    else p.resolve(f);
+  }
+
+  private request(msg: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.ws!.send(JSON.stringify({ ...msg, id }));
+    });
+  }
+
+  private sendSubscribe(s: ClientSubscription): void {
+    this.request({ type: 'subscribe', topics: [s.filter], since: s.since }).then(
+      (r) => this.serverIds.set(s, String(r.sub)),
+      () => undefined,
+    );
+  }
+
+  add(sub: ClientSubscription): void {
+    this.subs.add(sub);
+    if (this.opened) this.sendSubscribe(sub);
+  }
+
+  remove(sub: ClientSubscription): void {
+    this.subs.delete(sub);
+    const id = this.serverIds.get(sub);
+    this.serverIds.delete(sub);
+    if (id && this.opened) this.request({ type: 'unsubscribe', sub: id }).catch(() => undefined);
+  }
+
+  async publish(body: Record<string, unknown>): Promise<string> {
+    const r = await this.request({ type: 'publish', ...body });
+    return String(r.cursor);
+  }
+
+  close(): void {
+    this.closedByUs = true;
+    this.ws?.close();
+  }
+}
+
+/** SSE: one EventSource per subscription (JSON envelopes), each resuming from its own cursor. */
+export class SseChannel implements Channel {
+  readonly name = 'sse';
+  private readonly sources = new Map<ClientSubscription, EventSourceLike>();
+  private closed = false;
+
+  constructor(
+    private readonly url: string,
+    private readonly opts: ClientOptions,
+    private readonly events: ChannelEvents,
+  ) {}
+
+  private source(sub: ClientSubscription): Promise<void> {
+    const ES = this.opts.EventSource ?? (globalThis as unknown as { EventSource: new (url: string) => EventSourceLike }).EventSource;
+    let url = `${this.url}?topic=${encodeURIComponent(sub.filter)}&format=json`;
+    if (sub.since) url += `&since=${encodeURIComponent(sub.since)}`;
+    const es = new ES(withToken(url, this.opts.token));
+    this.sources.set(sub, es);
+    es.addEventListener('message', (ev) => sub.offer(JSON.parse(ev.data) as WireMessage));
+    es.addEventListener('gap', (ev) => this.events.gap(sub.filter, JSON.parse(ev.data)));
+    return new Promise((resolve, reject) => {
+      let opened = false;
+      es.onopen = () => {
+        opened = true;
+        resolve();
+      };
+      es.onerror = () => {
+        // CONNECTING: the EventSource reconnects by itself with Last-Event-ID; CLOSED: it gave up
+        if (es.readyState !== 2) return;
+        if (!opened) reject(new Error('EventSource could not open'));
+        else if (!this.closed && this.sources.get(sub) === es) this.events.down('EventSource closed');
+      };
+    });
+  }
+
+  async open(): Promise<void> {
+    if (this.sources.size === 0) {
+      // nothing to stream yet: check the endpoint is reachable (without topics the server answers a JSON 400)
+      const f = this.opts.fetch ?? globalThis.fetch;
+      const r = await f(withToken(this.url, this.opts.token), { headers: { accept: 'text/event-stream' } });
+      const body = (await r.json().catch(() => null)) as unknown;
+      if (r.status >= 500 || !body) throw new Error(`SSE endpoint answered ${r.status}`);
+      return;
+    }
+    await Promise.all([...this.sources.keys()].map((s) => this.source(s)));
+  }
+
+  add(sub: ClientSubscription): void {
+    void this.source(sub).catch(() => this.events.down('EventSource could not open'));
+  }
+
+  remove(sub: ClientSubscription): void {
+    this.sources.get(sub)?.close();
+    this.sources.delete(sub);
+  }
+
+  /** Subscriptions are attached before open() so the first streams prove the transport works. */
+  attach(subs: Iterable<ClientSubscription>): void {
+    for (const s of subs) this.sources.set(s, null as unknown as EventSourceLike);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const es of this.sources.values()) es?.close();
+    this.sources.clear();
+  }
+}
+
+/** Long-poll: a poll loop per subscription, always passing the cursor it was given. */
+export class LongPollChannel implements Channel {
+  readonly name = 'longpoll';
+  private readonly loops = new Map<ClientSubscription, AbortController>();
+  private closed = false;
+
+  constructor(
+    private readonly url: string,
+    private readonly opts: ClientOptions,
+    private readonly events: ChannelEvents,
+  ) {}
+
+  async open(): Promise<void> {
+    // proves the endpoint answers (a poll without topics is refused with a JSON 400 by the server
+    // itself); the loops start as subscriptions are added
+    const f = this.opts.fetch ?? globalThis.fetch;
+    const r = await f(withToken(`${this.url}?timeout=0`, this.opts.token));
+    const body = (await r.json().catch(() => null)) as { error?: unknown } | null;
+    if (r.status >= 500 || !body) throw new Error(`long-poll endpoint answered ${r.status}`);
+  }
+
+  add(sub: ClientSubscription): void {
+    const ac = new AbortController();
+    this.loops.set(sub, ac);
+    void this.loop(sub, ac.signal);
+  }
+
+  private async loop(sub: ClientSubscription, signal: AbortSignal): Promise<void> {
+    const f = this.opts.fetch ?? globalThis.fetch;
+    let cursor = sub.since;
+    let delay = 250;
+    while (!signal.aborted && !this.closed) {
+      try {
+        let url = `${this.url}?topic=${encodeURIComponent(sub.filter)}&timeout=25`;
+        if (cursor) url += `&since=${encodeURIComponent(cursor)}`;
+        const r = await f(withToken(url, this.opts.token), { signal });
+        const body = (await r.json()) as { messages?: WireMessage[]; cursor?: string; gap?: unknown; error?: { code: string } };
+        if (r.status !== 200) throw new Error(body.error?.code ?? `status ${r.status}`);
+        if (body.gap) this.events.gap(sub.filter, body.gap);
+        for (const m of body.messages ?? []) sub.offer(m);
+        cursor = body.cursor;
+        delay = 250;
+      } catch {
+        if (signal.aborted || this.closed) return;
+        await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random())));
+        delay = Math.min(delay * 2, 10_000);
+      }
+    }
+  }
+
+  remove(sub: ClientSubscription): void {
+    this.loops.get(sub)?.abort();
+    this.loops.delete(sub);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const ac of this.loops.values()) ac.abort();
+    this.loops.clear();
+  }
+}
+
+/** Publishes over HTTP (for one-way transports). */
+export async function publishOverHttp(url: string, opts: ClientOptions, body: Record<string, unknown>): Promise<string> {
+  const f = opts.fetch ?? globalThis.fetch;
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  const r = await f(url, { method: 'POST', headers, body: JSON.stringify(body) });
+  const j = (await r.json()) as { cursor?: string; error?: { code: string; message: string } };
+  if (r.status !== 200) throw new Error(`${j.error?.code ?? r.status}: ${j.error?.message ?? ''}`);
+  return j.cursor!;
+}
+
+export type { PublishOptions };

@@ -1,0 +1,170 @@
+import { LongPollChannel, publishOverHttp, SseChannel, WebSocketChannel, type Channel, type ChannelEvents, type Endpoints } from './channels.js';
+import { ClientSubscription } from './subscription.js';
+import type { ClientOptions, ConnectionState, Message, PublishOptions, TransportName } from './types.js';
+
+export type { ClientOptions, ConnectionState, Message, PublishOptions, TransportName } from './types.js';
+export { topicMatches } from './subscription.js';
+
+type Listener<T> = (v: T) => void;
+
+interface Discovery {
+  transports?: Record<string, { url?: string }>;
+  endpoints?: { publish?: string };
+}
+
+/**
+ * A connection to an Omnipush server that picks the best transport the network allows
+ * (WebSocket, then SSE, then long-poll), reconnects with backoff, resumes every subscription
+ * from its last cursor, and drops duplicates.
+ */
+export class OmnipushClient {
+  private readonly subs = new Set<ClientSubscription>();
+  private channel: Channel | undefined;
+  private stateValue: ConnectionState = 'connecting';
+  private readonly listeners = { state: new Set<Listener<{ state: ConnectionState; transport?: TransportName }>>(), gap: new Set<Listener<{ filter: string; info: unknown }>>() };
+  private failures = 0;
+  private closed = false;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private generation = 0;
+
+  private constructor(
+    private readonly endpoints: Endpoints,
+    private readonly opts: ClientOptions,
+  ) {}
+
+  /** Reads the server's discovery document and opens the first transport that works. */
+  static async connect(url: string, opts: ClientOptions = {}): Promise<OmnipushClient> {
+    const f = opts.fetch ?? globalThis.fetch;
+    const base = url.replace(/\/+$/, '');
+    const r = await f(`${base}/.well-known/omnipush`);
+    if (r.status !== 200) throw new Error(`discovery failed: ${r.status}`);
+    const d = (await r.json()) as Discovery;
+    const t = d.transports ?? {};
+    const client = new OmnipushClient(
+      { websocket: t.websocket?.url, sse: t.sse?.url, longpoll: t.longpoll?.url, publish: d.endpoints?.publish ?? `${base}/v1/publish` },
+      opts,
+    );
+    await client.start();
+    return client;
+  }
+
+  /** The connection state. */
+  get state(): ConnectionState {
+    return this.stateValue;
+  }
+
+  /** The transport in use, when open. */
+  get transport(): TransportName | undefined {
+    return this.channel?.name;
+  }
+
+  /** Listens to state changes or gap signals (history the server no longer holds). */
+  on(event: 'state', cb: Listener<{ state: ConnectionState; transport?: TransportName }>): () => void;
+  on(event: 'gap', cb: Listener<{ filter: string; info: unknown }>): () => void;
+  on(event: 'state' | 'gap', cb: Listener<never>): () => void {
+    const set = this.listeners[event] as Set<Listener<never>>;
+    set.add(cb);
+    return () => set.delete(cb);
+  }
+
+  /**
+   * Subscribes to a topic filter. `since`: a cursor to resume after, `all`, or `now`; without it
+   * the retained messages come first. Returns the subscription; call `unsubscribe()` to stop.
+   */
+  subscribe(filter: string, onMessage: (m: Message) => void, opts: { since?: string } = {}): ClientSubscription {
+    const sub = new ClientSubscription(filter, onMessage, opts.since, (s) => {
+      this.subs.delete(s);
+      this.channel?.remove(s);
+    });
+    this.subs.add(sub);
+    this.channel?.add(sub);
+    return sub;
+  }
+
+  /** Publishes; over the WebSocket when that is the transport, else over HTTP. Resolves with the cursor. */
+  async publish(topic: string, data: string | Uint8Array, opts: PublishOptions = {}): Promise<string> {
+    const body: Record<string, unknown> = { topic, ...opts };
+    if (typeof data === 'string') body.data = data;
+    else body.data_base64 = btoa(String.fromCharCode(...data));
+    if (this.channel?.publish) return this.channel.publish(body);
+    return publishOverHttp(this.endpoints.publish, this.opts, body);
+  }
+
+  /** Closes the connection for good. */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.channel?.close();
+    this.channel = undefined;
+    this.setState('closed');
+  }
+
+  private setState(state: ConnectionState): void {
+    this.stateValue = state;
+    for (const cb of this.listeners.state) cb({ state, transport: this.channel?.name });
+  }
+
+  private makeChannel(name: TransportName, events: ChannelEvents): Channel | undefined {
+    const url = this.endpoints[name];
+    if (!url) return undefined;
+    if (name === 'websocket') return new WebSocketChannel(url, this.opts, events);
+    if (name === 'sse') return new SseChannel(url, this.opts, events);
+    return new LongPollChannel(url, this.opts, events);
+  }
+
+  /** Tries the transports in order; the first that opens carries every subscription. */
+  private async start(): Promise<void> {
+    const gen = ++this.generation;
+    const order = this.opts.transports ?? ['websocket', 'sse', 'longpoll'];
+    const events: ChannelEvents = {
+      down: () => {
+        if (gen === this.generation && !this.closed) this.reconnect();
+      },
+      gap: (filter, info) => {
+        for (const cb of this.listeners.gap) cb({ filter, info });
+      },
+    };
+    for (const name of order) {
+      const ch = this.makeChannel(name, events);
+      if (!ch) continue;
+      if (ch instanceof SseChannel) ch.attach(this.subs);
+      try {
+        await withTimeout(ch.open(), this.opts.openTimeout ?? 5000);
+      } catch {
+        ch.close();
+        continue;
+      }
+      if (this.closed || gen !== this.generation) {
+        ch.close();
+        return;
+      }
+      this.channel = ch;
+      if (!(ch instanceof SseChannel)) for (const s of this.subs) ch.add(s);
+      this.failures = 0;
+      this.setState('open');
+      return;
+    }
+    this.reconnect();
+  }
+
+  private reconnect(): void {
+    this.channel?.close();
+    this.channel = undefined;
+    if (this.closed) return;
+    this.setState('reconnecting');
+    const { min, max } = this.opts.backoff ?? { min: 250, max: 15_000 };
+    const delay = Math.random() * Math.min(max, min * 2 ** this.failures++);
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.start(), delay);
+  }
+}
+
+/** Connects to an Omnipush server; see {@link OmnipushClient}. */
+export function connect(url: string, opts?: ClientOptions): Promise<OmnipushClient> {
+  return OmnipushClient.connect(url, opts);
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let t: ReturnType<typeof setTimeout>;
+  return Promise.race([p.finally(() => clearTimeout(t)), new Promise<T>((_, reject) => (t = setTimeout(() => reject(new Error('timed out')), ms)))]);
+}

@@ -1,0 +1,63 @@
+/** A transport the client can use, in the order it prefers them. */
+export type TransportName = 'websocket' | 'sse' | 'longpoll';
+
+/** A message as the app receives it. */
+export interface Message {
+  topic: string;
+  /** Opaque, totally ordered position; pass it as `since` to resume. */
+  cursor: string;
+  /** The payload as text, when it is UTF-8. */
+  data?: string;
+  /** The payload as bytes, when it is not UTF-8. */
+  bytes?: Uint8Array;
+  event?: string;
+  contentType?: string;
+  properties?: Array<[string, string]>;
+  retain?: boolean;
+}
+
+export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export interface ClientOptions {
+  /** Bearer token (JWT) for every request. */
+  token?: string;
+  /** Transports to try, in order (default websocket, sse, longpoll). Give one to force it. */
+  transports?: TransportName[];
+  /** Implementations for environments without globals (defaults: globalThis). */
+  fetch?: typeof fetch;
+  WebSocket?: typeof WebSocket;
+  EventSource?: new (url: string) => EventSourceLike;
+  /** Reconnect backoff in ms: exponential between min and max, with full jitter. */
+  backoff?: { min: number; max: number };
+  /** How long a transport may take to open before the next one is tried (ms). */
+  openTimeout?: number;
+}
+
+/** The part of EventSource the client uses. */
+export interface EventSourceLike {
+  onopen: ((ev: unknown) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  addEventListener(type: string, listener: (ev: { data: string; lastEventId?: string }) => void): void;
+  close(): void;
+  readonly readyState: number;
+}
+
+export interface PublishOptions {
+  event?: string;
+  retain?: boolean;
+  ttl?: number;
+  contentType?: string;
+  properties?: Record<string, string> | Array<[string, string]>;
+}
+
+/** The wire JSON of a message (docs/http-api.md). */
+export interface WireMessage {
+  topic: string;
+  cursor: string;
+  data?: string;
+  data_base64?: string;
+  event?: string;
+  contentType?: string;
+  properties?: Array<[string, string]>;
+  retain?: boolean;
+}
