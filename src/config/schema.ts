@@ -142,6 +142,13 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    demo: z
+      .object({
+        /** Serve a demo page at /demo/ that subscribes and publishes through the client SDK. */
+        enabled: z.boolean().default(false),
+      })
+      .strict()
+      .default({}),
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

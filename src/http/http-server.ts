@@ -8,6 +8,7 @@ import { WebSocketTransport } from '../transports/websocket/ws-transport.js';
 import { errorBody, sendError, sendJson } from '../wire/http-respond.js';
 import { discoveryDocument } from './discovery.js';
 import { handleHistory, handlePublishJson, handlePublishRaw } from './publish-api.js';
+import { CLIENT_PREFIX, serveClientBundle, serveDemo } from './static-files.js';
 
 export const DISCOVERY_PATH = '/.well-known/omnipush';
 
@@ -101,6 +102,8 @@ export class HttpDoor {
       if (path === '/v1/history') {
         return await this.only(method, ['GET'], async () => handleHistory(ctx, req, res, await ctx.authenticate(req, url), url));
       }
+      if (path.startsWith(CLIENT_PREFIX)) return await this.only(method, ['GET'], async () => serveClientBundle(path, res, headers));
+      if ((path === '/demo/' || path === '/demo') && ctx.config.demo.enabled) return await this.only(method, ['GET'], async () => serveDemo(req, res, headers));
       if (path === DISCOVERY_PATH) return await this.only(method, ['GET', 'HEAD'], async () => sendJson(res, 200, discoveryDocument(ctx, req), headers));
       if (path === '/healthz') return await this.only(method, ['GET', 'HEAD'], async () => sendJson(res, 200, { status: 'ok' }, headers));
       if (path === '/readyz') {
@@ -168,5 +171,6 @@ function decodeTopicPath(raw: string): string {
 
 function routeLabel(path: string): string {
   if (path.startsWith('/v1/topics/')) return '/v1/topics';
+  if (path.startsWith(CLIENT_PREFIX)) return '/v1/client';
   return ['/v1/sse', '/v1/poll', '/v1/publish', '/v1/history', DISCOVERY_PATH, '/healthz', '/readyz', '/metrics'].includes(path) ? path : 'other';
 }
