@@ -112,7 +112,15 @@ export class SseTransport {
     const headers = ctx.commonHeaders(req);
     let acquired = false;
     try {
-      if (ctx.draining()) throw new OmnipushError('shutting_down', 'server is shutting down; retry shortly');
+      if (ctx.draining()) {
+        // An EventSource treats any non-200 answer as final; dropping the connection instead makes a
+        // browser retry after `retry` ms (elsewhere or once we are back). Other clients get a 503.
+        if (String(req.headers.accept ?? '').includes('text/event-stream')) {
+          req.socket.destroy();
+          return;
+        }
+        throw new OmnipushError('shutting_down', 'server is shutting down; retry shortly');
+      }
       const principal = await ctx.authenticate(req, url);
       const lastEventId = req.headers['last-event-id'];
       const since = (typeof lastEventId === 'string' && lastEventId !== '' ? lastEventId : undefined) ?? url.searchParams.get('since') ?? undefined;
