@@ -1,3 +1,11 @@
+import { Agent, fetch } from 'undici';
+
+/**
+ * Idle keep-alive connections are dropped well before node's server-side 5 s timeout: otherwise the
+ * server may close one just as a request goes out on it, and the publish fails with ECONNRESET.
+ */
+const publisher = new Agent({ keepAliveTimeout: 1000, connections: 64 });
+
 /** A 100-byte payload that starts with the send time in ms: `<ms>|xxxx...`. */
 export function stampedPayload(size = 100): string {
   const head = `${Date.now()}|`;
@@ -6,7 +14,7 @@ export function stampedPayload(size = 100): string {
 
 export async function publishBatch(url: string, topic: string, n: number): Promise<void> {
   const messages = Array.from({ length: n }, () => ({ topic, data: stampedPayload() }));
-  const r = await fetch(`${url}/v1/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(n === 1 ? messages[0] : { messages }) });
+  const r = await fetch(`${url}/v1/publish`, { dispatcher: publisher, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(n === 1 ? messages[0] : { messages }) });
   if (r.status !== 200) throw new Error(`publish failed: ${r.status} ${await r.text()}`);
   await r.arrayBuffer();
 }

@@ -6,7 +6,10 @@ import { LOADGEN_DIR } from '../lib/servers.js';
 
 export interface FanoutResult {
   clients: number;
+  /** (RSS with every client − RSS before any) / clients: includes one-time costs such as V8's young generation growing to its full size. */
   rssPerIdleConnBytes: number;
+  /** RSS slope between half and all of the clients: what one more idle connection costs. */
+  rssMarginalPerConnBytes: number;
   maxRate: { deliveriesPerSec: number; messages: number; serverCpuPct: number; closed: number };
   fixedRate: { targetDeliveriesPerSec: number; deliveriesPerSec: number; p50ms: number; p99ms: number; serverCpuPct: number };
 }
@@ -48,8 +51,12 @@ export async function fanout(server: ServerProc, kind: FanoutClients, clients: n
   const rss0 = rssBytes(pid);
   const gens = [0, 1].map(() => forkLoadGen(join(LOADGEN_DIR, kind.loadgen), []));
   try {
+    // the halves connect one after the other so that the second half's cost can be read alone
     const half = Math.ceil(clients / 2);
-    await Promise.all(gens.map((g, i) => g.ask({ cmd: 'connect', ...kind.connect(server.url, topic), count: i === 0 ? half : clients - half })));
+    await gens[0].ask({ cmd: 'connect', ...kind.connect(server.url, topic), count: half });
+    await sleep(500);
+    const rssHalf = rssBytes(pid);
+    await gens[1].ask({ cmd: 'connect', ...kind.connect(server.url, topic), count: clients - half });
     await sleep(500);
     const rss1 = rssBytes(pid);
 
@@ -91,12 +98,15 @@ export async function fanout(server: ServerProc, kind: FanoutClients, clients: n
     const cpu1 = cpuSeconds(pid);
     const t1 = performance.now();
     let sent = 0;
+    let failed = 0;
     const interval = 1000 / perSec;
     while (performance.now() - t1 < seconds * 1000) {
       const due = t1 + sent * interval;
       const wait = due - performance.now();
       if (wait > 0) await sleep(wait);
-      void publishBatch(server.url, topic, 1);
+      publishBatch(server.url, topic, 1).catch((e: unknown) => {
+        if (failed++ === 0) console.error(`publish to ${server.url} failed during the fixed-rate phase:`, e);
+      });
       sent++;
     }
     const settle = performance.now() + 5000;
@@ -109,6 +119,7 @@ export async function fanout(server: ServerProc, kind: FanoutClients, clients: n
     return {
       clients,
       rssPerIdleConnBytes: Math.round((rss1 - rss0) / clients),
+      rssMarginalPerConnBytes: Math.round((rss1 - rssHalf) / (clients - half)),
       maxRate,
       fixedRate: {
         targetDeliveriesPerSec: perSec * clients,

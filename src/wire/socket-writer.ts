@@ -4,8 +4,13 @@ import type { Socket } from 'node:net';
  * Per-connection outgoing queue with a byte bound. Writes queued during one tick go out as one
  * socket write at the end of the tick, so a burst of messages costs one syscall per socket.
  * Past the bound (bytes queued here + bytes the socket has not yet handed to the kernel)
- * `onOverflow` is called once and nothing more is queued.
+ * the owner's `overflowed()` is called once and nothing more is queued.
  */
+export interface SocketWriterOwner {
+  /** The queue bound was passed; the owner closes its connection. */
+  overflowed(): void;
+}
+
 export class SocketWriter {
   private chunks: Buffer[] = [];
   private queued = 0;
@@ -18,7 +23,8 @@ export class SocketWriter {
   constructor(
     private readonly socket: Socket,
     private readonly maxBytes: number,
-    private readonly onOverflow: () => void,
+    // an owner object rather than a callback: a closure per connection costs memory at 10k+ sockets
+    private readonly owner: SocketWriterOwner,
     /** Wraps each flushed block (e.g. chunked transfer framing); identity when absent. */
     private readonly frame?: (block: Buffer) => Buffer | Buffer[],
   ) {}
@@ -39,7 +45,7 @@ export class SocketWriter {
       this.dead = true;
       this.chunks = [];
       this.queued = 0;
-      this.onOverflow();
+      this.owner.overflowed();
       return false;
     }
     this.chunks.push(buf);

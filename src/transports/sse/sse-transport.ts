@@ -4,7 +4,7 @@ import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
-import { SocketWriter } from '../../wire/socket-writer.js';
+import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
 import { sendError } from '../../wire/http-respond.js';
 import { topicParams } from '../../wire/http-request.js';
 import { takeOverSocket } from '../../wire/http-takeover.js';
@@ -14,7 +14,7 @@ import { SSE_JSON, SSE_RAW, sseEvent } from './sse-frame.js';
 const HEARTBEAT = Buffer.from(':\n\n');
 
 /** One EventSource stream, written straight to its socket. */
-class SseConnection implements HubSubscriber {
+class SseConnection implements HubSubscriber, SocketWriterOwner {
   readonly transport = 'sse';
   readonly writer: SocketWriter;
   private ended = false;
@@ -25,11 +25,13 @@ class SseConnection implements HubSubscriber {
     private readonly json: boolean,
     private readonly owner: SseTransport,
   ) {
-    this.writer = new SocketWriter(socket, owner.ctx.config.limits.maxQueueBytes, () => {
-      owner.ctx.metrics.slowConsumerCloses.inc({ transport: 'sse' });
-      owner.ctx.log.debug({ principal: principal.id }, 'sse subscriber closed: queue bound reached');
-      this.end(null);
-    });
+    this.writer = new SocketWriter(socket, owner.ctx.config.limits.maxQueueBytes, this);
+  }
+
+  overflowed(): void {
+    this.owner.ctx.metrics.slowConsumerCloses.inc({ transport: 'sse' });
+    this.owner.ctx.log.debug({ principal: this.principal.id }, 'sse subscriber closed: queue bound reached');
+    this.end(null);
   }
 
   deliver(d: Delivery): void {

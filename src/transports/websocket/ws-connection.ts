@@ -4,7 +4,7 @@ import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
-import { SocketWriter } from '../../wire/socket-writer.js';
+import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
 import type { TransportContext } from '../context.js';
 import { textFrame, WS_MESSAGE_FRAME, WS_MESSAGE_TEXT } from './ws-frame.js';
 import { parseClientMessage, requestIdOf, type ClientMessage, type RequestId } from './ws-protocol.js';
@@ -38,12 +38,24 @@ class WsSubscription implements HubSubscriber {
   }
 }
 
+/** Where a socket finds its connection: listeners are shared functions, not closures per socket. */
+const CONN = Symbol('omnipush.connection');
+type TaggedSocket = WebSocket & { [CONN]: WsConnection };
+
+function onWsMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  (this as TaggedSocket)[CONN].onFrame(data, isBinary);
+}
+
+function onWsPong(this: WebSocket): void {
+  (this as TaggedSocket)[CONN].alive = true;
+}
+
 /**
  * One WebSocket: its principal, its subscriptions, and one outgoing queue. Every frame we send
  * (messages, replies) goes through that queue in order; shared message frames are written as-is
  * when permessage-deflate is off, else `ws` frames (and compresses) each send.
  */
-export class WsConnection {
+export class WsConnection implements SocketWriterOwner {
   private readonly subs = new Map<string, WsSubscription>();
   private nextSub = 1;
   private readonly writer: SocketWriter | null;
@@ -59,20 +71,29 @@ export class WsConnection {
     public principal: Principal,
     private readonly ctx: TransportContext,
     deflate: boolean,
+    /** The door that holds this connection in its sweep slice `slice`. */
+    readonly owner: { forget(conn: WsConnection): void },
+    readonly slice: number,
   ) {
-    this.writer = deflate
-      ? null
-      : new SocketWriter(socket, ctx.config.limits.maxQueueBytes, () => {
-          ctx.metrics.slowConsumerCloses.inc({ transport: 'websocket' });
-          this.close(CLOSE.slowConsumer, 'slow consumer: resume from your last cursor');
-        });
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
-      if (isBinary) return this.send({ type: 'error', code: 'invalid_request', message: 'binary frames are not part of the protocol' });
-      void this.onText(data.toString('utf8'));
-    });
-    ws.on('pong', () => {
-      this.alive = true;
-    });
+    this.writer = deflate ? null : new SocketWriter(socket, ctx.config.limits.maxQueueBytes, this);
+    (ws as TaggedSocket)[CONN] = this;
+    ws.on('message', onWsMessage);
+    ws.on('pong', onWsPong);
+  }
+
+  /** The connection this socket belongs to (set by the constructor). */
+  static of(ws: WebSocket): WsConnection {
+    return (ws as TaggedSocket)[CONN];
+  }
+
+  overflowed(): void {
+    this.ctx.metrics.slowConsumerCloses.inc({ transport: 'websocket' });
+    this.close(CLOSE.slowConsumer, 'slow consumer: resume from your last cursor');
+  }
+
+  onFrame(data: Buffer, isBinary: boolean): void {
+    if (isBinary) return this.send({ type: 'error', code: 'invalid_request', message: 'binary frames are not part of the protocol' });
+    void this.onText(data.toString('utf8'));
   }
 
   get subscriptionCount(): number {

@@ -44,10 +44,10 @@ export class WebSocketTransport {
   }
 
   async upgrade(req: IncomingMessage, socket: Socket, head: Buffer, url: URL): Promise<void> {
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroySocket);
     if (this.echo && url.pathname === this.ctx.config.websocket.echoPath) {
       this.echo.handleUpgrade(req, socket, head, (ws) => {
-        ws.on('error', () => ws.terminate());
+        ws.on('error', terminateSocket);
         ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
       });
       return;
@@ -81,20 +81,23 @@ export class WebSocketTransport {
   private accept(ws: WebSocket, socket: Socket, principal: Principal, mustAuth: boolean): void {
     const { ctx } = this;
     socket.setNoDelay(true);
-    const conn = new WsConnection(ws, socket, principal, ctx, ctx.config.websocket.perMessageDeflate);
+    const slice = this.nextSlice++ % SLICES;
+    const conn = new WsConnection(ws, socket, principal, ctx, ctx.config.websocket.perMessageDeflate, this, slice);
     if (mustAuth) conn.authDeadline = Date.now() + ctx.config.websocket.authTimeout * 1000;
-    const slice = this.slices[this.nextSlice++ % SLICES];
-    slice.add(conn);
+    this.slices[slice].add(conn);
     this.count++;
     ctx.metrics.connections.inc({ transport: 'websocket' });
-    ws.on('error', () => ws.terminate());
-    ws.once('close', () => {
-      slice.delete(conn);
-      this.count--;
-      ctx.metrics.connections.dec({ transport: 'websocket' });
-      ctx.connections.release();
-      conn.onClosed();
-    });
+    ws.on('error', terminateSocket);
+    ws.on('close', onSocketClosed);
+  }
+
+  /** A connection's socket closed (ws emits `close` once). */
+  forget(conn: WsConnection): void {
+    this.slices[conn.slice].delete(conn);
+    this.count--;
+    this.ctx.metrics.connections.dec({ transport: 'websocket' });
+    this.ctx.connections.release();
+    conn.onClosed();
   }
 
   /** One slice per tick: pings, dead-peer drops, credential expiry. */
@@ -109,6 +112,20 @@ export class WebSocketTransport {
     clearInterval(this.timer);
     for (const s of this.slices) for (const c of s) c.close(CLOSE.goingAway, 'server shutting down');
   }
+}
+
+// Shared listeners (`this` is the emitter): no closure per socket.
+function destroySocket(this: Socket): void {
+  this.destroy();
+}
+
+function terminateSocket(this: WebSocket): void {
+  this.terminate();
+}
+
+function onSocketClosed(this: WebSocket): void {
+  const conn = WsConnection.of(this);
+  conn.owner.forget(conn);
 }
 
 /** Answers a refused upgrade with an HTTP error and a JSON body, then closes the socket. */
