@@ -77,9 +77,28 @@ describe('client SDK in Node', () => {
     assert.equal(b.transport, 'longpoll');
     const got2: string[] = [];
     b.subscribe('fb/b', (m) => got2.push(m.data!), { since: 'now' });
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor(async () => /omnipush_connections\{transport="longpoll"\} [1-9]/.test(await (await fetch(`${server.http}/metrics`)).text()), 'a poll held');
     await b.publish('fb/b', 'polled');
     await waitFor(() => got2.length === 1, 'long-poll delivery');
     assert.deepEqual(got2, ['polled']);
   });
+
+  for (const transport of ['websocket', 'sse', 'longpoll'] as TransportName[]) {
+    it(`over ${transport}: tells the app about a gap when history after its cursor was pruned, then delivers what is left`, async (t) => {
+      const small = await startTestServer({ history: { maxCount: 3 } });
+      t.after(() => small.close());
+      const first = (await (await fetch(`${small.http}/v1/publish`, { method: 'POST', body: JSON.stringify({ topic: 'gap/t', data: 'g0' }) })).json()) as { cursor: string };
+      for (let i = 1; i < 8; i++) await httpPublish(small.http, 'gap/t', `g${i}`);
+      assert.ok((await small.hub.prune()) > 0, 'pruning removed something');
+      const client = await connect(small.http, { ...nodeImpls, transports: [transport] });
+      t.after(() => client.close());
+      const gaps: string[] = [];
+      client.on('gap', (g) => gaps.push(g.filter));
+      const got: string[] = [];
+      client.subscribe('gap/t', (m) => got.push(m.data!), { since: first.cursor });
+      await waitFor(() => got.length >= 3, 'the retained tail of the history');
+      assert.deepEqual(gaps, ['gap/t']);
+      assert.deepEqual(got, ['g5', 'g6', 'g7']);
+    });
+  }
 });

@@ -39,6 +39,8 @@ export class WebSocketChannel implements Channel {
   private nextId = 1;
   private readonly serverIds = new Map<ClientSubscription, string>();
   private readonly pending = new Map<number, { resolve(v: Record<string, unknown>): void; reject(e: Error): void }>();
+  /** Subscribe requests in flight, by request id. */
+  private readonly subscribing = new Map<number, ClientSubscription>();
   private readonly subs = new Set<ClientSubscription>();
   private opened = false;
   private closedByUs = false;
@@ -64,6 +66,7 @@ export class WebSocketChannel implements Channel {
       ws.onclose = (ev: { code: number; reason: string }) => {
         for (const p of this.pending.values()) p.reject(new Error(`socket closed (${ev.code})`));
         this.pending.clear();
+        this.subscribing.clear();
         if (!this.opened) reject(new Error(`WebSocket could not open (${ev.code})`));
         else if (!this.closedByUs) this.events.down(`WebSocket closed (${ev.code} ${ev.reason})`);
       };
@@ -89,12 +92,20 @@ export class WebSocketChannel implements Channel {
     const p = id === undefined ? undefined : this.pending.get(id);
     if (!p) return;
     this.pending.delete(id!);
+    // Mapped here, not when the promise settles: a gap frame for this subscription may be the very
+    // next frame, handled before any promise callback runs.
+    const sub = this.subscribing.get(id!);
+    if (sub) {
+      this.subscribing.delete(id!);
+      if (f.type === 'subscribed' && this.subs.has(sub)) this.serverIds.set(sub, String(f.sub));
+    }
     if (f.type === 'error') p.reject(new Error(`${String(f.code)}: ${String(f.message)}`));
     else p.resolve(f);
   }
 
-  private request(msg: Record<string, unknown>): Promise<Record<string, unknown>> {
+  private request(msg: Record<string, unknown>, forSub?: ClientSubscription): Promise<Record<string, unknown>> {
     const id = this.nextId++;
+    if (forSub) this.subscribing.set(id, forSub);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.ws!.send(JSON.stringify({ ...msg, id }));
@@ -102,10 +113,7 @@ export class WebSocketChannel implements Channel {
   }
 
   private sendSubscribe(s: ClientSubscription): void {
-    this.request({ type: 'subscribe', topics: [s.filter], since: s.since }).then(
-      (r) => this.serverIds.set(s, String(r.sub)),
-      () => undefined,
-    );
+    this.request({ type: 'subscribe', topics: [s.filter], since: s.since }, s).catch(() => undefined);
   }
 
   add(sub: ClientSubscription): void {
