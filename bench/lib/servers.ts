@@ -21,8 +21,8 @@ export function startFloor(): Promise<ServerProc> {
 }
 
 /** A peer server from bench/peers (`ws-ceiling`, `socketio-server`). */
-export function startPeer(name: 'ws-ceiling' | 'socketio-server'): Promise<ServerProc> {
-  return startServerProcess(join(ROOT, `dist/bench/peers/${name}.js`), []);
+export function startPeer(name: 'ws-ceiling' | 'socketio-server', args: string[] = []): Promise<ServerProc> {
+  return startServerProcess(join(ROOT, `dist/bench/peers/${name}.js`), args);
 }
 
 export const LOADGEN_DIR = join(ROOT, 'dist/bench/loadgen');

@@ -1,6 +1,8 @@
 /**
  * The ceiling for WebSocket fan-out: `ws` with each message framed once and the same frame bytes
  * written to every socket — what no real server can beat, since it does nothing else.
+ * With `--batched`, the frames of one publish request are concatenated and written once per socket:
+ * the ceiling for a server that batches per socket per tick, as ours does.
  */
 import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
@@ -26,9 +28,24 @@ function bigLength(n: number): Buffer {
   return b;
 }
 
+const batched = process.argv.includes('--batched');
+let frames: Buffer[] = [];
+
+function writeAll(block: Buffer): void {
+  for (const ws of wss.clients) (ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(block);
+}
+
 function broadcast(data: string): void {
   const frame = textFrame(Buffer.from(data));
-  for (const ws of wss.clients) (ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(frame);
+  if (!batched) return writeAll(frame);
+  frames.push(frame);
+  if (frames.length === 1) {
+    process.nextTick(() => {
+      const block = frames.length === 1 ? frames[0] : Buffer.concat(frames);
+      frames = [];
+      writeAll(block);
+    });
+  }
 }
 
 server.listen(0, '127.0.0.1', () => announce((server.address() as { port: number }).port));
