@@ -80,6 +80,11 @@ export class RawClient {
     return p;
   }
 
+  /** The reason code of the next DISCONNECT from the server. */
+  async disconnectCode(ms = 5000): Promise<number | undefined> {
+    return ((await this.next('disconnect', ms)) as mqttPacket.IDisconnectPacket).reasonCode;
+  }
+
   /** Resolves once the server closed the connection. */
   async waitClosed(ms = 5000): Promise<void> {
     await waitFor(() => this.closed, 'the server to close the connection', ms);
