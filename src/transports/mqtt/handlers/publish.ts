@@ -101,15 +101,16 @@ export function handlePublish(conn: MqttConnection, p: IPublishPacket, users: Pr
     s.inQos2.add(pid);
     s.dirty = s.persistent;
   }
-  conn.inflightIn++;
+  // a QoS 2 id counts from PUBLISH to PUBREL (in inQos2), a QoS 1 one until its PUBACK
+  if (qos === 1) conn.inflightIn++;
   const q = qos as 1 | 2;
   broker.hub.enqueue(input).then(
     () => {
-      conn.inflightIn--;
+      if (q === 1) conn.inflightIn--;
       ack(conn, q, pid, RC.success);
     },
     (e: unknown) => {
-      conn.inflightIn--;
+      if (q === 1) conn.inflightIn--;
       if (qos === 2) s.inQos2.delete(pid);
       broker.log.warn({ err: e, client: conn.clientId }, 'mqtt publish not stored');
       ack(conn, q, pid, v5 ? RC.unspecified : RC.success);
