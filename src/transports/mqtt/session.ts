@@ -95,8 +95,10 @@ export class MqttSession {
     let qos = -1;
     let retain = false;
     let ids: number[] | undefined;
+    // the hub only delivers what some filter matched: with one subscription there is nothing to test
+    const single = this.subs.size === 1;
     for (const [filter, o] of this.subs) {
-      if (!filterMatches(filter, m.topic)) continue;
+      if (!single && !filterMatches(filter, m.topic)) continue;
       if (o.nl && m.origin === this.clientId) continue;
       if (o.qos > qos) qos = o.qos;
       if (o.rap && m.retain) retain = true;

@@ -121,11 +121,10 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   }
   conn.session = session;
 
-  let keepalive = p.keepalive ?? 0;
-  const serverKeepAlive = cfg.maxKeepAlive > 0 && (keepalive === 0 || keepalive > cfg.maxKeepAlive) ? cfg.maxKeepAlive : undefined;
-  if (serverKeepAlive !== undefined && v5) keepalive = serverKeepAlive;
-  else if (serverKeepAlive !== undefined && keepalive > cfg.maxKeepAlive) keepalive = cfg.maxKeepAlive;
-  conn.keepalive = keepalive;
+  // only v5 can be told another keepalive (Server Keep Alive); a 3.1.1 client keeps its own
+  const keepalive = p.keepalive ?? 0;
+  const serverKeepAlive = v5 && cfg.maxKeepAlive > 0 && (keepalive === 0 || keepalive > cfg.maxKeepAlive) ? cfg.maxKeepAlive : undefined;
+  conn.keepalive = serverKeepAlive ?? keepalive;
   if (v5) {
     conn.clientReceiveMax = props.receiveMaximum ?? 65535;
     conn.clientMaxPacket = props.maximumPacketSize ?? 268435460;
