@@ -170,3 +170,67 @@ describe('MQTT limits and bad input', () => {
     assert.equal(await c.disconnectCode(), 0x82);
   });
 });
+
+describe('MQTT bounds', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startTestServer({ mqtt: { maxQueuedMessages: 3 }, limits: { maxConnections: 6, maxTopicLevels: 4, maxTopicBytes: 64 } });
+  });
+  after(() => server.close());
+
+  it('a full session queue drops new QoS 0 messages and ends the connection (0x97) for QoS 1/2', async () => {
+    const c = await RawClient.open(server, 5);
+    await c.connect({ clientId: 'slow', properties: { receiveMaximum: 1 } });
+    c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'slow/#', qos: 1 }] });
+    await c.next('suback');
+    const pub = await mqttClient(server, { protocolVersion: 5 });
+    // one in flight, three queued: the queue is full
+    for (let i = 0; i < 4; i++) await pub.publishAsync('slow/q1', `m${i}`, { qos: 1 });
+    await pub.publishAsync('slow/q0', 'dropped', { qos: 0 });
+    await settle(c);
+    assert.equal(c.closed, false, 'a QoS 0 message over the bound is dropped, not fatal');
+    await pub.publishAsync('slow/q1', 'one too many', { qos: 1 });
+    assert.equal(await c.disconnectCode(), 0x97);
+    assert.deepEqual(
+      publishes(c).map((p) => p.payload.toString()),
+      ['m0'],
+    );
+    await pub.endAsync();
+  });
+
+  it('refuses topics over the length or level limits: 0x90 for a QoS 1 publish, 0x8F for a filter', async () => {
+    const c = await RawClient.open(server, 5);
+    await c.connect({ clientId: 'limits' });
+    c.send({ cmd: 'publish', topic: 'a/b/c/d/e', payload: Buffer.from('x'), qos: 1, messageId: 1, dup: false, retain: false });
+    assert.equal(((await c.next('puback')) as { reasonCode?: number }).reasonCode, 0x90);
+    c.send({ cmd: 'publish', topic: 'x'.repeat(65), payload: Buffer.from('x'), qos: 1, messageId: 2, dup: false, retain: false });
+    assert.equal(((await c.next('puback')) as { reasonCode?: number }).reasonCode, 0x90);
+    c.send({ cmd: 'subscribe', messageId: 3, subscriptions: [{ topic: 'a/b/c/d/#', qos: 0 }, { topic: 'a/b/c/#', qos: 0 }] });
+    assert.deepEqual(((await c.next('suback')) as { granted: number[] }).granted, [0x8f, 0]);
+    c.close();
+  });
+
+  it('shares the connection limit with the other doors: over it, CONNACK 0x89 (3.1.1: 3)', async () => {
+    const held: RawClient[] = [];
+    const sse = await fetch(`${server.http}/v1/sse?topic=t`);
+    for (let i = 0; i < 5; i++) {
+      const c = await RawClient.open(server, 5);
+      await c.connect({ clientId: `held-${i}` });
+      held.push(c);
+    }
+    const v5 = await RawClient.open(server, 5);
+    assert.equal((await v5.connect({ clientId: 'over-5' })).reasonCode, 0x89);
+    const v4 = await RawClient.open(server, 4);
+    assert.equal((await v4.connect({ clientId: 'over-4' })).returnCode, 3);
+    held[0].close();
+    await sse.body?.cancel();
+    await waitFor(async () => {
+      const c = await RawClient.open(server, 5);
+      const ok = (await c.connect({ clientId: 'after' })).reasonCode === 0;
+      c.close();
+      return ok;
+    }, 'a free slot');
+    for (const c of held) c.close();
+  });
+});
+
