@@ -159,6 +159,13 @@ export class MqttConnection implements SessionPort {
     this.link.write(buf);
   }
 
+  /** Writes an already encoded packet. */
+  sendBytes(buf: Buffer): void {
+    if (this.state === 'closed') return;
+    this.broker.stats.bytesOut += buf.length;
+    this.link.write(buf);
+  }
+
   sendPublish(out: OutMsg, packetId: number, dup: boolean): boolean {
     if (this.state !== 'open') return false;
     const v5 = this.version === 5;

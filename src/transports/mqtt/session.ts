@@ -89,7 +89,7 @@ export class MqttSession {
   }
 
   /** A message from the hub for this session's (non-shared) subscriptions; `replayed`: from history. */
-  offer(m: StoredMessage, d: Delivery | undefined, replayed: boolean, now: number): void {
+  offer(m: StoredMessage, d: Delivery | undefined, replayed: boolean): void {
     if (m.seq <= this.lastOffered) return;
     this.lastOffered = m.seq;
     let qos = -1;
@@ -110,7 +110,7 @@ export class MqttSession {
     }
     const eff = Math.min(qos, m.qos ?? 1) as 0 | 1 | 2;
     // QoS 0 is not owed to a session that was away; history replays only carry what was promised
-    if ((replayed && eff === 0) || (m.expiresAt !== undefined && m.expiresAt <= now)) {
+    if ((replayed && eff === 0) || (m.expiresAt !== undefined && m.expiresAt <= Date.now())) {
       this.passed(m.seq);
       return;
     }

@@ -23,9 +23,12 @@ function refusal(e: OmnipushError): number {
 }
 
 function ack(conn: MqttConnection, qos: 1 | 2, messageId: number, rc: number): void {
-  const cmd = qos === 1 ? 'puback' : 'pubrec';
-  if (conn.version === 5 && rc !== RC.success) conn.send({ cmd, messageId, reasonCode: rc });
-  else conn.send({ cmd, messageId });
+  if (conn.version === 5 && rc !== RC.success) {
+    conn.send({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId, reasonCode: rc });
+    return;
+  }
+  // the common answer is four fixed bytes; no need for the generator on the QoS 1 hot path
+  conn.sendBytes(Buffer.from([qos === 1 ? 0x40 : 0x50, 2, messageId >> 8, messageId & 0xff]));
 }
 
 /** The topic a PUBLISH names, resolving and recording topic aliases (MQTT 5 §3.3.2.3.4). */
