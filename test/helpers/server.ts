@@ -21,7 +21,7 @@ function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<s
 
 /** Starts the real server in this process on 127.0.0.1, port 0, memory store, silent logs. */
 export async function startTestServer(overrides: ConfigInput = {}): Promise<RunningServer> {
-  const base = { http: { host: '127.0.0.1', port: 0 }, store: { kind: 'memory' }, log: { level: 'silent' } };
+  const base = { http: { host: '127.0.0.1', port: 0 }, mqtt: { port: 0 }, store: { kind: 'memory' }, log: { level: 'silent' } };
   return startServer(parseConfig(merge(base, overrides as Record<string, unknown>)));
 }
 
@@ -55,6 +55,8 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 export interface ChildServer {
   proc: ChildProcess;
   http: string;
+  /** The MQTT listener from the listening line (mqtt://host:port). */
+  mqtt?: string;
   stderr: () => string;
   /** SIGTERM and wait; resolves with the exit code. */
   stop(): Promise<number | null>;
@@ -64,7 +66,7 @@ export interface ChildServer {
 
 /** Starts `omnipush serve` as a child process and waits for its listening line. */
 export async function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildServer> {
-  const proc = spawn(process.execPath, [join(REPO_ROOT, 'bin/omnipush.js'), 'serve', '--port', '0', ...args], {
+  const proc = spawn(process.execPath, [join(REPO_ROOT, 'bin/omnipush.js'), 'serve', '--port', '0', '--mqtt-port', '0', ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -76,12 +78,16 @@ export async function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}): 
   });
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   const lines = createInterface({ input: proc.stdout! });
+  let mqtt: string | undefined;
   const http = await within(
     new Promise<string>((resolve, reject) => {
       lines.on('line', (l) => {
         try {
-          const j = JSON.parse(l) as { event?: string; http?: string };
-          if (j.event === 'listening' && j.http) resolve(j.http);
+          const j = JSON.parse(l) as { event?: string; http?: string; mqtt?: string };
+          if (j.event === 'listening' && j.http) {
+            mqtt = j.mqtt;
+            resolve(j.http);
+          }
         } catch {
           /* not our line */
         }
@@ -94,6 +100,7 @@ export async function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}): 
   return {
     proc,
     http,
+    mqtt,
     stderr: () => err,
     async stop() {
       proc.kill('SIGTERM');
