@@ -7,6 +7,7 @@ import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
 import { Metrics } from './metrics/metrics.js';
 import { createStore } from './store/index.js';
 import { ConnectionBudget, type TransportContext } from './transports/context.js';
+import { WebPushTransport } from './transports/webpush/webpush-transport.js';
 import { requestToken } from './wire/http-request.js';
 
 export interface RunningServer {
@@ -14,6 +15,8 @@ export interface RunningServer {
   readonly http: string;
   readonly hub: Hub;
   readonly metrics: Metrics;
+  /** The Web Push door, when `webpush.subject` is configured. */
+  readonly webpush?: WebPushTransport;
   /** Stops accepting, ends streams cleanly, flushes and closes the store. */
   close(): Promise<void>;
 }
@@ -67,7 +70,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     draining: () => draining,
   };
 
-  const door = new HttpDoor(ctx);
+  // Web Push is on when a VAPID subject is configured (push services refuse requests without one).
+  const webpush = config.webpush.subject ? await WebPushTransport.start(ctx) : undefined;
+  const door = new HttpDoor(ctx, { webpush });
   const addr = await door.listen(config.http.host, config.http.port);
   const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
   const httpUrl = `http://${host}:${addr.port}`;
@@ -84,11 +89,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     http: httpUrl,
     hub,
     metrics,
+    webpush,
     close() {
       closing ??= (async () => {
         draining = true;
         clearInterval(pruneTimer);
         await hub.close();
+        await webpush?.close();
         await door.close();
         await store.close();
         log.info('omnipush stopped');
