@@ -36,7 +36,9 @@ function hmac(key: Buffer, ...parts: Buffer[]): Buffer {
  */
 export function encryptWebPush(plaintext: Buffer, uaPublic: Buffer, authSecret: Buffer, opts: EncryptOptions = {}): Buffer {
   if (plaintext.length > MAX_PLAINTEXT) throw new RangeError(`plaintext is ${plaintext.length} bytes; at most ${MAX_PLAINTEXT} fit a push message`);
-  // A new key pair for every message: a reused one would let a push service link messages to one sender key.
+  // A new key pair for every message, as RFC 8291 section 2 has it ("generates an ECDH key pair
+  // and a random salt" per message). It costs a key generation per send; sharing one across a
+  // fan-out would be cheaper but would tie the messages together.
   const ecdh = createECDH('prime256v1');
   if (opts.senderPrivateKey) ecdh.setPrivateKey(opts.senderPrivateKey);
   else ecdh.generateKeys();

@@ -47,6 +47,8 @@ export class WebPushTransport {
   readonly metrics: WebPushMetrics;
   private readonly sender: WebPushSender;
   private readonly attached = new Map<string, PushHubSubscriber>();
+  /** Parsed forms of each subscription's endpoint and keys, so a send does not re-parse them. */
+  private readonly parsed = new WeakMap<PushSubscriptionRecord, { url: URL; origin: string; p256dh: Buffer; auth: Buffer }>();
   private readonly jobFormat: WireFormat<PushJob>;
   private headSeq = 0;
   private headCursor: string | undefined;
@@ -97,6 +99,16 @@ export class WebPushTransport {
     for (const rec of subs) await t.attach(rec, since);
     ctx.log.info({ subscriptions: subs.length, queued: t.queue.size, vapidKeys: source }, 'web push ready');
     return t;
+  }
+
+  private parse(rec: PushSubscriptionRecord): { url: URL; origin: string; p256dh: Buffer; auth: Buffer } {
+    let p = this.parsed.get(rec);
+    if (!p) {
+      const url = new URL(rec.endpoint);
+      p = { url, origin: url.origin, p256dh: Buffer.from(rec.p256dh, 'base64url'), auth: Buffer.from(rec.auth, 'base64url') };
+      this.parsed.set(rec, p);
+    }
+    return p;
   }
 
   get publicKey(): string {
@@ -157,7 +169,7 @@ export class WebPushTransport {
     this.queue.add({
       key: entryKey(rec.id, m.seq),
       sub: rec.id,
-      origin: new URL(rec.endpoint).origin,
+      origin: this.parse(rec).origin,
       cursor: m.cursor,
       job,
       // the message's own expiry to the ms when it has one (its TTL header is rounded to seconds)
@@ -191,7 +203,7 @@ export class WebPushTransport {
     const plaintext = Buffer.from(small ? e.job.small : e.job.full!);
     let body: Buffer;
     try {
-      body = encryptWebPush(plaintext, Buffer.from(rec.p256dh, 'base64url'), Buffer.from(rec.auth, 'base64url'));
+      body = encryptWebPush(plaintext, this.parse(rec).p256dh, this.parse(rec).auth);
     } catch (err) {
       this.ctx.log.warn({ err, subscription: rec.id }, 'web push encryption failed; dropping the delivery');
       this.metrics.count(origin, 'rejected');
@@ -199,7 +211,7 @@ export class WebPushTransport {
     }
     const t0 = performance.now();
     const res = await this.sender.send({
-      endpoint: new URL(rec.endpoint),
+      endpoint: this.parse(rec).url,
       body,
       ttl: Math.max(0, Math.ceil((e.giveUpAt - now) / 1000)),
       urgency: e.job.urgency,
