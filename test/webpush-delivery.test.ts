@@ -325,3 +325,27 @@ describe('Web Push configuration', () => {
     }
   });
 });
+
+describe('Web Push per-origin limit', () => {
+  it('keeps at most webpush.concurrencyPerOrigin requests open at one push service', async () => {
+    const svc = await startPushService();
+    const server = await startTestServer({ webpush: webpushConfig(svc, { concurrencyPerOrigin: 2, requestTimeout: 30 }) });
+    try {
+      svc.expectedKey = server.webpush!.publicKey;
+      const b = svc.browser('limit');
+      assert.equal((await fetch(`${server.http}/v1/webpush/subscriptions`, { method: 'POST', body: JSON.stringify({ subscription: b.subscription, topics: ['lim/#'] }) })).status, 201);
+      svc.answer = () => ({ status: 0, hang: true });
+      for (let i = 0; i < 6; i++) assert.equal((await fetch(`${server.http}/v1/publish`, { method: 'POST', body: JSON.stringify({ topic: 'lim/t', data: String(i) }) })).status, 200);
+      for (const seen of [2, 4, 6]) {
+        await waitFor(() => svc.received.length === seen, `${seen} requests`);
+        svc.release(201);
+      }
+      await waitFor(async () => (await metric(server.http, 'omnipush_webpush_outcomes_total', { outcome: 'delivered' })) === 6, 'six delivered');
+      assert.equal(svc.maxInFlight, 2);
+      assert.deepEqual(new Set(svc.received.map((r) => r.payload!.data)), new Set(['0', '1', '2', '3', '4', '5']));
+    } finally {
+      await server.close();
+      await svc.close();
+    }
+  });
+});

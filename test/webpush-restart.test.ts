@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { SqliteStore } from '../src/store/sqlite.js';
 import { startPushService, webpushConfig, type PushService } from './helpers/push-service.js';
-import { spawnServer, tempDir, waitFor, type ChildServer } from './helpers/server.js';
+import { spawnServer, startTestServer, tempDir, waitFor, type ChildServer } from './helpers/server.js';
 
 async function metric(base: string, name: string): Promise<number> {
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(await (await fetch(`${base}/metrics`)).text());
@@ -73,5 +74,47 @@ describe('the Web Push queue across a kill -9', () => {
     assert.deepEqual(svc.violations, []);
     assert.equal(await server.stop(), 0);
     server = undefined;
+  });
+});
+
+describe('messages stored but not yet queued when the server died', () => {
+  it('are queued on the next start, from the last head the queue wrote', async () => {
+    const svc = await startPushService();
+    const dir = tempDir('omnipush-webpush-head-');
+    const config = { store: { kind: 'sqlite', dir: dir.path }, webpush: webpushConfig(svc) } as const;
+    try {
+      let server = await startTestServer(config);
+      svc.expectedKey = server.webpush!.publicKey;
+      const b = svc.browser('head');
+      assert.equal((await fetch(`${server.http}/v1/webpush/subscriptions`, { method: 'POST', body: JSON.stringify({ subscription: b.subscription, topics: ['h/#'] }) })).status, 201);
+      const cursors: string[] = [];
+      for (const data of ['one', 'two', 'three']) {
+        const r = await fetch(`${server.http}/v1/publish`, { method: 'POST', body: JSON.stringify({ topic: 'h/t', data }) });
+        cursors.push(((await r.json()) as { cursor: string }).cursor);
+      }
+      await waitFor(() => svc.received.length === 3, 'three pushes');
+      await server.close();
+
+      // as if the process had died after storing "two" and "three" but before queueing them:
+      // the head the queue wrote last is still "one"
+      const store = new SqliteStore(dir.path);
+      await store.open();
+      await store.putRecords([{ kind: 'webpush.meta', key: 'head', value: Buffer.from(cursors[0]) }]);
+      await store.close();
+
+      server = await startTestServer(config);
+      await waitFor(() => svc.received.length === 5, 'the two after the head pushed again');
+      assert.deepEqual(
+        svc.received.slice(3).map((r) => r.payload!.cursor),
+        cursors.slice(1),
+      );
+      await server.webpush!.queue.idle();
+      assert.equal(svc.received.length, 5, 'nothing at or before the head');
+      await server.close();
+      assert.deepEqual(svc.violations, []);
+    } finally {
+      await svc.close();
+      dir.remove();
+    }
   });
 });

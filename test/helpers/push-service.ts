@@ -96,6 +96,10 @@ export interface PushService {
   violations: string[];
   /** Decides answers; default 201. Called for valid requests only. */
   answer: (r: Received, n: number) => Answer;
+  /** Most requests that were open (received, not yet answered) at one time. */
+  maxInFlight: number;
+  /** Answers every hanging request with `status`. */
+  release(status?: number): void;
   /** The VAPID key `k` must equal, once known. */
   expectedKey?: string;
   browser(name?: string): FakeBrowser;
@@ -127,6 +131,7 @@ export async function startPushService(opts: { tls?: boolean } = {}): Promise<Pu
   const sockets = new Set<Socket>();
   const hung = new Set<ServerResponse>();
   let count = 0;
+  let open = 0;
   const svc: PushService = {
     origin: '',
     tls: !!cert,
@@ -134,6 +139,11 @@ export async function startPushService(opts: { tls?: boolean } = {}): Promise<Pu
     received: [],
     violations: [],
     answer: () => ({ status: 201 }),
+    maxInFlight: 0,
+    release(status = 201) {
+      for (const r of hung) if (!r.destroyed) r.writeHead(status).end();
+      hung.clear();
+    },
     browser(name = `b${browsers.size + 1}`) {
       const ecdh = createECDH('prime256v1');
       ecdh.generateKeys();
@@ -197,6 +207,9 @@ export async function startPushService(opts: { tls?: boolean } = {}): Promise<Pu
   };
 
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    open++;
+    svc.maxInFlight = Math.max(svc.maxInFlight, open);
+    res.once('close', () => open--);
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => void handle(req, res, Buffer.concat(chunks)));

@@ -50,7 +50,7 @@ export class WebPushHttp {
       return;
     }
     if (path === SUBSCRIPTIONS || path.startsWith(`${SUBSCRIPTIONS}/`)) {
-      const id = path.length > SUBSCRIPTIONS.length + 1 ? decodeURIComponent(path.slice(SUBSCRIPTIONS.length + 1)) : undefined;
+      const id = path.length > SUBSCRIPTIONS.length + 1 ? decodeId(path.slice(SUBSCRIPTIONS.length + 1)) : undefined;
       allow(method, id ? ['GET', 'DELETE'] : ['GET', 'POST', 'DELETE']);
       const principal = await ctx.authenticate(req, url);
       if (method === 'POST') return this.register(req, res, principal, headers);
@@ -117,6 +117,14 @@ export class WebPushHttp {
     await this.t.registry.put(rec);
     await this.t.attach(rec);
     sendJson(res, existing ? 200 : 201, describeSubscription(rec), headers);
+  }
+}
+
+function decodeId(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new OmnipushError('invalid_request', 'subscription id in the path is not valid percent-encoding');
   }
 }
 
