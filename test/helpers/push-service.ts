@@ -106,7 +106,7 @@ export interface PushService {
   close(): Promise<void>;
 }
 
-/** Does `openssl` exist, to make a self-signed certificate without downloads? */
+/** A self-signed certificate for 127.0.0.1 from the `openssl` CLI, or null when it is missing. */
 function makeCert(): { key: string; cert: string; caFile: string } | null {
   const dir = tempDir('omnipush-push-tls-');
   try {
@@ -127,6 +127,10 @@ const URGENCIES = ['very-low', 'low', 'normal', 'high'];
 /** Starts the stand-in on 127.0.0.1, port 0; HTTPS with a fresh self-signed certificate when `openssl` exists (or `tls: false`). */
 export async function startPushService(opts: { tls?: boolean } = {}): Promise<PushService> {
   const cert = opts.tls === false ? null : makeCert();
+  if (!cert && opts.tls !== false) {
+    if (process.env.OMNIPUSH_REQUIRE_ALL === '1') throw new Error('openssl is needed for the HTTPS push-service stand-in, and OMNIPUSH_REQUIRE_ALL=1 requires it');
+    console.error('\n*** openssl missing: the push-service stand-in runs over plain HTTP (webpush.allowHttpEndpoints) ***\n');
+  }
   const browsers = new Map<string, FakeBrowser>();
   const sockets = new Set<Socket>();
   const hung = new Set<ServerResponse>();
