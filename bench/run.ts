@@ -8,6 +8,7 @@ import { killAll } from './lib/procs.js';
 import { startFloor, startOmnipush, startPeer } from './lib/servers.js';
 import { longpollFanout } from './scenarios/longpoll-fanout.js';
 import { sqlitePublish } from './scenarios/sqlite-publish.js';
+import { webpushScenario } from './scenarios/webpush.js';
 import { fanout, SSE_CLIENTS, wsClients, type FanoutClients, type FanoutResult } from './scenarios/fanout.js';
 import type { ServerProc } from './lib/procs.js';
 
@@ -108,6 +109,16 @@ async function main(): Promise<void> {
     } finally {
       await ours.stop();
     }
+  }
+  if (want('webpush')) {
+    const n = quick ? 2000 : 10_000;
+    const p = await webpushScenario(n, quick ? 2 : 3);
+    results.webpush = p;
+    const us = (x: number) => `${x} µs`;
+    row(`webpush: ${k(n)} subs, encrypted sends/s (ours / web-push lib)`, `${k(p.ours.sendsPerSec)}/s / ${k(p.lib.sendsPerSec)}/s = ${r(p.ours.sendsPerSec, p.lib.sendsPerSec)}`, '≥ 3×', verdict(p.ours.sendsPerSec >= 3 * p.lib.sendsPerSec));
+    row('  p50/p99 time to push service (ours / lib)', `${p.ours.p50ms}/${p.ours.p99ms} ms / ${p.lib.p50ms}/${p.lib.p99ms} ms`);
+    row('  CPU per send (ours / lib)', `${us(p.ours.cpuUsPerSend)} / ${us(p.lib.cpuUsPerSend)}`);
+    row('  failed sends (ours / lib)', `${p.ours.failed} / ${p.lib.failed}`, '0', verdict(p.ours.failed === 0 && p.lib.failed === 0));
   }
 
   const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i].length), ['scenario', 'result', 'target', ''][i].length));

@@ -9,6 +9,7 @@ import { Metrics } from './metrics/metrics.js';
 import { createStore } from './store/index.js';
 import { ConnectionBudget, type TransportContext } from './transports/context.js';
 import { MqttTransport } from './transports/mqtt/mqtt-transport.js';
+import { WebPushTransport } from './transports/webpush/webpush-transport.js';
 import { requestToken } from './wire/http-request.js';
 
 export interface RunningServer {
@@ -20,6 +21,8 @@ export interface RunningServer {
   readonly mqtts?: string;
   readonly hub: Hub;
   readonly metrics: Metrics;
+  /** The Web Push door, when `webpush.subject` is configured. */
+  readonly webpush?: WebPushTransport;
   /** Stops accepting, ends streams cleanly, flushes and closes the store. */
   close(): Promise<void>;
 }
@@ -73,7 +76,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     draining: () => draining,
   };
 
-  const door = new HttpDoor(ctx);
+  // Web Push is on when a VAPID subject is configured (push services refuse requests without one).
+  const webpush = config.webpush.subject ? await WebPushTransport.start(ctx) : undefined;
+  const door = new HttpDoor(ctx, { webpush });
   const mqtt = config.mqtt.enabled ? new MqttTransport(ctx, createUserDirectory(config.auth.users)) : null;
   if (mqtt) door.addUpgradeHandler(mqtt);
   const addr = await door.listen(config.http.host, config.http.port);
@@ -108,11 +113,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     mqtts: mqttsUrl,
     hub,
     metrics,
+    webpush,
     close() {
       closing ??= (async () => {
         draining = true;
         clearInterval(pruneTimer);
         await hub.close();
+        await webpush?.close();
         await door.close();
         // after the hub: sessions are saved with everything it fanned out
         await mqtt?.close();

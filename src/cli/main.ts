@@ -171,4 +171,39 @@ program
     process.stdout.write(`${await hashPassword(password)}\n`);
   });
 
+program
+  .command('vapid')
+  .description('print the VAPID key pair Web Push uses (from the config, else the store, creating and storing one if none), or --generate a new one without storing it')
+  .option('--generate', 'print a new key pair for webpush.publicKey / webpush.privateKey; touches nothing')
+  .option('--config <file>', 'YAML or JSON config file')
+  .option('--data <dir>', 'store directory (default ./data)')
+  .option('--public-only', 'print only the public key (the applicationServerKey browsers subscribe with)')
+  .action(async (o: { generate?: boolean; config?: string; data?: string; publicOnly?: boolean }) => {
+    const { generateVapidKeys } = await import('../transports/webpush/vapid.js');
+    let keys;
+    let source = 'generated';
+    if (o.generate) keys = generateVapidKeys();
+    else {
+      let config;
+      try {
+        config = loadConfig({ file: o.config, flags: { store: { dir: o.data } } });
+      } catch (e) {
+        fail((e as Error).message);
+      }
+      if (config.store.kind === 'memory' && !config.webpush.publicKey) fail('the memory store keeps no keys; use --generate and put them in the config');
+      const { createStore } = await import('../store/index.js');
+      const { loadOrCreateVapidKeys } = await import('../transports/webpush/vapid-keys.js');
+      const store = await createStore(config.store);
+      try {
+        ({ keys, source } = await loadOrCreateVapidKeys(store, config.webpush));
+      } catch (e) {
+        fail((e as Error).message);
+      } finally {
+        await store.close();
+      }
+    }
+    if (o.publicOnly) process.stdout.write(`${keys.publicKey}\n`);
+    else process.stdout.write(`${JSON.stringify({ publicKey: keys.publicKey, privateKey: keys.privateKey, source })}\n`);
+  });
+
 program.parseAsync(process.argv).catch((e: unknown) => fail((e as Error).message));

@@ -1,9 +1,11 @@
 import { LongPollChannel, publishOverHttp, SseChannel, WebSocketChannel, type Channel, type ChannelEvents, type Endpoints } from './channels.js';
 import { ClientSubscription } from './subscription.js';
 import type { ClientOptions, ConnectionState, Message, PublishOptions, TransportName } from './types.js';
+import { disableWebPush, enableWebPush, type WebPushOptions, type WebPushRegistration } from './webpush.js';
 
 export type { ClientOptions, ConnectionState, Message, PublishOptions, TransportName } from './types.js';
 export { topicMatches } from './subscription.js';
+export { enableWebPush, disableWebPush, type WebPushOptions, type WebPushRegistration, type PushSubscriptionJson } from './webpush.js';
 
 type Listener<T> = (v: T) => void;
 
@@ -26,6 +28,8 @@ export class OmnipushClient {
   private closed = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private generation = 0;
+  /** The server URL given to connect(), for the Web Push helpers. */
+  private base = '';
 
   private constructor(
     private readonly endpoints: Endpoints,
@@ -44,6 +48,7 @@ export class OmnipushClient {
       { websocket: t.websocket?.url, sse: t.sse?.url, longpoll: t.longpoll?.url, publish: d.endpoints?.publish ?? `${base}/v1/publish` },
       opts,
     );
+    client.base = base;
     await client.start();
     return client;
   }
@@ -88,6 +93,19 @@ export class OmnipushClient {
     else body.data_base64 = btoa(String.fromCharCode(...data));
     if (this.channel?.publish) return this.channel.publish(body);
     return publishOverHttp(this.endpoints.publish, this.opts, body);
+  }
+
+  /**
+   * Turns on Web Push for this browser with this client's server and credentials: notifications
+   * for `topics` even when the page is closed (see {@link enableWebPush}).
+   */
+  enableWebPush(opts: WebPushOptions): Promise<WebPushRegistration> {
+    return enableWebPush(this.base, opts, this.opts);
+  }
+
+  /** Turns Web Push off for this browser (see {@link disableWebPush}). */
+  disableWebPush(opts: { serviceWorker?: string; scope?: string; endpoint?: string } = {}): Promise<boolean> {
+    return disableWebPush(this.base, opts, this.opts);
   }
 
   /** Closes the connection for good. */

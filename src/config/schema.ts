@@ -197,6 +197,34 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    webpush: z
+      .object({
+        /**
+         * VAPID subject (`mailto:` or `https:` URL) push services may use to reach the operator.
+         * Web Push is on when this is set; push services reject requests without it.
+         */
+        subject: z.string().min(1).optional(),
+        /** VAPID key pair (base64url, raw P-256: 65-byte public, 32-byte private); generated and stored when unset. */
+        publicKey: z.string().min(1).optional(),
+        privateKey: z.string().min(1).optional(),
+        /** seconds a push service should keep a message for an offline browser when the message has no ttl */
+        defaultTtl: z.number().int().min(0).max(28 * 86400).default(86400),
+        /** concurrent requests per push-service origin (also the size of its keep-alive pool) */
+        concurrencyPerOrigin: z.number().int().positive().max(1024).default(32),
+        /** seconds to wait for a push service's response before the attempt counts as failed */
+        requestTimeout: seconds.default(15),
+        /** backoff between retries, ms: exponential from min to max, with full jitter */
+        retryMinDelay: z.number().int().positive().default(1000),
+        retryMaxDelay: z.number().int().positive().default(15 * 60_000),
+        /** Accept `http:` push endpoints (local test push services only). */
+        allowHttpEndpoints: z.boolean().default(false),
+        /** PEM file(s) of extra CAs trusted for push-service TLS (a private push service). */
+        caFiles: z.array(z.string().min(1)).default([]),
+        /** Web Push subscriptions one principal may hold. */
+        maxSubscriptionsPerPrincipal: z.number().int().positive().default(100),
+      })
+      .strict()
+      .default({}),
     demo: z
       .object({
         /** Serve a demo page at /demo/ that subscribes and publishes through the client SDK. */

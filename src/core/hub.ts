@@ -414,6 +414,20 @@ export class Hub {
     for (const f of st.filters) this.trie.remove(f, st);
   }
 
+  /**
+   * Does `principalId` have a live subscriber (any transport but `exceptTransport`) that would get
+   * a message on `topic`? Costs one trie match; Web Push's `offline` mode asks it per delivery.
+   */
+  hasLiveSubscriber(principalId: string, topic: string, exceptTransport?: string): boolean {
+    let found = false;
+    this.trie.match(topic, (st) => {
+      if (found || st.closed || st.sub.principal.id !== principalId || st.sub.transport === exceptTransport) return;
+      if (st.perMessageCheck && !canReceive(st.sub.principal, topic)) return;
+      found = true;
+    });
+    return found;
+  }
+
   // ---------------------------------------------------------------- history
 
   /**

@@ -13,10 +13,10 @@ export function baseUrl(ctx: TransportContext, req: IncomingMessage): string {
  * `GET /.well-known/omnipush`: what this server offers, so a client can start from any URL
  * (every response carries a `Link` to here) and pick a transport.
  */
-export function discoveryDocument(ctx: TransportContext, req: IncomingMessage): Record<string, unknown> {
+export function discoveryDocument(ctx: TransportContext, req: IncomingMessage, webpush?: { vapidPublicKey: string }): Record<string, unknown> {
   const base = baseUrl(ctx, req);
   const { limits, longpoll, sse, auth } = ctx.config;
-  return {
+  const doc: Record<string, unknown> = {
     server: 'omnipush',
     version: VERSION,
     epoch: ctx.hub.epoch,
@@ -61,4 +61,15 @@ export function discoveryDocument(ctx: TransportContext, req: IncomingMessage): 
       anonymous: auth.allowAnonymous ?? !auth.jwt,
     },
   };
+  if (webpush) {
+    // not a streaming transport: a separate entry, so clients choosing a transport never pick it
+    doc.webpush = {
+      vapidPublicKey: webpush.vapidPublicKey,
+      subscriptions: `${base}/v1/webpush/subscriptions`,
+      serviceWorker: `${base}/v1/webpush/sw.js`,
+      modes: ['always', 'offline'],
+      protocol: 'docs/webpush.md',
+    };
+  }
+  return doc;
 }

@@ -5,6 +5,8 @@ import type { TransportContext } from '../transports/context.js';
 import { LongPollTransport } from '../transports/longpoll/longpoll-transport.js';
 import { SseTransport } from '../transports/sse/sse-transport.js';
 import { WebSocketTransport } from '../transports/websocket/ws-transport.js';
+import { WEBPUSH_PREFIX, WebPushHttp } from '../transports/webpush/webpush-http.js';
+import type { WebPushTransport } from '../transports/webpush/webpush-transport.js';
 import { errorBody, sendError, sendJson } from '../wire/http-respond.js';
 import { discoveryDocument } from './discovery.js';
 import { handleHistory, handlePublishJson, handlePublishRaw } from './publish-api.js';
@@ -26,8 +28,13 @@ export class HttpDoor {
   readonly websocket: WebSocketTransport;
   private readonly sockets = new Set<Socket>();
   private readonly upgrades: UpgradeHandler[] = [];
+  private readonly webpush: WebPushHttp | undefined;
 
-  constructor(private readonly ctx: TransportContext) {
+  constructor(
+    private readonly ctx: TransportContext,
+    doors: { webpush?: WebPushTransport } = {},
+  ) {
+    this.webpush = doors.webpush && new WebPushHttp(ctx, doors.webpush);
     this.sse = new SseTransport(ctx);
     this.longpoll = new LongPollTransport(ctx);
     this.websocket = new WebSocketTransport(ctx);
@@ -122,9 +129,10 @@ export class HttpDoor {
       if (path === '/v1/history') {
         return await this.only(method, ['GET'], async () => handleHistory(ctx, req, res, await ctx.authenticate(req, url), url));
       }
+      if (path.startsWith(WEBPUSH_PREFIX) && this.webpush) return await this.webpush.handle(req, res, url);
       if (path.startsWith(CLIENT_PREFIX)) return await this.only(method, ['GET'], async () => serveClientBundle(path, res, headers));
       if ((path === '/demo/' || path === '/demo') && ctx.config.demo.enabled) return await this.only(method, ['GET'], async () => serveDemo(req, res, headers));
-      if (path === DISCOVERY_PATH) return await this.only(method, ['GET', 'HEAD'], async () => sendJson(res, 200, discoveryDocument(ctx, req), headers));
+      if (path === DISCOVERY_PATH) return await this.only(method, ['GET', 'HEAD'], async () => sendJson(res, 200, discoveryDocument(ctx, req, this.webpush ? { vapidPublicKey: this.webpush.publicKey } : undefined), headers));
       if (path === '/healthz') return await this.only(method, ['GET', 'HEAD'], async () => sendJson(res, 200, { status: 'ok' }, headers));
       if (path === '/readyz') {
         return await this.only(method, ['GET', 'HEAD'], async () => {
@@ -192,5 +200,6 @@ function decodeTopicPath(raw: string): string {
 function routeLabel(path: string): string {
   if (path.startsWith('/v1/topics/')) return '/v1/topics';
   if (path.startsWith(CLIENT_PREFIX)) return '/v1/client';
-  return ['/v1/sse', '/v1/poll', '/v1/publish', '/v1/history', DISCOVERY_PATH, '/healthz', '/readyz', '/metrics'].includes(path) ? path : 'other';
+  if (path.startsWith('/v1/webpush/subscriptions')) return '/v1/webpush/subscriptions';
+  return ['/v1/sse', '/v1/poll', '/v1/publish', '/v1/history', '/v1/webpush/vapid-public-key', '/v1/webpush/sw.js', DISCOVERY_PATH, '/healthz', '/readyz', '/metrics'].includes(path) ? path : 'other';
 }

@@ -20,7 +20,7 @@ class SocketLink implements Link {
     maxQueueBytes: number,
     onOverflow: () => void,
   ) {
-    this.writer = new SocketWriter(socket, maxQueueBytes, onOverflow);
+    this.writer = new SocketWriter(socket, maxQueueBytes, { overflowed: onOverflow });
   }
 
   get remote(): string {
@@ -69,7 +69,7 @@ export function binaryFrame(payload: Buffer): Buffer[] {
  * to the raw socket (as the WebSocket door does), one binary message per tick.
  */
 export function wsLink(ws: WebSocket, socket: Socket, maxQueueBytes: number, onOverflow: () => void): Link {
-  const writer = new SocketWriter(socket, maxQueueBytes, onOverflow, binaryFrame);
+  const writer = new SocketWriter(socket, maxQueueBytes, { overflowed: onOverflow }, binaryFrame);
   return {
     write: (buf) => writer.write(buf),
     end() {

@@ -1,0 +1,269 @@
+import type { Delivery, WireFormat } from '../../core/encoded.js';
+import type { OmnipushError } from '../../core/errors.js';
+import type { Principal } from '../../core/grants.js';
+import type { GapInfo, HubSubscriber } from '../../core/hub.js';
+import { parseCursor, type StoredMessage } from '../../core/message.js';
+import type { TransportContext } from '../context.js';
+import { encryptWebPush } from './ece.js';
+import { pushJobFor, type PushJob } from './payload.js';
+import { DeliveryQueue, entryKey, type QueueEntry, type Verdict } from './queue.js';
+import { SubscriptionRegistry, type PushSubscriptionRecord } from './registry.js';
+import { readCaFiles, WebPushSender } from './sender.js';
+import { VapidSigner } from './vapid.js';
+import { loadOrCreateVapidKeys } from './vapid-keys.js';
+import { WebPushMetrics } from './webpush-metrics.js';
+
+export const TRANSPORT = 'webpush';
+
+/** One push subscription attached to the hub: it turns each matching message into a queue entry. */
+class PushHubSubscriber implements HubSubscriber {
+  readonly transport = TRANSPORT;
+  readonly principal: Principal;
+  constructor(
+    readonly rec: PushSubscriptionRecord,
+    private readonly owner: WebPushTransport,
+  ) {
+    this.principal = { id: rec.principal.id, kind: rec.principal.kind, grants: rec.principal.grants };
+  }
+  deliver(d: Delivery): void {
+    this.owner.offer(this, d);
+  }
+  gap(info: GapInfo): void {
+    void info; // a push subscription has no reader to tell; the missing messages are simply not pushed
+  }
+  close(reason: OmnipushError): void {
+    this.owner.detached(this, reason);
+  }
+}
+
+/**
+ * The Web Push door: keeps browsers' push subscriptions attached to the hub, queues each matching
+ * message durably, and sends it encrypted (RFC 8291) and signed (RFC 8292) to the push service
+ * (RFC 8030), with retries, per-origin limits and subscription clean-up.
+ */
+export class WebPushTransport {
+  readonly registry: SubscriptionRegistry;
+  readonly queue: DeliveryQueue;
+  readonly metrics: WebPushMetrics;
+  private readonly sender: WebPushSender;
+  private readonly attached = new Map<string, PushHubSubscriber>();
+  /** Parsed forms of each subscription's endpoint and keys, so a send does not re-parse them. */
+  private readonly parsed = new WeakMap<PushSubscriptionRecord, { url: URL; origin: string; p256dh: Buffer; auth: Buffer }>();
+  private readonly jobFormat: WireFormat<PushJob>;
+  private headSeq = 0;
+  private headCursor: string | undefined;
+  private closing = false;
+
+  private constructor(
+    private readonly ctx: TransportContext,
+    readonly vapid: VapidSigner,
+  ) {
+    const cfg = ctx.config.webpush;
+    this.registry = new SubscriptionRegistry(ctx.hub);
+    this.sender = new WebPushSender(vapid, { connectionsPerOrigin: cfg.concurrencyPerOrigin, timeoutMs: cfg.requestTimeout * 1000, ca: readCaFiles(cfg.caFiles) });
+    this.queue = new DeliveryQueue(ctx.hub, {
+      concurrencyPerOrigin: cfg.concurrencyPerOrigin,
+      attempt: (e) => this.attempt(e),
+      head: () => this.headCursor,
+      log: ctx.log,
+    });
+    this.metrics = new WebPushMetrics(ctx.metrics, () => this.queue.size, () => this.registry.size);
+    // The push job (payload JSON, TTL, urgency, replacement key) is the same for every
+    // subscription of a message: built once per message, like every other wire format.
+    this.jobFormat = { name: 'webpush-job', encode: (m: StoredMessage) => pushJobFor(m, cfg.defaultTtl, Date.now()) };
+  }
+
+  /** Validates the subject, loads or creates the VAPID keys, reloads subscriptions and the queue. */
+  static async start(ctx: TransportContext): Promise<WebPushTransport> {
+    const cfg = ctx.config.webpush;
+    if (!cfg.subject) throw new Error('webpush.subject is required for Web Push');
+    const { keys, source } = await loadOrCreateVapidKeys(ctx.hub, cfg);
+    const t = new WebPushTransport(ctx, new VapidSigner(keys, cfg.subject));
+    const subs = await t.registry.load();
+    const head = await t.queue.load();
+    // Messages stored after the last head but never queued (a crash in between) are replayed to
+    // every subscription; anything at or before the head was queued or deliberately skipped.
+    let since = 'now';
+    if (head) {
+      try {
+        const c = parseCursor(head);
+        if (c.epoch === ctx.hub.epoch && c.seq <= parseCursor(ctx.hub.headCursor()).seq) {
+          since = head;
+          t.headSeq = c.seq;
+          t.headCursor = head;
+        }
+      } catch {
+        /* an unreadable head: start live */
+      }
+    }
+    for (const rec of subs) await t.attach(rec, since);
+    ctx.log.info({ subscriptions: subs.length, queued: t.queue.size, vapidKeys: source }, 'web push ready');
+    return t;
+  }
+
+  private parse(rec: PushSubscriptionRecord): { url: URL; origin: string; p256dh: Buffer; auth: Buffer } {
+    let p = this.parsed.get(rec);
+    if (!p) {
+      const url = new URL(rec.endpoint);
+      p = { url, origin: url.origin, p256dh: Buffer.from(rec.p256dh, 'base64url'), auth: Buffer.from(rec.auth, 'base64url') };
+      this.parsed.set(rec, p);
+    }
+    return p;
+  }
+
+  get publicKey(): string {
+    return this.vapid.keys.publicKey;
+  }
+
+  /** Attaches a subscription to the hub (replacing an earlier attachment of the same id). */
+  async attach(rec: PushSubscriptionRecord, since = 'now'): Promise<void> {
+    const old = this.attached.get(rec.id);
+    if (old) this.ctx.hub.unsubscribe(old);
+    const sub = new PushHubSubscriber(rec, this);
+    this.attached.set(rec.id, sub);
+    try {
+      const plan = this.ctx.hub.checkSubscribe(sub.principal, rec.filters, since);
+      await this.ctx.hub.subscribe(sub, plan.gap ? this.ctx.hub.checkSubscribe(sub.principal, rec.filters, 'now') : plan);
+    } catch (e) {
+      this.attached.delete(rec.id);
+      this.ctx.log.warn({ err: e, subscription: rec.id }, 'web push subscription could not be attached');
+    }
+  }
+
+  /** Removes a subscription everywhere: hub, memory, records, queue. */
+  async remove(id: string): Promise<void> {
+    const sub = this.attached.get(id);
+    if (sub) {
+      this.attached.delete(id);
+      this.ctx.hub.unsubscribe(sub);
+    }
+    await this.queue.dropSubscription(id, [this.registry.forget(id)]);
+  }
+
+  /** The hub ended an attachment (shutdown, or it fell behind during a replay). */
+  detached(sub: PushHubSubscriber, reason: OmnipushError): void {
+    if (this.attached.get(sub.rec.id) !== sub || this.closing || reason.code === 'shutting_down') return;
+    this.attached.delete(sub.rec.id);
+    this.ctx.log.warn({ subscription: sub.rec.id, reason: reason.message }, 'web push subscription detached; re-attaching live');
+    void this.attach(sub.rec);
+  }
+
+  /** Called by the hub, in seq order per subscription; must not throw. */
+  offer(sub: PushHubSubscriber, d: Delivery): void {
+    const m = d.message;
+    if (m.seq > this.headSeq) {
+      this.headSeq = m.seq;
+      this.headCursor = m.cursor;
+    }
+    const rec = this.registry.get(sub.rec.id) ?? sub.rec;
+    if (rec.failing) {
+      this.metrics.count('-', 'skipped_failing');
+      return this.queue.touch();
+    }
+    if (rec.mode === 'offline' && this.ctx.hub.hasLiveSubscriber(rec.principal.id, m.topic, TRANSPORT)) {
+      this.metrics.count('-', 'skipped_online');
+      return this.queue.touch();
+    }
+    const job = d.encoded(this.jobFormat);
+    const now = Date.now();
+    this.queue.add({
+      key: entryKey(rec.id, m.seq),
+      sub: rec.id,
+      origin: this.parse(rec).origin,
+      cursor: m.cursor,
+      job,
+      // the message's own expiry to the ms when it has one (its TTL header is rounded to seconds)
+      giveUpAt: m.expiresAt ?? now + job.ttl * 1000,
+      attempts: 0,
+      notBefore: 0,
+    });
+  }
+
+  private backoff(attempts: number): number {
+    const { retryMinDelay, retryMaxDelay } = this.ctx.config.webpush;
+    const cap = Math.min(retryMaxDelay, retryMinDelay * 2 ** Math.min(attempts, 30));
+    // "equal jitter": at least half the step, so retries spread out but never bunch near zero
+    return Math.round(cap / 2 + Math.random() * (cap / 2));
+  }
+
+  private async attempt(e: QueueEntry): Promise<Verdict> {
+    const rec = this.registry.get(e.sub);
+    if (!rec) return { done: true };
+    const origin = e.origin;
+    if (rec.failing) {
+      this.metrics.count(origin, 'skipped_failing');
+      return { done: true };
+    }
+    const now = Date.now();
+    if (now >= e.giveUpAt && e.attempts > 0) {
+      this.metrics.count(origin, 'expired');
+      return { done: true };
+    }
+    const small = e.withoutData || e.job.full === null;
+    const plaintext = Buffer.from(small ? e.job.small : e.job.full!);
+    let body: Buffer;
+    try {
+      body = encryptWebPush(plaintext, this.parse(rec).p256dh, this.parse(rec).auth);
+    } catch (err) {
+      this.ctx.log.warn({ err, subscription: rec.id }, 'web push encryption failed; dropping the delivery');
+      this.metrics.count(origin, 'rejected');
+      return { done: true };
+    }
+    const t0 = performance.now();
+    const res = await this.sender.send({
+      endpoint: this.parse(rec).url,
+      body,
+      ttl: Math.max(0, Math.ceil((e.giveUpAt - now) / 1000)),
+      urgency: e.job.urgency,
+      replaceKey: e.job.replaceKey,
+    });
+    this.metrics.sendSeconds.observe({ origin }, (performance.now() - t0) / 1000);
+    const s = res.status;
+    const log = { subscription: rec.id, origin, cursor: e.cursor, status: s, detail: res.detail };
+    if (s >= 200 && s < 300) {
+      this.metrics.count(origin, small ? 'delivered_without_data' : 'delivered');
+      return { done: true };
+    }
+    if (s === 404 || s === 410) {
+      // RFC 8030 section 7.3: the subscription expired or was unsubscribed; it will never work again
+      this.metrics.count(origin, 'gone');
+      this.ctx.log.info(log, 'push subscription gone; removed');
+      await this.remove(rec.id);
+      return { done: true };
+    }
+    if (s === 413 && !small) {
+      this.metrics.count(origin, 'too_large');
+      e.withoutData = true;
+      return { done: false, delayMs: 0 };
+    }
+    if (s === 401 || s === 403) {
+      this.metrics.count(origin, 'unauthorized');
+      this.ctx.log.warn(log, 'push service refused our VAPID credentials; subscription marked failing until re-registered');
+      const failing = { ...rec, failing: { status: s, reason: res.detail ?? '', at: Date.now() } };
+      await this.registry.put(failing);
+      return { done: true };
+    }
+    if (s === 0 || s === 429 || s >= 500) {
+      const delayMs = res.retryAfterMs ?? this.backoff(e.attempts);
+      if (Date.now() + delayMs >= e.giveUpAt) {
+        this.metrics.count(origin, 'expired');
+        this.ctx.log.info(log, 'web push given up: TTL over before the next retry');
+        return { done: true };
+      }
+      this.metrics.count(origin, 'retry');
+      return { done: false, delayMs };
+    }
+    // 400 and other client errors: this message is wrong for this push service, the subscription may be fine
+    this.metrics.count(origin, 'rejected');
+    this.ctx.log.warn(log, 'push service rejected a message');
+    return { done: true };
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const sub of this.attached.values()) this.ctx.hub.unsubscribe(sub);
+    this.attached.clear();
+    await this.queue.close();
+    await this.sender.close();
+  }
+}

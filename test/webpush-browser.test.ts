@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type Browser, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
+import type { RunningServer } from '../src/server.js';
+import { startPushService, webpushConfig, type PushService } from './helpers/push-service.js';
+import { startTestServer, waitFor } from './helpers/server.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const missing = !existsSync(CHROMIUM);
+if (missing) {
+  const why = `Chromium is not installed at ${CHROMIUM} (Debian package "chromium")`;
+  if (process.env.OMNIPUSH_REQUIRE_ALL === '1') throw new Error(`${why}, and OMNIPUSH_REQUIRE_ALL=1 requires it`);
+  console.error(`\n*** SKIPPING Web Push browser tests: ${why} ***\n`);
+}
+
+type Client = typeof import('../src/client/index.js');
+interface Shown {
+  title: string;
+  body: string;
+  tag: string;
+  data: { url?: string; cursor?: string };
+}
+
+describe('Web Push in Chromium', { skip: missing ? 'chromium missing' : false }, () => {
+  let browser: Browser;
+  let context: BrowserContext;
+  let page: Page;
+  let cdp: CDPSession;
+  let server: RunningServer;
+  let svc: PushService;
+  const registrations: Array<{ registrationId: string; scopeURL: string; isDeleted: boolean }> = [];
+
+  before(async () => {
+    svc = await startPushService();
+    server = await startTestServer({ webpush: webpushConfig(svc) });
+    svc.expectedKey = ((await (await fetch(`${server.http}/v1/webpush/vapid-public-key`)).json()) as { publicKey: string }).publicKey;
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
+    });
+    context = await browser.newContext();
+    await context.grantPermissions(['notifications'], { origin: server.http });
+    page = await context.newPage();
+    cdp = await context.newCDPSession(page);
+    cdp.on('ServiceWorker.workerRegistrationUpdated', (e: { registrations: typeof registrations }) => registrations.push(...e.registrations));
+    await cdp.send('ServiceWorker.enable');
+    await page.goto(`${server.http}/healthz`);
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    await svc?.close();
+  });
+
+  const notifications = () =>
+    page.evaluate(async () => {
+      const nav = (globalThis as unknown as { navigator: { serviceWorker: { getRegistrations(): Promise<Array<{ getNotifications(): Promise<Shown[]> }>> } } }).navigator;
+      const out: Shown[] = [];
+      for (const reg of await nav.serviceWorker.getRegistrations()) for (const n of await reg.getNotifications()) out.push({ title: n.title, body: n.body, tag: n.tag, data: n.data });
+      return out;
+    });
+
+  /** What the push service would hand the browser: the payload our server encrypted, decrypted by the stand-in. */
+  async function deliverToWorker(payload: Record<string, unknown>): Promise<void> {
+    const reg = await waitFor(() => registrations.find((r) => !r.isDeleted && r.scopeURL.startsWith(server.http)), 'service worker registration');
+    await cdp.send('ServiceWorker.deliverPushMessage', { origin: server.http, registrationId: reg.registrationId, data: JSON.stringify(payload) });
+  }
+
+  it('registers the worker through the SDK, and a pushed message shows the notification', async () => {
+    const fake = svc.browser('chromium');
+    const outcome = await page.evaluate(
+      async ({ subscription }) => {
+        const { connect } = (await import('/v1/client/omnipush.js' as string)) as Client;
+        const client = await connect((globalThis as unknown as { location: { origin: string } }).location.origin);
+        // the browser's own push service is out of reach here: note what subscribe() does, then register a subscription we made
+        let native: string;
+        try {
+          await client.enableWebPush({ topics: ['flights/#'] });
+          native = 'subscribed';
+        } catch (e) {
+          native = String(e);
+        }
+        const reg = await client.enableWebPush({ topics: ['flights/#'], mode: 'always', subscription });
+        client.close();
+        return { native, reg };
+      },
+      { subscription: fake.subscription },
+    );
+    console.error(`pushManager.subscribe() in headless Chromium: ${outcome.native}`);
+    assert.equal(outcome.reg.endpoint, fake.subscription.endpoint);
+    assert.deepEqual(outcome.reg.topics, ['flights/#']);
+
+    const r = await fetch(`${server.http}/v1/publish`, {
+      method: 'POST',
+      body: JSON.stringify({ topic: 'flights/LH400', data: { title: 'Gate change', body: 'Now boarding at B12', url: `${server.http}/healthz?flight=LH400` } }),
+    });
+    const { cursor } = (await r.json()) as { cursor: string };
+    const pushed = await waitFor(() => svc.received.find((x) => x.name === 'chromium' && x.payload?.cursor === cursor), 'server pushed to the push service');
+    await deliverToWorker(pushed.payload!);
+    const shown = await waitFor(async () => (await notifications()).find((n) => n.tag === cursor), 'notification shown');
+    assert.equal(shown.title, 'Gate change');
+    assert.equal(shown.body, 'Now boarding at B12');
+    assert.equal(shown.data.url, `${server.http}/healthz?flight=LH400`);
+
+    // without notification fields: the topic as title, the text as body
+    const r2 = await fetch(`${server.http}/v1/publish`, { method: 'POST', body: JSON.stringify({ topic: 'flights/LH401', data: 'Delayed 20 minutes' }) });
+    const c2 = ((await r2.json()) as { cursor: string }).cursor;
+    const p2 = await waitFor(() => svc.received.find((x) => x.name === 'chromium' && x.payload?.cursor === c2), 'second push');
+    await deliverToWorker(p2.payload!);
+    const n2 = await waitFor(async () => (await notifications()).find((n) => n.tag === c2), 'second notification');
+    assert.equal(n2.title, 'flights/LH401');
+    assert.equal(n2.body, 'Delayed 20 minutes');
+    assert.deepEqual(svc.violations, []);
+  });
+
+  it('disableWebPush removes the registration from the server', async () => {
+    const fake = svc.browser('chromium-off');
+    const removed = await page.evaluate(
+      async ({ subscription }) => {
+        const { enableWebPush, disableWebPush } = (await import('/v1/client/omnipush.js' as string)) as Client;
+        const origin = (globalThis as unknown as { location: { origin: string } }).location.origin;
+        await enableWebPush(origin, { topics: ['off/#'], subscription });
+        return [await disableWebPush(origin, { endpoint: subscription.endpoint }), await disableWebPush(origin, { endpoint: subscription.endpoint })];
+      },
+      { subscription: fake.subscription },
+    );
+    assert.deepEqual(removed, [true, false]);
+    const list = (await (await fetch(`${server.http}/v1/webpush/subscriptions?endpoint=${encodeURIComponent(fake.subscription.endpoint)}`)).json()) as { subscriptions: unknown[] };
+    assert.equal(list.subscriptions.length, 0);
+  });
+});
