@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { createECDH, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { get } from 'node:https';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateVapidKeys } from '../../src/transports/webpush/vapid.js';
 import { cpuSeconds, forkLoadGen, startServerProcess, type ServerProc } from '../lib/procs.js';
@@ -25,6 +25,8 @@ export interface WebPushResult {
   subscriptions: number;
   rounds: number;
   tls: boolean;
+  /** 1-minute load average around the measured rounds (the machine may be shared). */
+  loadAvg: number;
   ours: SenderFigures;
   lib: SenderFigures;
 }
@@ -126,12 +128,6 @@ export async function webpushScenario(count: number, rounds: number): Promise<We
       const { arrivals, rejected } = await collect(push.url, ca, count, 120_000);
       return { t0, arrivals, cpu: cpuSeconds(ours!.proc.pid!) - cpu0, failed: rejected };
     };
-    await runOurs(); // warm-up: connections and JIT
-    const oursRuns = [];
-    for (let i = 0; i < rounds; i++) oursRuns.push(await runOurs());
-    await ours.stop();
-    ours = undefined;
-
     const lib = forkLoadGen(join(ROOT, 'dist/bench/peers/webpush-lib-sender.js'), []);
     // the same payload size our server sends (topic, cursor, time, data, notification fields)
     const payload = JSON.stringify({ topic: 'bench/push', cursor: 'xxxxxxxx_1', publishedAt: Date.now(), title: payloadData.title, body: payloadData.body, data: JSON.stringify(payloadData) });
@@ -144,11 +140,19 @@ export async function webpushScenario(count: number, rounds: number): Promise<We
       const { failed } = await done;
       return { t0, arrivals, cpu: cpuSeconds(lib.proc.pid!) - cpu0, failed: failed + rejected };
     };
+    // warm-up (connections, JIT), then rounds taken in turn, so that load from other processes on
+    // the machine falls on both sides alike
+    await runOurs();
     await runLib();
+    const oursRuns = [];
     const libRuns = [];
-    for (let i = 0; i < rounds; i++) libRuns.push(await runLib());
+    const load0 = loadavg()[0];
+    for (let i = 0; i < rounds; i++) {
+      oursRuns.push(await runOurs());
+      libRuns.push(await runLib());
+    }
     lib.stop();
-    return { subscriptions: count, rounds, tls: true, ours: figures(oursRuns), lib: figures(libRuns) };
+    return { subscriptions: count, rounds, tls: true, loadAvg: Math.round(((load0 + loadavg()[0]) / 2) * 10) / 10, ours: figures(oursRuns), lib: figures(libRuns) };
   } finally {
     await ours?.stop();
     await push.stop();
