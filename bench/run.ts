@@ -118,6 +118,7 @@ async function main(): Promise<void> {
     row(`webpush: ${k(n)} subs, encrypted sends/s (ours / web-push lib)`, `${k(p.ours.sendsPerSec)}/s / ${k(p.lib.sendsPerSec)}/s = ${r(p.ours.sendsPerSec, p.lib.sendsPerSec)}`, '≥ 3×', verdict(p.ours.sendsPerSec >= 3 * p.lib.sendsPerSec));
     row('  p50/p99 time to push service (ours / lib)', `${p.ours.p50ms}/${p.ours.p99ms} ms / ${p.lib.p50ms}/${p.lib.p99ms} ms`);
     row('  CPU per send (ours / lib)', `${us(p.ours.cpuUsPerSend)} / ${us(p.lib.cpuUsPerSend)}`);
+    row('  load average during the rounds (1 min)', String(p.loadAvg));
     row('  failed sends (ours / lib)', `${p.ours.failed} / ${p.lib.failed}`, '0', verdict(p.ours.failed === 0 && p.lib.failed === 0));
   }
 

@@ -46,6 +46,12 @@ describe('Web Push in Chromium', { skip: missing ? 'chromium missing' : false },
     cdp.on('ServiceWorker.workerRegistrationUpdated', (e: { registrations: typeof registrations }) => registrations.push(...e.registrations));
     await cdp.send('ServiceWorker.enable');
     await page.goto(`${server.http}/healthz`);
+    // the worker also tells open pages of the site about each push
+    await page.evaluate(() => {
+      const w = globalThis as unknown as { told: unknown[]; navigator: { serviceWorker: { onmessage: ((e: { data: unknown }) => void) | null } } };
+      w.told = [];
+      w.navigator.serviceWorker.onmessage = (e) => w.told.push(e.data);
+    });
   });
   after(async () => {
     await browser?.close();
@@ -102,6 +108,11 @@ describe('Web Push in Chromium', { skip: missing ? 'chromium missing' : false },
     assert.equal(shown.title, 'Gate change');
     assert.equal(shown.body, 'Now boarding at B12');
     assert.equal(shown.data.url, `${server.http}/healthz?flight=LH400`);
+    const told = await waitFor(
+      async () => (await page.evaluate(() => (globalThis as unknown as { told: Array<{ omnipush: string; message: { cursor: string } }> }).told)).find((t) => t.message.cursor === cursor),
+      'the page was told',
+    );
+    assert.equal(told.omnipush, 'push');
 
     // without notification fields: the topic as title, the text as body
     const r2 = await fetch(`${server.http}/v1/publish`, { method: 'POST', body: JSON.stringify({ topic: 'flights/LH401', data: 'Delayed 20 minutes' }) });

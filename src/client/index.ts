@@ -28,7 +28,7 @@ export class OmnipushClient {
   private closed = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private generation = 0;
-  /** The server URL given to connect(), for the Web Push helpers. */
+  /** The server URL given to connect(), for the Web Push functions. */
   private base = '';
 
   private constructor(

@@ -1,5 +1,5 @@
 /**
- * Web Push helpers for pages: register the service worker, subscribe the browser with the server's
+ * Web Push for pages: register the service worker, subscribe the browser with the server's
  * VAPID key, and register that subscription with the server (docs/webpush.md).
  * Written against the few browser APIs they use, so the SDK builds without DOM typings.
  */
@@ -38,7 +38,7 @@ export interface WebPushRegistration {
   mode: 'always' | 'offline';
 }
 
-/** Server and credentials for the helpers (an {@link OmnipushClient} passes its own). */
+/** Server and credentials for these functions (an {@link OmnipushClient} passes its own). */
 export interface WebPushServer {
   token?: string;
   fetch?: typeof fetch;

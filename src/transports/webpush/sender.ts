@@ -50,13 +50,31 @@ export function parseRetryAfter(v: string | string[] | undefined, now = Date.now
  */
 export class WebPushSender {
   private readonly pools = new Map<string, Pool>();
+  private readonly lastUsed = new Map<string, number>();
+  private readonly sweep: NodeJS.Timeout;
 
   constructor(
     private readonly vapid: VapidSigner,
     private readonly opts: SenderOptions,
-  ) {}
+  ) {
+    // Endpoints come from browsers, so origins are many and unbounded: drop pools idle for a minute.
+    this.sweep = setInterval(() => this.dropIdle(60_000), 60_000);
+    this.sweep.unref();
+  }
+
+  private dropIdle(idleMs: number): void {
+    const now = Date.now();
+    for (const [origin, at] of this.lastUsed) {
+      const p = this.pools.get(origin);
+      if (now - at < idleMs || (p && (p.stats.running > 0 || p.stats.pending > 0))) continue;
+      this.lastUsed.delete(origin);
+      this.pools.delete(origin);
+      void p?.close();
+    }
+  }
 
   private pool(origin: string): Pool {
+    this.lastUsed.set(origin, Date.now());
     let p = this.pools.get(origin);
     if (!p) {
       p = new Pool(origin, {
@@ -122,6 +140,7 @@ export class WebPushSender {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.sweep);
     const pools = [...this.pools.values()];
     this.pools.clear();
     await Promise.all(pools.map((p) => p.destroy()));

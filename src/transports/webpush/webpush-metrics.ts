@@ -40,7 +40,33 @@ export class WebPushMetrics {
     this.subscriptions = new Gauge({ name: 'omnipush_webpush_subscriptions', help: 'Registered Web Push subscriptions', registers, collect() { this.set(subscriptionCount()); } });
   }
 
+  /** Origins get their own label up to this many; endpoints come from browsers, so the rest share `other`. */
+  private static readonly MAX_ORIGINS = 100;
+  private readonly origins = new Set<string>();
+
+  private originLabel(origin: string): string {
+    if (this.origins.has(origin) || origin === '-') return origin;
+    if (this.origins.size >= WebPushMetrics.MAX_ORIGINS) return 'other';
+    this.origins.add(origin);
+    return origin;
+  }
+
+  /** Label children by origin and outcome: a send then costs no label hashing. */
+  private readonly children = new Map<string, { inc(): void }>();
+  private readonly timers = new Map<string, { observe(v: number): void }>();
+
   count(origin: string, outcome: PushOutcome): void {
-    this.attempts.inc({ origin, outcome });
+    const label = this.originLabel(origin);
+    const k = `${label} ${outcome}`;
+    let c = this.children.get(k);
+    if (!c) this.children.set(k, (c = this.attempts.labels(label, outcome)));
+    c.inc();
+  }
+
+  observeSend(origin: string, seconds: number): void {
+    const label = this.originLabel(origin);
+    let h = this.timers.get(label);
+    if (!h) this.timers.set(label, (h = this.sendSeconds.labels(label)));
+    h.observe(seconds);
   }
 }

@@ -217,7 +217,7 @@ export class WebPushTransport {
       urgency: e.job.urgency,
       replaceKey: e.job.replaceKey,
     });
-    this.metrics.sendSeconds.observe({ origin }, (performance.now() - t0) / 1000);
+    this.metrics.observeSend(origin, (performance.now() - t0) / 1000);
     const s = res.status;
     const log = { subscription: rec.id, origin, cursor: e.cursor, status: s, detail: res.detail };
     if (s >= 200 && s < 300) {
