@@ -204,6 +204,7 @@ export class MqttConnection implements SessionPort {
   }
 
   queueOverflow(): void {
+    this.broker.ctx.metrics.slowConsumerCloses.inc({ transport: 'mqtt' });
     this.disconnect(RC.quotaExceeded, 'too many messages queued for this session; reconnect to resume');
   }
 

@@ -82,7 +82,7 @@ export class MqttTransport {
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       ws.on('error', () => ws.terminate());
       socket.setNoDelay(true);
-      const conn = this.open(wsLink(ws, socket, this.ctx.config.limits.maxQueueBytes, () => conn.link.destroy()), 'ws');
+      const conn = this.open(wsLink(ws, socket, this.ctx.config.limits.maxQueueBytes, () => this.slow(conn)), 'ws');
       ws.on('message', (data: Buffer, isBinary: boolean) => {
         if (!isBinary) return conn.fail(new Error('MQTT over WebSocket uses binary frames'));
         conn.onData(data);
@@ -94,9 +94,15 @@ export class MqttTransport {
   private acceptSocket(socket: Socket, kind: 'tcp' | 'tls'): void {
     socket.on('error', () => socket.destroy());
     socket.setNoDelay(true);
-    const conn = this.open(socketLink(socket, this.ctx.config.limits.maxQueueBytes, () => conn.link.destroy()), kind);
+    const conn = this.open(socketLink(socket, this.ctx.config.limits.maxQueueBytes, () => this.slow(conn)), kind);
     socket.on('data', (d: Buffer) => conn.onData(d));
     socket.once('close', () => conn.onClosed());
+  }
+
+  /** The socket holds more unsent bytes than `limits.maxQueueBytes`: cut it (nothing more can be written). */
+  private slow(conn: MqttConnection): void {
+    this.ctx.metrics.slowConsumerCloses.inc({ transport: 'mqtt' });
+    conn.link.destroy();
   }
 
   private open(link: Link, kind: 'tcp' | 'tls' | 'ws'): MqttConnection {
