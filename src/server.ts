@@ -86,6 +86,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       const m = await mqtt.listen();
       if (m.tcp) mqttUrl = urlOf('mqtt', m.tcp);
       if (m.tls) mqttsUrl = urlOf('mqtts', m.tls);
+      ctx.mqttPorts = { tcp: m.tcp?.port, tls: m.tls?.port };
     } catch (e) {
       await mqtt.close();
       await door.close();
