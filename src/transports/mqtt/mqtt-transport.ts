@@ -8,6 +8,7 @@ import type { TransportContext } from '../context.js';
 import { Broker } from './broker.js';
 import { MqttConnection } from './connection.js';
 import { socketLink, wsLink, type Link } from './link.js';
+import { MqttProtocolError, RC } from './reason-codes.js';
 import { SysTopics } from './sys-topics.js';
 
 /** How often the sweep runs (keepalive checks, expiry, grouped session writes). */
@@ -84,7 +85,7 @@ export class MqttTransport {
       socket.setNoDelay(true);
       const conn = this.open(wsLink(ws, socket, this.ctx.config.limits.maxQueueBytes, () => this.slow(conn)), 'ws');
       ws.on('message', (data: Buffer, isBinary: boolean) => {
-        if (!isBinary) return conn.fail(new Error('MQTT over WebSocket uses binary frames'));
+        if (!isBinary) return conn.fail(new MqttProtocolError(RC.malformed, 'MQTT over WebSocket uses binary frames'));
         conn.onData(data);
       });
       ws.once('close', () => conn.onClosed());
