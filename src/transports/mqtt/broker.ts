@@ -145,6 +145,7 @@ export class Broker {
       conn.feed = null;
     }
     if (s.port !== conn) return;
+    this.log.debug({ client: conn.clientId, will: conn.will !== undefined, expiry: s.expiry }, 'mqtt client gone');
     s.detach(Date.now());
     if (conn.will) this.wills.schedule(s.clientId, conn.will, Math.min(conn.will.delay, s.expiry) * 1000);
     if (!s.persistent) return this.endSession(s);

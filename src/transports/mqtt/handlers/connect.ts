@@ -159,6 +159,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   conn.state = 'open';
   broker.live.set(clientId, conn);
   broker.stats.connectionsTotal++;
+  broker.log.debug({ client: clientId, version: conn.version, principal: conn.principal.id, via: conn.kind, present, expiry }, 'mqtt client connected');
   session.attach(conn);
   for (const [name, o] of session.shared) broker.shared.join(name, name.slice(name.indexOf('/', '$share/'.length) + 1), session, o);
   broker.refreshFeed(conn, present);
