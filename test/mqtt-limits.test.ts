@@ -92,7 +92,7 @@ describe('MQTT limits and bad input', () => {
     const t0 = Date.now();
     assert.equal(await c.disconnectCode(4000), 0x8d);
     const took = Date.now() - t0;
-    assert.ok(took >= 1400 && took < 2500, `cut after ${took} ms (keepalive 1 s)`);
+    assert.ok(took >= 1400 && took < 3000, `cut after ${took} ms (keepalive 1 s: 1.5 s plus at most one sweep)`);
     for (const keepalive of [0, 100]) {
       const d = await RawClient.open(server, 5);
       const a = await d.connect({ clientId: `ka-${keepalive}`, keepalive });
