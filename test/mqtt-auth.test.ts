@@ -3,7 +3,9 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { IPubackPacket, IPublishPacket, ISubackPacket } from 'mqtt-packet';
+import { checkBindSafety } from '../src/auth/authenticator.js';
 import { hashPassword, verifyPassword } from '../src/auth/users.js';
+import { parseConfig } from '../src/config/schema.js';
 import { mintToken } from '../src/auth/token.js';
 import type { RunningServer } from '../src/server.js';
 import { RawClient } from './helpers/mqtt.js';
@@ -123,5 +125,23 @@ describe('MQTT grants without configuration', () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe('MQTT static users alone', () => {
+  it('make anonymous access opt-in, and count as credentials for binding beyond loopback', async () => {
+    const users = [{ username: 'bob', passwordHash: await hashPassword('builder'), grants: { publish: ['b/#'], subscribe: ['b/#'] } }];
+    const server = await startTestServer({ auth: { users } });
+    try {
+      const anon = await RawClient.open(server, 5);
+      assert.equal((await anon.connect({ clientId: 'anon' })).reasonCode, 0x87);
+      const bob = await RawClient.open(server, 5);
+      assert.equal((await bob.connect({ clientId: 'bob', username: 'bob', password: Buffer.from('builder') })).reasonCode, 0);
+      bob.close();
+    } finally {
+      await server.close();
+    }
+    assert.throws(() => checkBindSafety(parseConfig({ mqtt: { host: '0.0.0.0' } })), /refusing to listen on 0\.0\.0\.0/);
+    assert.doesNotThrow(() => checkBindSafety(parseConfig({ mqtt: { host: '0.0.0.0' }, auth: { users } })));
   });
 });

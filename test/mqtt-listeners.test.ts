@@ -57,11 +57,12 @@ describe('MQTT listeners', () => {
     after(() => child.stop());
 
     it('announces the MQTT address in the listening line and in discovery', async () => {
-      const doc = (await (await fetch(`${child.http}/.well-known/omnipush`)).json()) as { transports: { mqtt?: { websocket: string; cursorProperty: string } } };
+      const doc = (await (await fetch(`${child.http}/.well-known/omnipush`)).json()) as { transports: { mqtt?: { websocket: string; cursorProperty: string; port: number } } };
       assert.equal(doc.transports.mqtt?.cursorProperty, 'omnipush-cursor');
       assert.match(doc.transports.mqtt?.websocket ?? '', /\/mqtt$/);
       const mqttUrl = child.mqtt;
       assert.match(mqttUrl ?? '', /^mqtt:\/\/127\.0\.0\.1:\d+$/);
+      assert.equal(doc.transports.mqtt?.port, Number(new URL(mqttUrl!).port), 'discovery tells the port picked');
       const c = await within(mqtt.connectAsync(mqttUrl!, { reconnectPeriod: 0 }), 5000, 'connect');
       await c.endAsync();
     });

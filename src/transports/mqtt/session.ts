@@ -24,6 +24,8 @@ export interface OutMsg {
   ids?: number[];
   /** The fan-out's shared encodings, while they are fresh (same tick). */
   d?: Delivery;
+  /** Not a live message of the session's own feed (retained, shared): sending it does not move the history position. */
+  aside?: boolean;
 }
 
 export interface Inflight {
@@ -124,7 +126,7 @@ export class MqttSession {
 
   /** Queues (or sends) one outgoing message. `live` messages advance the history position when sent. */
   push(out: OutMsg, live: boolean): void {
-    if (!live) (out as OutMsg & { replay?: true }).replay = true;
+    if (!live) out.aside = true;
     if (this.queue.length === 0 && this.port && (out.qos === 0 || this.inflight.size < this.port.window)) {
       this.send(out);
       return;
@@ -142,7 +144,7 @@ export class MqttSession {
 
   private send(out: OutMsg): void {
     const port = this.port!;
-    if (!(out as OutMsg & { replay?: true }).replay) this.sentSeq = Math.max(this.sentSeq, out.m.seq);
+    if (!out.aside) this.sentSeq = Math.max(this.sentSeq, out.m.seq);
     if (out.qos === 0) {
       port.sendPublish(out, 0, false);
       return;

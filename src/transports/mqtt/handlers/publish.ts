@@ -7,6 +7,7 @@ import type { AppendInput } from '../../../core/store.js';
 import { validateTopic } from '../../../core/topic.js';
 import type { MqttConnection } from '../connection.js';
 import { MqttProtocolError, RC } from '../reason-codes.js';
+import { InboundAliases } from '../topic-aliases.js';
 
 /** Reason code of a refused publish, per the hub's error code. */
 function refusal(e: OmnipushError): number {
@@ -31,24 +32,6 @@ function ack(conn: MqttConnection, qos: 1 | 2, messageId: number, rc: number): v
   conn.sendBytes(Buffer.from([qos === 1 ? 0x40 : 0x50, 2, messageId >> 8, messageId & 0xff]));
 }
 
-/** The topic a PUBLISH names, resolving and recording topic aliases (MQTT 5 §3.3.2.3.4). */
-function topicOf(conn: MqttConnection, p: IPublishPacket): string {
-  const alias = p.properties?.topicAlias;
-  if (alias === undefined) {
-    if (p.topic === '') throw new MqttProtocolError(conn.version === 5 ? RC.protocolError : RC.malformed, 'PUBLISH without a topic');
-    return p.topic;
-  }
-  if (alias === 0 || alias > conn.broker.config.topicAliasMaximum) throw new MqttProtocolError(RC.topicAliasInvalid, `topic alias ${alias} is outside 1..${conn.broker.config.topicAliasMaximum}`);
-  conn.inAliases ??= new Map();
-  if (p.topic === '') {
-    const t = conn.inAliases.get(alias);
-    if (t === undefined) throw new MqttProtocolError(RC.protocolError, `topic alias ${alias} was never set`);
-    return t;
-  }
-  conn.inAliases.set(alias, p.topic);
-  return p.topic;
-}
-
 /**
  * PUBLISH from a client (MQTT 5 §3.3): aliases, checks and grants as every door has them, then
  * into the hub. QoS 1/2 are acknowledged once the message is durable; a QoS 2 packet id seen again
@@ -61,7 +44,13 @@ export function handlePublish(conn: MqttConnection, p: IPublishPacket, users: Pr
   const qos = p.qos;
   const pid = p.messageId ?? 0;
   broker.stats.messagesIn++;
-  const topic = topicOf(conn, p);
+  const alias = p.properties?.topicAlias;
+  let topic: string;
+  if (alias === undefined) topic = InboundAliases.named(p.topic, conn.version);
+  else {
+    conn.inAliases ??= new InboundAliases(broker.config.topicAliasMaximum);
+    topic = conn.inAliases.resolve(p.topic, alias);
+  }
   if (qos === 2 && s.inQos2.has(pid)) {
     ack(conn, 2, pid, RC.success);
     return;
