@@ -29,7 +29,7 @@ program
   .option('--host <host>', 'HTTP listen address (default 127.0.0.1)')
   .option('--port <port>', 'HTTP port; 0 picks a free one (default 8080)', int)
   .option('--data <dir>', 'store directory (default ./data)')
-  .option('--store <kind>', 'sqlite or memory')
+  .option('--store <kind>', 'sqlite, memory or redis')
   .option('--config <file>', 'YAML or JSON config file')
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
   .action(async (o: { host?: string; port?: number; data?: string; store?: string; config?: string; logLevel?: string }) => {
