@@ -235,6 +235,19 @@ describe('redis store when Redis goes away', { skip: redisMissing || false }, ()
       assert.equal(fresh.epoch, epoch, 'the epoch was written back');
       assert.equal(fresh.lastSeq(), 3);
       await fresh.close();
+
+      // lost again, and this time a new server opens first: it starts a new history, and the old
+      // one refuses to write into it
+      await admin.flushall();
+      const next = new RedisStore({ url: redis.url, prefix: 'lost:' });
+      await next.open();
+      assert.notEqual(next.epoch, epoch);
+      const err = await rejection(s.append([input('l', 'x')]));
+      assert.equal((err as OmnipushError).code, 'internal');
+      assert.match((err as OmnipushError).message, /restart/);
+      const [n] = await next.append([input('l', 'y')]);
+      assert.equal(n.seq, 1);
+      await next.close();
     } finally {
       await admin.quit();
       await s.close();
