@@ -3,8 +3,10 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { OmnipushError } from '../src/core/errors.js';
 import type { AppendInput } from '../src/core/store.js';
+import { MemoryStore } from '../src/store/memory.js';
 import { decodeBusBatch } from '../src/store/redis-codec.js';
 import { RedisStore } from '../src/store/redis.js';
+import { prng } from './helpers/prng.js';
 import { redisMissing, startRedis, type RedisServer } from './helpers/redis.js';
 import { waitFor, within } from './helpers/server.js';
 
@@ -169,6 +171,46 @@ describe('redis store', { skip: redisMissing || false }, () => {
       texts(few),
       batch.filter((m, i) => i % 5 !== 0 && (m.topic === 'w/1/x' || m.topic === 'w/2/x')).map((m) => m.payload.toString()),
     );
+  });
+
+  it('answers random history and prunedThrough queries as the memory store does', async () => {
+    const seed = Number(process.env.OMNIPUSH_PROPERTY_SEED ?? 20261124);
+    const rnd = prng(seed);
+    const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)];
+    const r = await open(redis.url, prefix());
+    const m = new MemoryStore();
+    await m.open();
+    // skewed topics: a few busy ones and a long tail, under two roots and a $ root
+    const topics = [...Array.from({ length: 260 }, (_, i) => `a/${i % 13}/${i}`), 'a/hot', 'b/hot', 'b/x/y', '$SYS/a'];
+    const topicFor = () => (rnd() < 0.5 ? pick(['a/hot', 'b/hot', 'b/x/y', '$SYS/a']) : pick(topics));
+    for (let round = 0; round < 30; round++) {
+      const batch = Array.from({ length: 1 + Math.floor(rnd() * 80) }, (_, i) =>
+        input(topicFor(), `${round}.${i}`, { publishedAt: round * 100, ...(rnd() < 0.1 ? { expiresAt: Math.floor(rnd() * 3000) } : {}) }),
+      );
+      const [x, y] = await Promise.all([r.append(batch), m.append(batch)]);
+      assert.deepEqual(
+        x.map((s) => s.seq),
+        y.map((s) => s.seq),
+      );
+      if (round % 10 === 9) {
+        const rules = [{ filter: 'a/+/+', maxCount: 2, maxAgeMs: 1e9 }, { filter: 'b/#', maxCount: 1e9, maxAgeMs: 1000 }];
+        const fallback = { maxCount: 40, maxAgeMs: 1e9 };
+        assert.equal(await r.prune(round * 100, rules, fallback), await m.prune(round * 100, rules, fallback), `pruned count, seed ${seed}`);
+      }
+    }
+    const filterSets = [['#'], ['a/#'], ['a/+/+'], ['a/3/#'], ['a/hot'], ['a/hot', 'b/hot'], ['b/+'], ['+/hot', 'a/1/+'], ['$SYS/#'], ['+/+/+'], ['nothing/#'], ['a/5/+', 'b/x/#', 'a/hot']];
+    const last = r.lastSeq();
+    for (let i = 0; i < 150; i++) {
+      const afterSeq = Math.floor(rnd() * last);
+      const q = { filters: pick(filterSets), afterSeq, toSeq: afterSeq + 1 + Math.floor(rnd() * (last - afterSeq)), limit: pick([1, 3, 17, 100, 5000]), now: Math.floor(rnd() * 3000) };
+      const [x, y] = await Promise.all([r.history(q), m.history(q)]);
+      assert.deepEqual(
+        x.map((s) => [s.seq, s.topic, s.payload.toString()]),
+        y.map((s) => [s.seq, s.topic, s.payload.toString()]),
+        `history ${JSON.stringify(q)}, seed ${seed}`,
+      );
+      assert.equal(await r.prunedThrough(q.filters), await m.prunedThrough(q.filters), `prunedThrough ${q.filters.join(',')}, seed ${seed}`);
+    }
   });
 
   it('prunes a topic far over its limit and many topics in one call, in bounded steps', async () => {

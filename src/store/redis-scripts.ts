@@ -6,7 +6,8 @@
  *   state     hash   epoch, seq (the high-water mark: only ever raised), lost_through
  *   msg       hash   seq → encoded message (without seq and cursor)
  *   log       zset   score seq, member "<seq> <topic>": every stored message, for wildcard scans
- *   t:<topic> zset   score seq, member "<seq>:<publishedAt>": one topic's history, for exact reads and pruning
+ *   t:<topic> zset   score seq, member "<seq>:<publishedAt>:<expiresAt or empty>": one topic's
+ *                    history, for exact reads and for pruning without reading message bodies
  *   topics    zset   score 0, member topic: topics that have history now (lex ranges expand wildcards)
  *   pruned    zset   score = highest pruned seq, member topic: gap detection
  *   retained  hash   topic → "<seq>\n<encoded message>"; apart from history, never pruned
@@ -18,7 +19,7 @@
 /**
  * KEYS: state, msg, log, topics, retained, then t:<topic> of each message in order.
  * ARGV: epoch, the highest seq the caller knows, bus channel, then per message:
- *       topic, publishedAt, retain op (0 none, 1 set, 2 clear), encoded message.
+ *       topic, "<publishedAt>:<expiresAt or empty>", retain op (0 none, 1 set, 2 clear), encoded message.
  * Returns the first assigned seq; the batch's seqs are consecutive from there.
  */
 export const APPEND_LUA = `
@@ -69,15 +70,16 @@ return first
 `;
 
 /**
- * Prunes the oldest messages of one topic: beyond `maxCount`, then while older than the age cut.
+ * Prunes the oldest messages of one topic: beyond `maxCount`, then while older than the age cut
+ * or expired.
  * Removes at most `budget` messages per call so one call never blocks Redis for long.
  * KEYS: t:<topic>, msg, log, topics, pruned.
- * ARGV: topic, maxCount, oldBefore (publishedAt below it is too old), budget.
+ * ARGV: topic, maxCount, oldBefore (publishedAt below it is too old), budget, now.
  * Returns { removed, more } where more = 1 if the budget stopped it.
  */
 export const PRUNE_TOPIC_LUA = `
 local tkey, msg, log, topics, pruned = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local topic, maxCount, oldBefore, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local topic, maxCount, oldBefore, budget, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local n = redis.call('ZCARD', tkey)
 if n == 0 then
   redis.call('ZREM', topics, topic)
@@ -86,15 +88,15 @@ end
 local cut = math.max(0, n - maxCount)
 local more = 0
 if cut > budget then cut = budget; more = 1 end
--- then by age, oldest first; stops at the first message young enough
+-- then by age and expiry, oldest first; stops at the first message still worth keeping
 while more == 0 and cut < n do
   if cut >= budget then more = 1; break end
   local page = redis.call('ZRANGE', tkey, cut, math.min(cut + 99, budget - 1))
   if #page == 0 then break end
   local young = false
   for _, m in ipairs(page) do
-    local at = tonumber(string.match(m, ':(.*)$'))
-    if at >= oldBefore then young = true; break end
+    local at, exp = string.match(m, '^%d+:([^:]*):(.*)$')
+    if tonumber(at) >= oldBefore and (exp == '' or tonumber(exp) > now) then young = true; break end
     cut = cut + 1
   end
   if young then break end

@@ -88,7 +88,21 @@ export class RedisStore implements Store {
       this.redis.disconnect();
       throw new OmnipushError('unavailable', `cannot reach Redis at ${this.where}: ${(e as Error).message || this.lastError}`);
     }
+    try {
+      await this.openState();
+    } catch (e) {
+      this.redis.disconnect();
+      throw e;
+    }
+  }
+
+  /** Checks the server and reads (or creates) the epoch and the seq high-water mark. */
+  private async openState(): Promise<void> {
     await this.guard(async () => {
+      const version = /redis_version:(\d+)\.(\d+)/.exec(await this.redis.info('server'));
+      if (version && Number(version[1]) * 100 + Number(version[2]) < 602) {
+        throw new OmnipushError('internal', `Redis at ${this.where} is ${version[1]}.${version[2]}; the store needs 6.2 or later (ZADD GT, ZMSCORE)`);
+      }
       await this.redis.hsetnx(this.k.state, 'epoch', newEpoch());
       const [epoch, seq] = await this.redis.hmget(this.k.state, 'epoch', 'seq');
       this.epoch = epoch!;
@@ -110,7 +124,7 @@ export class RedisStore implements Store {
     for (const input of batch) {
       const retain = input.retain === true;
       ks.push(k.topic(input.topic));
-      args.push(input.topic, String(input.publishedAt), !retain ? '0' : input.payload.length ? '1' : '2', encodeFields({ ...input, retain }));
+      args.push(input.topic, `${input.publishedAt}:${input.expiresAt ?? ''}`, !retain ? '0' : input.payload.length ? '1' : '2', encodeFields({ ...input, retain }));
     }
     const first = Number(await this.guard(() => this.run(APPEND, ks, args)));
     const out = batch.map((input, i): StoredMessage => {
@@ -129,26 +143,35 @@ export class RedisStore implements Store {
     });
   }
 
-  /** Exact topics: merge each topic's seq index, then read the bodies. */
+  /**
+   * Exact topics: merge the topics' seq indexes, then read the bodies. Each round asks every topic
+   * for a small chunk (about twice its share of what is still wanted), not for the whole limit,
+   * so many topics do not multiply the transfer; the merge is only complete up to the lowest last
+   * seq of a topic that filled its chunk, so a round takes seqs up to there.
+   */
   private async historyByTopics(topics: string[], q: HistoryQuery): Promise<StoredMessage[]> {
     const out: StoredMessage[] = [];
     if (topics.length === 0) return out;
     let after = q.afterSeq;
     while (out.length < q.limit) {
       const want = q.limit - out.length;
+      const chunk = Math.min(want, Math.max(16, Math.ceil((2 * want) / topics.length)));
       const p = this.redis.pipeline();
-      for (const t of topics) p.zrangebyscore(this.k.topic(t), `(${dec(after)}`, dec(q.toSeq), 'LIMIT', 0, want);
+      for (const t of topics) p.zrangebyscore(this.k.topic(t), `(${dec(after)}`, dec(q.toSeq), 'LIMIT', 0, chunk);
       const seqs: number[] = [];
-      for (const [err, members] of (await p.exec()) ?? []) {
+      let bound = Infinity;
+      for (const [err, res] of (await p.exec()) ?? []) {
         if (err) throw err;
-        for (const m of members as string[]) seqs.push(Number(m.slice(0, m.indexOf(':'))));
+        const members = res as string[];
+        for (const m of members) seqs.push(Number(m.slice(0, m.indexOf(':'))));
+        if (members.length === chunk) bound = Math.min(bound, seqs[seqs.length - 1]);
       }
       seqs.sort((a, b) => a - b);
-      const taken = seqs.slice(0, want);
+      const taken = seqs.filter((s) => s <= bound).slice(0, want);
       await this.fill(out, taken, q);
-      // fewer than asked for: every topic is exhausted up to toSeq
-      if (taken.length < want) break;
-      after = taken[taken.length - 1];
+      if (taken.length === want) after = taken[taken.length - 1];
+      else if (bound === Infinity) break; // every topic is read up to toSeq
+      else after = bound;
     }
     return out;
   }
@@ -279,7 +302,7 @@ export class RedisStore implements Store {
           const oldBefore = Math.max(now - r.maxAgeMs, -1e15);
           return [
             [k.topic(t), k.msg, k.log, k.topics, k.pruned],
-            [t, dec(Math.min(r.maxCount, 1e15)), dec(oldBefore), String(PRUNE_BUDGET)],
+            [t, dec(Math.min(r.maxCount, 1e15)), dec(oldBefore), String(PRUNE_BUDGET), dec(now)],
           ];
         };
         const p = this.redis.pipeline();
