@@ -7,6 +7,8 @@ import type { AppendInput, HistoryQuery, RecordChange, RetentionRule, Store } fr
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
 import { decodeFields, encodeFields, splitSeq } from './redis-codec.js';
+import { HistoryReader } from './redis-history.js';
+import { dec, lexRange, redisKeys, type RedisKeys } from './redis-keys.js';
 import { APPEND_LUA, PRUNE_TOPIC_LUA } from './redis-scripts.js';
 import { retentionFor } from './retention.js';
 
@@ -19,10 +21,6 @@ export interface RedisStoreOptions {
   commandTimeoutMs?: number;
 }
 
-/** Wildcard filters expanding to at most this many topics are read topic by topic; more scan the log. */
-const MAX_EXPANDED_TOPICS = 200;
-/** Entries of the global log read per command when scanning for wildcard matches. */
-const LOG_PAGE = 1000;
 /** Topics examined per prune() call; the next call continues where this one stopped. */
 const PRUNE_TOPICS_PER_CALL = 5000;
 const PRUNE_PAGE = 200;
@@ -40,9 +38,6 @@ const script = (lua: string): Script => ({ lua, sha: createHash('sha1').update(l
 const APPEND = script(APPEND_LUA);
 const PRUNE = script(PRUNE_TOPIC_LUA);
 
-/** Decimal without exponent, as the scripts and score ranges want it. */
-const dec = (n: number) => Math.trunc(n).toString();
-
 /**
  * History, retained messages, meta and records in Redis, laid out as described in
  * `redis-scripts.ts`. Every `append` is one Lua script, so processes sharing a Redis share one
@@ -58,10 +53,11 @@ export class RedisStore implements Store {
   private pruneCursor = '';
   private lastError = '';
   private readonly where: string;
-  private readonly k: ReturnType<typeof keys>;
+  private readonly k: RedisKeys;
+  private readonly reader: HistoryReader;
 
   constructor(private readonly opts: RedisStoreOptions) {
-    this.k = keys(opts.prefix);
+    this.k = redisKeys(opts.prefix);
     this.where = describeUrl(opts.url);
     this.redis = new Redis(opts.url, {
       lazyConnect: true,
@@ -79,6 +75,7 @@ export class RedisStore implements Store {
     this.redis.on('error', (e: Error) => {
       this.lastError = e.message;
     });
+    this.reader = new HistoryReader(this.redis, this.k, (seq, body) => this.toMessage(seq, body));
   }
 
   async open(): Promise<void> {
@@ -138,94 +135,8 @@ export class RedisStore implements Store {
   async history(q: HistoryQuery): Promise<StoredMessage[]> {
     if (q.limit <= 0 || q.toSeq <= q.afterSeq || q.filters.length === 0) return [];
     return this.guard(async () => {
-      const topics = await this.expand(q.filters);
-      return topics ? this.historyByTopics(topics, q) : this.historyByLog(q);
+      return this.reader.read(q);
     });
-  }
-
-  /**
-   * Exact topics: merge the topics' seq indexes, then read the bodies. Each round asks every topic
-   * for a small chunk (about twice its share of what is still wanted), not for the whole limit,
-   * so many topics do not multiply the transfer; the merge is only complete up to the lowest last
-   * seq of a topic that filled its chunk, so a round takes seqs up to there.
-   */
-  private async historyByTopics(topics: string[], q: HistoryQuery): Promise<StoredMessage[]> {
-    const out: StoredMessage[] = [];
-    if (topics.length === 0) return out;
-    let after = q.afterSeq;
-    while (out.length < q.limit) {
-      const want = q.limit - out.length;
-      const chunk = Math.min(want, Math.max(16, Math.ceil((2 * want) / topics.length)));
-      const p = this.redis.pipeline();
-      for (const t of topics) p.zrangebyscore(this.k.topic(t), `(${dec(after)}`, dec(q.toSeq), 'LIMIT', 0, chunk);
-      const seqs: number[] = [];
-      let bound = Infinity;
-      for (const [err, res] of (await p.exec()) ?? []) {
-        if (err) throw err;
-        const members = res as string[];
-        for (const m of members) seqs.push(Number(m.slice(0, m.indexOf(':'))));
-        if (members.length === chunk) bound = Math.min(bound, seqs[seqs.length - 1]);
-      }
-      seqs.sort((a, b) => a - b);
-      const taken = seqs.filter((s) => s <= bound).slice(0, want);
-      await this.fill(out, taken, q);
-      if (taken.length === want) after = taken[taken.length - 1];
-      else if (bound === Infinity) break; // every topic is read up to toSeq
-      else after = bound;
-    }
-    return out;
-  }
-
-  /** Many topics: walk the global log in seq order and keep entries whose topic matches. */
-  private async historyByLog(q: HistoryQuery): Promise<StoredMessage[]> {
-    const out: StoredMessage[] = [];
-    let after = q.afterSeq;
-    while (out.length < q.limit) {
-      const members = await this.redis.zrangebyscore(this.k.log, `(${dec(after)}`, dec(q.toSeq), 'LIMIT', 0, LOG_PAGE);
-      const matched: number[] = [];
-      for (const m of members) {
-        const sp = m.indexOf(' ');
-        const topic = m.slice(sp + 1);
-        if (q.filters.some((f) => filterMatches(f, topic))) matched.push(Number(m.slice(0, sp)));
-      }
-      await this.fill(out, matched, q);
-      if (members.length < LOG_PAGE) break;
-      after = Number(members[members.length - 1].slice(0, members[members.length - 1].indexOf(' ')));
-    }
-    return out;
-  }
-
-  /** Reads the messages of `seqs` (ascending) into `out` until `q.limit`, skipping expired and just-pruned ones. */
-  private async fill(out: StoredMessage[], seqs: number[], q: HistoryQuery): Promise<void> {
-    let i = 0;
-    while (i < seqs.length && out.length < q.limit) {
-      const slice = seqs.slice(i, i + (q.limit - out.length));
-      i += slice.length;
-      const bodies = await this.redis.hmgetBuffer(this.k.msg, ...slice.map(dec));
-      bodies.forEach((body, j) => {
-        // null: pruned between reading the index and the body; the pruned mark announces the gap
-        if (!body) return;
-        const m = this.toMessage(slice[j], body);
-        if (!isExpired(m, q.now)) out.push(m);
-      });
-    }
-  }
-
-  /**
-   * The exact topics the filters stand for, found through the lexicographic topic index from each
-   * wildcard filter's literal start; null when that is too many to read topic by topic.
-   */
-  private async expand(filters: string[]): Promise<string[] | null> {
-    const found = new Set(filters.filter((f) => !isWildcardFilter(f)));
-    for (const f of filters) {
-      if (!isWildcardFilter(f)) continue;
-      const [min, max] = lexRange(literalStart(f));
-      const topics = await this.redis.zrangebylex(this.k.topics, min, max, 'LIMIT', 0, MAX_EXPANDED_TOPICS + 1);
-      if (topics.length > MAX_EXPANDED_TOPICS) return null;
-      for (const t of topics) if (filterMatches(f, t)) found.add(t);
-      if (found.size > MAX_EXPANDED_TOPICS) return null;
-    }
-    return [...found];
   }
 
   async prunedThrough(filters: string[]): Promise<number> {
@@ -435,46 +346,6 @@ export class RedisStore implements Store {
     const fields = decodeFields(body) as unknown as AppendInput & { retain: boolean };
     return { ...fields, seq, cursor: formatCursor(this.epoch, seq) };
   }
-}
-
-function keys(prefix: string) {
-  return {
-    state: `${prefix}state`,
-    meta: `${prefix}meta`,
-    msg: `${prefix}msg`,
-    log: `${prefix}log`,
-    topics: `${prefix}topics`,
-    pruned: `${prefix}pruned`,
-    retained: `${prefix}retained`,
-    bus: `${prefix}bus`,
-    topic: (t: string) => `${prefix}t:${t}`,
-    recordValues: (kind: string) => `${prefix}rv:${kind}`,
-    recordKeys: (kind: string) => `${prefix}rk:${kind}`,
-  };
-}
-
-/**
- * The levels of a filter before its first wildcard, without a trailing `/` (`a/#` also matches
- * `a` itself). Every topic the filter matches starts with it.
- */
-function literalStart(filter: string): string {
-  const levels = filter.split('/');
-  const lit: string[] = [];
-  for (const l of levels) {
-    if (l === '+' || l === '#') break;
-    lit.push(l);
-  }
-  return lit.join('/');
-}
-
-/**
- * ZRANGEBYLEX bounds of every member starting with `prefix`. The upper bound appends byte 0xFF,
- * which never occurs in UTF-8, so it sorts after every string with that prefix.
- */
-function lexRange(prefix: string): [string | Buffer, string | Buffer] {
-  if (prefix === '') return ['-', '+'];
-  const p = Buffer.from(prefix, 'utf8');
-  return [Buffer.concat([Buffer.from('['), p]), Buffer.concat([Buffer.from('('), p, Buffer.from([0xff])])];
 }
 
 /** host:port of a Redis URL, without the password, for error messages. */
