@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { OmnipushError } from '../src/core/errors.js';
 import type { AppendInput } from '../src/core/store.js';
 import { MemoryStore } from '../src/store/memory.js';
-import { decodeBusBatch } from '../src/store/redis-codec.js';
+import { decodeBusBatch, decodeFields, encodeFields } from '../src/store/redis-codec.js';
 import { RedisStore } from '../src/store/redis.js';
 import { prng } from './helpers/prng.js';
 import { redisMissing, startRedis, type RedisServer } from './helpers/redis.js';
@@ -50,15 +50,16 @@ describe('redis store', { skip: redisMissing || false }, () => {
     const sub = new Redis(redis.url);
     const frames: Buffer[] = [];
     sub.on('messageBuffer', (_ch: Buffer, msg: Buffer) => frames.push(msg));
-    await sub.subscribe(`${p}bus`);
+    await sub.subscribe(s.busChannel);
     const extra = { responseTopic: 'reply/here', correlationData: Buffer.from([0, 1, 2, 255]), payloadFormat: 1, nested: { list: [Buffer.from('x'), null, true, 'ü'] } };
     await s.append([{ ...input('x/1', 'hello', { retain: true, properties: [['k', 'v']] }), ...extra } as AppendInput]);
     const [h] = await s.history(all);
     const [r] = await s.retained(['x/1'], 0);
     await waitFor(() => frames.length === 1, 'the batch on the bus');
-    const [b] = decodeBusBatch(frames[0]);
+    const [b] = s.decodeBusFrame(frames[0]);
     await sub.quit();
-    for (const got of [h, r, b.fields]) {
+    assert.equal(b.cursor, h.cursor);
+    for (const got of [h, r, b]) {
       const m = got as unknown as Record<string, unknown>;
       assert.equal(m.responseTopic, 'reply/here');
       assert.ok(Buffer.isBuffer(m.correlationData), 'correlation data comes back as a Buffer');
@@ -71,6 +72,10 @@ describe('redis store', { skip: redisMissing || false }, () => {
     }
     assert.equal(h.seq, 1);
     assert.equal(b.seq, 1);
+    assert.equal(s.busChannel, `${p}bus`);
+    // values the codec could not give back as they were are refused, not silently changed
+    assert.throws(() => encodeFields({ at: new Date() }), /cannot store at: unsupported value of type Date/);
+    assert.deepEqual(decodeFields(encodeFields({ n: -1.5, big: 2 ** 40, s: '', u8: new Uint8Array([7]) })), { n: -1.5, big: 2 ** 40, s: '', u8: Buffer.from([7]) });
   });
 
   it('gives two stores on one Redis one consecutive seq order under concurrent appends, published on the bus in that order', async () => {

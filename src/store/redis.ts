@@ -6,7 +6,7 @@ import { formatCursor, isExpired } from '../core/message.js';
 import type { AppendInput, HistoryQuery, RecordChange, RetentionRule, Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
-import { decodeFields, encodeFields, splitSeq } from './redis-codec.js';
+import { decodeBusBatch, decodeFields, encodeFields, splitSeq } from './redis-codec.js';
 import { HistoryReader } from './redis-history.js';
 import { dec, lexRange, redisKeys, type RedisKeys } from './redis-keys.js';
 import { APPEND_LUA, PRUNE_TOPIC_LUA } from './redis-scripts.js';
@@ -106,6 +106,16 @@ export class RedisStore implements Store {
       this.seq = Number(seq ?? 0);
       await Promise.all([this.redis.script('LOAD', APPEND.lua), this.redis.script('LOAD', PRUNE.lua)]);
     });
+  }
+
+  /** The channel every appended batch is published on, in seq order. */
+  get busChannel(): string {
+    return this.k.bus;
+  }
+
+  /** The messages of one frame received on {@link busChannel}, as `append` returned them to their writer. */
+  decodeBusFrame(frame: Buffer): StoredMessage[] {
+    return decodeBusBatch(frame).map(({ seq, fields }) => ({ ...(fields as unknown as AppendInput & { retain: boolean }), seq, cursor: formatCursor(this.epoch, seq) }));
   }
 
   /** Raises the known seq high-water mark (for seqs learnt from other nodes, e.g. over the bus). */
