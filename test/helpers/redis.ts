@@ -24,6 +24,9 @@ export interface RedisServer {
   start(): Promise<void>;
   /** Stops it and removes its directory. */
   remove(): Promise<void>;
+  /** SIGSTOP / SIGCONT: a server that holds its connections but answers nothing. */
+  freeze(): void;
+  thaw(): void;
 }
 
 async function freePort(): Promise<number> {
@@ -109,8 +112,11 @@ export async function startRedis(opts: { persist?: boolean } = {}): Promise<Redi
     stop,
     start,
     async remove() {
+      proc?.kill('SIGCONT');
       await stop();
       dir.remove();
     },
+    freeze: () => proc?.kill('SIGSTOP'),
+    thaw: () => proc?.kill('SIGCONT'),
   };
 }
