@@ -2,7 +2,7 @@
  * Lua scripts of the Redis store. Each runs atomically inside Redis, which is what makes several
  * processes sharing one Redis see one total order of seqs.
  *
- * Layout (every key starts with the configured prefix; see `docs/configuration.md`):
+ * Layout (every key starts with the configured prefix, `omnipush:` by default):
  *   state     hash   epoch, seq (the high-water mark: only ever raised), lost_through
  *   msg       hash   seq → encoded message (without seq and cursor)
  *   log       zset   score seq, member "<seq> <topic>": every stored message, for wildcard scans
@@ -11,7 +11,12 @@
  *   topics    zset   score 0, member topic: topics that have history now (lex ranges expand wildcards)
  *   pruned    zset   score = highest pruned seq, member topic: gap detection
  *   retained  hash   topic → "<seq>\n<encoded message>"; apart from history, never pruned
+ *   meta      hash   Store.getMeta / setMeta
+ *   rv:<kind> hash   record key → value;  rk:<kind> zset  score 0, member record key (prefix listing by lex range)
  *   bus       channel: every appended batch, in seq order
+ *
+ * Every message is stored once (msg); the indexes hold only seqs and what is needed to choose
+ * without reading bodies (the topic for wildcard matching, times for pruning).
  *
  * Numbers are formatted with %d because Lua's tostring switches to exponent notation past 1e14.
  */
