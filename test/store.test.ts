@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import type { Store, AppendInput } from '../src/core/store.js';
 import { MemoryStore } from '../src/store/memory.js';
+import { RedisStore } from '../src/store/redis.js';
 import { SqliteStore } from '../src/store/sqlite.js';
+import { redisMissing, startRedis, type RedisServer } from './helpers/redis.js';
 import { REPO_ROOT, tempDir, within } from './helpers/server.js';
 
 const input = (topic: string, data: string, extra: Partial<AppendInput> = {}): AppendInput => ({ topic, payload: Buffer.from(data), publishedAt: 1_000, ...extra });
@@ -19,10 +21,21 @@ function sqliteDir(): string {
   return d.path;
 }
 
+// One redis-server for the file; each store gets its own key prefix, so tests never see each other's data.
+let redis: RedisServer | undefined;
+let redisStores = 0;
+if (!redisMissing) {
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(() => redis?.remove());
+}
+
 const kinds: Array<[string, () => Store]> = [
   ['memory', () => new MemoryStore()],
   ['sqlite', () => new SqliteStore(sqliteDir())],
 ];
+if (!redisMissing) kinds.push(['redis', () => new RedisStore({ url: redis!.url, prefix: `conformance${++redisStores}:` })]);
 
 for (const [kind, make] of kinds) {
   describe(`${kind} store`, () => {

@@ -30,7 +30,7 @@ program
   .option('--port <port>', 'HTTP port; 0 picks a free one (default 8080)', int)
   .option('--mqtt-port <port>', 'MQTT TCP port; 0 picks a free one (default 1883)', int)
   .option('--data <dir>', 'store directory (default ./data)')
-  .option('--store <kind>', 'sqlite or memory')
+  .option('--store <kind>', 'sqlite, memory or redis')
   .option('--config <file>', 'YAML or JSON config file')
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
   .action(async (o: { host?: string; port?: number; mqttPort?: number; data?: string; store?: string; config?: string; logLevel?: string }) => {

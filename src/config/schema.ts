@@ -47,11 +47,20 @@ export const configSchema = z
       .default({}),
     store: z
       .object({
-        kind: z.enum(['sqlite', 'memory']).default('sqlite'),
+        kind: z.enum(['sqlite', 'memory', 'redis']).default('sqlite'),
         /** Directory for the sqlite database. */
         dir: z.string().min(1).default('./data'),
         /** `normal` survives a process crash (kill -9); `full` also survives power loss, slower. */
         synchronous: z.enum(['normal', 'full']).default('normal'),
+        /** Used when `kind` is `redis`. */
+        redis: z
+          .object({
+            url: z.string().min(1).default('redis://127.0.0.1:6379'),
+            /** Start of every key and of the bus channel; lets several deployments share one Redis. */
+            prefix: z.string().min(1).default('omnipush:'),
+          })
+          .strict()
+          .default({}),
       })
       .strict()
       .default({}),

@@ -16,6 +16,8 @@ export type ErrorCode =
   | 'too_many_connections'
   | 'slow_consumer'
   | 'shutting_down'
+  /** A component the server needs (the store's Redis) cannot be reached now; retry later. */
+  | 'unavailable'
   | 'internal';
 
 export class OmnipushError extends Error {

@@ -33,7 +33,7 @@ export interface AppendInput extends MessageInput {
 
 /**
  * Where history, retained messages and small server state live. Async so that a networked
- * store fits behind it; implementations: memory, sqlite (and later redis).
+ * store fits behind it; implementations: memory, sqlite and redis.
  */
 export interface Store {
   readonly kind: string;

@@ -15,6 +15,7 @@ const STATUS: Record<ErrorCode, number> = {
   too_many_connections: 503,
   slow_consumer: 503,
   shutting_down: 503,
+  unavailable: 503,
   internal: 500,
 };
 
