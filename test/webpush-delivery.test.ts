@@ -99,6 +99,9 @@ describe('Web Push delivery to a push service', () => {
       [{ subscription: b.subscription, topics: ['news/#'], mode: 'sometimes' }, 400, 'invalid_request'],
       [{ subscription: b.subscription, topics: ['news/#/x'] }, 400, 'invalid_filter'],
       [{ subscription: b.subscription, topics: ['secret/#'] }, 403, 'forbidden'],
+      // not a push service this server sends to (webpush.endpointHosts): no requests to arbitrary hosts
+      [{ subscription: { ...b.subscription, endpoint: 'https://169.254.169.254/latest/meta-data' }, topics: ['news/#'] }, 403, 'forbidden'],
+      [{ subscription: { ...b.subscription, endpoint: b.subscription.endpoint.replace('127.0.0.1', 'localhost') }, topics: ['news/#'] }, 403, 'forbidden'],
       [{ subscription: b.subscription, topics: ['news/#'], extra: 1 }, 400, 'invalid_request'],
     ];
     for (const [body, status, code] of cases) {

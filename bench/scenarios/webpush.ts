@@ -106,6 +106,7 @@ export async function webpushScenario(count: number, rounds: number): Promise<We
     ours = await startServerProcess(join(ROOT, 'bin/omnipush.js'), ['serve', '--port', '0', '--log-level', 'warn', '--store', 'memory'], {
       OMNIPUSH_WEBPUSH__SUBJECT: 'mailto:bench@example.com',
       OMNIPUSH_WEBPUSH__CA_FILES: JSON.stringify([cert]),
+      OMNIPUSH_WEBPUSH__ENDPOINT_HOSTS: JSON.stringify(['127.0.0.1']),
       OMNIPUSH_WEBPUSH__CONCURRENCY_PER_ORIGIN: String(CONCURRENCY),
       OMNIPUSH_WEBPUSH__MAX_SUBSCRIPTIONS_PER_PRINCIPAL: String(count + 1),
     });

@@ -227,6 +227,13 @@ export const configSchema = z
         retryMaxDelay: z.number().int().positive().default(15 * 60_000),
         /** Accept `http:` push endpoints (local test push services only). */
         allowHttpEndpoints: z.boolean().default(false),
+        /**
+         * Hosts a subscription endpoint may name: exact host names or `*.suffix`; `*` allows any.
+         * Without this, anyone allowed to register could make the server POST to any URL it can reach.
+         */
+        endpointHosts: z
+          .array(z.string().min(1))
+          .default(['fcm.googleapis.com', 'android.googleapis.com', '*.push.services.mozilla.com', '*.notify.windows.com', 'web.push.apple.com', '*.push.apple.com']),
         /** PEM file(s) of extra CAs trusted for push-service TLS (a private push service). */
         caFiles: z.array(z.string().min(1)).default([]),
         /** Web Push subscriptions one principal may hold. */

@@ -231,5 +231,5 @@ export async function startPushService(opts: { tls?: boolean } = {}): Promise<Pu
 
 /** Server config that sends to the stand-in (trusting its certificate, or allowing http:). */
 export function webpushConfig(svc: PushService, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { subject: 'mailto:ops@example.com', ...(svc.caFile ? { caFiles: [svc.caFile] } : { allowHttpEndpoints: true }), ...extra };
+  return { subject: 'mailto:ops@example.com', endpointHosts: ['127.0.0.1'], ...(svc.caFile ? { caFiles: [svc.caFile] } : { allowHttpEndpoints: true }), ...extra };
 }

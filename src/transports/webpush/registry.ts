@@ -39,6 +39,16 @@ export interface ParsedRegistration {
   mode: DeliveryMode;
 }
 
+/** Is `host` one of `patterns` (exact names, `*.suffix`, or `*` for any)? */
+export function hostAllowed(host: string, patterns: readonly string[]): boolean {
+  const h = host.toLowerCase();
+  for (const p of patterns) {
+    const q = p.toLowerCase();
+    if (q === '*' || q === h || (q.startsWith('*.') && h.endsWith(q.slice(1)))) return true;
+  }
+  return false;
+}
+
 function bad(message: string): never {
   throw new OmnipushError('invalid_request', message);
 }
@@ -47,7 +57,7 @@ function bad(message: string): never {
  * Checks `POST /v1/webpush/subscriptions` bodies: `{subscription: PushSubscriptionJSON, topics, mode}`.
  * Topic filters are checked by the hub (grants) afterwards.
  */
-export function parseRegistration(body: unknown, allowHttp: boolean): ParsedRegistration {
+export function parseRegistration(body: unknown, allowHttp: boolean, endpointHosts: readonly string[]): ParsedRegistration {
   if (!body || typeof body !== 'object' || Array.isArray(body)) bad('body must be a JSON object {subscription, topics, mode}');
   const b = body as Record<string, unknown>;
   for (const k of Object.keys(b)) if (!['subscription', 'topics', 'mode'].includes(k)) bad(`unknown field ${JSON.stringify(k)}`);
@@ -62,6 +72,9 @@ export function parseRegistration(body: unknown, allowHttp: boolean): ParsedRegi
   }
   if (endpoint.protocol !== 'https:' && !(allowHttp && endpoint.protocol === 'http:')) bad('subscription.endpoint must be an https: URL');
   if (endpoint.username || endpoint.password || endpoint.hash) bad('subscription.endpoint must not carry credentials or a fragment');
+  if (!hostAllowed(endpoint.hostname, endpointHosts)) {
+    throw new OmnipushError('forbidden', `push endpoints on ${JSON.stringify(endpoint.hostname)} are not accepted here (webpush.endpointHosts)`);
+  }
   const keys = s.keys as Record<string, unknown> | undefined;
   if (!keys || typeof keys !== 'object' || typeof keys.p256dh !== 'string' || typeof keys.auth !== 'string') bad('subscription.keys must hold p256dh and auth strings');
   if (!/^[A-Za-z0-9_-]+={0,2}$/.test(keys.p256dh) || !parseUaPublicKey(keys.p256dh)) bad('subscription.keys.p256dh must be a base64url P-256 public key (65 bytes, uncompressed)');

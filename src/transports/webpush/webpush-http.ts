@@ -94,7 +94,7 @@ export class WebPushHttp {
 
   private async register(req: IncomingMessage, res: ServerResponse, p: Principal, headers: Record<string, string>): Promise<void> {
     const { ctx } = this;
-    const reg = parseRegistration(parseJson(await readBody(req, MAX_REGISTRATION_BYTES)), ctx.config.webpush.allowHttpEndpoints);
+    const reg = parseRegistration(parseJson(await readBody(req, MAX_REGISTRATION_BYTES)), ctx.config.webpush.allowHttpEndpoints, ctx.config.webpush.endpointHosts);
     // the same checks as any subscribe: filter syntax, limits, grants
     const plan = ctx.hub.checkSubscribe(p, reg.filters, 'now');
     const id = subscriptionId(reg.endpoint.href);
