@@ -1,17 +1,23 @@
 import type { IncomingMessage } from 'node:http';
 import { destination, pino, type Logger } from 'pino';
 import { createAuthenticator } from './auth/authenticator.js';
+import { createUserDirectory } from './auth/users.js';
 import type { Config } from './config/schema.js';
 import { Hub } from './core/hub.js';
 import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
 import { Metrics } from './metrics/metrics.js';
 import { createStore } from './store/index.js';
 import { ConnectionBudget, type TransportContext } from './transports/context.js';
+import { MqttTransport } from './transports/mqtt/mqtt-transport.js';
 import { requestToken } from './wire/http-request.js';
 
 export interface RunningServer {
   /** Base URL of the HTTP door, e.g. http://127.0.0.1:41234 */
   readonly http: string;
+  /** The MQTT listener, e.g. mqtt://127.0.0.1:1883 (absent when MQTT is off). */
+  readonly mqtt?: string;
+  /** The MQTT over TLS listener, e.g. mqtts://127.0.0.1:8883, when configured. */
+  readonly mqtts?: string;
   readonly hub: Hub;
   readonly metrics: Metrics;
   /** Stops accepting, ends streams cleanly, flushes and closes the store. */
@@ -68,20 +74,38 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   };
 
   const door = new HttpDoor(ctx);
+  const mqtt = config.mqtt.enabled ? new MqttTransport(ctx, createUserDirectory(config.auth.users)) : null;
+  if (mqtt) door.addUpgradeHandler(mqtt);
   const addr = await door.listen(config.http.host, config.http.port);
-  const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
-  const httpUrl = `http://${host}:${addr.port}`;
+  const urlOf = (scheme: string, a: { host: string; port: number }) => `${scheme}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+  const httpUrl = urlOf('http', addr);
+  let mqttUrl: string | undefined;
+  let mqttsUrl: string | undefined;
+  if (mqtt) {
+    try {
+      const m = await mqtt.listen();
+      if (m.tcp) mqttUrl = urlOf('mqtt', m.tcp);
+      if (m.tls) mqttsUrl = urlOf('mqtts', m.tls);
+    } catch (e) {
+      await mqtt.close();
+      await door.close();
+      await store.close();
+      throw e;
+    }
+  }
 
   const pruneTimer = setInterval(() => {
     hub.prune().catch((e: unknown) => log.error({ err: e }, 'history pruning failed'));
   }, config.history.pruneInterval * 1000);
   pruneTimer.unref();
 
-  log.info({ http: httpUrl, store: store.kind, epoch: store.epoch }, 'omnipush listening');
+  log.info({ http: httpUrl, mqtt: mqttUrl, mqtts: mqttsUrl, store: store.kind, epoch: store.epoch }, 'omnipush listening');
 
   let closing: Promise<void> | undefined;
   return {
     http: httpUrl,
+    mqtt: mqttUrl,
+    mqtts: mqttsUrl,
     hub,
     metrics,
     close() {
@@ -90,6 +114,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         clearInterval(pruneTimer);
         await hub.close();
         await door.close();
+        // after the hub: sessions are saved with everything it fanned out
+        await mqtt?.close();
         await store.close();
         log.info('omnipush stopped');
       })();

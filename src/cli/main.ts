@@ -28,16 +28,17 @@ program
   .description('start the server')
   .option('--host <host>', 'HTTP listen address (default 127.0.0.1)')
   .option('--port <port>', 'HTTP port; 0 picks a free one (default 8080)', int)
+  .option('--mqtt-port <port>', 'MQTT TCP port; 0 picks a free one (default 1883)', int)
   .option('--data <dir>', 'store directory (default ./data)')
   .option('--store <kind>', 'sqlite or memory')
   .option('--config <file>', 'YAML or JSON config file')
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
-  .action(async (o: { host?: string; port?: number; data?: string; store?: string; config?: string; logLevel?: string }) => {
+  .action(async (o: { host?: string; port?: number; mqttPort?: number; data?: string; store?: string; config?: string; logLevel?: string }) => {
     let config;
     try {
       config = loadConfig({
         file: o.config,
-        flags: { http: { host: o.host, port: o.port }, store: { dir: o.data, kind: o.store }, log: { level: o.logLevel } },
+        flags: { http: { host: o.host, port: o.port }, mqtt: { port: o.mqttPort }, store: { dir: o.data, kind: o.store }, log: { level: o.logLevel } },
       });
       checkBindSafety(config);
     } catch (e) {
@@ -50,7 +51,7 @@ program
     } catch (e) {
       fail(`cannot start: ${(e as Error).message}`);
     }
-    process.stdout.write(`${JSON.stringify({ event: 'listening', http: server.http })}\n`);
+    process.stdout.write(`${JSON.stringify({ event: 'listening', http: server.http, mqtt: server.mqtt, mqtts: server.mqtts })}\n`);
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
@@ -156,6 +157,18 @@ program
       audience,
     });
     process.stdout.write(`${token}\n`);
+  });
+
+program
+  .command('passwd')
+  .description('print an scrypt hash of a password for auth.users[].passwordHash (reads the password from stdin)')
+  .action(async () => {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    const password = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+    if (password === '') fail('give the password on stdin, e.g. printf %s "$PASSWORD" | omnipush passwd');
+    const { hashPassword } = await import('../auth/users.js');
+    process.stdout.write(`${await hashPassword(password)}\n`);
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => fail((e as Error).message));

@@ -137,8 +137,63 @@ export const configSchema = z
           })
           .strict()
           .optional(),
+        /**
+         * Username/password principals (MQTT CONNECT). `passwordHash` is an scrypt hash as printed by
+         * `omnipush passwd`; plain passwords are refused.
+         */
+        users: z
+          .array(
+            z
+              .object({
+                username: z.string().min(1),
+                passwordHash: z.string().startsWith('scrypt$'),
+                grants: grantsSchema.default({}),
+              })
+              .strict(),
+          )
+          .default([]),
         /** Cookie read for a token when no header or query parameter carries one (EventSource). */
         cookieName: z.string().min(1).default('omnipush_token'),
+      })
+      .strict()
+      .default({}),
+    mqtt: z
+      .object({
+        /** Serve MQTT at all (TCP, TLS and `/mqtt` over WebSocket). */
+        enabled: z.boolean().default(true),
+        /** TCP listen address; default: `http.host`. */
+        host: z.string().min(1).optional(),
+        /** TCP port; 0 picks a free one (the listening line tells which). */
+        port: z.number().int().min(0).max(65535).default(1883),
+        /** Path of MQTT over WebSocket on the HTTP server (subprotocol `mqtt`); empty turns it off. */
+        wsPath: z.string().default('/mqtt'),
+        /** MQTT over TLS: PEM certificate and key (or paths to them). Off unless both are set. */
+        tls: z
+          .object({
+            port: z.number().int().min(0).max(65535).default(8883),
+            cert: z.string().min(1),
+            key: z.string().min(1),
+          })
+          .strict()
+          .optional(),
+        /** Largest packet a client may send (and the Maximum Packet Size announced in CONNACK). */
+        maxPacketBytes: z.number().int().min(64).max(268435455).default(2 * 1024 * 1024),
+        /** QoS 1/2 publishes a client may have unacknowledged towards us (our Receive Maximum). */
+        receiveMaximum: z.number().int().min(1).max(65535).default(100),
+        /** Our own cap on QoS 1/2 messages in flight to one client (its Receive Maximum may lower it). */
+        maxInflight: z.number().int().min(1).max(65535).default(100),
+        /** Messages waiting behind the in-flight window per session; past it see docs/mqtt.md. */
+        maxQueuedMessages: z.number().int().min(1).default(1000),
+        /** seconds; highest keepalive granted (announced as Server Keep Alive when lowered); 0 = no cap */
+        maxKeepAlive: z.number().int().min(0).max(65535).default(600),
+        /** seconds; highest session expiry interval granted (also for 3.1.1 persistent sessions) */
+        maxSessionExpiry: z.number().int().min(0).max(4294967295).default(7 * 24 * 3600),
+        /** Topic aliases a client may set up towards us (Topic Alias Maximum); 0 = none. */
+        topicAliasMaximum: z.number().int().min(0).max(65535).default(64),
+        /** seconds a new connection has to send CONNECT */
+        connectTimeout: seconds.default(10),
+        /** seconds between `$SYS/broker/...` updates; 0 = none */
+        sysInterval: z.number().min(0).default(10),
       })
       .strict()
       .default({}),

@@ -18,6 +18,16 @@ export interface MessageInput {
   publisher?: string;
   /** Requested MQTT QoS for MQTT subscribers (0..2); doors without QoS use 1. */
   qos?: 0 | 1 | 2;
+  /** MQTT 5 payload format indicator: 1 = the payload is UTF-8 text. */
+  payloadFormat?: 0 | 1;
+  /** MQTT 5 request/response: where the answer should go, and what ties it to the request. */
+  responseTopic?: string;
+  correlationData?: Buffer;
+  /**
+   * The door connection that published it (MQTT client id), so a door can skip echoing a message
+   * to its publisher (MQTT No Local). Lives with the message in memory only; stores do not keep it.
+   */
+  origin?: string;
 }
 
 /** A message as stored: the input plus its place in the total order. */
@@ -65,5 +75,7 @@ export function messageBytes(m: MessageInput): number {
   if (m.event) n += m.event.length;
   if (m.contentType) n += m.contentType.length;
   if (m.properties) for (const [k, v] of m.properties) n += k.length + v.length + 16;
+  if (m.responseTopic) n += m.responseTopic.length;
+  if (m.correlationData) n += m.correlationData.length;
   return n;
 }

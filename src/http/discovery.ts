@@ -25,6 +25,19 @@ export function discoveryDocument(ctx: TransportContext, req: IncomingMessage): 
       websocket: { url: `${base.replace(/^http/, 'ws')}/v1/ws`, protocol: 'docs/websocket.md', perMessageDeflate: ctx.config.websocket.perMessageDeflate, maxFrameBytes: ctx.config.websocket.maxFrameBytes },
       sse: { url: `${base}/v1/sse`, resume: ['Last-Event-ID', 'since'], formats: ['raw', 'json'], heartbeatSeconds: sse.heartbeat },
       longpoll: { url: `${base}/v1/poll`, defaultTimeoutSeconds: longpoll.defaultTimeout, maxTimeoutSeconds: longpoll.maxTimeout, maxMessages: longpoll.maxMessages },
+      ...(ctx.config.mqtt.enabled
+        ? {
+            mqtt: {
+              protocol: 'docs/mqtt.md',
+              versions: ['3.1', '3.1.1', '5.0'],
+              port: ctx.config.mqtt.port,
+              ...(ctx.config.mqtt.tls ? { tlsPort: ctx.config.mqtt.tls.port } : {}),
+              ...(ctx.config.mqtt.wsPath ? { websocket: `${base.replace(/^http/, 'ws')}${ctx.config.mqtt.wsPath}`, subprotocol: 'mqtt' } : {}),
+              cursorProperty: 'omnipush-cursor',
+              maxPacketBytes: ctx.config.mqtt.maxPacketBytes,
+            },
+          }
+        : {}),
     },
     endpoints: {
       publish: `${base}/v1/publish`,

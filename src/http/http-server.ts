@@ -12,6 +12,12 @@ import { CLIENT_PREFIX, serveClientBundle, serveDemo } from './static-files.js';
 
 export const DISCOVERY_PATH = '/.well-known/omnipush';
 
+/** A door mounted on the HTTP server's WebSocket upgrades (MQTT over WebSocket). */
+export interface UpgradeHandler {
+  handles(path: string): boolean;
+  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, url: URL): Promise<void>;
+}
+
 /** The one HTTP server: routing, publish API, discovery, health, metrics; mounts SSE and long-poll. */
 export class HttpDoor {
   readonly server: Server;
@@ -19,6 +25,7 @@ export class HttpDoor {
   readonly longpoll: LongPollTransport;
   readonly websocket: WebSocketTransport;
   private readonly sockets = new Set<Socket>();
+  private readonly upgrades: UpgradeHandler[] = [];
 
   constructor(private readonly ctx: TransportContext) {
     this.sse = new SseTransport(ctx);
@@ -46,6 +53,14 @@ export class HttpDoor {
         });
         return;
       }
+      const extra = this.upgrades.find((h) => h.handles(url.pathname));
+      if (extra) {
+        extra.upgrade(req, socket, head, url).catch((e: unknown) => {
+          ctx.log.error({ err: e }, 'upgrade failed');
+          socket.destroy();
+        });
+        return;
+      }
       const body = JSON.stringify(errorBody(new OmnipushError('not_found', `no WebSocket endpoint at ${url.pathname}`)));
       socket.end(`HTTP/1.1 404 Not Found\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     });
@@ -60,6 +75,11 @@ export class HttpDoor {
         `HTTP/1.1 ${status} ${tooBig ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
     });
+  }
+
+  /** Mounts another door's WebSocket endpoint. */
+  addUpgradeHandler(h: UpgradeHandler): void {
+    this.upgrades.push(h);
   }
 
   listen(host: string, port: number): Promise<{ host: string; port: number }> {

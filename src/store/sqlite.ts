@@ -8,7 +8,7 @@ import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
 import { retentionFor } from './retention.js';
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 interface Row {
   seq: number;
@@ -22,6 +22,8 @@ interface Row {
   publisher: string | null;
   qos: number | null;
   published_at: number;
+  /** MQTT 5 extras (payload format, response topic, correlation data) as JSON; schema 3. */
+  mqtt: string | null;
 }
 
 /** Prunes at most this many rows per transaction, so a big sweep never blocks the loop for long. */
@@ -99,6 +101,13 @@ export class SqliteStore implements Store {
         PRAGMA user_version = 2;
       `);
     }
+    if (version < 3) {
+      db.exec(`
+        ALTER TABLE messages ADD COLUMN mqtt TEXT;
+        ALTER TABLE retained ADD COLUMN mqtt TEXT;
+        PRAGMA user_version = 3;
+      `);
+    }
     this.stmts = this.prepare();
     const s = this.stmts;
     let epoch = (s.getMeta.get('epoch') as { value: string } | undefined)?.value;
@@ -119,7 +128,8 @@ export class SqliteStore implements Store {
         const seq = ++this.seq;
         const m: StoredMessage = { ...input, retain: input.retain === true, seq, cursor: formatCursor(this.epoch, seq) };
         const props = m.properties?.length ? JSON.stringify(m.properties) : null;
-        s.insert.run(seq, m.topic, m.payload, m.contentType ?? null, m.event ?? null, props, m.retain ? 1 : 0, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt);
+        const extras = mqttExtras(m);
+        s.insert.run(seq, m.topic, m.payload, m.contentType ?? null, m.event ?? null, props, m.retain ? 1 : 0, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt, extras);
         this.counts.set(m.topic, (this.counts.get(m.topic) ?? 0) + 1);
         if (!this.topics.has(m.topic)) {
           s.insertTopic.run(m.topic);
@@ -127,7 +137,7 @@ export class SqliteStore implements Store {
         }
         if (m.retain) {
           if (m.payload.length === 0) s.deleteRetained.run(m.topic);
-          else s.upsertRetained.run(m.topic, seq, m.payload, m.contentType ?? null, m.event ?? null, props, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt);
+          else s.upsertRetained.run(m.topic, seq, m.payload, m.contentType ?? null, m.event ?? null, props, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt, extras);
         }
         out.push(m);
       }
@@ -138,14 +148,14 @@ export class SqliteStore implements Store {
   private prepare() {
     const db = this.db;
     return {
-      insert: db.prepare('INSERT INTO messages (seq, topic, payload, content_type, event, properties, retain, expires_at, publisher, qos, published_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)'),
+      insert: db.prepare('INSERT INTO messages (seq, topic, payload, content_type, event, properties, retain, expires_at, publisher, qos, published_at, mqtt) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)'),
       insertTopic: db.prepare('INSERT OR IGNORE INTO topics (topic, pruned_through) VALUES (?, 0)'),
       upsertRetained: db.prepare(
-        'INSERT INTO retained (topic, seq, payload, content_type, event, properties, expires_at, publisher, qos, published_at) VALUES (?,?,?,?,?,?,?,?,?,?) ' +
-          'ON CONFLICT(topic) DO UPDATE SET seq=excluded.seq, payload=excluded.payload, content_type=excluded.content_type, event=excluded.event, properties=excluded.properties, expires_at=excluded.expires_at, publisher=excluded.publisher, qos=excluded.qos, published_at=excluded.published_at',
+        'INSERT INTO retained (topic, seq, payload, content_type, event, properties, expires_at, publisher, qos, published_at, mqtt) VALUES (?,?,?,?,?,?,?,?,?,?,?) ' +
+          'ON CONFLICT(topic) DO UPDATE SET seq=excluded.seq, payload=excluded.payload, content_type=excluded.content_type, event=excluded.event, properties=excluded.properties, expires_at=excluded.expires_at, publisher=excluded.publisher, qos=excluded.qos, published_at=excluded.published_at, mqtt=excluded.mqtt',
       ),
       deleteRetained: db.prepare('DELETE FROM retained WHERE topic = ?'),
-      allRetained: db.prepare('SELECT topic, seq, payload, content_type, event, properties, 1 AS retain, expires_at, publisher, qos, published_at FROM retained ORDER BY seq'),
+      allRetained: db.prepare('SELECT topic, seq, payload, content_type, event, properties, 1 AS retain, expires_at, publisher, qos, published_at, mqtt FROM retained ORDER BY seq'),
       getMeta: db.prepare('SELECT value FROM meta WHERE key = ?'),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
       maxSeq: db.prepare('SELECT MAX(seq) AS m FROM messages'),
@@ -334,6 +344,22 @@ export class SqliteStore implements Store {
     if (r.expires_at !== null) m.expiresAt = r.expires_at;
     if (r.publisher !== null) m.publisher = r.publisher;
     if (r.qos !== null) m.qos = r.qos as 0 | 1 | 2;
+    if (r.mqtt) {
+      const x = JSON.parse(r.mqtt) as { pf?: 0 | 1; rt?: string; cd?: string };
+      if (x.pf !== undefined) m.payloadFormat = x.pf;
+      if (x.rt !== undefined) m.responseTopic = x.rt;
+      if (x.cd !== undefined) m.correlationData = Buffer.from(x.cd, 'base64');
+    }
     return m;
   }
+}
+
+/** The MQTT 5 fields that must survive a restart, in one nullable column. */
+function mqttExtras(m: AppendInput): string | null {
+  if (m.payloadFormat === undefined && m.responseTopic === undefined && m.correlationData === undefined) return null;
+  const x: { pf?: 0 | 1; rt?: string; cd?: string } = {};
+  if (m.payloadFormat !== undefined) x.pf = m.payloadFormat;
+  if (m.responseTopic !== undefined) x.rt = m.responseTopic;
+  if (m.correlationData !== undefined) x.cd = m.correlationData.toString('base64');
+  return JSON.stringify(x);
 }

@@ -21,7 +21,7 @@ function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<s
 
 /** Starts the real server in this process on 127.0.0.1, port 0, memory store, silent logs. */
 export async function startTestServer(overrides: ConfigInput = {}): Promise<RunningServer> {
-  const base = { http: { host: '127.0.0.1', port: 0 }, store: { kind: 'memory' }, log: { level: 'silent' } };
+  const base = { http: { host: '127.0.0.1', port: 0 }, mqtt: { port: 0 }, store: { kind: 'memory' }, log: { level: 'silent' } };
   return startServer(parseConfig(merge(base, overrides as Record<string, unknown>)));
 }
 
@@ -64,7 +64,7 @@ export interface ChildServer {
 
 /** Starts `omnipush serve` as a child process and waits for its listening line. */
 export async function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildServer> {
-  const proc = spawn(process.execPath, [join(REPO_ROOT, 'bin/omnipush.js'), 'serve', '--port', '0', ...args], {
+  const proc = spawn(process.execPath, [join(REPO_ROOT, 'bin/omnipush.js'), 'serve', '--port', '0', '--mqtt-port', '0', ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,197 @@
+import type { Logger } from 'pino';
+import type { UserDirectory } from '../../auth/users.js';
+import type { Config } from '../../config/schema.js';
+import { OmnipushError } from '../../core/errors.js';
+import type { Principal } from '../../core/grants.js';
+import type { Hub } from '../../core/hub.js';
+import { formatCursor } from '../../core/message.js';
+import type { TransportContext } from '../context.js';
+import type { MqttConnection } from './connection.js';
+import { headSeq, RetainedFeed, SessionFeed, SharedGroups } from './feed.js';
+import { MqttProtocolError, RC } from './reason-codes.js';
+import type { MqttSession, SubOptions } from './session.js';
+import { SessionStore } from './session-store.js';
+import { WillScheduler } from './will.js';
+
+/** Broker figures, published under `$SYS/broker/`. */
+export interface MqttStats {
+  bytesIn: number;
+  bytesOut: number;
+  messagesIn: number;
+  messagesOut: number;
+  dropped: number;
+  connectionsTotal: number;
+}
+
+/**
+ * What every MQTT connection shares: sessions, shared groups, wills, the client-id registry,
+ * authentication, and the glue between a session and its hub subscription.
+ */
+export class Broker {
+  readonly config: Config['mqtt'];
+  readonly hub: Hub;
+  readonly log: Logger;
+  readonly stats: MqttStats = { bytesIn: 0, bytesOut: 0, messagesIn: 0, messagesOut: 0, dropped: 0, connectionsTotal: 0 };
+  readonly sessions: SessionStore;
+  readonly shared: SharedGroups;
+  readonly wills: WillScheduler;
+  /** Connected clients by client identifier (for takeover). */
+  readonly live = new Map<string, MqttConnection>();
+  /** Every connection, CONNECT or not (for the sweep). */
+  readonly connections = new Set<MqttConnection>();
+  private lastFlush = 0;
+
+  constructor(
+    readonly ctx: TransportContext,
+    private readonly users: UserDirectory,
+  ) {
+    this.config = ctx.config.mqtt;
+    this.hub = ctx.hub;
+    this.log = ctx.log;
+    this.sessions = new SessionStore(ctx.hub, this.config.maxQueuedMessages, ctx.log);
+    this.shared = new SharedGroups(ctx.hub);
+    this.wills = new WillScheduler(ctx.hub, ctx.log);
+  }
+
+  countDelivery(): void {
+    this.ctx.metrics.deliveryCounts.mqtt++;
+  }
+
+  /**
+   * Username/password → principal: a static user (scrypt), else the password as a JWT, else
+   * anonymous when allowed. Throws MqttProtocolError 0x86 (bad credentials) or 0x87.
+   */
+  async authenticate(username: string | undefined, password: Buffer | undefined): Promise<Principal> {
+    if (username !== undefined && this.users.has(username)) {
+      const p = await this.users.verify(username, password ?? Buffer.alloc(0));
+      if (!p) throw new MqttProtocolError(RC.badUsernameOrPassword, 'bad user name or password');
+      return p;
+    }
+    try {
+      return await this.ctx.authenticateToken(password?.length ? password.toString('utf8') : undefined);
+    } catch (e) {
+      if (e instanceof OmnipushError && e.code === 'unauthorized') {
+        throw new MqttProtocolError(password?.length ? RC.badUsernameOrPassword : RC.notAuthorized, e.message);
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Points the session's hub subscription at its current filters. `resume`: start from the
+   * session's place in history (a session that was away); otherwise live from now — unless the
+   * previous subscription was still replaying, in which case the new one carries on from there.
+   */
+  refreshFeed(conn: MqttConnection, resume: boolean): void {
+    const s = conn.session!;
+    const old = conn.feed;
+    const filters = s.filters();
+    if (filters.length === 0) {
+      if (old) this.hub.unsubscribe(old);
+      conn.feed = null;
+      return;
+    }
+    const fromHistory = (resume || old?.replaying === true) && s.epoch === this.hub.epoch;
+    const plan = this.hub.checkSubscribe(conn.principal, filters, fromHistory ? formatCursor(s.epoch, s.sentSeq) : 'now');
+    const feed = new SessionFeed(conn.principal, s, (reason) => this.feedClosed(conn, reason));
+    if (plan.mode === 'history') {
+      feed.replaying = true;
+      feed.replayUpTo = headSeq(this.hub);
+    }
+    s.epoch = this.hub.epoch;
+    // the swap happens within one tick, so no message falls between the two subscriptions
+    if (old) this.hub.unsubscribe(old);
+    conn.feed = feed;
+    this.hub.subscribe(feed, plan).then(
+      () => {
+        feed.replaying = false;
+      },
+      (e: unknown) => {
+        if (!(e instanceof OmnipushError && e.code === 'shutting_down')) this.log.error({ err: e, client: conn.clientId }, 'mqtt subscription failed');
+      },
+    );
+  }
+
+  /** Sends a new subscription its retained messages. */
+  sendRetained(conn: MqttConnection, filter: string, opts: SubOptions): void {
+    const plan = this.hub.checkSubscribe(conn.principal, [filter]);
+    const rf = new RetainedFeed(conn.principal, conn.session!, opts, headSeq(this.hub));
+    this.hub
+      .subscribe(rf, plan)
+      .catch((e: unknown) => this.log.debug({ err: e }, 'mqtt retained replay ended'))
+      .finally(() => this.hub.unsubscribe(rf));
+  }
+
+  private feedClosed(conn: MqttConnection, reason: OmnipushError): void {
+    if (conn.feed) conn.feed = null;
+    if (reason.code === 'shutting_down') conn.disconnect(RC.serverShuttingDown, 'server shutting down');
+    else conn.disconnect(RC.quotaExceeded, reason.message);
+  }
+
+  /** A connection ended (any way): its session stays, waits out its expiry, or ends. */
+  connectionClosed(conn: MqttConnection): void {
+    this.connections.delete(conn);
+    if (conn.budgeted) {
+      conn.budgeted = false;
+      this.ctx.connections.release();
+      this.ctx.metrics.connections.dec({ transport: 'mqtt' });
+    }
+    const s = conn.session;
+    if (!s || conn.superseded) return;
+    conn.superseded = true;
+    if (this.live.get(conn.clientId) === conn) this.live.delete(conn.clientId);
+    if (conn.feed) {
+      this.hub.unsubscribe(conn.feed);
+      conn.feed = null;
+    }
+    if (s.port !== conn) return;
+    s.detach(Date.now());
+    if (conn.will) this.wills.schedule(s.clientId, conn.will, Math.min(conn.will.delay, s.expiry) * 1000);
+    if (!s.persistent) this.endSession(s);
+    else this.sessions.save(s).catch((e: unknown) => this.log.error({ err: e }, 'mqtt session not saved'));
+  }
+
+  /** The session is over: shared memberships go, a waiting will is published, the record is deleted. */
+  endSession(s: MqttSession): void {
+    for (const name of s.shared.keys()) this.shared.leave(name, s);
+    this.wills.fire(s.clientId);
+    this.sessions.remove(s).catch((e: unknown) => this.log.error({ err: e }, 'mqtt session not removed'));
+  }
+
+  /** Keepalive (1.5×), CONNECT deadline, credential expiry, session expiry, and grouped session writes. */
+  sweep(now: number): void {
+    const connectMs = this.config.connectTimeout * 1000;
+    for (const c of this.connections) {
+      if (c.state === 'new' || c.state === 'connecting') {
+        if (now - c.openedAt > connectMs) {
+          c.state = 'closed';
+          this.connectionClosed(c);
+          c.link.destroy();
+        }
+      } else if (c.state === 'open') {
+        if (c.keepalive > 0 && now - c.lastSeen > c.keepalive * 1500) c.disconnect(RC.keepAliveTimeout, 'keep alive timeout');
+        else if (c.principal.expiresAt !== undefined && c.principal.expiresAt <= now) c.disconnect(RC.notAuthorized, 'credentials expired');
+      }
+    }
+    for (const s of this.sessions.expired(now)) this.endSession(s);
+    if (now - this.lastFlush >= 1000) {
+      this.lastFlush = now;
+      this.sessions.flush().catch((e: unknown) => this.log.error({ err: e }, 'mqtt sessions not saved'));
+    }
+  }
+
+  /** Closes every connection (0x8B) and saves every persistent session. */
+  async close(): Promise<void> {
+    for (const c of [...this.connections]) {
+      if (c.state === 'open') c.disconnect(RC.serverShuttingDown, 'server shutting down');
+      else {
+        c.state = 'closed';
+        this.connectionClosed(c);
+        c.link.destroy();
+      }
+    }
+    this.wills.close();
+    for (const s of this.sessions.all()) s.dirty = true;
+    await this.sessions.flush();
+  }
+}

@@ -1,0 +1,59 @@
+import mqttPacket, { type Packet } from 'mqtt-packet';
+import { MqttProtocolError, RC } from './reason-codes.js';
+
+/**
+ * mqtt-packet's parser is stateful and heavy (a buffer list and an event emitter). The framer
+ * hands it exactly one whole packet at a time, so one parser per protocol family serves every
+ * connection and an idle connection holds none.
+ */
+const parsers = new Map<number, ReturnType<typeof mqttPacket.parser>>();
+let decoded: Packet | null = null;
+let failure: Error | null = null;
+
+function parserFor(version: number): ReturnType<typeof mqttPacket.parser> {
+  const key = version === 5 ? 5 : 4;
+  let p = parsers.get(key);
+  if (!p) {
+    p = mqttPacket.parser({ protocolVersion: key });
+    p.on('packet', (pk: Packet) => {
+      decoded = pk;
+    });
+    p.on('error', (e: Error) => {
+      failure = e;
+    });
+    parsers.set(key, p);
+  }
+  return p;
+}
+
+/** Decodes one whole, already checked packet. Throws MqttProtocolError (malformed). */
+export function decode(packet: Buffer, version: number): Packet {
+  const p = parserFor(version) as ReturnType<typeof mqttPacket.parser> & { settings: unknown; _resetState(): void };
+  // CONNECT makes the parser adopt the packet as its settings; every call starts from ours
+  p.settings = { protocolVersion: version };
+  decoded = null;
+  failure = null;
+  try {
+    p.parse(packet);
+  } catch (e) {
+    failure = e as Error;
+  }
+  const out = decoded as Packet | null;
+  const err = failure as Error | null;
+  if (err || !out) {
+    p._resetState();
+    throw new MqttProtocolError(RC.malformed, `malformed packet: ${err?.message ?? 'incomplete'}`);
+  }
+  return out;
+}
+
+/** Encodes a packet other than an outgoing PUBLISH (see publish-encoder.ts). */
+export function encode(packet: Packet, version: number): Buffer {
+  return mqttPacket.generate(packet, { protocolVersion: version });
+}
+
+/** CONNACK for a client whose protocol level we do not speak, in the form it most likely reads. */
+export function unsupportedConnack(level: number): Buffer {
+  // a level above 5 is a newer client: answer as v5 would (0x84); older or unknown ones get 3.1.1's 0x01
+  return level > 5 ? Buffer.from([0x20, 0x03, 0x00, RC.unsupportedProtocolVersion, 0x00]) : Buffer.from([0x20, 0x02, 0x00, 0x01]);
+}

@@ -1,0 +1,223 @@
+import type { Packet } from 'mqtt-packet';
+import { DENY_ALL, type Principal } from '../../core/grants.js';
+import type { Broker } from './broker.js';
+import { decode, encode } from './codec.js';
+import type { SessionFeed } from './feed.js';
+import { PacketFramer } from './framer.js';
+import { handleAck, handlePubrel } from './handlers/acks.js';
+import { handleConnect } from './handlers/connect.js';
+import { handleDisconnect } from './handlers/disconnect.js';
+import { handlePublish } from './handlers/publish.js';
+import { handleSubscribe } from './handlers/subscribe.js';
+import { handleUnsubscribe } from './handlers/unsubscribe.js';
+import type { Link } from './link.js';
+import { checkPacket } from './packet-check.js';
+import { encodePublish, SHARED_FORMATS, withPacketId } from './publish-encoder.js';
+import { MqttProtocolError, RC } from './reason-codes.js';
+import type { MqttSession, OutMsg, SessionPort } from './session.js';
+import type { WillSpec } from './will.js';
+
+const UNAUTHENTICATED: Principal = { id: 'unauthenticated', kind: 'anonymous', grants: DENY_ALL };
+
+/**
+ * One MQTT network connection: frames and checks what arrives, hands each packet to its handler,
+ * and writes packets out through the link's per-tick batch. The session it serves may outlive it.
+ */
+export class MqttConnection implements SessionPort {
+  /** new: waiting for CONNECT; connecting: CONNECT being handled; open: CONNACK sent. */
+  state: 'new' | 'connecting' | 'open' | 'closed' = 'new';
+  version = 4;
+  principal: Principal = UNAUTHENTICATED;
+  session: MqttSession | null = null;
+  feed: SessionFeed | null = null;
+  clientId = '';
+  /** seconds; 0 = none */
+  keepalive = 0;
+  lastSeen = Date.now();
+  readonly openedAt = Date.now();
+  clientReceiveMax = 65535;
+  clientMaxPacket = 268435460;
+  clientAliasMax = 0;
+  private outAliases: Map<string, number> | null = null;
+  inAliases: Map<number, string> | null = null;
+  /** Inbound QoS 1/2 publishes not yet acknowledged (our Receive Maximum). */
+  inflightIn = 0;
+  will: WillSpec | undefined;
+  /** Session expiry the client asked for at CONNECT (a DISCONNECT may not raise it from 0). */
+  connectExpiry = 0;
+  /** Holds a slot of the shared connection budget. */
+  budgeted = false;
+  /** Taken over or closed by us: its socket's close is no longer the session's business. */
+  superseded = false;
+  private readonly framer: PacketFramer;
+  /** Packets that arrived while CONNECT was being handled. */
+  private held: Buffer[] | null = null;
+
+  constructor(
+    readonly broker: Broker,
+    readonly link: Link,
+    readonly kind: 'tcp' | 'tls' | 'ws',
+  ) {
+    this.framer = new PacketFramer(broker.config.maxPacketBytes);
+  }
+
+  /** A getter, so the check reads the state after an await (narrowing would not). */
+  get closed(): boolean {
+    return this.state === 'closed';
+  }
+
+  get window(): number {
+    return Math.min(this.clientReceiveMax, this.broker.config.maxInflight);
+  }
+
+  onData(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    this.broker.stats.bytesIn += chunk.length;
+    try {
+      this.framer.push(chunk, (raw) => this.onPacket(raw));
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  private onPacket(raw: Buffer): void {
+    if (this.state === 'closed') return;
+    this.lastSeen = Date.now();
+    if (this.state === 'new') {
+      if (raw[0] >> 4 !== 1) throw new MqttProtocolError(RC.protocolError, 'the first packet must be CONNECT');
+      this.state = 'connecting';
+      this.held = [];
+      handleConnect(this, Buffer.from(raw)).then(
+        () => this.release(),
+        (e: unknown) => this.fail(e),
+      );
+      return;
+    }
+    if (this.held) {
+      this.held.push(Buffer.from(raw));
+      return;
+    }
+    this.dispatch(raw);
+  }
+
+  /** CONNECT is done: handles what queued behind it. */
+  private release(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    try {
+      for (const raw of held) if (this.state === 'open') this.dispatch(raw);
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  private dispatch(raw: Buffer): void {
+    const users = checkPacket(raw, this.version);
+    const p = decode(raw, this.version);
+    switch (p.cmd) {
+      case 'publish':
+        return handlePublish(this, p, users);
+      case 'puback':
+      case 'pubrec':
+      case 'pubcomp':
+        return handleAck(this, p);
+      case 'pubrel':
+        return handlePubrel(this, p);
+      case 'subscribe':
+        return handleSubscribe(this, p);
+      case 'unsubscribe':
+        return handleUnsubscribe(this, p);
+      case 'pingreq':
+        this.send({ cmd: 'pingresp' });
+        return;
+      case 'disconnect':
+        return handleDisconnect(this, p);
+      case 'auth':
+        // no enhanced authentication was agreed at CONNECT (we offer none), so AUTH is out of place
+        throw new MqttProtocolError(RC.protocolError, 'AUTH without an authentication method');
+      default:
+        throw new MqttProtocolError(RC.protocolError, `unexpected ${p.cmd}`);
+    }
+  }
+
+  /** Ends the connection for an error: a reason code for protocol errors, a log line for bugs. */
+  fail(e: unknown): void {
+    if (this.state === 'closed') return;
+    if (e instanceof MqttProtocolError) {
+      this.broker.log.debug({ client: this.clientId, remote: this.link.remote, rc: e.reasonCode, err: e.message }, 'mqtt protocol error');
+      this.disconnect(e.reasonCode, e.message);
+    } else {
+      this.broker.log.error({ err: e, client: this.clientId }, 'mqtt connection failed');
+      this.disconnect(RC.implementationSpecific, 'internal error');
+    }
+  }
+
+  send(packet: Packet): void {
+    if (this.state === 'closed') return;
+    const buf = encode(packet, this.version);
+    this.broker.stats.bytesOut += buf.length;
+    this.link.write(buf);
+  }
+
+  sendPublish(out: OutMsg, packetId: number, dup: boolean): boolean {
+    if (this.state !== 'open') return false;
+    const v5 = this.version === 5;
+    let buf: Buffer | null;
+    let alias: number | undefined;
+    let aliasNew = false;
+    if (v5 && (out.ids || this.clientAliasMax > 0)) {
+      this.outAliases ??= new Map();
+      alias = this.outAliases.get(out.m.topic);
+      if (alias === undefined && this.outAliases.size < this.clientAliasMax) {
+        alias = this.outAliases.size + 1;
+        aliasNew = true;
+      }
+      buf = encodePublish(out.m, { version: 5, qos: out.qos, retain: out.retain, dup, packetId, subscriptionIds: out.ids, topicAlias: alias, aliasOnly: alias !== undefined && !aliasNew, now: Date.now() });
+    } else if (out.d) {
+      const tpl = out.d.encoded(SHARED_FORMATS[v5 ? 'v5' : 'v4'][out.qos][out.retain ? 1 : 0]);
+      buf = tpl && out.qos > 0 ? withPacketId(tpl, packetId, dup) : tpl;
+    } else {
+      buf = encodePublish(out.m, { version: this.version, qos: out.qos, retain: out.retain, dup, packetId, now: Date.now() });
+    }
+    // expired on the way, or too big for the client: dropped as if delivered (MQTT 5 §3.1.2.11.4)
+    if (!buf || buf.length > this.clientMaxPacket) {
+      if (buf) this.broker.stats.dropped++;
+      return false;
+    }
+    if (aliasNew) this.outAliases!.set(out.m.topic, alias!);
+    this.broker.stats.bytesOut += buf.length;
+    this.broker.stats.messagesOut++;
+    this.broker.countDelivery();
+    this.link.write(buf);
+    return true;
+  }
+
+  sendPubrel(packetId: number): void {
+    this.send({ cmd: 'pubrel', messageId: packetId });
+  }
+
+  queueOverflow(): void {
+    this.disconnect(RC.quotaExceeded, 'too many messages queued for this session; reconnect to resume');
+  }
+
+  /** Ends the connection, telling a v5 client why (after CONNACK; before it, CONNACK carries the code). */
+  disconnect(rc: number, reason?: string): void {
+    if (this.state === 'closed') return;
+    if (this.version === 5 && this.state === 'open') {
+      const packet: Packet = { cmd: 'disconnect', reasonCode: rc };
+      if (reason) packet.properties = { reasonString: reason.slice(0, 200) };
+      this.send(packet);
+    }
+    this.state = 'closed';
+    this.broker.connectionClosed(this);
+    this.link.end();
+  }
+
+  /** The link went away (the peer closed, or after our own close). */
+  onClosed(): void {
+    if (this.state !== 'closed') {
+      this.state = 'closed';
+      this.broker.connectionClosed(this);
+    }
+  }
+}

@@ -1,0 +1,164 @@
+import { randomBytes } from 'node:crypto';
+import type { IConnackPacket, IConnectPacket } from 'mqtt-packet';
+import { subscribeVerdict } from '../../../core/grants.js';
+import { headSeq } from '../feed.js';
+import { decode, unsupportedConnack } from '../codec.js';
+import type { MqttConnection } from '../connection.js';
+import { checkConnect, UnsupportedProtocol } from '../packet-check.js';
+import { connackCode3, MqttProtocolError, RC } from '../reason-codes.js';
+import { MqttSession } from '../session.js';
+import { willOf } from './will-spec.js';
+
+/** Answers a refused CONNECT with CONNACK (a code in each version's terms) and closes. */
+function refuse(conn: MqttConnection, rc: number, reason?: string): void {
+  const packet: IConnackPacket = { cmd: 'connack', sessionPresent: false };
+  if (conn.version === 5) {
+    packet.reasonCode = rc;
+    if (reason) packet.properties = { reasonString: reason.slice(0, 200) };
+  } else packet.returnCode = connackCode3(rc);
+  conn.send(packet);
+  conn.state = 'closed';
+  conn.broker.connectionClosed(conn);
+  conn.link.end();
+}
+
+/**
+ * CONNECT (MQTT 5 §3.1, 3.1.1 §3.1): protocol level, checks, credentials, client identifier,
+ * takeover, clean start or resume, session expiry, limits both ways; then CONNACK, and the session
+ * takes up where it was (in-flight messages again, history after its position).
+ */
+export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<void> {
+  const { broker } = conn;
+  const cfg = broker.config;
+  let users;
+  try {
+    const c = checkConnect(raw);
+    conn.version = c.version;
+    users = c;
+  } catch (e) {
+    if (e instanceof UnsupportedProtocol) {
+      conn.link.write(unsupportedConnack(e.level));
+      conn.state = 'closed';
+      broker.connectionClosed(conn);
+      conn.link.end();
+      return;
+    }
+    // a v5 client learns why from CONNACK; CONNECT is known to be v5 from byte 8 onwards
+    if (e instanceof MqttProtocolError && raw.length > 8 && raw.includes(Buffer.from('MQTT'))) {
+      if (raw[raw.indexOf('MQTT') + 4] === 5) conn.version = 5;
+      return refuse(conn, e.reasonCode, e.message);
+    }
+    throw e;
+  }
+  const p = decode(raw, conn.version) as IConnectPacket;
+  const v5 = conn.version === 5;
+  const props = p.properties ?? {};
+
+  if (!conn.budgeted) return refuse(conn, RC.serverBusy, 'server busy: connection limit reached');
+  if (broker.ctx.draining()) return refuse(conn, RC.serverUnavailable, 'server shutting down');
+  if (props.authenticationMethod !== undefined) return refuse(conn, RC.badAuthMethod, 'enhanced authentication is not supported');
+
+  let clientId = p.clientId;
+  let assigned = false;
+  if (clientId === '') {
+    if (!v5 && !p.clean) return refuse(conn, RC.clientIdNotValid, 'an empty client identifier needs clean session');
+    clientId = `auto-${randomBytes(12).toString('base64url')}`;
+    assigned = true;
+  } else if ((conn.version === 3 && clientId.length > 23) || Buffer.byteLength(clientId) > 256) {
+    return refuse(conn, RC.clientIdNotValid, 'client identifier too long');
+  }
+
+  try {
+    conn.principal = await broker.authenticate(p.username, p.password);
+  } catch (e) {
+    if (e instanceof MqttProtocolError) return refuse(conn, e.reasonCode, e.message);
+    throw e;
+  }
+  if (conn.closed) return;
+
+  const clean = p.clean !== false;
+  const maxExpiry = cfg.maxSessionExpiry;
+  const askedExpiry = v5 ? (props.sessionExpiryInterval ?? 0) : clean ? 0 : 0xffffffff;
+  const expiry = Math.min(askedExpiry, maxExpiry);
+  conn.connectExpiry = askedExpiry;
+  conn.clientId = clientId;
+
+  // takeover: the older connection goes first, so its session is free (MQTT 5 §3.1.4-3)
+  const old = broker.live.get(clientId);
+  if (old && old !== conn) old.disconnect(RC.sessionTakenOver, 'another connection took over this session');
+
+  const now = Date.now();
+  let session = await broker.sessions.get(clientId, now);
+  if (conn.closed) return;
+  if (broker.live.has(clientId) && broker.live.get(clientId) !== conn) {
+    // a third CONNECT for the id won the race while we awaited
+    return refuse(conn, RC.sessionTakenOver, 'another connection took over this session');
+  }
+  let present = false;
+  if (session && clean) {
+    broker.endSession(session);
+    session = undefined;
+  } else if (session) {
+    // its will waits no longer: the session carries on
+    broker.wills.cancel(clientId);
+    present = true;
+  }
+  if (clean) broker.wills.fire(clientId);
+  if (!session) {
+    session = new MqttSession(clientId, broker.hub.epoch, headSeq(broker.hub), cfg.maxQueuedMessages);
+    broker.sessions.add(session);
+  }
+  session.expiry = expiry;
+  session.dirty = true;
+  // grants are the principal's of this connection: a resumed subscription it may not have is dropped
+  for (const [f] of session.subs) if (subscribeVerdict(conn.principal, f) === 'deny') session.subs.delete(f);
+  for (const [f] of session.shared) {
+    const inner = f.slice(f.indexOf('/', '$share/'.length) + 1);
+    if (subscribeVerdict(conn.principal, inner) === 'deny') {
+      session.shared.delete(f);
+      broker.shared.leave(f, session);
+    }
+  }
+  conn.session = session;
+
+  let keepalive = p.keepalive ?? 0;
+  const serverKeepAlive = cfg.maxKeepAlive > 0 && (keepalive === 0 || keepalive > cfg.maxKeepAlive) ? cfg.maxKeepAlive : undefined;
+  if (serverKeepAlive !== undefined && v5) keepalive = serverKeepAlive;
+  else if (serverKeepAlive !== undefined && keepalive > cfg.maxKeepAlive) keepalive = cfg.maxKeepAlive;
+  conn.keepalive = keepalive;
+  if (v5) {
+    conn.clientReceiveMax = props.receiveMaximum ?? 65535;
+    conn.clientMaxPacket = props.maximumPacketSize ?? 268435460;
+    conn.clientAliasMax = props.topicAliasMaximum ?? 0;
+  }
+  try {
+    conn.will = p.will ? willOf(conn, p.will, users.willUserProperties) : undefined;
+  } catch (e) {
+    if (e instanceof MqttProtocolError) return refuse(conn, e.reasonCode, e.message);
+    throw e;
+  }
+
+  const ack: IConnackPacket = { cmd: 'connack', sessionPresent: present };
+  if (v5) {
+    ack.reasonCode = RC.success;
+    const ap: NonNullable<IConnackPacket['properties']> = {
+      receiveMaximum: cfg.receiveMaximum,
+      maximumPacketSize: cfg.maxPacketBytes,
+      topicAliasMaximum: cfg.topicAliasMaximum,
+      wildcardSubscriptionAvailable: true,
+      subscriptionIdentifiersAvailable: true,
+      sharedSubscriptionAvailable: true,
+    };
+    if (expiry !== askedExpiry) ap.sessionExpiryInterval = expiry;
+    if (assigned) ap.assignedClientIdentifier = clientId;
+    if (serverKeepAlive !== undefined) ap.serverKeepAlive = serverKeepAlive;
+    ack.properties = ap;
+  } else ack.returnCode = 0;
+  conn.send(ack);
+  conn.state = 'open';
+  broker.live.set(clientId, conn);
+  broker.stats.connectionsTotal++;
+  session.attach(conn);
+  for (const [name, o] of session.shared) broker.shared.join(name, name.slice(name.indexOf('/', '$share/'.length) + 1), session, o);
+  broker.refreshFeed(conn, present);
+}

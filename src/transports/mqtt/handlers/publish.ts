@@ -1,0 +1,118 @@
+import { isUtf8 } from 'node:buffer';
+import type { IPublishPacket } from 'mqtt-packet';
+import { OmnipushError } from '../../../core/errors.js';
+import type { PublishRequest } from '../../../core/hub.js';
+import type { Properties } from '../../../core/message.js';
+import type { AppendInput } from '../../../core/store.js';
+import { validateTopic } from '../../../core/topic.js';
+import type { MqttConnection } from '../connection.js';
+import { MqttProtocolError, RC } from '../reason-codes.js';
+
+/** Reason code of a refused publish, per the hub's error code. */
+function refusal(e: OmnipushError): number {
+  switch (e.code) {
+    case 'forbidden':
+      return RC.notAuthorized;
+    case 'payload_too_large':
+      return RC.packetTooLarge;
+    case 'invalid_topic':
+      return RC.topicNameInvalid;
+    default:
+      return RC.implementationSpecific;
+  }
+}
+
+function ack(conn: MqttConnection, qos: 1 | 2, messageId: number, rc: number): void {
+  const cmd = qos === 1 ? 'puback' : 'pubrec';
+  if (conn.version === 5 && rc !== RC.success) conn.send({ cmd, messageId, reasonCode: rc });
+  else conn.send({ cmd, messageId });
+}
+
+/** The topic a PUBLISH names, resolving and recording topic aliases (MQTT 5 §3.3.2.3.4). */
+function topicOf(conn: MqttConnection, p: IPublishPacket): string {
+  const alias = p.properties?.topicAlias;
+  if (alias === undefined) {
+    if (p.topic === '') throw new MqttProtocolError(conn.version === 5 ? RC.protocolError : RC.malformed, 'PUBLISH without a topic');
+    return p.topic;
+  }
+  if (alias === 0 || alias > conn.broker.config.topicAliasMaximum) throw new MqttProtocolError(RC.topicAliasInvalid, `topic alias ${alias} is outside 1..${conn.broker.config.topicAliasMaximum}`);
+  conn.inAliases ??= new Map();
+  if (p.topic === '') {
+    const t = conn.inAliases.get(alias);
+    if (t === undefined) throw new MqttProtocolError(RC.protocolError, `topic alias ${alias} was never set`);
+    return t;
+  }
+  conn.inAliases.set(alias, p.topic);
+  return p.topic;
+}
+
+/**
+ * PUBLISH from a client (MQTT 5 §3.3): aliases, checks and grants as every door has them, then
+ * into the hub. QoS 1/2 are acknowledged once the message is durable; a QoS 2 packet id seen again
+ * before PUBREL is acknowledged without publishing twice.
+ */
+export function handlePublish(conn: MqttConnection, p: IPublishPacket, users: Properties | undefined): void {
+  const { broker } = conn;
+  const s = conn.session!;
+  const v5 = conn.version === 5;
+  const qos = p.qos;
+  const pid = p.messageId ?? 0;
+  broker.stats.messagesIn++;
+  const topic = topicOf(conn, p);
+  if (qos === 2 && s.inQos2.has(pid)) {
+    ack(conn, 2, pid, RC.success);
+    return;
+  }
+  if (qos > 0 && conn.inflightIn + s.inQos2.size >= broker.config.receiveMaximum) {
+    throw new MqttProtocolError(RC.receiveMaximumExceeded, `more than ${broker.config.receiveMaximum} QoS 1/2 publishes unacknowledged`);
+  }
+  const payload = Buffer.isBuffer(p.payload) ? p.payload : Buffer.from(p.payload);
+  const props = p.properties ?? {};
+  const req: PublishRequest = { topic, payload, retain: p.retain, qos };
+  if (props.contentType !== undefined) req.contentType = props.contentType;
+  if (users?.length) req.properties = users;
+  if (props.messageExpiryInterval) req.ttl = props.messageExpiryInterval;
+  let input: AppendInput;
+  try {
+    if (props.payloadFormatIndicator && !isUtf8(payload)) throw new MqttProtocolError(RC.payloadFormatInvalid, 'payload is not UTF-8 as its format indicator says');
+    if (props.responseTopic !== undefined) validateTopic(props.responseTopic, broker.hub.limits);
+    input = broker.hub.checkPublish(conn.principal, req);
+  } catch (e) {
+    if (e instanceof OmnipushError && e.code === 'invalid_topic' && e.message.includes('wildcard')) {
+      throw new MqttProtocolError(RC.topicNameInvalid, e.message);
+    }
+    const rc = e instanceof MqttProtocolError ? e.reasonCode : e instanceof OmnipushError ? refusal(e) : RC.implementationSpecific;
+    if (!(e instanceof OmnipushError) && !(e instanceof MqttProtocolError)) throw e;
+    broker.log.info({ client: conn.clientId, principal: conn.principal.id, topic, rc, err: e.message }, 'mqtt publish refused');
+    broker.stats.dropped++;
+    // 3.1.1 has no way to say no: the publish is acknowledged and dropped
+    if (qos > 0) ack(conn, qos as 1 | 2, pid, v5 ? rc : RC.success);
+    return;
+  }
+  if (props.payloadFormatIndicator !== undefined) input.payloadFormat = props.payloadFormatIndicator ? 1 : 0;
+  if (props.responseTopic !== undefined) input.responseTopic = props.responseTopic;
+  if (props.correlationData !== undefined) input.correlationData = props.correlationData;
+  input.origin = conn.clientId;
+  if (qos === 0) {
+    broker.hub.enqueue(input).catch(() => undefined);
+    return;
+  }
+  if (qos === 2) {
+    s.inQos2.add(pid);
+    s.dirty = s.persistent;
+  }
+  conn.inflightIn++;
+  const q = qos as 1 | 2;
+  broker.hub.enqueue(input).then(
+    () => {
+      conn.inflightIn--;
+      ack(conn, q, pid, RC.success);
+    },
+    (e: unknown) => {
+      conn.inflightIn--;
+      if (qos === 2) s.inQos2.delete(pid);
+      broker.log.warn({ err: e, client: conn.clientId }, 'mqtt publish not stored');
+      ack(conn, q, pid, v5 ? RC.unspecified : RC.success);
+    },
+  );
+}

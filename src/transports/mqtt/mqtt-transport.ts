@@ -1,0 +1,135 @@
+import { existsSync, readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { UserDirectory } from '../../auth/users.js';
+import type { TransportContext } from '../context.js';
+import { Broker } from './broker.js';
+import { MqttConnection } from './connection.js';
+import { socketLink, wsLink, type Link } from './link.js';
+import { SysTopics } from './sys-topics.js';
+
+/** How often the sweep runs (keepalive checks, expiry, grouped session writes). */
+const SWEEP_MS = 250;
+
+function pem(v: string): string {
+  return v.includes('-----BEGIN') ? v : readFileSync(v, 'utf8');
+}
+
+export interface MqttAddresses {
+  tcp?: { host: string; port: number };
+  tls?: { host: string; port: number };
+}
+
+/**
+ * The MQTT door (docs/mqtt.md): TCP, TLS and WebSocket listeners in front of one broker.
+ */
+export class MqttTransport {
+  readonly broker: Broker;
+  private readonly sys: SysTopics;
+  private tcp: Server | null = null;
+  private tls: TlsServer | null = null;
+  private readonly wss: WebSocketServer;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly ctx: TransportContext,
+    users: UserDirectory,
+  ) {
+    this.broker = new Broker(ctx, users);
+    this.sys = new SysTopics(ctx.hub, this.broker);
+    ctx.metrics.deliveryCounts.mqtt ??= 0;
+    ctx.metrics.connections.set({ transport: 'mqtt' }, 0);
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: ctx.config.mqtt.maxPacketBytes + 8,
+      perMessageDeflate: false,
+      clientTracking: false,
+      handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
+    });
+    this.timer = setInterval(() => this.broker.sweep(Date.now()), SWEEP_MS);
+    this.timer.unref();
+  }
+
+  /** Opens the listeners; resolves with their addresses. */
+  async listen(): Promise<MqttAddresses> {
+    const cfg = this.ctx.config.mqtt;
+    const host = cfg.host ?? this.ctx.config.http.host;
+    await this.broker.sessions.purgeExpired(Date.now());
+    const out: MqttAddresses = {};
+    this.tcp = createServer({ noDelay: true }, (s) => this.acceptSocket(s, 'tcp'));
+    out.tcp = await listenOn(this.tcp, host, cfg.port);
+    if (cfg.tls) {
+      const { cert, key } = cfg.tls;
+      if (!existsSync(cert) && !cert.includes('-----BEGIN')) throw new Error(`mqtt.tls.cert: ${cert} is neither PEM nor a readable file`);
+      this.tls = createTlsServer({ cert: pem(cert), key: pem(key) }, (s) => this.acceptSocket(s, 'tls'));
+      this.tls.on('tlsClientError', () => undefined);
+      out.tls = await listenOn(this.tls, host, cfg.tls.port);
+    }
+    this.sys.start(cfg.sysInterval);
+    return out;
+  }
+
+  /** Claims a WebSocket upgrade for `/mqtt`. */
+  handles(path: string): boolean {
+    const p = this.ctx.config.mqtt.wsPath;
+    return p !== '' && path === p;
+  }
+
+  async upgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      ws.on('error', () => ws.terminate());
+      socket.setNoDelay(true);
+      const conn = this.open(wsLink(ws, socket, this.ctx.config.limits.maxQueueBytes, () => conn.link.destroy()), 'ws');
+      ws.on('message', (data: Buffer, isBinary: boolean) => {
+        if (!isBinary) return conn.fail(new Error('MQTT over WebSocket uses binary frames'));
+        conn.onData(data);
+      });
+      ws.once('close', () => conn.onClosed());
+    });
+  }
+
+  private acceptSocket(socket: Socket, kind: 'tcp' | 'tls'): void {
+    socket.on('error', () => socket.destroy());
+    socket.setNoDelay(true);
+    const conn = this.open(socketLink(socket, this.ctx.config.limits.maxQueueBytes, () => conn.link.destroy()), kind);
+    socket.on('data', (d: Buffer) => conn.onData(d));
+    socket.once('close', () => conn.onClosed());
+  }
+
+  private open(link: Link, kind: 'tcp' | 'tls' | 'ws'): MqttConnection {
+    const conn = new MqttConnection(this.broker, link, kind);
+    try {
+      this.ctx.connections.acquire();
+      conn.budgeted = true;
+      this.ctx.metrics.connections.inc({ transport: 'mqtt' });
+    } catch {
+      // over the limit: CONNECT gets "server busy" rather than a silent close
+    }
+    this.broker.connections.add(conn);
+    return conn;
+  }
+
+  /** Ends every connection (0x8B), saves sessions, closes the listeners. */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.sys.stop();
+    this.tcp?.close();
+    this.tls?.close();
+    await this.broker.close();
+  }
+}
+
+function listenOn(server: Server | TlsServer, host: string, port: number): Promise<{ host: string; port: number }> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const a = server.address();
+      if (!a || typeof a === 'string') return reject(new Error('no address'));
+      resolve({ host: a.address, port: a.port });
+    });
+  });
+}

@@ -1,0 +1,269 @@
+import { isUtf8 } from 'node:buffer';
+import type { Properties } from '../../core/message.js';
+import { PacketFramer } from './framer.js';
+import { MqttProtocolError, RC } from './reason-codes.js';
+
+/**
+ * The validation layer over mqtt-packet, which frames and decodes but does not check. Walks each
+ * inbound packet's raw bytes before it is decoded: well-formed UTF-8 without U+0000 in every
+ * string, reserved bits, properties known, allowed for the packet type and not repeated (only
+ * User Property may repeat), property values in range, and nothing left over. It also reads the
+ * User Properties in wire order, which mqtt-packet's object form loses across names.
+ */
+
+type PropType = 'byte' | 'int16' | 'int32' | 'varint' | 'string' | 'binary' | 'pair';
+
+const TYPES: Record<number, PropType> = {
+  1: 'byte', 2: 'int32', 3: 'string', 8: 'string', 9: 'binary', 11: 'varint', 17: 'int32', 18: 'string', 19: 'int16',
+  21: 'string', 22: 'binary', 23: 'byte', 24: 'int32', 25: 'byte', 26: 'string', 28: 'string', 31: 'string', 33: 'int16',
+  34: 'int16', 35: 'int16', 36: 'byte', 37: 'byte', 38: 'pair', 39: 'int32', 40: 'byte', 41: 'byte', 42: 'byte',
+};
+
+/** Properties a client may send, per packet (MQTT 5 §2.2.2.2); Subscription Identifier only in SUBSCRIBE. */
+const ALLOWED = {
+  connect: new Set([17, 21, 22, 23, 25, 33, 34, 38, 39]),
+  will: new Set([1, 2, 3, 8, 9, 24, 38]),
+  publish: new Set([1, 2, 3, 8, 9, 35, 38]),
+  ack: new Set([31, 38]),
+  subscribe: new Set([11, 38]),
+  unsubscribe: new Set([38]),
+  disconnect: new Set([17, 31, 38]),
+  auth: new Set([21, 22, 31, 38]),
+};
+
+type Block = keyof typeof ALLOWED;
+
+const malformed = (why: string) => new MqttProtocolError(RC.malformed, why);
+const protocol = (why: string) => new MqttProtocolError(RC.protocolError, why);
+
+class Reader {
+  constructor(
+    readonly buf: Buffer,
+    public pos: number,
+    readonly end: number,
+  ) {}
+
+  get left(): number {
+    return this.end - this.pos;
+  }
+
+  need(n: number, what: string): void {
+    if (this.pos + n > this.end) throw malformed(`packet too short for ${what}`);
+  }
+
+  u8(what: string): number {
+    this.need(1, what);
+    return this.buf[this.pos++];
+  }
+
+  u16(what: string): number {
+    this.need(2, what);
+    const v = this.buf.readUInt16BE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+
+  u32(what: string): number {
+    this.need(4, what);
+    const v = this.buf.readUInt32BE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+
+  varint(what: string): number {
+    let v = 0;
+    let mul = 1;
+    for (let n = 0; n < 4; n++) {
+      const b = this.u8(what);
+      v += (b & 0x7f) * mul;
+      if ((b & 0x80) === 0) return v;
+      mul *= 128;
+    }
+    throw malformed(`${what}: variable byte integer longer than four bytes`);
+  }
+
+  binary(what: string): Buffer {
+    const n = this.u16(what);
+    this.need(n, what);
+    const b = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return b;
+  }
+
+  /** A UTF-8 string (§1.5.4): well-formed, no U+0000. */
+  string(what: string): string {
+    const b = this.binary(what);
+    if (b.includes(0)) throw malformed(`${what} contains U+0000`);
+    if (!isUtf8(b)) throw malformed(`${what} is not well-formed UTF-8`);
+    return b.toString('utf8');
+  }
+}
+
+/** Reads one property block; returns the User Properties in order (undefined when none). */
+function properties(r: Reader, block: Block): Properties | undefined {
+  const len = r.varint('property length');
+  r.need(len, 'properties');
+  const end = r.pos + len;
+  const sub = new Reader(r.buf, r.pos, end);
+  const seen = new Set<number>();
+  let users: Properties | undefined;
+  while (sub.left > 0) {
+    const id = sub.varint('property identifier');
+    const type = TYPES[id];
+    if (!type) throw malformed(`unknown property 0x${id.toString(16)}`);
+    if (!ALLOWED[block].has(id)) throw protocol(`property 0x${id.toString(16)} is not allowed in ${block}`);
+    if (id !== 38 && seen.has(id)) throw protocol(`property 0x${id.toString(16)} appears more than once`);
+    seen.add(id);
+    let value = 0;
+    switch (type) {
+      case 'byte':
+        value = sub.u8('property');
+        break;
+      case 'int16':
+        value = sub.u16('property');
+        break;
+      case 'int32':
+        value = sub.u32('property');
+        break;
+      case 'varint':
+        value = sub.varint('property');
+        break;
+      case 'string':
+        sub.string('property');
+        break;
+      case 'binary':
+        sub.binary('property');
+        break;
+      case 'pair': {
+        const k = sub.string('user property name');
+        const v = sub.string('user property value');
+        (users ??= []).push([k, v]);
+        break;
+      }
+    }
+    if ((id === 1 || id === 23 || id === 25) && value > 1) throw protocol(`property 0x${id.toString(16)} must be 0 or 1`);
+    if ((id === 33 || id === 39 || id === 11) && value === 0) throw protocol(`property 0x${id.toString(16)} must not be 0`);
+  }
+  r.pos = end;
+  return users;
+}
+
+export interface ConnectCheck {
+  version: 3 | 4 | 5;
+  userProperties?: Properties;
+  willUserProperties?: Properties;
+}
+
+/** Unsupported protocol name or level: answered with CONNACK 0x01 (3.1.1 form) or 0x84 (v5 form). */
+export class UnsupportedProtocol extends Error {
+  constructor(readonly level: number) {
+    super(`unsupported protocol level ${level}`);
+  }
+}
+
+/** Checks a CONNECT packet; throws UnsupportedProtocol or MqttProtocolError. */
+export function checkConnect(packet: Buffer): ConnectCheck {
+  const r = new Reader(packet, PacketFramer.bodyOffset(packet), packet.length);
+  if ((packet[0] & 0x0f) !== 0) throw malformed('CONNECT flags must be 0');
+  const name = r.binary('protocol name').toString('latin1');
+  const level = r.u8('protocol level') & 0x7f;
+  if (!((name === 'MQTT' && (level === 4 || level === 5)) || (name === 'MQIsdp' && level === 3))) throw new UnsupportedProtocol(level);
+  const version = level as 3 | 4 | 5;
+  const flags = r.u8('connect flags');
+  if (flags & 1) throw malformed('reserved connect flag is set');
+  const will = (flags & 0x04) !== 0;
+  const willQos = (flags >> 3) & 3;
+  if (willQos === 3) throw malformed('will QoS 3');
+  if (!will && (willQos !== 0 || flags & 0x20)) throw malformed('will QoS or retain set without a will');
+  if (version !== 5 && flags & 0x40 && !(flags & 0x80)) throw protocol('password flag without username flag');
+  r.u16('keep alive');
+  const out: ConnectCheck = { version };
+  if (version === 5) out.userProperties = properties(r, 'connect');
+  r.string('client identifier');
+  if (will) {
+    if (version === 5) out.willUserProperties = properties(r, 'will');
+    r.string('will topic');
+    r.binary('will payload');
+  }
+  if (flags & 0x80) r.string('user name');
+  if (flags & 0x40) r.binary('password');
+  if (r.left !== 0) throw malformed('bytes after the end of CONNECT');
+  return out;
+}
+
+/** Checks any other packet a client may send; returns the ordered User Properties it carries. */
+export function checkPacket(packet: Buffer, version: number): Properties | undefined {
+  const type = packet[0] >> 4;
+  const flags = packet[0] & 0x0f;
+  const r = new Reader(packet, PacketFramer.bodyOffset(packet), packet.length);
+  const v5 = version === 5;
+  switch (type) {
+    case 1:
+      throw protocol('a second CONNECT');
+    case 3: {
+      const qos = (flags >> 1) & 3;
+      if (qos === 3) throw malformed('PUBLISH with QoS 3');
+      if (qos === 0 && flags & 0x08) throw malformed('DUP set on a QoS 0 PUBLISH');
+      r.string('topic name');
+      if (qos > 0 && r.u16('packet identifier') === 0) throw malformed('packet identifier 0');
+      return v5 ? properties(r, 'publish') : undefined;
+    }
+    case 4:
+    case 5:
+    case 6:
+    case 7: {
+      if (flags !== (type === 6 ? 2 : 0)) throw malformed('reserved flags of an acknowledgement');
+      r.u16('packet identifier');
+      if (!v5) {
+        if (r.left !== 0) throw malformed('acknowledgement longer than 2 bytes');
+        return undefined;
+      }
+      let users: Properties | undefined;
+      if (r.left > 0) r.u8('reason code');
+      if (r.left > 0) users = properties(r, 'ack');
+      if (r.left !== 0) throw malformed('bytes after the end of an acknowledgement');
+      return users;
+    }
+    case 8:
+    case 10: {
+      if (flags !== 2) throw malformed('reserved flags of SUBSCRIBE/UNSUBSCRIBE');
+      if (r.u16('packet identifier') === 0) throw malformed('packet identifier 0');
+      const users = v5 ? properties(r, type === 8 ? 'subscribe' : 'unsubscribe') : undefined;
+      if (r.left === 0) throw protocol(`${type === 8 ? 'SUBSCRIBE' : 'UNSUBSCRIBE'} without a topic filter`);
+      while (r.left > 0) {
+        r.string('topic filter');
+        if (type === 8) {
+          const o = r.u8('subscription options');
+          if ((o & 3) === 3) throw malformed('subscription QoS 3');
+          if (v5 ? (o & 0xc0) !== 0 || ((o >> 4) & 3) === 3 : (o & 0xfc) !== 0) throw malformed('reserved subscription option bits');
+        }
+      }
+      return users;
+    }
+    case 12:
+      if (flags !== 0 || r.left !== 0) throw malformed('PINGREQ with flags or a body');
+      return undefined;
+    case 14: {
+      if (flags !== 0) throw malformed('reserved flags of DISCONNECT');
+      if (!v5) {
+        if (r.left !== 0) throw malformed('DISCONNECT with a body');
+        return undefined;
+      }
+      let users: Properties | undefined;
+      if (r.left > 0) r.u8('reason code');
+      if (r.left > 0) users = properties(r, 'disconnect');
+      if (r.left !== 0) throw malformed('bytes after the end of DISCONNECT');
+      return users;
+    }
+    case 15: {
+      if (!v5) throw protocol('AUTH before MQTT 5');
+      if (flags !== 0) throw malformed('reserved flags of AUTH');
+      if (r.left > 0) r.u8('reason code');
+      if (r.left > 0) properties(r, 'auth');
+      if (r.left !== 0) throw malformed('bytes after the end of AUTH');
+      return undefined;
+    }
+    default:
+      throw protocol(`packet type ${type} is not sent by clients`);
+  }
+}

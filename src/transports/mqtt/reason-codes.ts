@@ -1,0 +1,76 @@
+/** MQTT 5 reason codes the broker sends (spec §2.4), by name. */
+export const RC = {
+  success: 0x00,
+  grantedQos1: 0x01,
+  grantedQos2: 0x02,
+  disconnectWithWill: 0x04,
+  noMatchingSubscribers: 0x10,
+  noSubscriptionExisted: 0x11,
+  unspecified: 0x80,
+  malformed: 0x81,
+  protocolError: 0x82,
+  implementationSpecific: 0x83,
+  unsupportedProtocolVersion: 0x84,
+  clientIdNotValid: 0x85,
+  badUsernameOrPassword: 0x86,
+  notAuthorized: 0x87,
+  serverUnavailable: 0x88,
+  serverBusy: 0x89,
+  serverShuttingDown: 0x8b,
+  badAuthMethod: 0x8c,
+  keepAliveTimeout: 0x8d,
+  sessionTakenOver: 0x8e,
+  topicFilterInvalid: 0x8f,
+  topicNameInvalid: 0x90,
+  packetIdInUse: 0x91,
+  packetIdNotFound: 0x92,
+  receiveMaximumExceeded: 0x93,
+  topicAliasInvalid: 0x94,
+  packetTooLarge: 0x95,
+  quotaExceeded: 0x97,
+  payloadFormatInvalid: 0x99,
+  qosNotSupported: 0x9b,
+  sharedSubscriptionsNotSupported: 0x9e,
+  subscriptionIdsNotSupported: 0xa1,
+  wildcardSubscriptionsNotSupported: 0xa2,
+} as const;
+
+/** CONNACK return codes of MQTT 3.1 / 3.1.1 (§3.2.2.3). */
+export const RC3 = {
+  accepted: 0,
+  unacceptableProtocol: 1,
+  identifierRejected: 2,
+  serverUnavailable: 3,
+  badUsernameOrPassword: 4,
+  notAuthorized: 5,
+} as const;
+
+/** The 3.1.1 CONNACK code closest to a v5 reason code. */
+export function connackCode3(rc: number): number {
+  switch (rc) {
+    case RC.success:
+      return RC3.accepted;
+    case RC.unsupportedProtocolVersion:
+      return RC3.unacceptableProtocol;
+    case RC.clientIdNotValid:
+      return RC3.identifierRejected;
+    case RC.badUsernameOrPassword:
+    case RC.badAuthMethod:
+      return RC3.badUsernameOrPassword;
+    case RC.notAuthorized:
+      return RC3.notAuthorized;
+    default:
+      return RC3.serverUnavailable;
+  }
+}
+
+/** An error that ends the connection with a reason code (DISCONNECT in v5, a plain close before). */
+export class MqttProtocolError extends Error {
+  constructor(
+    readonly reasonCode: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'MqttProtocolError';
+  }
+}

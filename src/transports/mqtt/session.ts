@@ -1,0 +1,236 @@
+import type { Delivery } from '../../core/encoded.js';
+import type { Principal } from '../../core/grants.js';
+import type { StoredMessage } from '../../core/message.js';
+import { filterMatches } from '../../core/topic.js';
+
+/** Options of one subscription (MQTT 5 §3.8.3.1); 3.1.1 subscriptions use the defaults. */
+export interface SubOptions {
+  qos: 0 | 1 | 2;
+  /** No Local: not the messages this client published. */
+  nl: boolean;
+  /** Retain As Published. */
+  rap: boolean;
+  /** Retain Handling: 0 send retained, 1 only for a new subscription, 2 never. */
+  rh: 0 | 1 | 2;
+  /** Subscription Identifier. */
+  id?: number;
+}
+
+/** A message on its way to one client. */
+export interface OutMsg {
+  m: StoredMessage;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+  ids?: number[];
+  /** The fan-out's shared encodings, while they are fresh (same tick). */
+  d?: Delivery;
+}
+
+export interface Inflight {
+  out: OutMsg;
+  /** `publish`: PUBLISH sent, waiting for PUBACK/PUBREC; `pubrel`: PUBREL sent, waiting for PUBCOMP. */
+  stage: 'publish' | 'pubrel';
+}
+
+/** What a session needs from the connection it is attached to. */
+export interface SessionPort {
+  readonly version: number;
+  readonly principal: Principal;
+  /** How many QoS 1/2 messages may be in flight (the client's Receive Maximum, capped by ours). */
+  readonly window: number;
+  /** Writes a PUBLISH; false when it could not be sent (too big for the client: dropped). */
+  sendPublish(out: OutMsg, packetId: number, dup: boolean): boolean;
+  sendPubrel(packetId: number): void;
+  /** The queue is full of QoS 1/2 messages: the connection is closed (docs/mqtt.md, limits). */
+  queueOverflow(): void;
+}
+
+/**
+ * One client's MQTT session: subscriptions, messages in flight both ways, the queue behind the
+ * in-flight window, and where in the hub's history it stands. It outlives connections (and, through
+ * its record, restarts) for as long as its expiry interval says.
+ */
+export class MqttSession {
+  readonly subs = new Map<string, SubOptions>();
+  /** `$share/<group>/<filter>` → options. */
+  readonly shared = new Map<string, SubOptions>();
+  readonly inflight = new Map<number, Inflight>();
+  /** QoS 2 packet ids received and PUBREC'd, waiting for PUBREL (duplicates are not republished). */
+  readonly inQos2 = new Set<number>();
+  queue: OutMsg[] = [];
+  private nextPid = 1;
+  /** Seq of the last live message handed to the client: a resumed session replays history after it. */
+  sentSeq: number;
+  epoch: string;
+  /** Seconds the session outlives its connection. */
+  expiry = 0;
+  /** ms; when the last connection ended (expiry runs from here). */
+  disconnectedAt: number | undefined;
+  port: SessionPort | null = null;
+  /** Seq of the last live message this session matched (overlapping hub deliveries arrive once each). */
+  private lastOffered = 0;
+  /** Wakes a replay waiting for the queue to drain. */
+  private drained: Array<() => void> = [];
+  /** Unsaved changes since the last record write. */
+  dirty = false;
+
+  constructor(
+    readonly clientId: string,
+    epoch: string,
+    headSeq: number,
+    private readonly maxQueued: number,
+  ) {
+    this.epoch = epoch;
+    this.sentSeq = headSeq;
+  }
+
+  get persistent(): boolean {
+    return this.expiry > 0;
+  }
+
+  /** A message from the hub for this session's (non-shared) subscriptions; `replayed`: from history. */
+  offer(m: StoredMessage, d: Delivery | undefined, replayed: boolean, now: number): void {
+    if (m.seq <= this.lastOffered) return;
+    this.lastOffered = m.seq;
+    let qos = -1;
+    let retain = false;
+    let ids: number[] | undefined;
+    for (const [filter, o] of this.subs) {
+      if (!filterMatches(filter, m.topic)) continue;
+      if (o.nl && m.origin === this.clientId) continue;
+      if (o.qos > qos) qos = o.qos;
+      if (o.rap && m.retain) retain = true;
+      if (o.id !== undefined) (ids ??= []).push(o.id);
+    }
+    if (qos < 0) {
+      this.passed(m.seq);
+      return;
+    }
+    const eff = Math.min(qos, m.qos ?? 1) as 0 | 1 | 2;
+    // QoS 0 is not owed to a session that was away; history replays only carry what was promised
+    if ((replayed && eff === 0) || (m.expiresAt !== undefined && m.expiresAt <= now)) {
+      this.passed(m.seq);
+      return;
+    }
+    this.push({ m, qos: eff, retain, ids, d }, true);
+  }
+
+  /** A message not owed to the client moves the history position only if nothing owed waits before it. */
+  private passed(seq: number): void {
+    if (this.queue.length === 0) this.sentSeq = Math.max(this.sentSeq, seq);
+  }
+
+  /** Queues (or sends) one outgoing message. `live` messages advance the history position when sent. */
+  push(out: OutMsg, live: boolean): void {
+    if (!live) (out as OutMsg & { replay?: true }).replay = true;
+    if (this.queue.length === 0 && this.port && (out.qos === 0 || this.inflight.size < this.port.window)) {
+      this.send(out);
+      return;
+    }
+    if (this.queue.length >= this.maxQueued) {
+      // QoS 0 may be lost; a full queue of owed messages ends the connection, and a persistent
+      // session gets them again from history after its cursor
+      if (out.qos === 0) return;
+      this.port?.queueOverflow();
+      return;
+    }
+    out.d = undefined;
+    this.queue.push(out);
+  }
+
+  private send(out: OutMsg): void {
+    const port = this.port!;
+    if (!(out as OutMsg & { replay?: true }).replay) this.sentSeq = Math.max(this.sentSeq, out.m.seq);
+    if (out.qos === 0) {
+      port.sendPublish(out, 0, false);
+      return;
+    }
+    const pid = this.takePacketId();
+    if (pid === 0) return;
+    this.inflight.set(pid, { out, stage: 'publish' });
+    if (this.persistent) this.dirty = true;
+    if (!port.sendPublish(out, pid, false)) this.inflight.delete(pid);
+  }
+
+  /** Sends queued messages while the window allows. */
+  pump(): void {
+    const port = this.port;
+    if (!port) return;
+    let i = 0;
+    while (i < this.queue.length) {
+      const out = this.queue[i];
+      if (out.qos > 0 && this.inflight.size >= port.window) break;
+      i++;
+      this.send(out);
+    }
+    if (i > 0) this.queue = i === this.queue.length ? [] : this.queue.slice(i);
+    if (this.queue.length < this.maxQueued / 2 && this.drained.length) for (const w of this.drained.splice(0)) w();
+  }
+
+  /** Replays wait here while the queue is more than half full. */
+  room(): Promise<void> | null {
+    if (this.queue.length < this.maxQueued / 2 || !this.port) return null;
+    return new Promise((r) => this.drained.push(r));
+  }
+
+  private takePacketId(): number {
+    for (let n = 0; n < 65535; n++) {
+      const pid = this.nextPid;
+      this.nextPid = pid === 65535 ? 1 : pid + 1;
+      if (!this.inflight.has(pid)) return pid;
+    }
+    return 0;
+  }
+
+  /** PUBACK (QoS 1) or PUBCOMP (QoS 2 done). False when the id was not in flight at that stage. */
+  complete(pid: number, stage: Inflight['stage']): boolean {
+    const f = this.inflight.get(pid);
+    if (!f || f.stage !== stage || (stage === 'publish' && f.out.qos !== 1)) return false;
+    this.inflight.delete(pid);
+    if (this.persistent) this.dirty = true;
+    this.pump();
+    return true;
+  }
+
+  /** PUBREC: the client has it; answer PUBREL. A PUBREC with an error code ends the exchange. */
+  received(pid: number, failed: boolean): boolean {
+    const f = this.inflight.get(pid);
+    if (!f || f.out.qos !== 2) return false;
+    if (failed) {
+      this.inflight.delete(pid);
+      this.pump();
+    } else {
+      f.stage = 'pubrel';
+      f.out.d = undefined;
+      this.port?.sendPubrel(pid);
+    }
+    if (this.persistent) this.dirty = true;
+    return true;
+  }
+
+  /** A connection took the session over: what was in flight goes again (PUBLISH with DUP, or PUBREL). */
+  attach(port: SessionPort): void {
+    this.port = port;
+    this.disconnectedAt = undefined;
+    for (const [pid, f] of this.inflight) {
+      if (f.stage === 'pubrel') port.sendPubrel(pid);
+      else if (!port.sendPublish(f.out, pid, true)) this.inflight.delete(pid);
+    }
+    this.pump();
+  }
+
+  /** The connection ended. Queued messages are dropped: they come back from history on resume. */
+  detach(now: number): void {
+    this.port = null;
+    this.disconnectedAt = now;
+    this.queue = [];
+    this.lastOffered = 0;
+    for (const w of this.drained.splice(0)) w();
+    this.dirty = true;
+  }
+
+  /** Non-shared filters, for the hub. */
+  filters(): string[] {
+    return [...this.subs.keys()];
+  }
+}
