@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,6 +70,7 @@ function accepts(port: number): Promise<boolean> {
  * backlog never makes it drop QoS 0 messages (its default, 1000, would).
  */
 export async function startMosquitto(): Promise<ServerProc> {
+  if (!existsSync(MOSQUITTO)) throw new Error(`the MQTT benchmark compares with Mosquitto: install the Debian package mosquitto (${MOSQUITTO})`);
   const dir = mkdtempSync(join(tmpdir(), 'omnipush-bench-mosquitto-'));
   const port = await freePort();
   const conf = join(dir, 'mosquitto.conf');
