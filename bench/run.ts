@@ -1,6 +1,7 @@
 /**
- * `npm run bench [-- <scenario-filter>] [--quick] [--clients N]`: runs the scenarios side by side
- * with peers in one run, prints a table with ratios and targets, writes JSON to bench/results/.
+ * `npm run bench [-- <scenario-filter>] [--quick] [--clients N] [--pairs N]`: runs the scenarios side
+ * by side with peers in one run, prints a table with ratios and targets, writes JSON to
+ * bench/results/. `--pairs`: MQTT QoS 1 publisher/subscriber pairs.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { runTrieBench } from './trie.js';
@@ -15,11 +16,12 @@ import type { ServerProc } from './lib/procs.js';
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const clientsArg = args.indexOf('--clients');
-const filters = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--clients');
+const pairsArg = args.indexOf('--pairs');
+const filters = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--clients' && args[i - 1] !== '--pairs');
 const want = (name: string) => filters.length === 0 || filters.some((f) => name.includes(f));
 const sseClients = clientsArg >= 0 ? Number(args[clientsArg + 1]) : quick ? 1000 : 10_000;
 const pollClients = quick ? 500 : 2000;
-const mqttPairs = quick ? 100 : 1000;
+const mqttPairs = pairsArg >= 0 ? Number(args[pairsArg + 1]) : quick ? 100 : 1000;
 const seconds = quick ? 3 : 10;
 
 const results: Record<string, unknown> = { date: new Date().toISOString(), quick, node: process.version };
