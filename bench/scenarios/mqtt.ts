@@ -25,8 +25,14 @@ export interface MqttOptions {
 }
 
 const TOPIC = 'bench/fanout';
-/** Messages a subscriber may be behind during the max-rate phase (as the SSE/WS fan-out allows). */
+/**
+ * How far publishing may run ahead of deliveries in the max-rate phase: at most 200 messages per
+ * subscriber (as the SSE/WS fan-out allows), and no more than half a second of the broker's own
+ * pace, so a slow broker does not end the phase with a backlog it needs a minute to deliver (which
+ * would also spill into the latency phase). Two batches are always allowed, to get going.
+ */
 const BACKLOG_PER_CLIENT = 200;
+const BACKLOG_SECONDS = 0.5;
 const BATCH = 40;
 /** QoS 1 messages each pair may have short of end-to-end acknowledgement. */
 const QOS1_WINDOW = 10;
@@ -122,7 +128,10 @@ export async function mqttScenario(server: ServerProc, o: MqttOptions): Promise<
       published += BATCH;
       let s = await stats(gens);
       let movedAt = performance.now();
-      while (published * o.clients - writtenOff - s.delivered > o.clients * BACKLOG_PER_CLIENT) {
+      const ms = performance.now() - t0;
+      const pace = ms > 200 ? (s.delivered / ms) * 1000 : 0;
+      const backlog = Math.min(o.clients * BACKLOG_PER_CLIENT, Math.max(2 * BATCH * o.clients, pace * BACKLOG_SECONDS));
+      while (published * o.clients - writtenOff - s.delivered > backlog) {
         if (performance.now() - movedAt >= STALL_MS) {
           writtenOff = published * o.clients - s.delivered;
           break;
