@@ -86,6 +86,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       const m = await mqtt.listen();
       if (m.tcp) mqttUrl = urlOf('mqtt', m.tcp);
       if (m.tls) mqttsUrl = urlOf('mqtts', m.tls);
+      ctx.mqttPorts = { tcp: m.tcp?.port, tls: m.tls?.port };
     } catch (e) {
       await mqtt.close();
       await door.close();
@@ -112,10 +113,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       closing ??= (async () => {
         draining = true;
         clearInterval(pruneTimer);
+        // MQTT first, while the hub still takes publishes: wills of the closed connections go out,
+        // and the sessions are saved; whatever is published after is replayed to them from history
+        await mqtt?.close();
         await hub.close();
         await door.close();
-        // after the hub: sessions are saved with everything it fanned out
-        await mqtt?.close();
         await store.close();
         log.info('omnipush stopped');
       })();

@@ -70,8 +70,10 @@ export async function createAuthenticator(auth: AuthConfig): Promise<Authenticat
     jwks = createLocalJWKSet(parsed as Parameters<typeof createLocalJWKSet>[0]);
   }
   const configured = !!(secret || keys.length || jwks);
-  const allowAnonymous = auth.allowAnonymous ?? !configured;
-  const anonymousGrants: Grants = auth.anonymous ? toGrants(grantsSchema.parse(auth.anonymous)) : configured ? DENY_ALL : ALLOW_ALL;
+  // static users (MQTT user name + password) are credentials too: with them, anonymous is opt-in
+  const credentials = configured || auth.users.length > 0;
+  const allowAnonymous = auth.allowAnonymous ?? !credentials;
+  const anonymousGrants: Grants = auth.anonymous ? toGrants(grantsSchema.parse(auth.anonymous)) : credentials ? DENY_ALL : ALLOW_ALL;
   const anonymous: Principal = { id: 'anonymous', kind: 'anonymous', grants: anonymousGrants };
   const claim = jwt?.claim ?? 'omnipush';
   const verifyOpts = { issuer: jwt?.issuer, audience: jwt?.audience };
@@ -145,11 +147,15 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost|\[::1\])$/i;
  */
 export function checkBindSafety(config: Config): void {
   const auth = config.auth;
-  const configured = !!(auth.jwt?.secret || auth.jwt?.publicKeys.length || auth.jwt?.jwksFile);
-  if (!LOOPBACK.test(config.http.host) && !configured && auth.allowAnonymous !== true) {
-    throw new Error(
-      `refusing to listen on ${config.http.host} with no authentication configured: ` +
-        'configure auth.jwt (a secret or public keys), or set auth.allowAnonymous: true to accept anonymous clients from the network',
-    );
+  const configured = !!(auth.jwt?.secret || auth.jwt?.publicKeys.length || auth.jwt?.jwksFile) || auth.users.length > 0;
+  const hosts = [config.http.host];
+  if (config.mqtt.enabled && config.mqtt.host) hosts.push(config.mqtt.host);
+  for (const host of hosts) {
+    if (!LOOPBACK.test(host) && !configured && auth.allowAnonymous !== true) {
+      throw new Error(
+        `refusing to listen on ${host} with no authentication configured: ` +
+          'configure auth.jwt (a secret or public keys) or auth.users, or set auth.allowAnonymous: true to accept anonymous clients from the network',
+      );
+    }
   }
 }

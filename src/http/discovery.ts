@@ -30,8 +30,8 @@ export function discoveryDocument(ctx: TransportContext, req: IncomingMessage): 
             mqtt: {
               protocol: 'docs/mqtt.md',
               versions: ['3.1', '3.1.1', '5.0'],
-              port: ctx.config.mqtt.port,
-              ...(ctx.config.mqtt.tls ? { tlsPort: ctx.config.mqtt.tls.port } : {}),
+              port: ctx.mqttPorts?.tcp ?? ctx.config.mqtt.port,
+              ...(ctx.config.mqtt.tls ? { tlsPort: ctx.mqttPorts?.tls ?? ctx.config.mqtt.tls.port } : {}),
               ...(ctx.config.mqtt.wsPath ? { websocket: `${base.replace(/^http/, 'ws')}${ctx.config.mqtt.wsPath}`, subprotocol: 'mqtt' } : {}),
               cursorProperty: 'omnipush-cursor',
               maxPacketBytes: ctx.config.mqtt.maxPacketBytes,

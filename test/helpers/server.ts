@@ -55,6 +55,8 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 export interface ChildServer {
   proc: ChildProcess;
   http: string;
+  /** The MQTT listener from the listening line (mqtt://host:port). */
+  mqtt?: string;
   stderr: () => string;
   /** SIGTERM and wait; resolves with the exit code. */
   stop(): Promise<number | null>;
@@ -76,12 +78,16 @@ export async function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}): 
   });
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   const lines = createInterface({ input: proc.stdout! });
+  let mqtt: string | undefined;
   const http = await within(
     new Promise<string>((resolve, reject) => {
       lines.on('line', (l) => {
         try {
-          const j = JSON.parse(l) as { event?: string; http?: string };
-          if (j.event === 'listening' && j.http) resolve(j.http);
+          const j = JSON.parse(l) as { event?: string; http?: string; mqtt?: string };
+          if (j.event === 'listening' && j.http) {
+            mqtt = j.mqtt;
+            resolve(j.http);
+          }
         } catch {
           /* not our line */
         }
@@ -94,6 +100,7 @@ export async function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}): 
   return {
     proc,
     http,
+    mqtt,
     stderr: () => err,
     async stop() {
       proc.kill('SIGTERM');

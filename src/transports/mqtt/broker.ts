@@ -145,10 +145,16 @@ export class Broker {
       conn.feed = null;
     }
     if (s.port !== conn) return;
+    this.log.debug({ client: conn.clientId, will: conn.will !== undefined, expiry: s.expiry }, 'mqtt client gone');
     s.detach(Date.now());
     if (conn.will) this.wills.schedule(s.clientId, conn.will, Math.min(conn.will.delay, s.expiry) * 1000);
-    if (!s.persistent) this.endSession(s);
-    else this.sessions.save(s).catch((e: unknown) => this.log.error({ err: e }, 'mqtt session not saved'));
+    if (!s.persistent) return this.endSession(s);
+    // an offline member receives nothing from its groups; it joins them again when it resumes
+    for (const name of s.shared.keys()) this.shared.leave(name, s);
+    this.sessions.save(s).then(
+      () => this.sessions.evict(s),
+      (e: unknown) => this.log.error({ err: e }, 'mqtt session not saved'),
+    );
   }
 
   /** The session is over: shared memberships go, a waiting will is published, the record is deleted. */
@@ -173,7 +179,12 @@ export class Broker {
         else if (c.principal.expiresAt !== undefined && c.principal.expiresAt <= now) c.disconnect(RC.notAuthorized, 'credentials expired');
       }
     }
-    for (const s of this.sessions.expired(now)) this.endSession(s);
+    const expired = this.sessions.expired(now);
+    for (const s of expired.sessions) this.endSession(s);
+    for (const id of expired.evicted) {
+      this.wills.fire(id);
+      this.sessions.removeKey(id).catch((e: unknown) => this.log.error({ err: e }, 'mqtt session not removed'));
+    }
     if (now - this.lastFlush >= 1000) {
       this.lastFlush = now;
       this.sessions.flush().catch((e: unknown) => this.log.error({ err: e }, 'mqtt sessions not saved'));

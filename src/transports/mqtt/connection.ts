@@ -11,6 +11,7 @@ import { handlePublish } from './handlers/publish.js';
 import { handleSubscribe } from './handlers/subscribe.js';
 import { handleUnsubscribe } from './handlers/unsubscribe.js';
 import type { Link } from './link.js';
+import { InboundAliases, OutboundAliases } from './topic-aliases.js';
 import { checkPacket } from './packet-check.js';
 import { encodePublish, SHARED_FORMATS, withPacketId } from './publish-encoder.js';
 import { MqttProtocolError, RC } from './reason-codes.js';
@@ -38,8 +39,8 @@ export class MqttConnection implements SessionPort {
   clientReceiveMax = 65535;
   clientMaxPacket = 268435460;
   clientAliasMax = 0;
-  private outAliases: Map<string, number> | null = null;
-  inAliases: Map<number, string> | null = null;
+  private outAliases: OutboundAliases | null = null;
+  inAliases: InboundAliases | null = null;
   /** Inbound QoS 1/2 publishes not yet acknowledged (our Receive Maximum). */
   inflightIn = 0;
   will: WillSpec | undefined;
@@ -159,20 +160,22 @@ export class MqttConnection implements SessionPort {
     this.link.write(buf);
   }
 
+  /** Writes an already encoded packet. */
+  sendBytes(buf: Buffer): void {
+    if (this.state === 'closed') return;
+    this.broker.stats.bytesOut += buf.length;
+    this.link.write(buf);
+  }
+
   sendPublish(out: OutMsg, packetId: number, dup: boolean): boolean {
     if (this.state !== 'open') return false;
     const v5 = this.version === 5;
     let buf: Buffer | null;
-    let alias: number | undefined;
-    let aliasNew = false;
+    let alias: { alias: number; fresh: boolean } | undefined;
     if (v5 && (out.ids || this.clientAliasMax > 0)) {
-      this.outAliases ??= new Map();
-      alias = this.outAliases.get(out.m.topic);
-      if (alias === undefined && this.outAliases.size < this.clientAliasMax) {
-        alias = this.outAliases.size + 1;
-        aliasNew = true;
-      }
-      buf = encodePublish(out.m, { version: 5, qos: out.qos, retain: out.retain, dup, packetId, subscriptionIds: out.ids, topicAlias: alias, aliasOnly: alias !== undefined && !aliasNew, now: Date.now() });
+      this.outAliases ??= new OutboundAliases(this.clientAliasMax);
+      alias = this.outAliases.lookup(out.m.topic);
+      buf = encodePublish(out.m, { version: 5, qos: out.qos, retain: out.retain, dup, packetId, subscriptionIds: out.ids, topicAlias: alias?.alias, aliasOnly: alias?.fresh === false, now: Date.now() });
     } else if (out.d) {
       const tpl = out.d.encoded(SHARED_FORMATS[v5 ? 'v5' : 'v4'][out.qos][out.retain ? 1 : 0]);
       buf = tpl && out.qos > 0 ? withPacketId(tpl, packetId, dup) : tpl;
@@ -184,7 +187,7 @@ export class MqttConnection implements SessionPort {
       if (buf) this.broker.stats.dropped++;
       return false;
     }
-    if (aliasNew) this.outAliases!.set(out.m.topic, alias!);
+    if (alias?.fresh) this.outAliases!.confirm(out.m.topic, alias.alias);
     this.broker.stats.bytesOut += buf.length;
     this.broker.stats.messagesOut++;
     this.broker.countDelivery();
@@ -197,6 +200,7 @@ export class MqttConnection implements SessionPort {
   }
 
   queueOverflow(): void {
+    this.broker.ctx.metrics.slowConsumerCloses.inc({ transport: 'mqtt' });
     this.disconnect(RC.quotaExceeded, 'too many messages queued for this session; reconnect to resume');
   }
 

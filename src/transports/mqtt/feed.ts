@@ -29,7 +29,7 @@ export class SessionFeed implements HubSubscriber {
 
   deliver(d: Delivery): void {
     const m = d.message;
-    this.session.offer(m, d, m.seq <= this.replayUpTo, Date.now());
+    this.session.offer(m, d, m.seq <= this.replayUpTo);
   }
 
   gap(_info: GapInfo): void {

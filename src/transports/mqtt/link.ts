@@ -12,22 +12,41 @@ export interface Link {
 }
 
 /** TCP or TLS: packets straight to the socket through the per-tick writer. */
+class SocketLink implements Link {
+  private readonly writer: SocketWriter;
+
+  constructor(
+    private readonly socket: Socket,
+    maxQueueBytes: number,
+    onOverflow: () => void,
+  ) {
+    this.writer = new SocketWriter(socket, maxQueueBytes, onOverflow);
+  }
+
+  get remote(): string {
+    return `${this.socket.remoteAddress}:${this.socket.remotePort}`;
+  }
+
+  write(buf: Buffer): boolean {
+    return this.writer.write(buf);
+  }
+
+  end(): void {
+    this.writer.close(true);
+    this.socket.end();
+    // a peer that never reads would hold the socket open
+    const s = this.socket;
+    setTimeout(() => s.destroy(), 2000).unref();
+  }
+
+  destroy(): void {
+    this.writer.close(false);
+    this.socket.destroy();
+  }
+}
+
 export function socketLink(socket: Socket, maxQueueBytes: number, onOverflow: () => void): Link {
-  const writer = new SocketWriter(socket, maxQueueBytes, onOverflow);
-  return {
-    write: (buf) => writer.write(buf),
-    end() {
-      writer.close(true);
-      socket.end();
-      // a peer that never reads would hold the socket open
-      setTimeout(() => socket.destroy(), 2000).unref();
-    },
-    destroy() {
-      writer.close(false);
-      socket.destroy();
-    },
-    remote: `${socket.remoteAddress}:${socket.remotePort}`,
-  };
+  return new SocketLink(socket, maxQueueBytes, onOverflow);
 }
 
 /** One unmasked binary WebSocket frame (RFC 6455 §5.2) holding a tick's worth of packets. */

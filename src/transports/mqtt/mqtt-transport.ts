@@ -8,6 +8,7 @@ import type { TransportContext } from '../context.js';
 import { Broker } from './broker.js';
 import { MqttConnection } from './connection.js';
 import { socketLink, wsLink, type Link } from './link.js';
+import { MqttProtocolError, RC } from './reason-codes.js';
 import { SysTopics } from './sys-topics.js';
 
 /** How often the sweep runs (keepalive checks, expiry, grouped session writes). */
@@ -82,9 +83,9 @@ export class MqttTransport {
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       ws.on('error', () => ws.terminate());
       socket.setNoDelay(true);
-      const conn = this.open(wsLink(ws, socket, this.ctx.config.limits.maxQueueBytes, () => conn.link.destroy()), 'ws');
+      const conn = this.open(wsLink(ws, socket, this.ctx.config.limits.maxQueueBytes, () => this.slow(conn)), 'ws');
       ws.on('message', (data: Buffer, isBinary: boolean) => {
-        if (!isBinary) return conn.fail(new Error('MQTT over WebSocket uses binary frames'));
+        if (!isBinary) return conn.fail(new MqttProtocolError(RC.malformed, 'MQTT over WebSocket uses binary frames'));
         conn.onData(data);
       });
       ws.once('close', () => conn.onClosed());
@@ -94,9 +95,15 @@ export class MqttTransport {
   private acceptSocket(socket: Socket, kind: 'tcp' | 'tls'): void {
     socket.on('error', () => socket.destroy());
     socket.setNoDelay(true);
-    const conn = this.open(socketLink(socket, this.ctx.config.limits.maxQueueBytes, () => conn.link.destroy()), kind);
+    const conn = this.open(socketLink(socket, this.ctx.config.limits.maxQueueBytes, () => this.slow(conn)), kind);
     socket.on('data', (d: Buffer) => conn.onData(d));
     socket.once('close', () => conn.onClosed());
+  }
+
+  /** The socket holds more unsent bytes than `limits.maxQueueBytes`: cut it (nothing more can be written). */
+  private slow(conn: MqttConnection): void {
+    this.ctx.metrics.slowConsumerCloses.inc({ transport: 'mqtt' });
+    conn.link.destroy();
   }
 
   private open(link: Link, kind: 'tcp' | 'tls' | 'ws'): MqttConnection {

@@ -4,12 +4,16 @@ import type { MqttSession } from './session.js';
 import { SESSION_KIND, sessionFromRecord, sessionToRecord } from './session-record.js';
 
 /**
- * Sessions by client identifier: connected ones and those waiting out their expiry, in memory,
- * and the persistent ones also as records in the hub's store so a restart keeps them.
+ * Sessions by client identifier. Connected ones live in memory; persistent ones are also records
+ * in the hub's store, so a restart keeps them. Once an offline session is saved, only its expiry
+ * deadline stays in memory (many sessions may wait for clients that never return) and the session
+ * is read back from its record when its client reconnects.
  * Writes are grouped: a changed session is marked dirty and saved on the next flush.
  */
 export class SessionStore {
   private readonly sessions = new Map<string, MqttSession>();
+  /** Saved offline sessions not held in memory: client id → ms when they expire. */
+  private readonly waiting = new Map<string, number>();
 
   constructor(
     private readonly hub: Hub,
@@ -18,7 +22,7 @@ export class SessionStore {
   ) {}
 
   get size(): number {
-    return this.sessions.size;
+    return this.sessions.size + this.waiting.size;
   }
 
   /** The session of `clientId`, from memory or the store; expired ones are dropped on the way. */
@@ -32,6 +36,7 @@ export class SessionStore {
         s = sessionFromRecord(clientId, buf, this.maxQueued) ?? undefined;
         if (s) this.sessions.set(clientId, s);
       }
+      if (s) this.waiting.delete(clientId);
     }
     if (s && !s.port && s.disconnectedAt !== undefined && s.disconnectedAt + s.expiry * 1000 <= now) {
       await this.remove(s);
@@ -47,7 +52,20 @@ export class SessionStore {
   /** Forgets a session and its record. */
   async remove(s: MqttSession): Promise<void> {
     if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId);
-    await this.hub.putRecords([{ kind: SESSION_KIND, key: s.clientId, value: null }]);
+    await this.removeKey(s.clientId);
+  }
+
+  /** Forgets a session not held in memory. */
+  async removeKey(clientId: string): Promise<void> {
+    this.waiting.delete(clientId);
+    await this.hub.putRecords([{ kind: SESSION_KIND, key: clientId, value: null }]);
+  }
+
+  /** A saved offline session leaves memory; its deadline stays. */
+  evict(s: MqttSession): void {
+    if (s.port || s.dirty || s.disconnectedAt === undefined || this.sessions.get(s.clientId) !== s) return;
+    this.sessions.delete(s.clientId);
+    this.waiting.set(s.clientId, s.disconnectedAt + s.expiry * 1000);
   }
 
   /** Writes one session now (persistent ones only). */
@@ -66,23 +84,31 @@ export class SessionStore {
       changes.push({ kind: SESSION_KIND, key: s.clientId, value: sessionToRecord(s) });
     }
     if (changes.length) await this.hub.putRecords(changes);
+    for (const s of [...this.sessions.values()]) if (!s.port) this.evict(s);
   }
 
-  /** Offline sessions whose expiry has run out; the caller ends them. */
-  expired(now: number): MqttSession[] {
-    const out: MqttSession[] = [];
+  /** Offline sessions whose expiry has run out (in memory, and ids of evicted ones); the caller ends them. */
+  expired(now: number): { sessions: MqttSession[]; evicted: string[] } {
+    const sessions: MqttSession[] = [];
     for (const s of this.sessions.values()) {
-      if (!s.port && s.disconnectedAt !== undefined && s.disconnectedAt + s.expiry * 1000 <= now) out.push(s);
+      if (!s.port && s.disconnectedAt !== undefined && s.disconnectedAt + s.expiry * 1000 <= now) sessions.push(s);
     }
-    return out;
+    const evicted: string[] = [];
+    for (const [id, at] of this.waiting) if (at <= now) evicted.push(id);
+    return { sessions, evicted };
   }
 
-  /** At start: drops records of sessions that expired while the server was down. */
+  /**
+   * At start: drops records of sessions that expired while the server was down, and starts the
+   * clock of the others (one that was connected when the server stopped counts from now).
+   */
   async purgeExpired(now: number): Promise<void> {
     const gone = [];
     for (const { key, value } of await this.hub.listRecords(SESSION_KIND)) {
       const s = sessionFromRecord(key, value, this.maxQueued);
-      if (!s || (s.disconnectedAt !== undefined && s.disconnectedAt + s.expiry * 1000 <= now)) gone.push({ kind: SESSION_KIND, key, value: null });
+      const deadline = s ? (s.disconnectedAt ?? now) + s.expiry * 1000 : 0;
+      if (!s || deadline <= now) gone.push({ kind: SESSION_KIND, key, value: null });
+      else this.waiting.set(key, deadline);
     }
     if (gone.length) {
       await this.hub.putRecords(gone);

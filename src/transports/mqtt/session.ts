@@ -24,6 +24,8 @@ export interface OutMsg {
   ids?: number[];
   /** The fan-out's shared encodings, while they are fresh (same tick). */
   d?: Delivery;
+  /** Not a live message of the session's own feed (retained, shared): sending it does not move the history position. */
+  aside?: boolean;
 }
 
 export interface Inflight {
@@ -89,14 +91,16 @@ export class MqttSession {
   }
 
   /** A message from the hub for this session's (non-shared) subscriptions; `replayed`: from history. */
-  offer(m: StoredMessage, d: Delivery | undefined, replayed: boolean, now: number): void {
+  offer(m: StoredMessage, d: Delivery | undefined, replayed: boolean): void {
     if (m.seq <= this.lastOffered) return;
     this.lastOffered = m.seq;
     let qos = -1;
     let retain = false;
     let ids: number[] | undefined;
+    // the hub only delivers what some filter matched: with one subscription there is nothing to test
+    const single = this.subs.size === 1;
     for (const [filter, o] of this.subs) {
-      if (!filterMatches(filter, m.topic)) continue;
+      if (!single && !filterMatches(filter, m.topic)) continue;
       if (o.nl && m.origin === this.clientId) continue;
       if (o.qos > qos) qos = o.qos;
       if (o.rap && m.retain) retain = true;
@@ -108,7 +112,7 @@ export class MqttSession {
     }
     const eff = Math.min(qos, m.qos ?? 1) as 0 | 1 | 2;
     // QoS 0 is not owed to a session that was away; history replays only carry what was promised
-    if ((replayed && eff === 0) || (m.expiresAt !== undefined && m.expiresAt <= now)) {
+    if ((replayed && eff === 0) || (m.expiresAt !== undefined && m.expiresAt <= Date.now())) {
       this.passed(m.seq);
       return;
     }
@@ -122,7 +126,7 @@ export class MqttSession {
 
   /** Queues (or sends) one outgoing message. `live` messages advance the history position when sent. */
   push(out: OutMsg, live: boolean): void {
-    if (!live) (out as OutMsg & { replay?: true }).replay = true;
+    if (!live) out.aside = true;
     if (this.queue.length === 0 && this.port && (out.qos === 0 || this.inflight.size < this.port.window)) {
       this.send(out);
       return;
@@ -140,7 +144,7 @@ export class MqttSession {
 
   private send(out: OutMsg): void {
     const port = this.port!;
-    if (!(out as OutMsg & { replay?: true }).replay) this.sentSeq = Math.max(this.sentSeq, out.m.seq);
+    if (!out.aside) this.sentSeq = Math.max(this.sentSeq, out.m.seq);
     if (out.qos === 0) {
       port.sendPublish(out, 0, false);
       return;

@@ -4,6 +4,7 @@ import { subscribeVerdict } from '../../../core/grants.js';
 import { headSeq } from '../feed.js';
 import { decode, unsupportedConnack } from '../codec.js';
 import type { MqttConnection } from '../connection.js';
+import { PacketFramer } from '../framer.js';
 import { checkConnect, UnsupportedProtocol } from '../packet-check.js';
 import { connackCode3, MqttProtocolError, RC } from '../reason-codes.js';
 import { MqttSession } from '../session.js';
@@ -43,9 +44,10 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
       conn.link.end();
       return;
     }
-    // a v5 client learns why from CONNACK; CONNECT is known to be v5 from byte 8 onwards
-    if (e instanceof MqttProtocolError && raw.length > 8 && raw.includes(Buffer.from('MQTT'))) {
-      if (raw[raw.indexOf('MQTT') + 4] === 5) conn.version = 5;
+    // a v5 client learns why from CONNACK (§3.2.2.2); 3.1.1 wants the connection closed without one
+    const at = PacketFramer.bodyOffset(raw);
+    if (e instanceof MqttProtocolError && raw.length > at + 6 && raw.toString('latin1', at, at + 6) === '\x00\x04MQTT' && raw[at + 6] === 5) {
+      conn.version = 5;
       return refuse(conn, e.reasonCode, e.message);
     }
     throw e;
@@ -121,11 +123,10 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   }
   conn.session = session;
 
-  let keepalive = p.keepalive ?? 0;
-  const serverKeepAlive = cfg.maxKeepAlive > 0 && (keepalive === 0 || keepalive > cfg.maxKeepAlive) ? cfg.maxKeepAlive : undefined;
-  if (serverKeepAlive !== undefined && v5) keepalive = serverKeepAlive;
-  else if (serverKeepAlive !== undefined && keepalive > cfg.maxKeepAlive) keepalive = cfg.maxKeepAlive;
-  conn.keepalive = keepalive;
+  // only v5 can be told another keepalive (Server Keep Alive); a 3.1.1 client keeps its own
+  const keepalive = p.keepalive ?? 0;
+  const serverKeepAlive = v5 && cfg.maxKeepAlive > 0 && (keepalive === 0 || keepalive > cfg.maxKeepAlive) ? cfg.maxKeepAlive : undefined;
+  conn.keepalive = serverKeepAlive ?? keepalive;
   if (v5) {
     conn.clientReceiveMax = props.receiveMaximum ?? 65535;
     conn.clientMaxPacket = props.maximumPacketSize ?? 268435460;
@@ -158,6 +159,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   conn.state = 'open';
   broker.live.set(clientId, conn);
   broker.stats.connectionsTotal++;
+  broker.log.debug({ client: clientId, version: conn.version, principal: conn.principal.id, via: conn.kind, present, expiry }, 'mqtt client connected');
   session.attach(conn);
   for (const [name, o] of session.shared) broker.shared.join(name, name.slice(name.indexOf('/', '$share/'.length) + 1), session, o);
   broker.refreshFeed(conn, present);

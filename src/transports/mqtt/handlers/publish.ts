@@ -7,6 +7,7 @@ import type { AppendInput } from '../../../core/store.js';
 import { validateTopic } from '../../../core/topic.js';
 import type { MqttConnection } from '../connection.js';
 import { MqttProtocolError, RC } from '../reason-codes.js';
+import { InboundAliases } from '../topic-aliases.js';
 
 /** Reason code of a refused publish, per the hub's error code. */
 function refusal(e: OmnipushError): number {
@@ -23,27 +24,12 @@ function refusal(e: OmnipushError): number {
 }
 
 function ack(conn: MqttConnection, qos: 1 | 2, messageId: number, rc: number): void {
-  const cmd = qos === 1 ? 'puback' : 'pubrec';
-  if (conn.version === 5 && rc !== RC.success) conn.send({ cmd, messageId, reasonCode: rc });
-  else conn.send({ cmd, messageId });
-}
-
-/** The topic a PUBLISH names, resolving and recording topic aliases (MQTT 5 §3.3.2.3.4). */
-function topicOf(conn: MqttConnection, p: IPublishPacket): string {
-  const alias = p.properties?.topicAlias;
-  if (alias === undefined) {
-    if (p.topic === '') throw new MqttProtocolError(conn.version === 5 ? RC.protocolError : RC.malformed, 'PUBLISH without a topic');
-    return p.topic;
+  if (conn.version === 5 && rc !== RC.success) {
+    conn.send({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId, reasonCode: rc });
+    return;
   }
-  if (alias === 0 || alias > conn.broker.config.topicAliasMaximum) throw new MqttProtocolError(RC.topicAliasInvalid, `topic alias ${alias} is outside 1..${conn.broker.config.topicAliasMaximum}`);
-  conn.inAliases ??= new Map();
-  if (p.topic === '') {
-    const t = conn.inAliases.get(alias);
-    if (t === undefined) throw new MqttProtocolError(RC.protocolError, `topic alias ${alias} was never set`);
-    return t;
-  }
-  conn.inAliases.set(alias, p.topic);
-  return p.topic;
+  // the common answer is four fixed bytes; no need for the generator on the QoS 1 hot path
+  conn.sendBytes(Buffer.from([qos === 1 ? 0x40 : 0x50, 2, messageId >> 8, messageId & 0xff]));
 }
 
 /**
@@ -58,7 +44,13 @@ export function handlePublish(conn: MqttConnection, p: IPublishPacket, users: Pr
   const qos = p.qos;
   const pid = p.messageId ?? 0;
   broker.stats.messagesIn++;
-  const topic = topicOf(conn, p);
+  const alias = p.properties?.topicAlias;
+  let topic: string;
+  if (alias === undefined) topic = InboundAliases.named(p.topic, conn.version);
+  else {
+    conn.inAliases ??= new InboundAliases(broker.config.topicAliasMaximum);
+    topic = conn.inAliases.resolve(p.topic, alias);
+  }
   if (qos === 2 && s.inQos2.has(pid)) {
     ack(conn, 2, pid, RC.success);
     return;
@@ -101,15 +93,16 @@ export function handlePublish(conn: MqttConnection, p: IPublishPacket, users: Pr
     s.inQos2.add(pid);
     s.dirty = s.persistent;
   }
-  conn.inflightIn++;
+  // a QoS 2 id counts from PUBLISH to PUBREL (in inQos2), a QoS 1 one until its PUBACK
+  if (qos === 1) conn.inflightIn++;
   const q = qos as 1 | 2;
   broker.hub.enqueue(input).then(
     () => {
-      conn.inflightIn--;
+      if (q === 1) conn.inflightIn--;
       ack(conn, q, pid, RC.success);
     },
     (e: unknown) => {
-      conn.inflightIn--;
+      if (q === 1) conn.inflightIn--;
       if (qos === 2) s.inQos2.delete(pid);
       broker.log.warn({ err: e, client: conn.clientId }, 'mqtt publish not stored');
       ack(conn, q, pid, v5 ? RC.unspecified : RC.success);
