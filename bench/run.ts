@@ -1,11 +1,13 @@
 /**
- * `npm run bench [-- <scenario-filter>] [--quick] [--clients N]`: runs the scenarios side by side
- * with peers in one run, prints a table with ratios and targets, writes JSON to bench/results/.
+ * `npm run bench [-- <scenario-filter>] [--quick] [--clients N] [--pairs N]`: runs the scenarios side
+ * by side with peers in one run, prints a table with ratios and targets, writes JSON to
+ * bench/results/. `--pairs`: MQTT QoS 1 publisher/subscriber pairs.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { runTrieBench } from './trie.js';
 import { killAll } from './lib/procs.js';
-import { startFloor, startOmnipush, startPeer } from './lib/servers.js';
+import { hasMqttDoor, startFloor, startMosquitto, startOmnipush, startPeer } from './lib/servers.js';
+import { mqttScenario, type MqttResult } from './scenarios/mqtt.js';
 import { longpollFanout } from './scenarios/longpoll-fanout.js';
 import { sqlitePublish } from './scenarios/sqlite-publish.js';
 import { webpushScenario } from './scenarios/webpush.js';
@@ -15,10 +17,12 @@ import type { ServerProc } from './lib/procs.js';
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const clientsArg = args.indexOf('--clients');
-const filters = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--clients');
+const pairsArg = args.indexOf('--pairs');
+const filters = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--clients' && args[i - 1] !== '--pairs');
 const want = (name: string) => filters.length === 0 || filters.some((f) => name.includes(f));
 const sseClients = clientsArg >= 0 ? Number(args[clientsArg + 1]) : quick ? 1000 : 10_000;
 const pollClients = quick ? 500 : 2000;
+const mqttPairs = pairsArg >= 0 ? Number(args[pairsArg + 1]) : quick ? 100 : 1000;
 const seconds = quick ? 3 : 10;
 
 const results: Record<string, unknown> = { date: new Date().toISOString(), quick, node: process.version };
@@ -33,6 +37,16 @@ async function fanoutOn(start: () => Promise<ServerProc>, kind: FanoutClients): 
   const server = await start();
   try {
     return await fanout(server, kind, sseClients, seconds);
+  } finally {
+    await server.stop();
+  }
+}
+
+/** Starts a broker, runs the MQTT scenarios against it, stops it. */
+async function mqttOn(start: () => Promise<ServerProc>): Promise<MqttResult> {
+  const server = await start();
+  try {
+    return await mqttScenario(server, { clients: sseClients, pairs: mqttPairs, seconds });
   } finally {
     await server.stop();
   }
@@ -86,6 +100,31 @@ async function main(): Promise<void> {
     } else row('ws fan-out (ours)', 'no WebSocket door in this build');
     row('ws fan-out max rate (raw ws ceiling / Socket.IO 4)', `${k(ceiling.maxRate.deliveriesPerSec)}/s / ${k(sio.maxRate.deliveriesPerSec)}/s`);
     row('ws p99 at 50k/s (ceiling / Socket.IO 4)', `${ceiling.fixedRate.p99ms} / ${sio.fixedRate.p99ms} ms`);
+  }
+  if (want('mqtt')) {
+    const mosq = await mqttOn(startMosquitto);
+    const aedes = await mqttOn(() => startPeer('aedes-server'));
+    const ours = hasMqttDoor() ? await mqttOn(() => startOmnipush('memory', { mqtt: true })) : undefined;
+    results.mqtt = { omnipush: ours ?? null, mosquitto: mosq, aedes };
+    const q0 = (x: MqttResult) => x.fanout.deliveriesPerSec;
+    const q1 = (x: MqttResult) => x.qos1.messagesPerSec;
+    if (ours) {
+      row(`mqtt qos0 fan-out max rate, ${sseClients} subs (ours / Mosquitto)`, `${k(q0(ours))}/s / ${k(q0(mosq))}/s = ${r(q0(ours), q0(mosq))}`, '≥ 3×', verdict(q0(ours) >= 3 * q0(mosq)));
+      row('mqtt qos0 fan-out (ours / Aedes)', `${k(q0(ours))}/s / ${k(q0(aedes))}/s = ${r(q0(ours), q0(aedes))}`, '≥ 2×', verdict(q0(ours) >= 2 * q0(aedes)));
+      row('  server CPU during max rate (ours / Mosquitto / Aedes)', `${ours.fanout.serverCpuPct}% / ${mosq.fanout.serverCpuPct}% / ${aedes.fanout.serverCpuPct}%`);
+      row('  qos0 lost at max rate, undelivered 5 s after the 50k/s run, subscribers closed (ours)', `${ours.fanout.lost}, ${ours.fixedRate.undelivered}, ${ours.fanout.closed}`, '0, 0, 0', verdict(ours.fanout.lost + ours.fixedRate.undelivered + ours.fanout.closed === 0));
+      row(`mqtt qos0 p50/p99 at ${k(ours.fixedRate.targetDeliveriesPerSec)}/s (ours)`, `${ours.fixedRate.p50ms} / ${ours.fixedRate.p99ms} ms (delivered ${k(ours.fixedRate.deliveriesPerSec)}/s)`, 'p99 ≤ 100 ms', verdict(ours.fixedRate.p99ms <= 100));
+      row(`mqtt qos1 p2p, ${mqttPairs} pairs (ours / Aedes)`, `${k(q1(ours))}/s / ${k(q1(aedes))}/s = ${r(q1(ours), q1(aedes))}`, '≥ 1.5×', verdict(q1(ours) >= 1.5 * q1(aedes)));
+      row('mqtt qos1 p2p (ours / Mosquitto)', `${k(q1(ours))}/s / ${k(q1(mosq))}/s = ${r(q1(ours), q1(mosq))}`);
+      row('  qos1 p50/p99 publish→deliver (ours)', `${ours.qos1.p50ms} / ${ours.qos1.p99ms} ms, CPU ${ours.qos1.serverCpuPct}%`);
+      row('mqtt RSS per idle connection (ours / Mosquitto / Aedes)', `${kb(ours.rssPerIdleConnBytes)} / ${kb(mosq.rssPerIdleConnBytes)} / ${kb(aedes.rssPerIdleConnBytes)}`, '≤ 6 KB', verdict(ours.rssPerIdleConnBytes <= 6144));
+    } else row('mqtt (ours)', 'no MQTT door in this build');
+    row(`mqtt qos0 fan-out max rate, ${sseClients} subs (Mosquitto / Aedes)`, `${k(q0(mosq))}/s / ${k(q0(aedes))}/s, CPU ${mosq.fanout.serverCpuPct}% / ${aedes.fanout.serverCpuPct}%`);
+    row('  qos0 lost at max rate, undelivered 5 s after the 50k/s run (Mosquitto · Aedes)', `${mosq.fanout.lost}, ${mosq.fixedRate.undelivered} · ${aedes.fanout.lost}, ${aedes.fixedRate.undelivered}`);
+    row(`mqtt qos0 p50/p99 at ${k(mosq.fixedRate.targetDeliveriesPerSec)}/s (Mosquitto / Aedes)`, `${mosq.fixedRate.p50ms} / ${mosq.fixedRate.p99ms} ms · ${aedes.fixedRate.p50ms} / ${aedes.fixedRate.p99ms} ms`);
+    row(`mqtt qos1 p2p, ${mqttPairs} pairs (Mosquitto / Aedes)`, `${k(q1(mosq))}/s / ${k(q1(aedes))}/s`);
+    row('  qos1 p50/p99 (Mosquitto / Aedes)', `${mosq.qos1.p50ms} / ${mosq.qos1.p99ms} ms · ${aedes.qos1.p50ms} / ${aedes.qos1.p99ms} ms`);
+    if (!ours) row('mqtt RSS per idle connection (Mosquitto / Aedes)', `${kb(mosq.rssPerIdleConnBytes)} / ${kb(aedes.rssPerIdleConnBytes)}`);
   }
   if (want('longpoll')) {
     const ours = await startOmnipush();

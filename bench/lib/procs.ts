@@ -17,22 +17,54 @@ process.once('SIGINT', () => {
 
 export interface ServerProc {
   proc: ChildProcess;
+  /** The HTTP base URL (empty for a server without HTTP). */
   url: string;
+  /** Where the MQTT listener is, when the server has one. */
+  mqtt?: { host: string; port: number };
   stop(): Promise<void>;
 }
 
-/** Starts a server process (`node <script> ...args`) and waits for its `{"event":"listening","http":...}` line. */
+/** Watches a child this benchmark started, so `killAll` ends it too. */
+export function trackChild(proc: ChildProcess): void {
+  children.add(proc);
+}
+
+/** SIGTERM, SIGKILL after 10 s, and wait for the exit. */
+export async function stopChild(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(t);
+  children.delete(proc);
+}
+
+/**
+ * The `"mqtt"` key of a listening line: a URL (`mqtt://127.0.0.1:1883`), `host:port`, or a port
+ * on loopback.
+ */
+export function parseMqttAddress(v: unknown): { host: string; port: number } | undefined {
+  if (typeof v === 'number') return { host: '127.0.0.1', port: v };
+  if (typeof v !== 'string' || v === '') return undefined;
+  const u = new URL(v.includes('://') ? v : `mqtt://${v}`);
+  const port = Number(u.port);
+  if (!Number.isInteger(port) || port <= 0) throw new Error(`no port in the mqtt address ${v}`);
+  return { host: u.hostname.replace(/^\[|\]$/g, ''), port };
+}
+
+/** Starts a server process (`node <script> ...args`) and waits for its `{"event":"listening","http":...,"mqtt":...}` line. */
 export async function startServerProcess(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServerProc> {
   const proc = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   children.add(proc);
-  const url = await new Promise<string>((resolve, reject) => {
+  const j = await new Promise<{ http?: string; mqtt?: unknown }>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`${script} did not start`)), 30_000);
     createInterface({ input: proc.stdout! }).on('line', (l) => {
       try {
-        const j = JSON.parse(l) as { event?: string; http?: string };
-        if (j.event === 'listening' && j.http) {
+        const j = JSON.parse(l) as { event?: string; http?: string; mqtt?: unknown };
+        if (j.event === 'listening' && (j.http || j.mqtt)) {
           clearTimeout(t);
-          resolve(j.http);
+          resolve(j);
         }
       } catch {
         /* other output */
@@ -40,19 +72,7 @@ export async function startServerProcess(script: string, args: string[], env: No
     });
     proc.once('exit', (c) => reject(new Error(`${script} exited with ${c}`)));
   });
-  return {
-    proc,
-    url,
-    async stop() {
-      if (proc.exitCode !== null) return;
-      const exited = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(t);
-      children.delete(proc);
-    },
-  };
+  return { proc, url: j.http ?? '', mqtt: parseMqttAddress(j.mqtt), stop: () => stopChild(proc) };
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */

@@ -1,18 +1,32 @@
-import { mkdtempSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServerProcess, type ServerProc } from './procs.js';
+import { startServerProcess, stopChild, trackChild, type ServerProc } from './procs.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 
-/** Our server in its own process (memory store unless `sqlite`). */
-export function startOmnipush(store: 'memory' | 'sqlite' = 'memory'): Promise<ServerProc> {
+/** Our server in its own process (memory store unless `sqlite`; with `mqtt`, its broker on a free port too). */
+export async function startOmnipush(store: 'memory' | 'sqlite' = 'memory', opts: { mqtt?: boolean } = {}): Promise<ServerProc> {
   const args = [join(ROOT, 'bin/omnipush.js'), 'serve', '--port', '0', '--log-level', 'warn', '--store', store];
   if (store === 'sqlite') args.push('--data', mkdtempSync(join(tmpdir(), 'omnipush-bench-')));
-  return startServerProcess(args[0], args.slice(1), {
+  if (opts.mqtt) args.push('--mqtt-port', '0');
+  const server = await startServerProcess(args[0], args.slice(1), {
     OMNIPUSH_LIMITS__MAX_CONNECTIONS: '19000',
     OMNIPUSH_LIMITS__MAX_QUEUE_BYTES: String(16 * 1024 * 1024),
   });
+  if (opts.mqtt && !server.mqtt) {
+    await server.stop();
+    throw new Error('omnipush was started with --mqtt-port but its listening line has no "mqtt" address');
+  }
+  return server;
+}
+
+/** Whether this build has the MQTT door (its `serve` takes `--mqtt-port`). */
+export function hasMqttDoor(): boolean {
+  const help = execFileSync(process.execPath, [join(ROOT, 'bin/omnipush.js'), 'serve', '--help'], { encoding: 'utf8' });
+  return help.includes('--mqtt-port');
 }
 
 /** The naive node:http SSE broadcaster. */
@@ -20,9 +34,72 @@ export function startFloor(): Promise<ServerProc> {
   return startServerProcess(join(ROOT, 'dist/bench/floor/sse-broadcaster.js'), []);
 }
 
-/** A peer server from bench/peers (`ws-ceiling`, `socketio-server`). */
-export function startPeer(name: 'ws-ceiling' | 'socketio-server', args: string[] = []): Promise<ServerProc> {
+/** A peer server from bench/peers (`ws-ceiling`, `socketio-server`, `aedes-server`). */
+export function startPeer(name: 'ws-ceiling' | 'socketio-server' | 'aedes-server', args: string[] = []): Promise<ServerProc> {
   return startServerProcess(join(ROOT, `dist/bench/peers/${name}.js`), args);
+}
+
+export const MOSQUITTO = '/usr/sbin/mosquitto';
+
+/** A port nobody listens on right now (loopback; the broker binds it a moment later). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Mosquitto from the system package, with a config of our own: loopback listener on a free port,
+ * anonymous access, no persistence, and a per-client queue long enough that the benchmark's bounded
+ * backlog never makes it drop QoS 0 messages (its default, 1000, would).
+ */
+export async function startMosquitto(): Promise<ServerProc> {
+  if (!existsSync(MOSQUITTO)) throw new Error(`the MQTT benchmark compares with Mosquitto: install the Debian package mosquitto (${MOSQUITTO})`);
+  const dir = mkdtempSync(join(tmpdir(), 'omnipush-bench-mosquitto-'));
+  const port = await freePort();
+  const conf = join(dir, 'mosquitto.conf');
+  writeFileSync(
+    conf,
+    [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_queued_messages 1000000', 'log_dest stderr', 'log_type error', 'log_type warning', ''].join('\n'),
+  );
+  const proc = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
+  trackChild(proc);
+  const exited = new Promise<never>((_, reject) => proc.once('exit', (c) => reject(new Error(`mosquitto exited with ${c}`))));
+  exited.catch(() => undefined);
+  // Mosquitto prints no machine-readable line; it is up once its port accepts connections.
+  const deadline = Date.now() + 10_000;
+  while (!(await Promise.race([accepts(port), exited]))) {
+    if (Date.now() > deadline) {
+      await stopChild(proc);
+      throw new Error(`mosquitto did not listen on ${port} within 10 s`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    proc,
+    url: '',
+    mqtt: { host: '127.0.0.1', port },
+    async stop() {
+      await stopChild(proc);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 export const LOADGEN_DIR = join(ROOT, 'dist/bench/loadgen');

@@ -1,0 +1,214 @@
+/**
+ * MQTT against one broker, through the same load generator and publisher whatever the broker:
+ * idle RSS per connection, QoS 0 fan-out at max rate and at a fixed delivery rate (latency), and
+ * QoS 1 point-to-point pairs acknowledged end to end.
+ */
+import { join } from 'node:path';
+import { Histogram } from '../lib/histogram.js';
+import { MqttConn } from '../lib/mqtt-wire.js';
+import { cpuSeconds, forkLoadGen, rssBytes, type LoadGen, type ServerProc } from '../lib/procs.js';
+import { sleep, stampedPayload } from '../lib/publish.js';
+import { LOADGEN_DIR } from '../lib/servers.js';
+
+export interface MqttResult {
+  clients: number;
+  rssPerIdleConnBytes: number;
+  fanout: { deliveriesPerSec: number; messages: number; lost: number; serverCpuPct: number; closed: number };
+  /** `undelivered`: deliveries still missing 5 s after the last publish (a broker slower than the target is still catching up) */
+  fixedRate: { targetDeliveriesPerSec: number; deliveriesPerSec: number; undelivered: number; p50ms: number; p99ms: number; serverCpuPct: number };
+  qos1: { pairs: number; window: number; messagesPerSec: number; inFlightLeft: number; p50ms: number; p99ms: number; serverCpuPct: number };
+}
+
+export interface MqttOptions {
+  clients: number;
+  pairs: number;
+  seconds: number;
+}
+
+const TOPIC = 'bench/fanout';
+/**
+ * How far publishing may run ahead of deliveries in the max-rate phase: enough that the broker never
+ * waits for the publisher (two seconds of its own pace, and at least 100k deliveries or two messages
+ * per subscriber), but no more than 200 messages per subscriber (as the SSE/WS fan-out allows), so a
+ * slow broker ends the phase with a backlog it delivers in seconds, not minutes. Messages go out in
+ * batches of up to BATCH.
+ */
+const BACKLOG_PER_CLIENT = 200;
+const BACKLOG_SECONDS = 2;
+const BACKLOG_FLOOR = 100_000;
+const BATCH = 40;
+/** QoS 1 messages each pair may have short of end-to-end acknowledgement. */
+const QOS1_WINDOW = 10;
+/**
+ * A broker that delivers nothing for this long has dropped what is missing (QoS 0 allows it). Long
+ * enough that a broker starved of CPU by its neighbours on a shared machine is not taken for one.
+ */
+const STALL_MS = 3000;
+
+async function call<T>(g: LoadGen, msg: Record<string, unknown>): Promise<T> {
+  const r = await g.ask<T & { error?: string }>(msg);
+  if (r && typeof r === 'object' && 'error' in r && r.error) throw new Error(`load generator: ${r.error}`);
+  return r;
+}
+
+interface Stats {
+  delivered: number;
+  closed: number;
+  hist?: number[];
+}
+
+async function stats(gens: LoadGen[], opts: { reset?: boolean; hist?: boolean } = {}): Promise<{ delivered: number; closed: number; hist: Histogram }> {
+  const all = await Promise.all(gens.map((g) => call<Stats>(g, { cmd: 'stats', ...opts })));
+  const hist = new Histogram();
+  for (const s of all) if (s.hist) hist.merge(s.hist);
+  return { delivered: all.reduce((n, s) => n + s.delivered, 0), closed: all.reduce((n, s) => n + s.closed, 0), hist };
+}
+
+/**
+ * Waits until `delivered` reaches `want`, stops moving for STALL_MS, or `ms` pass; returns the last
+ * stats and when deliveries last moved (so a wait for lost messages does not count as working time).
+ */
+async function drain(gens: LoadGen[], want: number, ms: number, hist = false): Promise<{ delivered: number; closed: number; hist: Histogram; movedAt: number }> {
+  const deadline = performance.now() + ms;
+  let s = await stats(gens, { hist });
+  let last = s.delivered;
+  let movedAt = performance.now();
+  while (s.delivered < want && performance.now() < deadline && performance.now() - movedAt < STALL_MS) {
+    await sleep(10);
+    s = await stats(gens, { hist });
+    if (s.delivered !== last) {
+      last = s.delivered;
+      movedAt = performance.now();
+    }
+  }
+  return { ...s, movedAt };
+}
+
+/** RSS once it has stopped moving (under 0.5% over 300 ms), or after 5 s. */
+async function settledRss(pid: number): Promise<number> {
+  const deadline = performance.now() + 5000;
+  let prev = rssBytes(pid);
+  for (;;) {
+    await sleep(300);
+    const cur = rssBytes(pid);
+    if (Math.abs(cur - prev) < prev * 0.005 || performance.now() > deadline) return cur;
+    prev = cur;
+  }
+}
+
+/** Writes `n` stamped QoS 0 messages in one go, waiting for the socket to drain if it backs up. */
+async function publishQos0(pub: MqttConn, n: number): Promise<void> {
+  pub.sock.cork();
+  for (let i = 0; i < n; i++) pub.publish(TOPIC, stampedPayload(), 0);
+  pub.sock.uncork();
+  if (pub.sock.writableNeedDrain) await new Promise((r) => pub.sock.once('drain', r));
+  if (!pub.isOpen) throw new Error('the broker closed the publisher');
+}
+
+export async function mqttScenario(server: ServerProc, o: MqttOptions): Promise<MqttResult> {
+  const addr = server.mqtt;
+  if (!addr) throw new Error('server has no MQTT listener');
+  const pid = server.proc.pid!;
+  const rss0 = await settledRss(pid);
+  const gens = [0, 1].map(() => forkLoadGen(join(LOADGEN_DIR, 'mqtt-clients.js'), []));
+  let pub: MqttConn | undefined;
+  try {
+    const half = Math.ceil(o.clients / 2);
+    await Promise.all(gens.map((g, i) => call(g, { cmd: 'connect', ...addr, topic: TOPIC, count: i === 0 ? half : o.clients - half })));
+    const rss1 = await settledRss(pid);
+    pub = await MqttConn.open(addr, 'bench-publisher');
+
+    // max rate, with the backlog bounded so that buffering is not what gets measured
+    await stats(gens, { reset: true });
+    let published = 0;
+    // deliveries given up on after a stall, so a broker that drops does not stall every later round
+    let writtenOff = 0;
+    const cpu0 = cpuSeconds(pid);
+    const t0 = performance.now();
+    const end = t0 + o.seconds * 1000;
+    let lastDelivered = -1;
+    let movedAt = t0;
+    while (performance.now() < end) {
+      const s = await stats(gens);
+      const now = performance.now();
+      if (s.delivered !== lastDelivered) {
+        lastDelivered = s.delivered;
+        movedAt = now;
+      }
+      const pace = now - t0 > 200 ? (s.delivered / (now - t0)) * 1000 : 0;
+      const limit = Math.min(o.clients * BACKLOG_PER_CLIENT, Math.max(2 * o.clients, BACKLOG_FLOOR, pace * BACKLOG_SECONDS));
+      const room = Math.floor((limit - (published * o.clients - writtenOff - s.delivered)) / o.clients);
+      if (room > 0) {
+        const n = Math.min(BATCH, room);
+        await publishQos0(pub, n);
+        published += n;
+      } else if (now - movedAt >= STALL_MS) {
+        writtenOff = published * o.clients - s.delivered;
+        movedAt = now;
+      } else await sleep(2);
+    }
+    // the rate counts what arrived while the broker had work queued all along; the rest is drained after
+    const inWindow = await stats(gens);
+    const elapsed = (performance.now() - t0) / 1000;
+    const cpuPct = Math.round(((cpuSeconds(pid) - cpu0) / elapsed) * 100);
+    const s = await drain(gens, published * o.clients, 30_000);
+    const fanout = {
+      deliveriesPerSec: Math.round(inWindow.delivered / elapsed),
+      messages: published,
+      lost: Math.max(0, published * o.clients - s.delivered),
+      serverCpuPct: cpuPct,
+      closed: s.closed,
+    };
+
+    // fixed rate: 50k deliveries/s in all, one message at a time on a schedule
+    const target = 50_000;
+    const perSec = Math.max(1, Math.round(target / o.clients));
+    await stats(gens, { reset: true });
+    const cpu1 = cpuSeconds(pid);
+    const t1 = performance.now();
+    const interval = 1000 / perSec;
+    let sent = 0;
+    while (performance.now() - t1 < o.seconds * 1000) {
+      const wait = t1 + sent * interval - performance.now();
+      if (wait > 0) await sleep(wait);
+      pub.publish(TOPIC, stampedPayload(), 0);
+      sent++;
+    }
+    const f = await drain(gens, sent * o.clients, 5000, true);
+    const fixedElapsed = (f.movedAt - t1) / 1000;
+    const fixedRate = {
+      targetDeliveriesPerSec: perSec * o.clients,
+      deliveriesPerSec: Math.round(f.delivered / fixedElapsed),
+      undelivered: Math.max(0, sent * o.clients - f.delivered),
+      p50ms: f.hist.percentile(0.5),
+      p99ms: f.hist.percentile(0.99),
+      serverCpuPct: Math.round(((cpuSeconds(pid) - cpu1) / fixedElapsed) * 100),
+    };
+    await Promise.all(gens.map((g) => call(g, { cmd: 'close' })));
+
+    // QoS 1 point to point: half the pairs in each load generator
+    const halfPairs = Math.ceil(o.pairs / 2);
+    await Promise.all(gens.map((g, i) => call(g, { cmd: 'pairs', ...addr, count: i === 0 ? halfPairs : o.pairs - halfPairs })));
+    const cpu2 = cpuSeconds(pid);
+    const runs = await Promise.all(
+      gens.map((g) => call<{ completed: number; elapsedSec: number; inFlightLeft: number; hist: number[] }>(g, { cmd: 'run-pairs', seconds: o.seconds, window: QOS1_WINDOW })),
+    );
+    const qosElapsed = Math.max(...runs.map((r) => r.elapsedSec));
+    const qhist = new Histogram();
+    for (const r of runs) qhist.merge(r.hist);
+    const qos1 = {
+      pairs: o.pairs,
+      window: QOS1_WINDOW,
+      messagesPerSec: Math.round(runs.reduce((n, r) => n + r.completed, 0) / qosElapsed),
+      inFlightLeft: runs.reduce((n, r) => n + r.inFlightLeft, 0),
+      p50ms: qhist.percentile(0.5),
+      p99ms: qhist.percentile(0.99),
+      serverCpuPct: Math.round(((cpuSeconds(pid) - cpu2) / qosElapsed) * 100),
+    };
+    return { clients: o.clients, rssPerIdleConnBytes: Math.round((rss1 - rss0) / o.clients), fanout, fixedRate, qos1 };
+  } finally {
+    pub?.destroy();
+    await Promise.all(gens.map((g) => g.ask({ cmd: 'close' }).catch(() => undefined)));
+    gens.forEach((g) => g.stop());
+  }
+}
