@@ -195,6 +195,23 @@ describe('MQTT limits and bad input', () => {
     c.send({ cmd: 'disconnect', reasonCode: 0, properties: { sessionExpiryInterval: 60 } });
     assert.equal(await c.disconnectCode(), 0x82);
   });
+
+  it("one client's packet that the decoder rejects does not disturb the next client's packets", async () => {
+    const healthy = await RawClient.open(server, 5);
+    await healthy.connect({ clientId: 'healthy-neighbour' });
+    healthy.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'iso/t', qos: 0 }] });
+    await healthy.next('suback');
+    // a PUBREL whose reason code (0x80) the decoder refuses: it used to leave the shared decoder mid-packet
+    for (const bad of ['620400018000', '620400028000']) {
+      const rogue = await RawClient.open(server, 5);
+      await rogue.connect({ clientId: 'rogue' });
+      rogue.sendRaw(Buffer.from(bad, 'hex'));
+      await rogue.waitClosed();
+      healthy.send({ cmd: 'publish', topic: 'iso/t', payload: Buffer.from(bad), qos: 0, retain: false, dup: false });
+      await waitFor(() => publishes(healthy).some((p) => p.payload.toString() === bad), `the neighbour's own message after ${bad}`);
+      assert.equal(healthy.closed, false, `the neighbour stays connected after ${bad}`);
+    }
+  });
 });
 
 describe('MQTT bounds', () => {
@@ -258,5 +275,6 @@ describe('MQTT bounds', () => {
     }, 'a free slot');
     for (const c of held) c.close();
   });
+
 });
 

@@ -28,7 +28,7 @@ function parserFor(version: number): ReturnType<typeof mqttPacket.parser> {
 
 /** Decodes one whole, already checked packet. Throws MqttProtocolError (malformed). */
 export function decode(packet: Buffer, version: number): Packet {
-  const p = parserFor(version) as ReturnType<typeof mqttPacket.parser> & { settings: unknown; _resetState(): void };
+  const p = parserFor(version) as ReturnType<typeof mqttPacket.parser> & { settings: unknown; _list: { length: number } };
   // CONNECT makes the parser adopt the packet as its settings; every call starts from ours
   p.settings = { protocolVersion: version };
   decoded = null;
@@ -40,9 +40,13 @@ export function decode(packet: Buffer, version: number): Packet {
   }
   const out = decoded as Packet | null;
   const err = failure as Error | null;
-  if (err || !out) {
-    p._resetState();
-    throw new MqttProtocolError(RC.malformed, `malformed packet: ${err?.message ?? 'incomplete'}`);
+  if (err || !out || p._list.length !== 0) {
+    // The parser is shared by every connection, and after a failure (or a packet it did not read to
+    // its end) its buffer and read position cannot be trusted: mqtt-packet's own reset leaves the
+    // position where it was, and the next packet — any client's — would be read at that offset.
+    // A fresh parser costs little and only bad input pays it.
+    parsers.delete(version === 5 ? 5 : 4);
+    throw new MqttProtocolError(RC.malformed, `malformed packet: ${err?.message ?? (out ? 'bytes left over after the packet' : 'incomplete')}`);
   }
   return out;
 }
