@@ -12,7 +12,10 @@ import { LOADGEN_DIR } from '../lib/servers.js';
 
 export interface MqttResult {
   clients: number;
+  /** (RSS with every client − RSS before any) / clients: includes one-time costs such as V8's young generation growing. */
   rssPerIdleConnBytes: number;
+  /** RSS slope between half and all of the clients: what one more idle connection costs. */
+  rssMarginalPerConnBytes: number;
   fanout: { deliveriesPerSec: number; messages: number; lost: number; serverCpuPct: number; closed: number };
   /** `undelivered`: deliveries still missing 5 s after the last publish (a broker slower than the target is still catching up) */
   fixedRate: { targetDeliveriesPerSec: number; deliveriesPerSec: number; undelivered: number; p50ms: number; p99ms: number; serverCpuPct: number };
@@ -113,8 +116,11 @@ export async function mqttScenario(server: ServerProc, o: MqttOptions): Promise<
   const gens = [0, 1].map(() => forkLoadGen(join(LOADGEN_DIR, 'mqtt-clients.js'), []));
   let pub: MqttConn | undefined;
   try {
+    // the halves connect one after the other so that the second half's cost can be read alone
     const half = Math.ceil(o.clients / 2);
-    await Promise.all(gens.map((g, i) => call(g, { cmd: 'connect', ...addr, topic: TOPIC, count: i === 0 ? half : o.clients - half })));
+    await call(gens[0], { cmd: 'connect', ...addr, topic: TOPIC, count: half });
+    const rssHalf = await settledRss(pid);
+    await call(gens[1], { cmd: 'connect', ...addr, topic: TOPIC, count: o.clients - half });
     const rss1 = await settledRss(pid);
     pub = await MqttConn.open(addr, 'bench-publisher');
 
@@ -205,7 +211,7 @@ export async function mqttScenario(server: ServerProc, o: MqttOptions): Promise<
       p99ms: qhist.percentile(0.99),
       serverCpuPct: Math.round(((cpuSeconds(pid) - cpu2) / qosElapsed) * 100),
     };
-    return { clients: o.clients, rssPerIdleConnBytes: Math.round((rss1 - rss0) / o.clients), fanout, fixedRate, qos1 };
+    return { clients: o.clients, rssPerIdleConnBytes: Math.round((rss1 - rss0) / o.clients), rssMarginalPerConnBytes: Math.round((rss1 - rssHalf) / (o.clients - half)), fanout, fixedRate, qos1 };
   } finally {
     pub?.destroy();
     await Promise.all(gens.map((g) => g.ask({ cmd: 'close' }).catch(() => undefined)));
