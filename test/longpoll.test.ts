@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Agent, fetch } from 'undici';
 import type { RunningServer } from '../src/server.js';
 import { startTestServer, waitFor, within } from './helpers/server.js';
+
+/**
+ * Idle keep-alive connections close well before the server's 5 s timeout: on a loaded machine a
+ * request could otherwise go out on a connection the server is closing, and fail with a reset.
+ */
+const dispatcher = new Agent({ keepAliveTimeout: 1000 });
 
 interface PollResult {
   messages: Array<{ topic: string; cursor: string; data?: string; data_base64?: string; event?: string }>;
@@ -11,13 +18,13 @@ interface PollResult {
 }
 
 async function publish(base: string, topic: string, data: string): Promise<string> {
-  const r = await fetch(`${base}/v1/topics/${topic}`, { method: 'POST', body: data });
+  const r = await fetch(`${base}/v1/topics/${topic}`, { method: 'POST', body: data, dispatcher });
   assert.equal(r.status, 200);
   return ((await r.json()) as { cursor: string }).cursor;
 }
 
 async function poll(base: string, query: string): Promise<PollResult> {
-  const r = await fetch(`${base}/v1/poll?${query}`);
+  const r = await fetch(`${base}/v1/poll?${query}`, { dispatcher });
   assert.equal(r.status, 200, await r.clone().text());
   return (await r.json()) as PollResult;
 }
@@ -48,7 +55,7 @@ describe('long-polling', () => {
     assert.deepEqual(first.messages, []);
     const pending = poll(server.http, `topic=lp/hold&since=${first.cursor}&timeout=20`);
     // the poll is held: it is counted as an open long-poll connection
-    await waitFor(async () => (await (await fetch(`${server.http}/metrics`)).text()).includes('omnipush_connections{transport="longpoll"} 1'), 'held poll in metrics');
+    await waitFor(async () => (await (await fetch(`${server.http}/metrics`, { dispatcher })).text()).includes('omnipush_connections{transport="longpoll"} 1'), 'held poll in metrics');
     const c = await publish(server.http, 'lp/hold', 'arrived');
     const r = await within(pending, 10_000, 'held poll answer');
     assert.deepEqual(
@@ -88,7 +95,7 @@ describe('long-polling', () => {
   it('carries binary payloads as data_base64 and wildcard topics', async () => {
     const start = (await poll(server.http, 'topic=lp/bin/%2B&since=now&timeout=0')).cursor;
     const bytes = Buffer.from([0xff, 0x00, 0xfe, 0x80]);
-    const r0 = await fetch(`${server.http}/v1/topics/lp/bin/x`, { method: 'POST', body: bytes });
+    const r0 = await fetch(`${server.http}/v1/topics/lp/bin/x`, { method: 'POST', body: bytes, dispatcher });
     assert.equal(r0.status, 200);
     const r = await poll(server.http, `topic=lp/bin/%2B&since=${start}`);
     assert.equal(r.messages[0].topic, 'lp/bin/x');
@@ -98,7 +105,7 @@ describe('long-polling', () => {
   it('thousands of held polls cost little and all get the message', async () => {
     const n = 2000;
     const start = (await poll(server.http, 'topic=lp/many&since=now&timeout=0')).cursor;
-    const held = async (k: number) => (await (await fetch(`${server.http}/metrics`)).text()).includes(`omnipush_connections{transport="longpoll"} ${k}\n`);
+    const held = async (k: number) => (await (await fetch(`${server.http}/metrics`, { dispatcher })).text()).includes(`omnipush_connections{transport="longpoll"} ${k}\n`);
     // opened in waves, so that a loaded machine's accept queue never overflows into reset connections
     const polls: Array<ReturnType<typeof poll>> = [];
     for (let wave = 0; wave < n; wave += 250) {
@@ -109,7 +116,7 @@ describe('long-polling', () => {
     const results = await within(Promise.all(polls), 30_000, 'all polls answered');
     assert.ok(results.every((r) => r.messages.length === 1 && r.messages[0].data === 'all of you'));
     // (memory per held poll is measured by the benchmark, in a server process of its own)
-    assert.match(await (await fetch(`${server.http}/metrics`)).text(), /omnipush_connections\{transport="longpoll"\} 0\b/);
+    assert.match(await (await fetch(`${server.http}/metrics`, { dispatcher })).text(), /omnipush_connections\{transport="longpoll"\} 0\b/);
   });
 
   it('rejects bad parameters with JSON errors', async () => {
@@ -120,7 +127,7 @@ describe('long-polling', () => {
       ['topic=a&limit=0', 'invalid_request'],
       ['topic=a&since=%00', 'invalid_cursor'],
     ] as const) {
-      const r = await fetch(`${server.http}/v1/poll?${q}`);
+      const r = await fetch(`${server.http}/v1/poll?${q}`, { dispatcher });
       assert.equal(r.status, 400, q);
       assert.equal(((await r.json()) as { error: { code: string } }).error.code, code, q);
     }
