@@ -1,7 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import { destination, pino, type Logger } from 'pino';
 import { createAuthenticator } from './auth/authenticator.js';
+import { createControl } from './cluster/control-factory.js';
 import { createUserDirectory } from './auth/users.js';
+import type { ClusterControl } from './cluster/control.js';
 import type { Config } from './config/schema.js';
 import { Hub } from './core/hub.js';
 import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
@@ -23,6 +25,8 @@ export interface RunningServer {
   readonly metrics: Metrics;
   /** The Web Push door, when `webpush.subject` is configured. */
   readonly webpush?: WebPushTransport;
+  /** This node's id and view of the cluster. */
+  readonly cluster: ClusterControl;
   /** Stops accepting, ends streams cleanly, flushes and closes the store. */
   close(): Promise<void>;
 }
@@ -50,6 +54,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     observer: metrics.hubObserver(),
   });
   const auth = await createAuthenticator(config.auth);
+  const cluster = await createControl(config, log);
   let draining = false;
 
   const corsOrigins = config.http.corsOrigins;
@@ -74,6 +79,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       return h;
     },
     draining: () => draining,
+    cluster,
   };
 
   // Web Push is on when a VAPID subject is configured (push services refuse requests without one).
@@ -95,6 +101,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     } catch (e) {
       await mqtt.close();
       await door.close();
+      await cluster.close();
       await store.close();
       throw e;
     }
@@ -115,6 +122,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     hub,
     metrics,
     webpush,
+    cluster,
     close() {
       closing ??= (async () => {
         draining = true;
@@ -125,6 +133,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         await hub.close();
         await webpush?.close();
         await door.close();
+        // after the doors: they hand their leases and claims back through it
+        await cluster.close();
         await store.close();
         log.info('omnipush stopped');
       })();
