@@ -44,8 +44,11 @@ export interface ClusterControl {
   mapSet(map: string, field: string, value: string): Promise<void>;
   /** Replaces the value only if it is still `expected` (compare and set); true when it did. */
   mapReplace(map: string, field: string, expected: string, value: string): Promise<boolean>;
-  /** True when this call removed the field: among nodes racing to take it, exactly one gets true. */
-  mapTake(map: string, field: string): Promise<boolean>;
+  /**
+   * True when this call removed the field: among nodes racing to take it, exactly one gets true.
+   * With `expected`, only a field still holding that value is removed.
+   */
+  mapTake(map: string, field: string, expected?: string): Promise<boolean>;
   mapAll(map: string): Promise<Map<string, string>>;
 }
 
@@ -104,8 +107,10 @@ export class LocalControl implements ClusterControl {
     m.set(field, value);
     return true;
   }
-  async mapTake(map: string, field: string): Promise<boolean> {
-    return this.map(map).delete(field);
+  async mapTake(map: string, field: string, expected?: string): Promise<boolean> {
+    const m = this.map(map);
+    if (expected !== undefined && m.get(field) !== expected) return false;
+    return m.delete(field);
   }
   async mapAll(map: string): Promise<Map<string, string>> {
     return new Map(this.map(map));
@@ -131,6 +136,7 @@ const UNCLAIM_LUA = `
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old and string.sub(old, 1, string.len(ARGV[2]) + 1) == ARGV[2] .. ' ' then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0`;
+const TAKE_IF_LUA = `if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0`;
 const REPLACE_LUA = `if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 end return 0`;
 
 export interface RedisControlOptions {
@@ -316,8 +322,9 @@ export class RedisControl implements ClusterControl {
     return Number(await this.redis.eval(REPLACE_LUA, 1, this.key(`map:${map}`), field, expected, value)) === 1;
   }
 
-  async mapTake(map: string, field: string): Promise<boolean> {
-    return (await this.redis.hdel(this.key(`map:${map}`), field)) === 1;
+  async mapTake(map: string, field: string, expected?: string): Promise<boolean> {
+    if (expected === undefined) return (await this.redis.hdel(this.key(`map:${map}`), field)) === 1;
+    return Number(await this.redis.eval(TAKE_IF_LUA, 1, this.key(`map:${map}`), field, expected)) === 1;
   }
 
   async mapAll(map: string): Promise<Map<string, string>> {
