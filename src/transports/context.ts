@@ -21,6 +21,8 @@ export interface TransportContext {
   commonHeaders(req: IncomingMessage): Record<string, string>;
   /** True once shutdown began: new streams are refused with 503 + Retry-After. */
   draining(): boolean;
+  /** Why this process cannot take publishes now (e.g. Redis unreachable), for `/readyz`; undefined when it can. */
+  unready?(): string | undefined;
   /** Ports the MQTT door listens on, once it does (for discovery). */
   mqttPorts?: { tcp?: number; tls?: number };
 }
