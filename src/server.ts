@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { destination, pino, type Logger } from 'pino';
+import { createBus, type Bus } from './cluster/index.js';
 import { createAuthenticator } from './auth/authenticator.js';
 import { createControl } from './cluster/control-factory.js';
 import { createUserDirectory } from './auth/users.js';
@@ -22,6 +23,8 @@ export interface RunningServer {
   /** The MQTT over TLS listener, e.g. mqtts://127.0.0.1:8883, when configured. */
   readonly mqtts?: string;
   readonly hub: Hub;
+  /** How messages reach this process's subscribers (`local`, or `redis` in a cluster). */
+  readonly bus: Bus;
   readonly metrics: Metrics;
   /** The Web Push door, when `webpush.subject` is configured. */
   readonly webpush?: WebPushTransport;
@@ -39,7 +42,11 @@ export interface StartOptions {
 /** Builds store, hub, auth and doors from `config` and starts listening. */
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? pino({ level: config.log.level, base: undefined }, destination(2));
+  if (config.bus.kind === 'redis' && config.store.kind !== 'redis') {
+    throw new Error(`bus.kind "redis" needs store.kind "redis" (the bus carries the Redis store's appends), not "${config.store.kind}"`);
+  }
   const store = await createStore(config.store);
+  const bus = createBus(config.bus.kind, store, log);
   const metrics = new Metrics();
   const hub = new Hub(store, {
     limits: { maxTopicBytes: config.limits.maxTopicBytes, maxTopicLevels: config.limits.maxTopicLevels },
@@ -52,7 +59,15 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     })),
     defaultRetention: { maxCount: config.history.maxCount, maxAgeMs: config.history.maxAge * 1000 },
     observer: metrics.hubObserver(),
+    externalFanOut: bus.external,
   });
+  try {
+    await bus.start(hub);
+  } catch (e) {
+    await bus.close();
+    await store.close();
+    throw e;
+  }
   const auth = await createAuthenticator(config.auth);
   const cluster = await createControl(config, log);
   let draining = false;
@@ -80,6 +95,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     },
     draining: () => draining,
     cluster,
+    unready: () => bus.unhealthy(),
   };
 
   // Web Push is on when a VAPID subject is configured (push services refuse requests without one).
@@ -102,6 +118,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       await mqtt.close();
       await door.close();
       await cluster.close();
+      await bus.close();
       await store.close();
       throw e;
     }
@@ -112,7 +129,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }, config.history.pruneInterval * 1000);
   pruneTimer.unref();
 
-  log.info({ http: httpUrl, mqtt: mqttUrl, mqtts: mqttsUrl, store: store.kind, epoch: store.epoch }, 'omnipush listening');
+  log.info({ http: httpUrl, mqtt: mqttUrl, mqtts: mqttsUrl, store: store.kind, bus: bus.kind, epoch: store.epoch }, 'omnipush listening');
 
   let closing: Promise<void> | undefined;
   return {
@@ -120,6 +137,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     mqtt: mqttUrl,
     mqtts: mqttsUrl,
     hub,
+    bus,
     metrics,
     webpush,
     cluster,
@@ -135,6 +153,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         await door.close();
         // after the doors: they hand their leases and claims back through it
         await cluster.close();
+        await bus.close();
         await store.close();
         log.info('omnipush stopped');
       })();

@@ -64,6 +64,16 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /**
+     * How messages reach subscribers. `local`: this process fans out its own publishes. `redis`:
+     * every process sharing the Redis store fans out all publishes (docs/cluster.md); needs store.kind redis.
+     */
+    bus: z
+      .object({
+        kind: z.enum(['local', 'redis']).default('local'),
+      })
+      .strict()
+      .default({}),
     limits: z
       .object({
         maxPayloadBytes: bytes.default(1024 * 1024),

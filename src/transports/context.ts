@@ -24,6 +24,8 @@ export interface TransportContext {
   draining(): boolean;
   /** Nodes of the cluster and their coordination (a lone node when the store is not shared). */
   cluster: ClusterControl;
+  /** Why this process cannot take publishes now (e.g. Redis unreachable), for `/readyz`; undefined when it can. */
+  unready?(): string | undefined;
   /** Ports the MQTT door listens on, once it does (for discovery). */
   mqttPorts?: { tcp?: number; tls?: number };
 }
