@@ -30,6 +30,8 @@ export interface RunningServer {
   readonly webpush?: WebPushTransport;
   /** This node's id and view of the cluster. */
   readonly cluster: ClusterControl;
+  /** The MQTT door, when MQTT is on. */
+  readonly mqttDoor?: MqttTransport;
   /** Stops accepting, ends streams cleanly, flushes and closes the store. */
   close(): Promise<void>;
 }
@@ -141,6 +143,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     metrics,
     webpush,
     cluster,
+    mqttDoor: mqtt ?? undefined,
     close() {
       closing ??= (async () => {
         draining = true;

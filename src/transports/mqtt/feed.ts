@@ -196,6 +196,13 @@ export class SharedGroups {
     );
   }
 
+  /** Client ids of the group's members as this node sees them: cluster-wide in a cluster, else its own. */
+  members(shareName: string): string[] {
+    const g = this.groups.get(shareName);
+    if (!g) return [];
+    return g.view ?? g.members.map((m) => m.session.clientId);
+  }
+
   /** Adds (or updates) a member; `filter` was validated and granted by the caller. */
   join(shareName: string, filter: string, session: MqttSession, opts: SubOptions): void {
     let g = this.groups.get(shareName);

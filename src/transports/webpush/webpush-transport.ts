@@ -218,6 +218,11 @@ export class WebPushTransport {
     return p;
   }
 
+  /** Whether this node sends Web Push now (alone: always; in a cluster: while it holds the lease). */
+  get sending(): boolean {
+    return this.active;
+  }
+
   get publicKey(): string {
     return this.vapid.keys.publicKey;
   }
