@@ -52,7 +52,7 @@ export class Broker {
     this.hub = ctx.hub;
     this.log = ctx.log;
     const cluster = ctx.cluster;
-    this.sessions = new SessionStore(ctx.hub, this.config.maxQueuedMessages, ctx.log, cluster.clustered ? cluster.nodeId : undefined);
+    this.sessions = new SessionStore(ctx.hub, this.config.maxQueuedMessages, ctx.log, cluster.clustered ? cluster.nodeId : undefined, (n) => cluster.isLive(n));
     this.shared = new SharedGroups(ctx.hub, cluster, ctx.log);
     this.wills = new WillScheduler(ctx.hub, ctx.log, cluster);
     this.claims = new SessionClaims(cluster, ctx.config.cluster.takeoverTimeout * 1000, ctx.log, (id, clean) => this.giveUp(id, clean));

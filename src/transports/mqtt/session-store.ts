@@ -23,6 +23,8 @@ export class SessionStore {
     private readonly log: Logger,
     /** This node's id in a cluster; written into each record so that only its holder expires it. */
     private readonly node?: string,
+    /** Is that node alive (cluster)? The sessions of a dead node are expired by the others. */
+    private readonly isLive: (node: string) => boolean = () => false,
   ) {}
 
   private track(ids: string[], p: Promise<void>): Promise<void> {
@@ -81,12 +83,24 @@ export class SessionStore {
    * An evicted session's expiry came: its record goes — unless, in a cluster, another node wrote
    * it since (the client resumed there), in which case that node keeps its clock. True when removed.
    */
-  async expireKey(clientId: string): Promise<boolean> {
+  async expireKey(clientId: string, now = Date.now()): Promise<boolean> {
     if (this.node !== undefined) {
       const buf = await this.hub.getRecord(SESSION_KIND, clientId);
-      const owner = buf ? recordNode(buf) : undefined;
-      if (buf && owner !== undefined && owner !== this.node) {
+      if (!buf) {
         this.waiting.delete(clientId);
+        return false;
+      }
+      const owner = recordNode(buf);
+      if (owner !== undefined && owner !== this.node && this.isLive(owner)) {
+        this.waiting.delete(clientId);
+        return false;
+      }
+      // written by a node now dead (or by us): the record's own deadline counts, which may be later
+      // than the one we knew (its client came and went on that node meanwhile)
+      const s = sessionFromRecord(clientId, buf, this.maxQueued);
+      const deadline = s?.disconnectedAt !== undefined ? s.disconnectedAt + s.expiry * 1000 : undefined;
+      if (deadline !== undefined && deadline > now) {
+        this.waiting.set(clientId, deadline);
         return false;
       }
     }
