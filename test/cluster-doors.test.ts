@@ -5,7 +5,9 @@ import { httpPublish, startCluster } from './helpers/cluster.js';
 import { mqttClient, RawClient } from './helpers/mqtt.js';
 import { startPushService, webpushConfig, type PushService } from './helpers/push-service.js';
 import { redisMissing, startRedis, type RedisServer } from './helpers/redis.js';
-import { waitFor } from './helpers/server.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnServer, tempDir, waitFor } from './helpers/server.js';
 
 /** Short heartbeats so that takeovers after a node goes away happen within a test's patience. */
 const FAST = { cluster: { heartbeat: 0.1, nodeTimeout: 1, takeoverTimeout: 3 } };
@@ -156,6 +158,68 @@ describe('MQTT, Web Push and wills across three nodes', { skip: redisMissing || 
     } finally {
       for (const w of watchers) await w.endAsync();
       await closeAll([a, b, c]);
+    }
+  });
+
+  it('after kill -9 of a node: another takes over its Web Push deliveries and publishes the will of its open connection', async () => {
+    const svc = await startPushService();
+    const dir = tempDir();
+    const common = { ...FAST, auth: { allowAnonymous: true, anonymous: { publish: ['#'], subscribe: ['#'] } }, webpush: webpushConfig(svc, { retryMinDelay: 20, retryMaxDelay: 200 }) };
+    const file = join(dir.path, 'node.json');
+    writeFileSync(file, JSON.stringify({ ...common, http: { host: '127.0.0.1' }, store: { kind: 'redis', redis: { url: redis.url, prefix: 'kill:' } }, bus: { kind: 'redis' }, log: { level: 'warn' } }));
+    // the child starts first, so it takes the sender lease
+    const child = await spawnServer(['--config', file]);
+    let childAlive = true;
+    const nodes = await startCluster(redis, 'kill:', 2, common);
+    const watcher = await mqttClient(nodes[0], { protocolVersion: 5 });
+    try {
+      assert.ok(nodes.every((n) => !n.webpush!.sending), 'the child node sends');
+      svc.expectedKey = ((await (await fetch(`${nodes[0].http}/v1/webpush/vapid-public-key`)).json()) as { publicKey: string }).publicKey;
+      const browser = svc.browser('killed');
+      const r = await fetch(`${nodes[1].http}/v1/webpush/subscriptions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ subscription: browser.subscription, topics: ['k/#'] }),
+      });
+      assert.equal(r.status, 201, await r.text());
+      const accepted = () => svc.received.filter((x) => x.name === 'killed' && x.status >= 200 && x.status < 300).map((x) => x.payload!.cursor as string);
+      await waitFor(
+        async () => {
+          await httpPublish(nodes[0].http, 'k/probe', 'probe');
+          return accepted().length > 0;
+        },
+        'a first push from the child',
+      );
+
+      await watcher.subscribeAsync('will/#', { qos: 1 });
+      const doomed = await RawClient.open({ mqtt: child.mqtt } as RunningServer, 5);
+      await doomed.connect({ clientId: 'doomed', will: { topic: 'will/doomed', payload: Buffer.from('node died'), qos: 1, retain: false } });
+
+      svc.answer = () => ({ status: 503, headers: { 'retry-after': '1' } });
+      const pending: string[] = [];
+      for (let i = 0; i < 3; i++) pending.push(await httpPublish(nodes[i % 2].http, `k/${i}`, `k${i}`));
+      await waitFor(() => pending.every((c) => svc.received.some((x) => x.payload?.cursor === c)), 'each pending delivery tried once');
+      await child.kill();
+      childAlive = false;
+      svc.answer = () => ({ status: 201 });
+
+      await waitFor(() => pending.every((c) => accepted().includes(c)), 'the pending deliveries sent by a surviving node', 15_000);
+      assert.ok(nodes.some((n) => n.webpush!.sending), 'a surviving node holds the lease');
+      const end = await httpPublish(nodes[1].http, 'k/end', 'end');
+      await waitFor(() => accepted().includes(end), 'the end marker push');
+      for (const c of pending) assert.equal(accepted().filter((x) => x === c).length, 1, `one accepted push for ${c}`);
+
+      await waitFor(() => watcher.received.some((x) => x.topic === 'will/doomed'), 'the will of the connection on the killed node', 10_000);
+      await httpPublish(nodes[1].http, 'will/marker', 'after');
+      await waitFor(() => watcher.received.some((x) => x.payload === 'after'), 'the marker');
+      assert.equal(watcher.received.filter((x) => x.topic === 'will/doomed').length, 1, 'the will once');
+      doomed.close();
+    } finally {
+      await watcher.endAsync();
+      if (childAlive) await child.kill();
+      await closeAll(nodes);
+      await svc.close();
+      dir.remove();
     }
   });
 
