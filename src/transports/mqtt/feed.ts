@@ -136,6 +136,9 @@ class SharedGroup implements HubSubscriber {
   close(): void {}
 }
 
+/** Heartbeats between two reads of a group's member list when nothing was announced. */
+const REREAD_TICKS = 5;
+
 /** Cluster event: the members of a shared group changed (`name`). */
 const SHARE_EVENT = 'mqtt-share';
 const shareMap = (name: string) => `mqtt-share:${name}`;
@@ -143,7 +146,7 @@ const shareMap = (name: string) => `mqtt-share:${name}`;
 /**
  * Every shared subscription group of the broker. In a cluster, membership is also kept in a
  * cluster map per group (client id → node), re-read by every node holding members of the group
- * when another node announces a change, and at every heartbeat (events can be missed).
+ * when another node announces a change, when the node list changes, and every few heartbeats.
  */
 export class SharedGroups {
   private readonly groups = new Map<string, SharedGroup>();
@@ -158,7 +161,10 @@ export class SharedGroups {
       c.on(SHARE_EVENT, (e) => {
         if (typeof e.name === 'string' && this.groups.has(e.name)) this.refresh(e.name);
       });
-      c.onTick(() => {
+      // events may be missed: the lists are read again when the node list changes, and every few heartbeats
+      let ticks = 0;
+      c.onTick((_nodes, changed) => {
+        if (!changed && ++ticks % REREAD_TICKS !== 0) return;
         for (const name of this.groups.keys()) this.refresh(name);
       });
     }

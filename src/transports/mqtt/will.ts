@@ -13,6 +13,9 @@ export interface WillSpec {
   delay: number;
 }
 
+/** Heartbeats between two looks for wills of dead nodes when no node change was seen. */
+const SWEEP_TICKS = 10;
+
 /** Cluster map of wills: client id → {@link StoredWill}. */
 export const WILLS_MAP = 'mqtt-wills';
 
@@ -63,9 +66,14 @@ export class WillScheduler {
   ) {
     const c = cluster;
     if (c?.clustered) {
-      // the first live node looks after the wills of dead nodes (one HGETALL per heartbeat)
-      c.onTick((nodes) => {
-        if (nodes[0] === c.nodeId) void this.adoptOrphans().catch((e: unknown) => this.log.warn({ err: e }, 'mqtt wills of dead nodes not checked'));
+      // The first live node looks after the wills of dead nodes: when the node list changes, and
+      // every SWEEP_TICKS heartbeats in case a change went unseen (the map holds a will per
+      // connection that has one, so it is not read at every heartbeat).
+      let ticks = 0;
+      c.onTick((nodes, changed) => {
+        ticks++;
+        if (nodes[0] !== c.nodeId || (!changed && ticks % SWEEP_TICKS !== 1)) return;
+        void this.adoptOrphans().catch((e: unknown) => this.log.warn({ err: e }, 'mqtt wills of dead nodes not checked'));
       });
     }
   }

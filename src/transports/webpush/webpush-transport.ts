@@ -63,6 +63,7 @@ export class WebPushTransport {
   private leaseToken: string | null = null;
   private lastRenewal = 0;
   private leading: Promise<void> | null = null;
+  private activation: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly ctx: TransportContext,
@@ -105,6 +106,7 @@ export class WebPushTransport {
       });
       c.onTick(() => void t.lead());
       await t.lead();
+      await t.activation;
     }
     ctx.log.info({ subscriptions: t.registry.size, queued: t.queue.size, vapidKeys: source, sending: t.active }, 'web push ready');
     return t;
@@ -130,7 +132,8 @@ export class WebPushTransport {
             this.leaseToken = token;
             this.lastRenewal = Date.now();
             this.ctx.log.info({ node: c.nodeId }, 'web push sender lease taken; this node sends');
-            await this.activate();
+            // not awaited: loading a long queue must not hold up the renewals that keep the lease
+            this.activation = this.activate().catch((e: unknown) => this.ctx.log.error({ err: e }, 'web push sending not started'));
           }
         }
       } catch (e) {
@@ -180,6 +183,7 @@ export class WebPushTransport {
 
   /** Stops sending (lease lost): detaches everything and writes the queue's state for the next sender. */
   private async deactivate(): Promise<void> {
+    await this.activation;
     if (!this.active) return;
     this.active = false;
     for (const sub of this.attached.values()) this.ctx.hub.unsubscribe(sub);
@@ -385,6 +389,7 @@ export class WebPushTransport {
   async close(): Promise<void> {
     this.closing = true;
     if (this.leading) await this.leading;
+    await this.activation;
     for (const sub of this.attached.values()) this.ctx.hub.unsubscribe(sub);
     this.attached.clear();
     this.active = false;
