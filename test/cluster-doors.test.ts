@@ -85,6 +85,18 @@ describe('MQTT, Web Push and wills across three nodes', { skip: redisMissing || 
       assert.equal(old4.packets.filter((x) => x.cmd === 'disconnect').length, 0, '3.1.1 has no server DISCONNECT');
       assert.equal(new4.closed, false);
       new4.close();
+
+      // a clean start ending a stored session still holds the identifier: a later CONNECT elsewhere takes it over
+      const stored = await mqttClient(a, { protocolVersion: 5, clientId: 'restart', clean: false, properties: { sessionExpiryInterval: 60 } });
+      await stored.endAsync();
+      const fresh = await RawClient.open(b, 5);
+      const ack3 = await fresh.connect({ clientId: 'restart', clean: true });
+      assert.equal(ack3.sessionPresent, false);
+      const later = await RawClient.open(c, 5);
+      assert.equal((await later.connect({ clientId: 'restart', clean: true })).reasonCode, 0);
+      assert.equal(await fresh.disconnectCode(), 0x8e);
+      await fresh.waitClosed();
+      later.close();
     } finally {
       await closeAll([a, b, c]);
     }

@@ -177,12 +177,15 @@ export class Broker {
     );
   }
 
-  /** The session is over: shared memberships go, a waiting will is published, the record is deleted. */
-  endSession(s: MqttSession): void {
+  /**
+   * The session is over: shared memberships go, a waiting will is published, the record is deleted.
+   * `keepClaim`: a clean CONNECT on this node ends it and goes on holding the client id.
+   */
+  endSession(s: MqttSession, keepClaim = false): void {
     for (const name of s.shared.keys()) this.shared.leave(name, s);
     this.wills.fire(s.clientId);
     if (s.released) return;
-    this.claims.release(s.clientId);
+    if (!keepClaim) this.claims.release(s.clientId);
     this.sessions.remove(s).catch((e: unknown) => this.log.error({ err: e }, 'mqtt session not removed'));
   }
 

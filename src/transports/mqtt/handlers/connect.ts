@@ -103,7 +103,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   }
   let present = false;
   if (session && clean) {
-    broker.endSession(session);
+    broker.endSession(session, true);
     session = undefined;
   } else if (session) {
     // its will waits no longer: the session carries on
