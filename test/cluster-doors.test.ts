@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../src/server.js';
-import { httpPublish, startCluster } from './helpers/cluster.js';
+import { clusterConfig, httpPublish, startCluster } from './helpers/cluster.js';
 import { mqttClient, RawClient } from './helpers/mqtt.js';
 import { startPushService, webpushConfig, type PushService } from './helpers/push-service.js';
 import { redisMissing, startRedis, type RedisServer } from './helpers/redis.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnServer, tempDir, waitFor } from './helpers/server.js';
+import { spawnServer, startTestServer, tempDir, waitFor } from './helpers/server.js';
 
 /** Short heartbeats so that takeovers after a node goes away happen within a test's patience. */
 const FAST = { cluster: { heartbeat: 0.1, nodeTimeout: 1, takeoverTimeout: 3 } };
@@ -242,6 +242,17 @@ describe('MQTT, Web Push and wills across three nodes', { skip: redisMissing || 
     });
     after(async () => {
       await svc?.close();
+    });
+
+    it('nodes starting together share one VAPID key pair', async () => {
+      const cfg = clusterConfig(redis, 'vk:', { ...FAST, webpush: webpushConfig(svc) });
+      const nodes = await Promise.all([0, 1, 2].map(() => startTestServer(cfg)));
+      try {
+        const keys = new Set(nodes.map((n) => n.webpush!.publicKey));
+        assert.equal(keys.size, 1, [...keys].join(' '));
+      } finally {
+        await closeAll(nodes);
+      }
     });
 
     it('sends each push once with three nodes, and a new sender takes over pending deliveries', async () => {

@@ -331,3 +331,23 @@ export class RedisControl implements ClusterControl {
     return new Map(Object.entries(await this.redis.hgetall(this.key(`map:${map}`))));
   }
 }
+
+/**
+ * Runs `fn` while holding the lease `name` (waiting for it up to `waitMs`), so that one node at a
+ * time does it: e.g. creating a key pair that every node must then share.
+ */
+export async function withLease<T>(control: ClusterControl, name: string, fn: () => Promise<T>, waitMs = 15_000): Promise<T> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const token = await control.acquire(name, waitMs);
+    if (token) {
+      try {
+        return await fn();
+      } finally {
+        await control.release(name, token).catch(() => undefined);
+      }
+    }
+    if (Date.now() > deadline) throw new Error(`cluster lease ${name} not obtained within ${waitMs} ms`);
+    await new Promise((r) => setTimeout(r, 25 + Math.random() * 50));
+  }
+}

@@ -3,6 +3,7 @@ import type { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
 import { parseCursor, type StoredMessage } from '../../core/message.js';
+import { withLease } from '../../cluster/control.js';
 import type { TransportContext } from '../context.js';
 import { encryptWebPush } from './ece.js';
 import { pushJobFor, type PushJob } from './payload.js';
@@ -95,7 +96,8 @@ export class WebPushTransport {
   static async start(ctx: TransportContext): Promise<WebPushTransport> {
     const cfg = ctx.config.webpush;
     if (!cfg.subject) throw new Error('webpush.subject is required for Web Push');
-    const { keys, source } = await loadOrCreateVapidKeys(ctx.hub, cfg);
+    // nodes starting together must not each create (and store) a key pair of their own
+    const { keys, source } = await withLease(ctx.cluster, 'webpush-vapid', () => loadOrCreateVapidKeys(ctx.hub, cfg));
     const t = new WebPushTransport(ctx, new VapidSigner(keys, cfg.subject));
     await t.registry.load();
     const c = ctx.cluster;
