@@ -10,6 +10,7 @@ import { Hub } from './core/hub.js';
 import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
 import { Metrics } from './metrics/metrics.js';
 import { createStore } from './store/index.js';
+import { RedisStore } from './store/redis.js';
 import { ConnectionBudget, type TransportContext } from './transports/context.js';
 import { MqttTransport } from './transports/mqtt/mqtt-transport.js';
 import { WebPushTransport } from './transports/webpush/webpush-transport.js';
@@ -97,7 +98,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     },
     draining: () => draining,
     cluster,
-    unready: () => bus.unhealthy(),
+    unready: () => bus.unhealthy() ?? (store instanceof RedisStore && !store.connected ? 'store connection to Redis is down' : undefined),
   };
 
   // Web Push is on when a VAPID subject is configured (push services refuse requests without one).
