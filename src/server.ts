@@ -1,12 +1,16 @@
 import type { IncomingMessage } from 'node:http';
 import { destination, pino, type Logger } from 'pino';
+import { createBus, type Bus } from './cluster/index.js';
 import { createAuthenticator } from './auth/authenticator.js';
+import { createControl } from './cluster/control-factory.js';
 import { createUserDirectory } from './auth/users.js';
+import type { ClusterControl } from './cluster/control.js';
 import type { Config } from './config/schema.js';
 import { Hub } from './core/hub.js';
 import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
 import { Metrics } from './metrics/metrics.js';
 import { createStore } from './store/index.js';
+import { RedisStore } from './store/redis.js';
 import { ConnectionBudget, type TransportContext } from './transports/context.js';
 import { MqttTransport } from './transports/mqtt/mqtt-transport.js';
 import { WebPushTransport } from './transports/webpush/webpush-transport.js';
@@ -20,9 +24,15 @@ export interface RunningServer {
   /** The MQTT over TLS listener, e.g. mqtts://127.0.0.1:8883, when configured. */
   readonly mqtts?: string;
   readonly hub: Hub;
+  /** How messages reach this process's subscribers (`local`, or `redis` in a cluster). */
+  readonly bus: Bus;
   readonly metrics: Metrics;
   /** The Web Push door, when `webpush.subject` is configured. */
   readonly webpush?: WebPushTransport;
+  /** This node's id and view of the cluster. */
+  readonly cluster: ClusterControl;
+  /** The MQTT door, when MQTT is on. */
+  readonly mqttDoor?: MqttTransport;
   /** Stops accepting, ends streams cleanly, flushes and closes the store. */
   close(): Promise<void>;
 }
@@ -35,7 +45,11 @@ export interface StartOptions {
 /** Builds store, hub, auth and doors from `config` and starts listening. */
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? pino({ level: config.log.level, base: undefined }, destination(2));
+  if (config.bus.kind === 'redis' && config.store.kind !== 'redis') {
+    throw new Error(`bus.kind "redis" needs store.kind "redis" (the bus carries the Redis store's appends), not "${config.store.kind}"`);
+  }
   const store = await createStore(config.store);
+  const bus = createBus(config.bus.kind, store, log);
   const metrics = new Metrics();
   const hub = new Hub(store, {
     limits: { maxTopicBytes: config.limits.maxTopicBytes, maxTopicLevels: config.limits.maxTopicLevels },
@@ -48,8 +62,17 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     })),
     defaultRetention: { maxCount: config.history.maxCount, maxAgeMs: config.history.maxAge * 1000 },
     observer: metrics.hubObserver(),
+    externalFanOut: bus.external,
   });
+  try {
+    await bus.start(hub);
+  } catch (e) {
+    await bus.close();
+    await store.close();
+    throw e;
+  }
   const auth = await createAuthenticator(config.auth);
+  const cluster = await createControl(config, log);
   let draining = false;
 
   const corsOrigins = config.http.corsOrigins;
@@ -74,6 +97,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       return h;
     },
     draining: () => draining,
+    cluster,
+    unready: () => bus.unhealthy() ?? (store instanceof RedisStore && !store.connected ? 'store connection to Redis is down' : undefined),
   };
 
   // Web Push is on when a VAPID subject is configured (push services refuse requests without one).
@@ -95,6 +120,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     } catch (e) {
       await mqtt.close();
       await door.close();
+      await cluster.close();
+      await bus.close();
       await store.close();
       throw e;
     }
@@ -105,7 +132,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }, config.history.pruneInterval * 1000);
   pruneTimer.unref();
 
-  log.info({ http: httpUrl, mqtt: mqttUrl, mqtts: mqttsUrl, store: store.kind, epoch: store.epoch }, 'omnipush listening');
+  log.info({ http: httpUrl, mqtt: mqttUrl, mqtts: mqttsUrl, store: store.kind, bus: bus.kind, epoch: store.epoch }, 'omnipush listening');
 
   let closing: Promise<void> | undefined;
   return {
@@ -113,8 +140,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     mqtt: mqttUrl,
     mqtts: mqttsUrl,
     hub,
+    bus,
     metrics,
     webpush,
+    cluster,
+    mqttDoor: mqtt ?? undefined,
     close() {
       closing ??= (async () => {
         draining = true;
@@ -125,6 +155,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         await hub.close();
         await webpush?.close();
         await door.close();
+        // after the doors: they hand their leases and claims back through it
+        await cluster.close();
+        await bus.close();
         await store.close();
         log.info('omnipush stopped');
       })();

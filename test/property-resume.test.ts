@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { filterMatches } from '../src/core/topic.js';
 import type { RunningServer } from '../src/server.js';
+import { startCluster } from './helpers/cluster.js';
+import { redisMissing, startRedis } from './helpers/redis.js';
 import { startTestServer, waitFor } from './helpers/server.js';
 import { openRawSse } from './helpers/sse.js';
 import { prng } from './helpers/prng.js';
@@ -19,12 +21,17 @@ function qs(filters: string[]): string {
   return filters.map((f) => `topic=${encodeURIComponent(f)}`).join('&');
 }
 
+/** One of the nodes, at random: in a cluster every reconnect may land on another node. */
+function pick(bases: string[], rnd: () => number): string {
+  return bases[Math.floor(rnd() * bases.length)];
+}
+
 /** An SSE subscriber that disconnects at random moments and resumes with Last-Event-ID. */
-async function flakySseSubscriber(base: string, filters: string[], start: string, rnd: () => number, stop: () => boolean, got: string[]): Promise<number> {
+async function flakySseSubscriber(bases: string[], filters: string[], start: string, rnd: () => number, stop: () => boolean, got: string[]): Promise<number> {
   let last = start;
   let reconnects = 0;
   while (!stop()) {
-    const s = await openRawSse(`${base}/v1/sse?${qs(filters)}`, { 'Last-Event-ID': last });
+    const s = await openRawSse(`${pick(bases, rnd)}/v1/sse?${qs(filters)}`, { 'Last-Event-ID': last });
     assert.equal(s.status, 200);
     await Promise.race([s.ended, new Promise((r) => setTimeout(r, 5 + rnd() * 60))]);
     s.close();
@@ -39,7 +46,7 @@ async function flakySseSubscriber(base: string, filters: string[], start: string
 }
 
 /** A long-poll subscriber that sometimes abandons a poll mid-way and always repolls from its cursor. */
-async function flakyPoller(base: string, filters: string[], start: string, rnd: () => number, stop: () => boolean, got: string[]): Promise<number> {
+async function flakyPoller(bases: string[], filters: string[], start: string, rnd: () => number, stop: () => boolean, got: string[]): Promise<number> {
   let cursor = start;
   let polls = 0;
   while (!stop()) {
@@ -47,7 +54,7 @@ async function flakyPoller(base: string, filters: string[], start: string, rnd: 
     const ac = new AbortController();
     const t = abandon ? setTimeout(() => ac.abort(), rnd() * 20) : undefined;
     try {
-      const r = await fetch(`${base}/v1/poll?${qs(filters)}&since=${cursor}&timeout=1&limit=${1 + Math.floor(rnd() * 50)}`, { signal: ac.signal });
+      const r = await fetch(`${pick(bases, rnd)}/v1/poll?${qs(filters)}&since=${cursor}&timeout=1&limit=${1 + Math.floor(rnd() * 50)}`, { signal: ac.signal });
       const j = (await r.json()) as { messages: Array<{ data: string }>; cursor: string; gap?: unknown };
       assert.equal(j.gap, undefined);
       for (const m of j.messages) got.push(m.data);
@@ -62,12 +69,44 @@ async function flakyPoller(base: string, filters: string[], start: string, rnd: 
   return polls;
 }
 
-describe('resume property: random disconnects lose nothing and repeat nothing', () => {
+const HISTORY = { maxCount: 100_000, pruneInterval: 3600, rules: [{ filter: 'gaptest/#', maxCount: 10 }] };
+
+/** One server; or three nodes over one Redis (store and bus), where subscribers resume and publishers publish on random nodes. */
+const VARIANTS: Array<{ name: string; skip: string | false; start(): Promise<{ nodes: RunningServer[]; stop(): Promise<void> }> }> = [
+  {
+    name: 'one node',
+    skip: false,
+    async start() {
+      const server = await startTestServer({ history: HISTORY });
+      return { nodes: [server], stop: () => server.close() };
+    },
+  },
+  {
+    name: 'three nodes on a Redis bus',
+    skip: redisMissing || false,
+    async start() {
+      const redis = await startRedis();
+      const nodes = await startCluster(redis, 'prop:', 3, { history: HISTORY });
+      return {
+        nodes,
+        async stop() {
+          await Promise.all(nodes.map((n) => n.close()));
+          await redis.remove();
+        },
+      };
+    },
+  },
+];
+
+for (const variant of VARIANTS) describe(`resume property (${variant.name}): random disconnects lose nothing and repeat nothing`, { skip: variant.skip }, () => {
+  let nodes: RunningServer[];
   let server: RunningServer;
+  let stopAll: () => Promise<void>;
   before(async () => {
-    server = await startTestServer({ history: { maxCount: 100_000, pruneInterval: 3600, rules: [{ filter: 'gaptest/#', maxCount: 10 }] } });
+    ({ nodes, stop: stopAll } = await variant.start());
+    server = nodes[0];
   });
-  after(() => server.close());
+  after(() => stopAll());
 
   it('every SSE and long-poll subscriber ends with exactly the published sequence for its filters', async () => {
     const seed = Number(process.env.OMNIPUSH_PROPERTY_SEED ?? Date.now() % 1e9);
@@ -84,7 +123,7 @@ describe('resume property: random disconnects lose nothing and repeat nothing', 
     const expectedFor = (filters: string[]) => published.filter((p) => filters.some((f) => filterMatches(f, p.topic))).map((p) => p.data);
     const done = (s: (typeof subs)[number]) => !publishing && s.got.length >= expectedFor(s.filters).length;
     const runs = subs.map((s) =>
-      s.kind === 'sse' ? flakySseSubscriber(server.http, s.filters, startCursor, s.rnd, () => done(s), s.got) : flakyPoller(server.http, s.filters, startCursor, s.rnd, () => done(s), s.got),
+      s.kind === 'sse' ? flakySseSubscriber(nodes.map((x) => x.http), s.filters, startCursor, s.rnd, () => done(s), s.got) : flakyPoller(nodes.map((x) => x.http), s.filters, startCursor, s.rnd, () => done(s), s.got),
     );
 
     // publish in random-sized batches, sequentially, so acknowledgement order is seq order
@@ -95,7 +134,7 @@ describe('resume property: random disconnects lose nothing and repeat nothing', 
         const topic = TOPICS[Math.floor(rnd() * TOPICS.length)];
         return { topic, data: `${n++}:${topic}` };
       });
-      const r = await fetch(`${server.http}/v1/publish`, { method: 'POST', body: JSON.stringify({ messages: batch }) });
+      const r = await fetch(`${pick(nodes.map((x) => x.http), rnd)}/v1/publish`, { method: 'POST', body: JSON.stringify({ messages: batch }) });
       assert.equal(r.status, 200);
       const { cursors } = (await r.json()) as { cursors: string[] };
       batch.forEach((b, i) => published.push({ ...b, cursor: cursors[i] }));

@@ -15,6 +15,11 @@ process.once('SIGINT', () => {
   process.exit(130);
 });
 
+/** Registers a process the benchmark started itself, so killAll ends it too. */
+export function trackChild(c: ChildProcess): void {
+  children.add(c);
+}
+
 export interface ServerProc {
   proc: ChildProcess;
   /** The HTTP base URL (empty for a server without HTTP). */

@@ -4,7 +4,7 @@
  * JSON message frames), `ws` (plain text frames from the ceiling peer), `socketio` (Engine.IO 4 /
  * Socket.IO 4 over WebSocket: `40` to join, `42[...]` events, `2`→`3` pings). Each message carries
  * `<ms>|` in its text; latency is measured from it.
- * IPC: {cmd:'connect', url, mode, topic, count} · {cmd:'stats', reset} · {cmd:'close'}.
+ * IPC: {cmd:'connect', url, mode, topic, count, localAddress?} · {cmd:'stats', reset} · {cmd:'close'}.
  */
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
@@ -36,9 +36,10 @@ function record(text: string): void {
   }
 }
 
-function openOne(url: URL, mode: Mode, topic: string): Promise<void> {
+function openOne(url: URL, mode: Mode, topic: string, localAddress?: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const s = connect(Number(url.port), url.hostname);
+    // a source address of its own per generator: one address pair has only ~28k ephemeral ports
+    const s = connect({ port: Number(url.port), host: url.hostname, localAddress });
     s.setNoDelay(true);
     sockets.push(s);
     let buf: Buffer = Buffer.alloc(0);
@@ -112,14 +113,14 @@ function openOne(url: URL, mode: Mode, topic: string): Promise<void> {
   });
 }
 
-process.on('message', async (m: { id: number; cmd: string; url?: string; mode?: Mode; topic?: string; count?: number; reset?: boolean }) => {
+process.on('message', async (m: { id: number; cmd: string; url?: string; mode?: Mode; topic?: string; count?: number; reset?: boolean; localAddress?: string }) => {
   let result: unknown = null;
   if (m.cmd === 'connect') {
     const url = new URL(m.url!);
     const batch = 200;
     for (let i = 0; i < m.count!; i += batch) {
       const n = Math.min(batch, m.count! - i);
-      await Promise.all(Array.from({ length: n }, () => openOne(url, m.mode!, m.topic!)));
+      await Promise.all(Array.from({ length: n }, () => openOne(url, m.mode!, m.topic!, m.localAddress)));
     }
     result = { connected: sockets.length };
   } else if (m.cmd === 'stats') {

@@ -33,7 +33,8 @@ program
   .option('--store <kind>', 'sqlite, memory or redis')
   .option('--config <file>', 'YAML or JSON config file')
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
-  .action(async (o: { host?: string; port?: number; mqttPort?: number; data?: string; store?: string; config?: string; logLevel?: string }) => {
+  .option('--workers <n>', 'run N processes sharing the ports; needs store and bus on Redis (docs/cluster.md)', int)
+  .action(async (o: { host?: string; port?: number; mqttPort?: number; data?: string; store?: string; config?: string; logLevel?: string; workers?: number }) => {
     let config;
     try {
       config = loadConfig({
@@ -43,6 +44,14 @@ program
       checkBindSafety(config);
     } catch (e) {
       fail((e as Error).message);
+    }
+    if (o.workers !== undefined) {
+      const { isWorker, runPrimary, runWorker, workersRefusal } = await import('./workers.js');
+      if (isWorker()) return runWorker(config);
+      if (o.workers < 1) fail('--workers must be at least 1');
+      const why = workersRefusal(config);
+      if (why) fail(why);
+      return runPrimary(o.workers, (line) => process.stdout.write(`${line}\n`), fail);
     }
     const { startServer } = await import('../server.js');
     let server;

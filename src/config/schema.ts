@@ -64,6 +64,16 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /**
+     * How messages reach subscribers. `local`: this process fans out its own publishes. `redis`:
+     * every process sharing the Redis store fans out all publishes (docs/cluster.md); needs store.kind redis.
+     */
+    bus: z
+      .object({
+        kind: z.enum(['local', 'redis']).default('local'),
+      })
+      .strict()
+      .default({}),
     limits: z
       .object({
         maxPayloadBytes: bytes.default(1024 * 1024),
@@ -247,6 +257,19 @@ export const configSchema = z
         enabled: z.boolean().default(false),
       })
       .strict()
+      .default({}),
+    /** Nodes sharing one Redis store (store.kind redis) find each other through it (docs/cluster.md). */
+    cluster: z
+      .object({
+        /** seconds between a node's heartbeats (and lease renewals) */
+        heartbeat: seconds.default(1),
+        /** seconds without a heartbeat after which a node counts as dead and its work is taken over */
+        nodeTimeout: seconds.default(5),
+        /** seconds a node waits for another to give up an MQTT session it holds before going ahead */
+        takeoverTimeout: seconds.default(2),
+      })
+      .strict()
+      .refine((c) => c.nodeTimeout > c.heartbeat * 2, { message: 'nodeTimeout must be more than twice the heartbeat' })
       .default({}),
     log: z
       .object({

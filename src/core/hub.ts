@@ -47,6 +47,11 @@ export interface SubscribePlan {
   mode: 'retained' | 'live' | 'history';
   afterSeq: number;
   gap?: GapInfo;
+  /**
+   * The cursor is past what this node has fanned out: with a cluster bus it may come from a node
+   * that is a little ahead, so subscribe waits briefly for the bus before calling it `ahead`.
+   */
+  awaitSeq?: number;
 }
 
 export interface PublishRequest {
@@ -71,6 +76,16 @@ export interface HubOptions {
   defaultRetention?: Omit<RetentionRule, 'filter'>;
   observer?: HubObserver;
   now?: () => number;
+  /**
+   * A cluster bus fans messages out (`fanOutFromBus`), this node's own publishes included, instead
+   * of the hub right after `append`: then every node fans out one sequence, in seq order.
+   */
+  externalFanOut?: boolean;
+  /**
+   * With `externalFanOut`: ms a publish waits, once durable, for this node to fan it out before it
+   * resolves anyway (the bus is catching up after an outage; the message is stored and will follow).
+   */
+  fanOutWaitMs?: number;
 }
 
 interface SubState {
@@ -118,6 +133,10 @@ export class Hub {
   private catchingUp = 0;
   private closed = false;
   private idleWaiters: Array<() => void> = [];
+  private readonly externalFanOut: boolean;
+  private readonly fanOutWaitMs: number;
+  /** Publishes (and subscribes) waiting for `head` to reach a seq, ascending by seq. */
+  private headWaiters: Array<{ seq: number; done: () => void; timer: NodeJS.Timeout }> = [];
 
   constructor(
     readonly store: Store,
@@ -132,6 +151,13 @@ export class Hub {
     this.observer = opts.observer ?? {};
     this.now = opts.now ?? Date.now;
     this.head = store.lastSeq();
+    this.externalFanOut = opts.externalFanOut ?? false;
+    this.fanOutWaitMs = opts.fanOutWaitMs ?? 5_000;
+  }
+
+  /** Last seq fanned out by this node (a cluster bus hands over what comes after it). */
+  get headSeq(): number {
+    return this.head;
   }
 
   get epoch(): string {
@@ -199,7 +225,12 @@ export class Hub {
     return input;
   }
 
-  /** Publishes one message; resolves with it (and its cursor) once it is durable and fanned out. */
+  /**
+   * Publishes one message; resolves with it (and its cursor) once it is durable and this node has
+   * fanned it out — so a publisher that reads or subscribes here next sees its own write. With a
+   * cluster bus that lags (catching up after an outage) it resolves after `fanOutWaitMs` anyway:
+   * the message is durable and every node will fan it out in seq order.
+   */
   async publish(p: Principal, req: PublishRequest): Promise<StoredMessage> {
     return this.enqueue(this.checkPublish(p, req));
   }
@@ -246,6 +277,13 @@ export class Hub {
         }
         this.observer.storeLatency?.('append', (performance.now() - t0) / 1000);
         this.observer.published?.(stored.length);
+        if (this.externalFanOut) {
+          // the bus fans it out (here and on every node); answer the publishers once it has here
+          this.afterHead(stored[stored.length - 1].seq, this.fanOutWaitMs, () => {
+            for (let i = 0; i < stored.length; i++) batch[i].resolve(stored[i]);
+          });
+          continue;
+        }
         for (let i = 0; i < stored.length; i++) {
           this.fanOut(stored[i]);
           batch[i].resolve(stored[i]);
@@ -254,8 +292,55 @@ export class Hub {
     } finally {
       this.flushing = false;
       if (this.queue.length) this.scheduleFlush();
-      else for (const w of this.idleWaiters.splice(0)) w();
+      else this.settleIdle();
     }
+  }
+
+  private isIdle(): boolean {
+    return !this.flushing && !this.flushScheduled && this.queue.length === 0 && this.headWaiters.length === 0;
+  }
+
+  private settleIdle(): void {
+    if (this.isIdle()) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** Calls `done` once `head` reaches `seq`, or after `ms` whatever happened. */
+  private afterHead(seq: number, ms: number, done: () => void): void {
+    if (this.head >= seq) return done();
+    const w = {
+      seq,
+      done,
+      timer: setTimeout(() => {
+        this.headWaiters = this.headWaiters.filter((x) => x !== w);
+        done();
+        this.settleIdle();
+      }, ms),
+    };
+    w.timer.unref();
+    // usually appended at the end: own publishes come in seq order
+    let i = this.headWaiters.length;
+    while (i > 0 && this.headWaiters[i - 1].seq > seq) i--;
+    this.headWaiters.splice(i, 0, w);
+  }
+
+  private waitHead(seq: number, ms: number): Promise<void> {
+    return new Promise((r) => this.afterHead(seq, ms, r));
+  }
+
+  /**
+   * Fans out messages handed over by a cluster bus: strictly ascending seqs, each once, all of them
+   * already durable. Seqs at or below `head` are ignored, so a bus replaying after a hole is harmless.
+   */
+  fanOutFromBus(batch: StoredMessage[]): void {
+    for (const m of batch) if (m.seq > this.head) this.fanOut(m);
+    let n = 0;
+    while (n < this.headWaiters.length && this.headWaiters[n].seq <= this.head) n++;
+    if (n === 0) return;
+    for (const w of this.headWaiters.splice(0, n)) {
+      clearTimeout(w.timer);
+      w.done();
+    }
+    this.settleIdle();
   }
 
   private fanOut(m: StoredMessage): void {
@@ -286,9 +371,9 @@ export class Hub {
     st.sub.close(new OmnipushError('slow_consumer', `subscriber fell more than ${this.maxQueueBytes} bytes behind; resume from your last cursor`));
   }
 
-  /** Resolves once every publish accepted so far is stored and fanned out. */
+  /** Resolves once every publish accepted so far is stored and fanned out (or has waited `fanOutWaitMs`). */
   idle(): Promise<void> {
-    if (!this.flushing && !this.flushScheduled && this.queue.length === 0) return Promise.resolve();
+    if (this.isIdle()) return Promise.resolve();
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
@@ -317,8 +402,19 @@ export class Hub {
     if (since === 'all' || since === '0') return { ...plan, mode: 'history', afterSeq: 0 };
     const c = parseCursor(since);
     if (c.epoch !== this.store.epoch) return { ...plan, mode: 'history', afterSeq: 0, gap: { from: since, reason: 'unknown_epoch' } };
+    // with a bus, a cursor from a node a little ahead of this one is valid: wait for it (`settleAhead`)
+    if (this.externalFanOut && c.seq > this.head) return { ...plan, mode: 'history', afterSeq: c.seq, awaitSeq: c.seq };
     if (c.seq > this.store.lastSeq()) return { ...plan, mode: 'history', afterSeq: 0, gap: { from: since, reason: 'ahead' } };
     return { ...plan, mode: 'history', afterSeq: c.seq };
+  }
+
+  /** Resolves a plan's `awaitSeq`: this node catches up to the cursor, or the cursor is `ahead`. */
+  private async settleAhead(plan: SubscribePlan): Promise<SubscribePlan> {
+    const seq = plan.awaitSeq;
+    if (seq === undefined) return plan;
+    await this.waitHead(seq, 3_000);
+    if (this.head >= seq) return { ...plan, awaitSeq: undefined };
+    return { ...plan, awaitSeq: undefined, afterSeq: 0, gap: { from: formatCursor(this.store.epoch, seq), reason: 'ahead' } };
   }
 
   /**
@@ -328,6 +424,11 @@ export class Hub {
   async subscribe(sub: HubSubscriber, plan: SubscribePlan): Promise<void> {
     if (this.closed) throw new OmnipushError('shutting_down', 'server is shutting down');
     if (this.subs.has(sub)) throw new OmnipushError('invalid_request', 'already subscribed');
+    if (plan.awaitSeq !== undefined) {
+      plan = await this.settleAhead(plan);
+      if (this.closed) throw new OmnipushError('shutting_down', 'server is shutting down');
+      if (this.subs.has(sub)) throw new OmnipushError('invalid_request', 'already subscribed');
+    }
     const st: SubState = {
       sub,
       filters: plan.filters,
@@ -345,9 +446,10 @@ export class Hub {
     this.catchingUp++;
     try {
       let gap = plan.gap;
+      let prunedBefore = 0;
       if (!gap && plan.mode === 'history' && plan.afterSeq > 0) {
-        const pruned = await this.store.prunedThrough(st.filters);
-        if (pruned > plan.afterSeq) gap = { from: formatCursor(this.store.epoch, plan.afterSeq), reason: 'pruned' };
+        prunedBefore = await this.store.prunedThrough(st.filters);
+        if (prunedBefore > plan.afterSeq) gap = { from: formatCursor(this.store.epoch, plan.afterSeq), reason: 'pruned' };
       }
       if (st.closed) return;
       if (gap) sub.gap(gap);
@@ -377,6 +479,14 @@ export class Hub {
           }
           if (page.length < this.pageSize) break;
           after = page[page.length - 1].seq;
+        }
+        // Pruning here waits for replays, but another process sharing the store may have pruned
+        // part of the range while it was read: if this topic set's pruned mark moved past the
+        // cursor meanwhile, pages may be missing, so say so (late, but never silently).
+        if (!gap && plan.afterSeq > 0 && this.externalFanOut) {
+          const prunedAfter = await this.store.prunedThrough(st.filters);
+          if (st.closed) return;
+          if (prunedAfter > prunedBefore && prunedAfter > plan.afterSeq) sub.gap({ from: formatCursor(this.store.epoch, plan.afterSeq), reason: 'pruned' });
         }
       }
       // closed (slow consumer, shutdown) during the last await: `pending` is gone
@@ -435,9 +545,10 @@ export class Hub {
    * `limit`. `gap` is true when some of that history was pruned or the cursor is unknown.
    */
   async history(p: Principal, filters: string[], since: string | undefined, limit: number): Promise<{ messages: StoredMessage[]; gap: boolean; cursor: string; more: boolean }> {
-    const plan = this.checkSubscribe(p, filters, since === undefined || since === '' || since === 'now' ? 'all' : since);
+    const plan = await this.settleAhead(this.checkSubscribe(p, filters, since === undefined || since === '' || since === 'now' ? 'all' : since));
     let gap = !!plan.gap;
-    if (!gap && plan.afterSeq > 0) gap = (await this.store.prunedThrough(plan.filters)) > plan.afterSeq;
+    const prunedBefore = plan.afterSeq > 0 ? await this.store.prunedThrough(plan.filters) : 0;
+    if (!gap && plan.afterSeq > 0) gap = prunedBefore > plan.afterSeq;
     const upTo = this.head;
     const out: StoredMessage[] = [];
     let after = plan.afterSeq;
@@ -457,6 +568,11 @@ export class Hub {
       }
       if (more || page.length <= want) break;
       after = page[page.length - 1].seq;
+    }
+    // another process may have pruned part of the range while it was read (see subscribe)
+    if (!gap && plan.afterSeq > 0 && this.externalFanOut) {
+      const prunedAfter = await this.store.prunedThrough(plan.filters);
+      gap = prunedAfter > prunedBefore && prunedAfter > plan.afterSeq;
     }
     const cursor = more ? out[out.length - 1].cursor : formatCursor(this.store.epoch, upTo);
     return { messages: out, gap, cursor, more };
@@ -494,6 +610,10 @@ export class Hub {
   async close(reason = new OmnipushError('shutting_down', 'server is shutting down')): Promise<void> {
     this.closed = true;
     await this.idle();
+    for (const w of this.headWaiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.done();
+    }
     for (const st of [...this.subs.values()]) {
       this.detach(st);
       st.sub.close(reason);

@@ -48,6 +48,11 @@ export interface Store {
   append(batch: AppendInput[]): Promise<StoredMessage[]>;
   /** Messages with afterSeq < seq <= toSeq on topics matching any filter, ascending by seq. */
   history(q: HistoryQuery): Promise<StoredMessage[]>;
+  /**
+   * Messages with afterSeq < seq <= toSeq on any topic, ascending by seq, at most `limit`, expired
+   * ones included: the global log, which the cluster bus reads to fill holes in what it received.
+   */
+  range(afterSeq: number, toSeq: number, limit: number): Promise<StoredMessage[]>;
   /** The highest seq ever pruned from a topic matching any of the filters (0 if none). */
   prunedThrough(filters: string[]): Promise<number>;
   /** The retained message of every topic matching the filters, ascending by seq, expired ones left out. */

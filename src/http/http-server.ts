@@ -136,7 +136,9 @@ export class HttpDoor {
       if (path === '/healthz') return await this.only(method, ['GET', 'HEAD'], async () => sendJson(res, 200, { status: 'ok' }, headers));
       if (path === '/readyz') {
         return await this.only(method, ['GET', 'HEAD'], async () => {
+          const why = ctx.unready?.();
           if (ctx.draining()) sendJson(res, 503, { status: 'draining' }, { ...headers, 'Retry-After': '5' });
+          else if (why) sendJson(res, 503, { status: 'unavailable', reason: why }, { ...headers, 'Retry-After': '5' });
           else sendJson(res, 200, { status: 'ready' }, headers);
         });
       }

@@ -54,6 +54,20 @@ export class MemoryStore implements Store {
     return out;
   }
 
+  async range(afterSeq: number, toSeq: number, limit: number): Promise<StoredMessage[]> {
+    const out: StoredMessage[] = [];
+    // `all` is in seq order: binary-search the first seq past afterSeq
+    let lo = 0;
+    let hi = this.all.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.all[mid].seq <= afterSeq) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < this.all.length && out.length < limit && this.all[i].seq <= toSeq; i++) out.push(this.all[i]);
+    return out;
+  }
+
   async prunedThrough(filters: string[]): Promise<number> {
     let max = 0;
     for (const [topic, log] of this.topics) {

@@ -59,6 +59,14 @@ export class HistoryReader {
     return out;
   }
 
+  /** Every message with afterSeq < seq <= toSeq, whatever its topic, expired ones included. */
+  async range(afterSeq: number, toSeq: number, limit: number): Promise<StoredMessage[]> {
+    const members = await this.redis.zrangebyscore(this.k.log, `(${dec(afterSeq)}`, dec(toSeq), 'LIMIT', 0, limit);
+    const out: StoredMessage[] = [];
+    await this.fill(out, members.map((m) => Number(m.slice(0, m.indexOf(' ')))), { filters: [], afterSeq, toSeq, limit, now: -Infinity });
+    return out;
+  }
+
   /** Many topics: walk the global log in seq order and keep entries whose topic matches. */
   private async historyByLog(q: HistoryQuery): Promise<StoredMessage[]> {
     const out: StoredMessage[] = [];

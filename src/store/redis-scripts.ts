@@ -69,7 +69,7 @@ for i = 1, n do
   frame[#frame + 1] = body
 end
 -- Published from inside the script so that the channel's order is the seq order, also with many
--- writers. Nothing subscribes yet: the cluster bus will, to fan out across nodes.
+-- writers. The cluster bus (src/cluster/redis-bus.ts) reads it to fan out on every process.
 redis.call('PUBLISH', ARGV[3], table.concat(frame))
 return first
 `;

@@ -149,6 +149,29 @@ export class RedisStore implements Store {
     });
   }
 
+  async range(afterSeq: number, toSeq: number, limit: number): Promise<StoredMessage[]> {
+    if (limit <= 0 || toSeq <= afterSeq) return [];
+    return this.guard(() => this.reader.range(afterSeq, toSeq, limit));
+  }
+
+  /**
+   * The last seq assigned by any process on this Redis (read from Redis, unlike {@link lastSeq}).
+   * Every seq up to it is committed: the counter and the messages are written by one script.
+   */
+  async fetchLastSeq(): Promise<number> {
+    return this.guard(async () => Number((await this.redis.hget(this.k.state, 'seq')) ?? 0));
+  }
+
+  /** Is the store's connection up? (readiness) */
+  get connected(): boolean {
+    return this.redis.status === 'ready';
+  }
+
+  /** The configured Redis URL, for the bus's own connection. */
+  get url(): string {
+    return this.opts.url;
+  }
+
   async prunedThrough(filters: string[]): Promise<number> {
     return this.guard(async () => {
       let max = Number((await this.redis.hget(this.k.state, 'lost_through')) ?? 0);

@@ -239,6 +239,11 @@ export class SqliteStore implements Store {
     return st;
   }
 
+  async range(afterSeq: number, toSeq: number, limit: number): Promise<StoredMessage[]> {
+    if (limit <= 0 || toSeq <= afterSeq) return [];
+    return (this.stmts.scan.all(afterSeq, toSeq, limit) as Row[]).map((r) => this.toMessage(r));
+  }
+
   async prunedThrough(filters: string[]): Promise<number> {
     let max = 0;
     for (const [topic, pruned] of this.topics) {

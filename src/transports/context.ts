@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
+import type { ClusterControl } from '../cluster/control.js';
 import type { Config } from '../config/schema.js';
 import type { Principal } from '../core/grants.js';
 import type { Hub } from '../core/hub.js';
@@ -21,6 +22,10 @@ export interface TransportContext {
   commonHeaders(req: IncomingMessage): Record<string, string>;
   /** True once shutdown began: new streams are refused with 503 + Retry-After. */
   draining(): boolean;
+  /** Nodes of the cluster and their coordination (a lone node when the store is not shared). */
+  cluster: ClusterControl;
+  /** Why this process cannot take publishes now (e.g. Redis unreachable), for `/readyz`; undefined when it can. */
+  unready?(): string | undefined;
   /** Ports the MQTT door listens on, once it does (for discovery). */
   mqttPorts?: { tcp?: number; tls?: number };
 }

@@ -46,8 +46,13 @@ class HeldPoll implements HubSubscriber {
   }
 
   gap(info: GapInfo): void {
+    // Not an answer by itself: answered before the replay's first page (a networked store takes
+    // a few ticks), it would carry the old cursor, and the client would poll into the same gap again.
     this.gapInfo = info;
-    this.soon();
+  }
+
+  get hasGap(): boolean {
+    return this.gapInfo !== undefined;
   }
 
   close(reason: OmnipushError): void {
@@ -149,7 +154,7 @@ export class LongPollTransport {
       poll.timer = setTimeout(() => poll.finish(), timeout * 1000);
       await ctx.hub.subscribe(poll, plan);
       poll.caughtUp = true;
-      if (timeout === 0) poll.finish();
+      if (timeout === 0 || poll.hasGap) poll.finish();
     } catch (e) {
       sendError(res, e, headers);
     }

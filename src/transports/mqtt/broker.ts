@@ -10,6 +10,7 @@ import type { MqttConnection } from './connection.js';
 import { headSeq, RetainedFeed, SessionFeed, SharedGroups } from './feed.js';
 import { MqttProtocolError, RC } from './reason-codes.js';
 import type { MqttSession, SubOptions } from './session.js';
+import { SessionClaims } from './session-claims.js';
 import { SessionStore } from './session-store.js';
 import { WillScheduler } from './will.js';
 
@@ -35,6 +36,8 @@ export class Broker {
   readonly sessions: SessionStore;
   readonly shared: SharedGroups;
   readonly wills: WillScheduler;
+  /** Which node holds each session (a cluster); alone, every claim is granted at once. */
+  readonly claims: SessionClaims;
   /** Connected clients by client identifier (for takeover). */
   readonly live = new Map<string, MqttConnection>();
   /** Every connection, CONNECT or not (for the sweep). */
@@ -48,9 +51,25 @@ export class Broker {
     this.config = ctx.config.mqtt;
     this.hub = ctx.hub;
     this.log = ctx.log;
-    this.sessions = new SessionStore(ctx.hub, this.config.maxQueuedMessages, ctx.log);
-    this.shared = new SharedGroups(ctx.hub);
-    this.wills = new WillScheduler(ctx.hub, ctx.log);
+    const cluster = ctx.cluster;
+    this.sessions = new SessionStore(ctx.hub, this.config.maxQueuedMessages, ctx.log, cluster.clustered ? cluster.nodeId : undefined, (n) => cluster.isLive(n));
+    this.shared = new SharedGroups(ctx.hub, cluster, ctx.log);
+    this.wills = new WillScheduler(ctx.hub, ctx.log, cluster);
+    this.claims = new SessionClaims(cluster, ctx.config.cluster.takeoverTimeout * 1000, ctx.log, (id, clean) => this.giveUp(id, clean));
+  }
+
+  /**
+   * Another node takes `clientId`'s session: the connection here ends with 0x8E, the session is
+   * saved and forgotten, and its will follows the rules of a takeover on one node (published now
+   * if the new connection starts clean, else void as the session carries on).
+   */
+  private async giveUp(clientId: string, clean: boolean): Promise<void> {
+    const conn = this.live.get(clientId);
+    if (conn) conn.disconnect(RC.sessionTakenOver, 'another connection took over this session');
+    await this.sessions.release(clientId);
+    if (clean) this.wills.fire(clientId);
+    else this.wills.cancel(clientId);
+    await this.wills.settled(clientId);
   }
 
   countDelivery(): void {
@@ -148,6 +167,7 @@ export class Broker {
     this.log.debug({ client: conn.clientId, will: conn.will !== undefined, expiry: s.expiry }, 'mqtt client gone');
     s.detach(Date.now());
     if (conn.will) this.wills.schedule(s.clientId, conn.will, Math.min(conn.will.delay, s.expiry) * 1000);
+    else if (conn.willArmed) this.wills.disarm(s.clientId);
     if (!s.persistent) return this.endSession(s);
     // an offline member receives nothing from its groups; it joins them again when it resumes
     for (const name of s.shared.keys()) this.shared.leave(name, s);
@@ -157,10 +177,15 @@ export class Broker {
     );
   }
 
-  /** The session is over: shared memberships go, a waiting will is published, the record is deleted. */
-  endSession(s: MqttSession): void {
+  /**
+   * The session is over: shared memberships go, a waiting will is published, the record is deleted.
+   * `keepClaim`: a clean CONNECT on this node ends it and goes on holding the client id.
+   */
+  endSession(s: MqttSession, keepClaim = false): void {
     for (const name of s.shared.keys()) this.shared.leave(name, s);
     this.wills.fire(s.clientId);
+    if (s.released) return;
+    if (!keepClaim) this.claims.release(s.clientId);
     this.sessions.remove(s).catch((e: unknown) => this.log.error({ err: e }, 'mqtt session not removed'));
   }
 
@@ -183,7 +208,12 @@ export class Broker {
     for (const s of expired.sessions) this.endSession(s);
     for (const id of expired.evicted) {
       this.wills.fire(id);
-      this.sessions.removeKey(id).catch((e: unknown) => this.log.error({ err: e }, 'mqtt session not removed'));
+      this.sessions.expireKey(id).then(
+        (removed) => {
+          if (removed) this.claims.release(id);
+        },
+        (e: unknown) => this.log.error({ err: e }, 'mqtt session not removed'),
+      );
     }
     if (now - this.lastFlush >= 1000) {
       this.lastFlush = now;
@@ -201,6 +231,9 @@ export class Broker {
         c.link.destroy();
       }
     }
+    // wills won just now go out while the hub still takes publishes; in a cluster, waiting ones
+    // stay in the cluster map and another node publishes them when due
+    await this.wills.drain();
     this.wills.close();
     for (const s of this.sessions.all()) s.dirty = true;
     await this.sessions.flush();

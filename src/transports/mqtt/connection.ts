@@ -44,6 +44,8 @@ export class MqttConnection implements SessionPort {
   /** Inbound QoS 1/2 publishes not yet acknowledged (our Receive Maximum). */
   inflightIn = 0;
   will: WillSpec | undefined;
+  /** The will was recorded in the cluster's map at CONNECT (a clean DISCONNECT removes it there). */
+  willArmed = false;
   /** Session expiry the client asked for at CONNECT (a DISCONNECT may not raise it from 0). */
   connectExpiry = 0;
   /** Holds a slot of the shared connection budget. */

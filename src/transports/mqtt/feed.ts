@@ -3,6 +3,8 @@ import type { OmnipushError } from '../../core/errors.js';
 import { canReceive, type Principal } from '../../core/grants.js';
 import type { GapInfo, Hub, HubSubscriber, SubscribePlan } from '../../core/hub.js';
 import { parseCursor } from '../../core/message.js';
+import type { Logger } from 'pino';
+import type { ClusterControl } from '../../cluster/control.js';
 import type { MqttSession, SubOptions } from './session.js';
 
 /** The hub's newest seq: what a live subscription starts after and a replay runs up to. */
@@ -76,24 +78,57 @@ interface Member {
   opts: SubOptions;
 }
 
-/** `$share/<group>/<filter>`: one hub subscription; each message goes to one connected member, in turn. */
+/**
+ * `$share/<group>/<filter>`: one hub subscription; each message goes to one connected member.
+ * Alone, members take turns. In a cluster every node's hub sees every message, so every node with
+ * members of the group agrees on one taker without asking anyone: member `seq mod n` of the
+ * group's cluster-wide member list sorted by client id (`view`); only the node holding that member
+ * delivers (to it, or — if it just went away — to the next member on the same node).
+ */
 class SharedGroup implements HubSubscriber {
   readonly transport = 'mqtt';
   readonly principal: Principal = { id: 'mqtt-shared-group', kind: 'user', grants: { publish: { allow: [], deny: [] }, subscribe: { allow: [], deny: [] } } };
   readonly members: Member[] = [];
   private turn = 0;
+  /** Cluster: client ids of every member on every live node, sorted; null when alone. */
+  view: string[] | null = null;
+  /** Numbers the view reads so that an older read never replaces a newer one. */
+  reads = 0;
 
   deliver(d: Delivery): void {
-    const m = d.message;
+    if (this.view) return this.deliverClustered(d);
     const n = this.members.length;
     for (let i = 0; i < n; i++) {
       const mb = this.members[(this.turn + i) % n];
-      const port = mb.session.port;
-      if (!port || !canReceive(port.principal, m.topic)) continue;
+      if (!this.offer(mb, d)) continue;
       this.turn = (this.turn + i + 1) % n;
-      mb.session.push({ m, qos: Math.min(mb.opts.qos, m.qos ?? 1) as 0 | 1 | 2, retain: mb.opts.rap && m.retain, ids: mb.opts.id !== undefined ? [mb.opts.id] : undefined, d }, false);
       return;
     }
+  }
+
+  private deliverClustered(d: Delivery): void {
+    const view = this.view!;
+    const n = view.length;
+    if (n === 0) return;
+    const start = d.message.seq % n;
+    for (let i = 0; i < n; i++) {
+      const id = view[(start + i) % n];
+      const mb = this.members.find((x) => x.session.clientId === id);
+      // the taker is on another node: that node delivers (it can only redirect among its own)
+      if (!mb) {
+        if (i === 0) return;
+        continue;
+      }
+      if (this.offer(mb, d)) return;
+    }
+  }
+
+  private offer(mb: Member, d: Delivery): boolean {
+    const m = d.message;
+    const port = mb.session.port;
+    if (!port || !canReceive(port.principal, m.topic)) return false;
+    mb.session.push({ m, qos: Math.min(mb.opts.qos, m.qos ?? 1) as 0 | 1 | 2, retain: mb.opts.rap && m.retain, ids: mb.opts.id !== undefined ? [mb.opts.id] : undefined, d }, false);
+    return true;
   }
 
   gap(): void {}
@@ -101,24 +136,99 @@ class SharedGroup implements HubSubscriber {
   close(): void {}
 }
 
-/** Every shared subscription group of the broker. */
+/** Heartbeats between two reads of a group's member list when nothing was announced. */
+const REREAD_TICKS = 5;
+
+/** Cluster event: the members of a shared group changed (`name`). */
+const SHARE_EVENT = 'mqtt-share';
+const shareMap = (name: string) => `mqtt-share:${name}`;
+
+/**
+ * Every shared subscription group of the broker. In a cluster, membership is also kept in a
+ * cluster map per group (client id → node), re-read by every node holding members of the group
+ * when another node announces a change, when the node list changes, and every few heartbeats.
+ */
 export class SharedGroups {
   private readonly groups = new Map<string, SharedGroup>();
 
-  constructor(private readonly hub: Hub) {}
+  constructor(
+    private readonly hub: Hub,
+    private readonly cluster?: ClusterControl,
+    private readonly log?: Logger,
+  ) {
+    const c = cluster;
+    if (c?.clustered) {
+      c.on(SHARE_EVENT, (e) => {
+        if (typeof e.name === 'string' && this.groups.has(e.name)) this.refresh(e.name);
+      });
+      // events may be missed: the lists are read again when the node list changes, and every few heartbeats
+      let ticks = 0;
+      c.onTick((_nodes, changed) => {
+        if (!changed && ++ticks % REREAD_TICKS !== 0) return;
+        for (const name of this.groups.keys()) this.refresh(name);
+      });
+    }
+  }
+
+  /** Re-reads a group's cluster-wide members; entries of dead nodes are dropped from the map. */
+  private refresh(name: string): void {
+    const c = this.cluster!;
+    const g = this.groups.get(name);
+    if (!g) return;
+    const read = ++g.reads;
+    c.mapAll(shareMap(name)).then(
+      (all) => {
+        if (g.reads !== read || this.groups.get(name) !== g) return;
+        const ids: string[] = [];
+        for (const [id, node] of all) {
+          if (c.isLive(node)) ids.push(id);
+          else void c.mapTake(shareMap(name), id, node).catch(() => undefined);
+        }
+        // our own members count even before their write is read back
+        for (const mb of g.members) if (!ids.includes(mb.session.clientId)) ids.push(mb.session.clientId);
+        g.view = ids.sort();
+      },
+      (e: unknown) => this.log?.warn({ err: e, group: name }, 'mqtt shared group members not read'),
+    );
+  }
+
+  private announce(name: string, write: Promise<unknown>): void {
+    write.then(
+      () => {
+        this.cluster!.publish(SHARE_EVENT, { name });
+        this.refresh(name);
+      },
+      (e: unknown) => this.log?.warn({ err: e, group: name }, 'mqtt shared group membership not recorded'),
+    );
+  }
+
+  /** Client ids of the group's members as this node sees them: cluster-wide in a cluster, else its own. */
+  members(shareName: string): string[] {
+    const g = this.groups.get(shareName);
+    if (!g) return [];
+    return g.view ?? g.members.map((m) => m.session.clientId);
+  }
 
   /** Adds (or updates) a member; `filter` was validated and granted by the caller. */
   join(shareName: string, filter: string, session: MqttSession, opts: SubOptions): void {
     let g = this.groups.get(shareName);
+    const clustered = this.cluster?.clustered === true;
     if (!g) {
       g = new SharedGroup();
+      if (clustered) g.view = [];
       this.groups.set(shareName, g);
       const plan: SubscribePlan = { filters: [filter], perMessageCheck: false, mode: 'live', afterSeq: headSeq(this.hub) };
       void this.hub.subscribe(g, plan).catch(() => undefined);
     }
     const existing = g.members.find((x) => x.session === session);
     if (existing) existing.opts = opts;
-    else g.members.push({ session, opts });
+    else {
+      g.members.push({ session, opts });
+      if (clustered) {
+        if (!g.view!.includes(session.clientId)) g.view = [...g.view!, session.clientId].sort();
+        this.announce(shareName, this.cluster!.mapSet(shareMap(shareName), session.clientId, this.cluster!.nodeId));
+      }
+    }
   }
 
   /** Removes a member; the group's hub subscription ends with its last member. */
@@ -128,6 +238,11 @@ export class SharedGroups {
     const i = g.members.findIndex((x) => x.session === session);
     if (i < 0) return false;
     g.members.splice(i, 1);
+    if (this.cluster?.clustered) {
+      g.view = g.view!.filter((id) => id !== session.clientId);
+      // only our own entry: the client may already be a member through another node
+      this.announce(shareName, this.cluster.mapTake(shareMap(shareName), session.clientId, this.cluster.nodeId));
+    }
     if (g.members.length === 0) {
       this.groups.delete(shareName);
       this.hub.unsubscribe(g);

@@ -23,6 +23,8 @@ interface MessageJson {
 
 interface RecordJson {
   v: 1;
+  /** Cluster node that wrote it last (the session's holder). */
+  node?: string;
   epoch: string;
   sent: number;
   expiry: number;
@@ -60,9 +62,10 @@ function messageFromJson(j: MessageJson): StoredMessage {
 }
 
 /** The durable form of a session: subscriptions, both directions' in-flight state, its history position. */
-export function sessionToRecord(s: MqttSession): Buffer {
+export function sessionToRecord(s: MqttSession, node?: string): Buffer {
   const r: RecordJson = {
     v: 1,
+    node,
     epoch: s.epoch,
     sent: s.sentSeq,
     expiry: s.expiry,
@@ -100,4 +103,13 @@ export function sessionFromRecord(clientId: string, buf: Buffer, maxQueued: numb
   }
   for (const id of r.inQos2) s.inQos2.add(id);
   return s;
+}
+
+/** The node that last wrote a session record (undefined: unreadable, or written by a lone server). */
+export function recordNode(buf: Buffer): string | undefined {
+  try {
+    return (JSON.parse(buf.toString('utf8')) as RecordJson).node;
+  } catch {
+    return undefined;
+  }
 }

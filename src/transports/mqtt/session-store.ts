@@ -1,7 +1,7 @@
 import type { Hub } from '../../core/hub.js';
 import type { Logger } from 'pino';
 import type { MqttSession } from './session.js';
-import { SESSION_KIND, sessionFromRecord, sessionToRecord } from './session-record.js';
+import { recordNode, SESSION_KIND, sessionFromRecord, sessionToRecord } from './session-record.js';
 
 /**
  * Sessions by client identifier. Connected ones live in memory; persistent ones are also records
@@ -14,12 +14,29 @@ export class SessionStore {
   private readonly sessions = new Map<string, MqttSession>();
   /** Saved offline sessions not held in memory: client id → ms when they expire. */
   private readonly waiting = new Map<string, number>();
+  /** Record writes in flight per client (a session handed to another node waits for them). */
+  private readonly writes = new Map<string, Promise<void>>();
 
   constructor(
     private readonly hub: Hub,
     private readonly maxQueued: number,
     private readonly log: Logger,
+    /** This node's id in a cluster; written into each record so that only its holder expires it. */
+    private readonly node?: string,
+    /** Is that node alive (cluster)? The sessions of a dead node are expired by the others. */
+    private readonly isLive: (node: string) => boolean = () => false,
   ) {}
+
+  private track(ids: string[], p: Promise<void>): Promise<void> {
+    const done = p.catch(() => undefined);
+    for (const id of ids) {
+      this.writes.set(id, done);
+      void done.finally(() => {
+        if (this.writes.get(id) === done) this.writes.delete(id);
+      });
+    }
+    return p;
+  }
 
   get size(): number {
     return this.sessions.size + this.waiting.size;
@@ -52,13 +69,57 @@ export class SessionStore {
   /** Forgets a session and its record. */
   async remove(s: MqttSession): Promise<void> {
     if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId);
+    if (s.released) return;
     await this.removeKey(s.clientId);
   }
 
   /** Forgets a session not held in memory. */
   async removeKey(clientId: string): Promise<void> {
     this.waiting.delete(clientId);
-    await this.hub.putRecords([{ kind: SESSION_KIND, key: clientId, value: null }]);
+    await this.track([clientId], this.hub.putRecords([{ kind: SESSION_KIND, key: clientId, value: null }]));
+  }
+
+  /**
+   * An evicted session's expiry came: its record goes — unless, in a cluster, another node wrote
+   * it since (the client resumed there), in which case that node keeps its clock. True when removed.
+   */
+  async expireKey(clientId: string, now = Date.now()): Promise<boolean> {
+    if (this.node !== undefined) {
+      const buf = await this.hub.getRecord(SESSION_KIND, clientId);
+      if (!buf) {
+        this.waiting.delete(clientId);
+        return false;
+      }
+      const owner = recordNode(buf);
+      if (owner !== undefined && owner !== this.node && this.isLive(owner)) {
+        this.waiting.delete(clientId);
+        return false;
+      }
+      // written by a node now dead (or by us): the record's own deadline counts, which may be later
+      // than the one we knew (its client came and went on that node meanwhile)
+      const s = sessionFromRecord(clientId, buf, this.maxQueued);
+      const deadline = s?.disconnectedAt !== undefined ? s.disconnectedAt + s.expiry * 1000 : undefined;
+      if (deadline !== undefined && deadline > now) {
+        this.waiting.set(clientId, deadline);
+        return false;
+      }
+    }
+    await this.removeKey(clientId);
+    return true;
+  }
+
+  /**
+   * Another node takes the session over: waits for this node's writes of it, writes it a last
+   * time, and forgets it, so nothing here can overwrite what the new holder writes.
+   */
+  async release(clientId: string): Promise<void> {
+    for (let p = this.writes.get(clientId); p; p = this.writes.get(clientId)) await p;
+    this.waiting.delete(clientId);
+    const s = this.sessions.get(clientId);
+    if (!s) return;
+    this.sessions.delete(clientId);
+    if (s.persistent && s.dirty && !s.released) await this.save(s);
+    s.released = true;
   }
 
   /** A saved offline session leaves memory; its deadline stays. */
@@ -70,20 +131,20 @@ export class SessionStore {
 
   /** Writes one session now (persistent ones only). */
   async save(s: MqttSession): Promise<void> {
-    if (!s.persistent) return;
+    if (!s.persistent || s.released) return;
     s.dirty = false;
-    await this.hub.putRecords([{ kind: SESSION_KIND, key: s.clientId, value: sessionToRecord(s) }]);
+    await this.track([s.clientId], this.hub.putRecords([{ kind: SESSION_KIND, key: s.clientId, value: sessionToRecord(s, this.node) }]));
   }
 
   /** Writes every dirty persistent session in one batch. */
   async flush(): Promise<void> {
     const changes = [];
     for (const s of this.sessions.values()) {
-      if (!s.dirty || !s.persistent) continue;
+      if (!s.dirty || !s.persistent || s.released) continue;
       s.dirty = false;
-      changes.push({ kind: SESSION_KIND, key: s.clientId, value: sessionToRecord(s) });
+      changes.push({ kind: SESSION_KIND, key: s.clientId, value: sessionToRecord(s, this.node) });
     }
-    if (changes.length) await this.hub.putRecords(changes);
+    if (changes.length) await this.track(changes.map((c) => c.key), this.hub.putRecords(changes));
     for (const s of [...this.sessions.values()]) if (!s.port) this.evict(s);
   }
 

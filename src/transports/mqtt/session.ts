@@ -75,6 +75,8 @@ export class MqttSession {
   private drained: Array<() => void> = [];
   /** Unsaved changes since the last record write. */
   dirty = false;
+  /** Handed to another node: this copy is never written again. */
+  released = false;
 
   constructor(
     readonly clientId: string,

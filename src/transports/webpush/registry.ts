@@ -117,6 +117,21 @@ export class SubscriptionRegistry {
     return [...this.byId.values()];
   }
 
+  /** Reads every subscription again, dropping ones deleted meanwhile (another node may have changed them). */
+  async reload(): Promise<PushSubscriptionRecord[]> {
+    this.byId.clear();
+    return this.load();
+  }
+
+  all(): IterableIterator<PushSubscriptionRecord> {
+    return this.byId.values();
+  }
+
+  /** Takes a record another node wrote. */
+  mirror(r: PushSubscriptionRecord): void {
+    this.byId.set(r.id, r);
+  }
+
   get size(): number {
     return this.byId.size;
   }

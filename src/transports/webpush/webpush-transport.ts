@@ -3,17 +3,22 @@ import type { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
 import { parseCursor, type StoredMessage } from '../../core/message.js';
+import { withLease } from '../../cluster/control.js';
 import type { TransportContext } from '../context.js';
 import { encryptWebPush } from './ece.js';
 import { pushJobFor, type PushJob } from './payload.js';
 import { DeliveryQueue, entryKey, type QueueEntry, type Verdict } from './queue.js';
-import { SubscriptionRegistry, type PushSubscriptionRecord } from './registry.js';
+import { SUB_KIND, SubscriptionRegistry, type PushSubscriptionRecord } from './registry.js';
 import { readCaFiles, WebPushSender } from './sender.js';
 import { VapidSigner } from './vapid.js';
 import { loadOrCreateVapidKeys } from './vapid-keys.js';
 import { WebPushMetrics } from './webpush-metrics.js';
 
 export const TRANSPORT = 'webpush';
+/** Cluster lease of the node that sends Web Push. */
+const SENDER_LEASE = 'webpush-sender';
+/** Cluster event: subscription `id` changed (registered, updated, removed); `since`: where the registering node stood. */
+const SUB_EVENT = 'webpush-sub';
 
 /** One push subscription attached to the hub: it turns each matching message into a queue entry. */
 class PushHubSubscriber implements HubSubscriber {
@@ -43,7 +48,8 @@ class PushHubSubscriber implements HubSubscriber {
  */
 export class WebPushTransport {
   readonly registry: SubscriptionRegistry;
-  readonly queue: DeliveryQueue;
+  /** The durable queue; a fresh one each time this node starts sending (see {@link activate}). */
+  queue: DeliveryQueue;
   readonly metrics: WebPushMetrics;
   private readonly sender: WebPushSender;
   private readonly attached = new Map<string, PushHubSubscriber>();
@@ -53,6 +59,12 @@ export class WebPushTransport {
   private headSeq = 0;
   private headCursor: string | undefined;
   private closing = false;
+  /** This node sends Web Push: always when alone; in a cluster while it holds the sender lease. */
+  private active = false;
+  private leaseToken: string | null = null;
+  private lastRenewal = 0;
+  private leading: Promise<void> | null = null;
+  private activation: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly ctx: TransportContext,
@@ -61,44 +73,145 @@ export class WebPushTransport {
     const cfg = ctx.config.webpush;
     this.registry = new SubscriptionRegistry(ctx.hub);
     this.sender = new WebPushSender(vapid, { connectionsPerOrigin: cfg.concurrencyPerOrigin, timeoutMs: cfg.requestTimeout * 1000, ca: readCaFiles(cfg.caFiles) });
-    this.queue = new DeliveryQueue(ctx.hub, {
-      concurrencyPerOrigin: cfg.concurrencyPerOrigin,
-      attempt: (e) => this.attempt(e),
-      head: () => this.headCursor,
-      log: ctx.log,
-    });
+    this.queue = this.newQueue();
     this.metrics = new WebPushMetrics(ctx.metrics, () => this.queue.size, () => this.registry.size);
     // The push job (payload JSON, TTL, urgency, replacement key) is the same for every
     // subscription of a message: built once per message, like every other wire format.
     this.jobFormat = { name: 'webpush-job', encode: (m: StoredMessage) => pushJobFor(m, cfg.defaultTtl, Date.now()) };
   }
 
-  /** Validates the subject, loads or creates the VAPID keys, reloads subscriptions and the queue. */
+  private newQueue(): DeliveryQueue {
+    return new DeliveryQueue(this.ctx.hub, {
+      concurrencyPerOrigin: this.ctx.config.webpush.concurrencyPerOrigin,
+      attempt: (e) => this.attempt(e),
+      head: () => this.headCursor,
+      log: this.ctx.log,
+    });
+  }
+
+  /**
+   * Validates the subject, loads or creates the VAPID keys and the subscriptions; alone, starts
+   * sending at once; in a cluster, the node holding the sender lease sends (docs/cluster.md).
+   */
   static async start(ctx: TransportContext): Promise<WebPushTransport> {
     const cfg = ctx.config.webpush;
     if (!cfg.subject) throw new Error('webpush.subject is required for Web Push');
-    const { keys, source } = await loadOrCreateVapidKeys(ctx.hub, cfg);
+    // nodes starting together must not each create (and store) a key pair of their own
+    const { keys, source } = await withLease(ctx.cluster, 'webpush-vapid', () => loadOrCreateVapidKeys(ctx.hub, cfg));
     const t = new WebPushTransport(ctx, new VapidSigner(keys, cfg.subject));
-    const subs = await t.registry.load();
-    const head = await t.queue.load();
+    await t.registry.load();
+    const c = ctx.cluster;
+    if (!c.clustered) await t.activate();
+    else {
+      c.on(SUB_EVENT, (e) => {
+        if (typeof e.id === 'string') void t.changed(e.id, typeof e.since === 'string' ? e.since : 'now');
+      });
+      c.onTick(() => void t.lead());
+      await t.lead();
+      await t.activation;
+    }
+    ctx.log.info({ subscriptions: t.registry.size, queued: t.queue.size, vapidKeys: source, sending: t.active }, 'web push ready');
+    return t;
+  }
+
+  /** Takes, keeps or loses the sender lease (one node of the cluster sends, so each push goes once). */
+  private lead(): Promise<void> {
+    this.leading ??= (async () => {
+      const c = this.ctx.cluster;
+      const ttl = this.ctx.config.cluster.nodeTimeout * 1000;
+      try {
+        if (this.closing) return;
+        if (this.leaseToken) {
+          if (await c.renew(SENDER_LEASE, this.leaseToken, ttl)) this.lastRenewal = Date.now();
+          else {
+            this.ctx.log.warn('web push sender lease lost; another node sends now');
+            this.leaseToken = null;
+            await this.deactivate();
+          }
+        } else {
+          const token = await c.acquire(SENDER_LEASE, ttl);
+          if (token && !this.closing) {
+            this.leaseToken = token;
+            this.lastRenewal = Date.now();
+            this.ctx.log.info({ node: c.nodeId }, 'web push sender lease taken; this node sends');
+            // not awaited: loading a long queue must not hold up the renewals that keep the lease
+            this.activation = this.activate().catch((e: unknown) => this.ctx.log.error({ err: e }, 'web push sending not started'));
+          }
+        }
+      } catch (e) {
+        // Redis unreachable: past half the lease another node may take it after expiry, so stop
+        if (this.leaseToken && Date.now() - this.lastRenewal > ttl / 2) {
+          this.ctx.log.warn({ err: e }, 'web push sender lease not renewed; stopping sends');
+          this.leaseToken = null;
+          await this.deactivate();
+        }
+      } finally {
+        this.leading = null;
+      }
+    })();
+    return this.leading;
+  }
+
+  /**
+   * Starts sending: reads the durable queue (entries a previous sender left are taken over) and
+   * attaches every subscription from the stored head, so messages after it that were never queued
+   * are replayed and queued now.
+   */
+  private async activate(): Promise<void> {
+    if (this.active) return;
+    this.active = true;
+    this.queue = this.newQueue();
+    this.headSeq = 0;
+    this.headCursor = undefined;
+    const subs = this.ctx.cluster.clustered ? await this.registry.reload() : [...this.registry.all()];
+    const head = await this.queue.load();
     // Messages stored after the last head but never queued (a crash in between) are replayed to
     // every subscription; anything at or before the head was queued or deliberately skipped.
     let since = 'now';
     if (head) {
       try {
         const c = parseCursor(head);
-        if (c.epoch === ctx.hub.epoch && c.seq <= parseCursor(ctx.hub.headCursor()).seq) {
+        if (c.epoch === this.ctx.hub.epoch && c.seq <= parseCursor(this.ctx.hub.headCursor()).seq) {
           since = head;
-          t.headSeq = c.seq;
-          t.headCursor = head;
+          this.headSeq = c.seq;
+          this.headCursor = head;
         }
       } catch {
         /* an unreadable head: start live */
       }
     }
-    for (const rec of subs) await t.attach(rec, since);
-    ctx.log.info({ subscriptions: subs.length, queued: t.queue.size, vapidKeys: source }, 'web push ready');
-    return t;
+    for (const rec of subs) await this.attachHere(rec, since);
+  }
+
+  /** Stops sending (lease lost): detaches everything and writes the queue's state for the next sender. */
+  private async deactivate(): Promise<void> {
+    await this.activation;
+    if (!this.active) return;
+    this.active = false;
+    for (const sub of this.attached.values()) this.ctx.hub.unsubscribe(sub);
+    this.attached.clear();
+    await this.queue.close();
+  }
+
+  /** Another node changed subscription `id`: mirror it, and as the sender attach or drop it. */
+  private async changed(id: string, since: string): Promise<void> {
+    try {
+      const buf = await this.ctx.hub.getRecord(SUB_KIND, id);
+      if (!buf) {
+        this.registry.forget(id);
+        if (this.active) await this.remove(id, false);
+        return;
+      }
+      const rec = JSON.parse(buf.toString('utf8')) as PushSubscriptionRecord;
+      const known = this.attached.get(id);
+      this.registry.mirror(rec);
+      // an unchanged record attached already (e.g. marked failing by ourselves) keeps its attachment
+      if (!this.active || (known && JSON.stringify(known.rec) === buf.toString('utf8'))) return;
+      // a subscription new to the sender catches up from where its registering node stood
+      await this.attachHere(rec, known ? 'now' : since);
+    } catch (e) {
+      this.ctx.log.warn({ err: e, subscription: id }, 'web push subscription change not applied');
+    }
   }
 
   private parse(rec: PushSubscriptionRecord): { url: URL; origin: string; p256dh: Buffer; auth: Buffer } {
@@ -111,12 +224,26 @@ export class WebPushTransport {
     return p;
   }
 
+  /** Whether this node sends Web Push now (alone: always; in a cluster: while it holds the lease). */
+  get sending(): boolean {
+    return this.active;
+  }
+
   get publicKey(): string {
     return this.vapid.keys.publicKey;
   }
 
-  /** Attaches a subscription to the hub (replacing an earlier attachment of the same id). */
+  /**
+   * A subscription was registered (or changed) here: the sending node attaches it to its hub (this
+   * one, or the lease holder told through the cluster, which catches up from this node's head).
+   */
   async attach(rec: PushSubscriptionRecord, since = 'now'): Promise<void> {
+    if (this.ctx.cluster.clustered) this.ctx.cluster.publish(SUB_EVENT, { id: rec.id, since: since === 'now' ? this.ctx.hub.headCursor() : since });
+    if (this.active) await this.attachHere(rec, since);
+  }
+
+  /** Attaches a subscription to this node's hub (replacing an earlier attachment of the same id). */
+  private async attachHere(rec: PushSubscriptionRecord, since = 'now'): Promise<void> {
     const old = this.attached.get(rec.id);
     if (old) this.ctx.hub.unsubscribe(old);
     const sub = new PushHubSubscriber(rec, this);
@@ -130,22 +257,23 @@ export class WebPushTransport {
     }
   }
 
-  /** Removes a subscription everywhere: hub, memory, records, queue. */
-  async remove(id: string): Promise<void> {
+  /** Removes a subscription everywhere: hub, memory, records, queue (and other nodes' mirrors). */
+  async remove(id: string, announce = true): Promise<void> {
     const sub = this.attached.get(id);
     if (sub) {
       this.attached.delete(id);
       this.ctx.hub.unsubscribe(sub);
     }
     await this.queue.dropSubscription(id, [this.registry.forget(id)]);
+    if (announce && this.ctx.cluster.clustered) this.ctx.cluster.publish(SUB_EVENT, { id });
   }
 
   /** The hub ended an attachment (shutdown, or it fell behind during a replay). */
   detached(sub: PushHubSubscriber, reason: OmnipushError): void {
-    if (this.attached.get(sub.rec.id) !== sub || this.closing || reason.code === 'shutting_down') return;
+    if (this.attached.get(sub.rec.id) !== sub || this.closing || !this.active || reason.code === 'shutting_down') return;
     this.attached.delete(sub.rec.id);
     this.ctx.log.warn({ subscription: sub.rec.id, reason: reason.message }, 'web push subscription detached; re-attaching live');
-    void this.attach(sub.rec);
+    void this.attachHere(sub.rec);
   }
 
   /** Called by the hub, in seq order per subscription; must not throw. */
@@ -241,6 +369,7 @@ export class WebPushTransport {
       this.ctx.log.warn(log, 'push service refused our VAPID credentials; subscription marked failing until re-registered');
       const failing = { ...rec, failing: { status: s, reason: res.detail ?? '', at: Date.now() } };
       await this.registry.put(failing);
+      if (this.ctx.cluster.clustered) this.ctx.cluster.publish(SUB_EVENT, { id: rec.id });
       return { done: true };
     }
     if (s === 0 || s === 429 || s >= 500) {
@@ -261,9 +390,17 @@ export class WebPushTransport {
 
   async close(): Promise<void> {
     this.closing = true;
+    if (this.leading) await this.leading;
+    await this.activation;
     for (const sub of this.attached.values()) this.ctx.hub.unsubscribe(sub);
     this.attached.clear();
+    this.active = false;
     await this.queue.close();
+    if (this.leaseToken) {
+      // the queue is written: the next sender takes it over at its next heartbeat, not after expiry
+      await this.ctx.cluster.release(SENDER_LEASE, this.leaseToken).catch(() => undefined);
+      this.leaseToken = null;
+    }
     await this.sender.close();
   }
 }

@@ -89,16 +89,21 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   const old = broker.live.get(clientId);
   if (old && old !== conn) old.disconnect(RC.sessionTakenOver, 'another connection took over this session');
 
+  // a cluster: a node that holds the session lets go of it (0x8E there, session saved) before we
+  // read it; a generated identifier is new everywhere, so it needs no claim
+  const gen = assigned ? 0 : await broker.claims.claim(clientId, clean);
+  if (conn.closed) return;
+
   const now = Date.now();
   let session = await broker.sessions.get(clientId, now);
   if (conn.closed) return;
-  if (broker.live.has(clientId) && broker.live.get(clientId) !== conn) {
-    // a third CONNECT for the id won the race while we awaited
+  if ((broker.live.has(clientId) && broker.live.get(clientId) !== conn) || !broker.claims.current(clientId, gen)) {
+    // a third CONNECT for the id (here or on another node) won the race while we awaited
     return refuse(conn, RC.sessionTakenOver, 'another connection took over this session');
   }
   let present = false;
   if (session && clean) {
-    broker.endSession(session);
+    broker.endSession(session, true);
     session = undefined;
   } else if (session) {
     // its will waits no longer: the session carries on
@@ -137,6 +142,10 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   } catch (e) {
     if (e instanceof MqttProtocolError) return refuse(conn, e.reasonCode, e.message);
     throw e;
+  }
+  if (conn.will) {
+    broker.wills.arm(clientId, conn.will, Math.min(conn.will.delay, expiry) * 1000);
+    conn.willArmed = true;
   }
 
   const ack: IConnackPacket = { cmd: 'connack', sessionPresent: present };

@@ -86,7 +86,7 @@ export function handlePublish(conn: MqttConnection, p: IPublishPacket, users: Pr
   if (props.correlationData !== undefined) input.correlationData = props.correlationData;
   input.origin = conn.clientId;
   if (qos === 0) {
-    broker.hub.enqueue(input).catch(() => undefined);
+    broker.hub.enqueue(input).catch((e: unknown) => notStored(conn, e));
     return;
   }
   if (qos === 2) {
@@ -104,8 +104,26 @@ export function handlePublish(conn: MqttConnection, p: IPublishPacket, users: Pr
     (e: unknown) => {
       if (q === 1) conn.inflightIn--;
       if (qos === 2) s.inQos2.delete(pid);
+      if (!v5) return notStored(conn, e);
       broker.log.warn({ err: e, client: conn.clientId }, 'mqtt publish not stored');
-      ack(conn, q, pid, v5 ? RC.unspecified : RC.success);
+      // 0x80 (Unspecified error) is the closest code PUBACK/PUBREC allow for "the store is down";
+      // the reason string says what happened and that a retry may succeed
+      conn.send({ cmd: q === 1 ? 'puback' : 'pubrec', messageId: pid, reasonCode: RC.unspecified, properties: { reasonString: reasonOf(e) } });
     },
   );
+}
+
+function reasonOf(e: unknown): string {
+  return (e instanceof OmnipushError ? `${e.code}: ${e.message}` : 'message not stored').slice(0, 200);
+}
+
+/**
+ * A publish the hub could not store (Redis down, shutting down) with no acknowledgement that can
+ * say so — QoS 0, or any QoS on 3.1.1. Acknowledging would lose it silently, so the connection is
+ * closed instead (v5: DISCONNECT 0x89 Server busy): the client knows, and an unacknowledged QoS 1/2
+ * publish is sent again after it reconnects.
+ */
+function notStored(conn: MqttConnection, e: unknown): void {
+  conn.broker.log.warn({ err: e, client: conn.clientId }, 'mqtt publish not stored; closing the connection');
+  conn.disconnect(RC.serverBusy, reasonOf(e));
 }

@@ -1,0 +1,175 @@
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { Histogram } from '../lib/histogram.js';
+import { cpuSeconds, forkLoadGen, rssBytes, startServerProcess, type LoadGen, type ServerProc } from '../lib/procs.js';
+import { publishBatch, sleep } from '../lib/publish.js';
+import { LOADGEN_DIR } from '../lib/servers.js';
+
+const ROOT = new URL('../../../', import.meta.url).pathname;
+/** Connections one load generator holds (its file-descriptor cap is 20k). */
+const PER_GEN = 9_500;
+
+export interface ClusterRun {
+  workers: number;
+  clients: number;
+  maxRate: { deliveriesPerSec: number; messages: number; serverCpuPct: number; closed: number };
+  fixedRate: { targetDeliveriesPerSec: number; deliveriesPerSec: number; p50ms: number; p99ms: number };
+}
+
+export interface ClusterHold {
+  workers: number;
+  clients: number;
+  connected: number;
+  /** Subscribers one message reached, and how long the last one waited. */
+  delivered: number;
+  deliverMs: number;
+  rssPerWorkerMB: number[];
+}
+
+/** `omnipush serve --workers N` over the Redis store and bus. */
+function startWorkers(workers: number, redisUrl: string, prefix: string): Promise<ServerProc> {
+  return startServerProcess(join(ROOT, 'bin/omnipush.js'), ['serve', '--workers', String(workers), '--port', '0', '--mqtt-port', '0', '--log-level', 'warn', '--store', 'redis'], {
+    OMNIPUSH_BUS__KIND: 'redis',
+    OMNIPUSH_STORE__REDIS__URL: redisUrl,
+    OMNIPUSH_STORE__REDIS__PREFIX: prefix,
+    OMNIPUSH_LIMITS__MAX_CONNECTIONS: '19500',
+    OMNIPUSH_LIMITS__MAX_QUEUE_BYTES: String(16 * 1024 * 1024),
+  });
+}
+
+function workerPids(primary: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(primary)]).toString().trim().split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** CPU seconds of the primary and its workers together. */
+const groupCpu = (primary: number) => [primary, ...workerPids(primary)].reduce((n, p) => n + cpuSeconds(p), 0);
+
+async function stats(gens: LoadGen[], reset = false): Promise<{ delivered: number; hist: Histogram; closed: number }> {
+  const all = await Promise.all(gens.map((g) => g.ask<{ delivered: number; hist: number[]; closed: number }>({ cmd: 'stats', reset })));
+  const hist = new Histogram();
+  for (const s of all) hist.merge(s.hist);
+  return { delivered: all.reduce((n, s) => n + s.delivered, 0), hist, closed: all.reduce((n, s) => n + s.closed, 0) };
+}
+
+/** Load generators (one source address each) holding `clients` WebSocket subscribers of `topic`. */
+async function connectClients(url: string, topic: string, clients: number): Promise<LoadGen[]> {
+  const n = Math.max(2, Math.ceil(clients / PER_GEN));
+  const gens = Array.from({ length: n }, () => forkLoadGen(join(LOADGEN_DIR, 'ws-clients.js'), []));
+  let left = clients;
+  for (let i = 0; i < n; i++) {
+    const count = Math.ceil(left / (n - i));
+    left -= count;
+    await gens[i].ask({ cmd: 'connect', url, mode: 'omnipush', topic, count, localAddress: `127.0.0.${2 + i}` });
+  }
+  return gens;
+}
+
+async function closeGens(gens: LoadGen[]): Promise<void> {
+  await Promise.all(gens.map((g) => g.ask({ cmd: 'close' }).catch(() => undefined)));
+  gens.forEach((g) => g.stop());
+}
+
+/**
+ * WS fan-out over `workers` processes: max rate (batches of 20, backlog bounded as in the fan-out
+ * scenario), then a fixed 50k deliveries/s for publish→deliver latency. Every delivery goes through
+ * the Redis bus, and publishes land on the workers in turn, so with two workers half the
+ * subscribers get each message from a publish made on the other one.
+ */
+export async function clusterFanout(redisUrl: string, workers: number, clients: number, seconds: number): Promise<ClusterRun> {
+  const server = await startWorkers(workers, redisUrl, `bench${workers}-${Date.now()}:`);
+  const pid = server.proc.pid!;
+  const topic = 'bench/cluster';
+  const gens = await connectClients(server.url, topic, clients);
+  try {
+    await stats(gens, true);
+    // more publishes in flight than the one-process scenario: each waits for the bus round trip,
+    // and the measure is the workers' fan-out, not one publisher's latency
+    const batch = 25;
+    const inFlight = 8;
+    let published = 0;
+    const cpu0 = groupCpu(pid);
+    const t0 = performance.now();
+    const end = t0 + seconds * 1000;
+    let delivered = 0;
+    while (performance.now() < end) {
+      await Promise.all(Array.from({ length: inFlight }, () => publishBatch(server.url, topic, batch)));
+      published += inFlight * batch;
+      delivered = (await stats(gens)).delivered;
+      while (published * clients - delivered > clients * 200 && performance.now() < end + 5000) {
+        await sleep(5);
+        delivered = (await stats(gens)).delivered;
+      }
+    }
+    const drainUntil = performance.now() + 10_000;
+    let s = await stats(gens);
+    while (s.delivered < published * clients && performance.now() < drainUntil) {
+      await sleep(20);
+      s = await stats(gens);
+    }
+    const elapsed = (performance.now() - t0) / 1000;
+    const maxRate = { deliveriesPerSec: Math.round(s.delivered / elapsed), messages: published, serverCpuPct: Math.round(((groupCpu(pid) - cpu0) / elapsed) * 100), closed: s.closed };
+
+    const target = 50_000;
+    const perSec = Math.max(1, Math.round(target / clients));
+    await stats(gens, true);
+    const t1 = performance.now();
+    let sent = 0;
+    const interval = 1000 / perSec;
+    while (performance.now() - t1 < seconds * 1000) {
+      const wait = t1 + sent * interval - performance.now();
+      if (wait > 0) await sleep(wait);
+      publishBatch(server.url, topic, 1).catch((e: unknown) => console.error('cluster fixed-rate publish failed:', e));
+      sent++;
+    }
+    const settle = performance.now() + 5000;
+    let f = await stats(gens);
+    while (f.delivered < sent * clients && performance.now() < settle) {
+      await sleep(20);
+      f = await stats(gens);
+    }
+    const fixedElapsed = (performance.now() - t1) / 1000;
+    return {
+      workers,
+      clients,
+      maxRate,
+      fixedRate: { targetDeliveriesPerSec: perSec * clients, deliveriesPerSec: Math.round(f.delivered / fixedElapsed), p50ms: f.hist.percentile(0.5), p99ms: f.hist.percentile(0.99) },
+    };
+  } finally {
+    await closeGens(gens);
+    await server.stop();
+  }
+}
+
+/** Holds `clients` WebSocket subscribers across the workers and sends one message to all of them. */
+export async function clusterHold(redisUrl: string, workers: number, clients: number): Promise<ClusterHold> {
+  const server = await startWorkers(workers, redisUrl, `hold-${Date.now()}:`);
+  const topic = 'bench/hold';
+  let gens: LoadGen[] = [];
+  try {
+    gens = await connectClients(server.url, topic, clients);
+    const connected = clients - (await stats(gens)).closed;
+    const t0 = performance.now();
+    await publishBatch(server.url, topic, 1);
+    let s = await stats(gens);
+    const until = performance.now() + 20_000;
+    while (s.delivered < connected && performance.now() < until) {
+      await sleep(20);
+      s = await stats(gens);
+    }
+    return {
+      workers,
+      clients,
+      connected,
+      delivered: s.delivered,
+      deliverMs: Math.round(performance.now() - t0),
+      rssPerWorkerMB: workerPids(server.proc.pid!).map((p) => Math.round(rssBytes(p) / 1048576)),
+    };
+  } finally {
+    await closeGens(gens);
+    await server.stop();
+  }
+}
