@@ -29,11 +29,6 @@ export interface ServerProc {
   stop(): Promise<void>;
 }
 
-/** Watches a child this benchmark started, so `killAll` ends it too. */
-export function trackChild(proc: ChildProcess): void {
-  children.add(proc);
-}
-
 /** SIGTERM, SIGKILL after 10 s, and wait for the exit. */
 export async function stopChild(proc: ChildProcess): Promise<void> {
   if (proc.exitCode !== null || proc.signalCode !== null) return;
