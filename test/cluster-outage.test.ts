@@ -87,6 +87,9 @@ describe('cluster: Redis stops and comes back while publishing', { skip: redisMi
       await within(closed3, 10_000, 'the 3.1.1 publisher to be disconnected');
       assert.equal(acked3, false, 'no PUBACK for a publish that was not stored');
       mq3.end(true);
+      // a new MQTT connection needs its session from Redis: CONNACK says the server is unavailable
+      await assert.rejects(mqttClient(a, { protocolVersion: 5, clean: false, clientId: 'during-v5' }), (e: Error & { code?: number }) => e.code === 0x88);
+      await assert.rejects(mqttClient(b, { protocolVersion: 4, clean: false, clientId: 'during-v4' }), (e: Error & { code?: number }) => e.code === 3);
 
       await redis.start();
       await waitFor(async () => (await readyStatus(a.http)) === 200 && (await readyStatus(b.http)) === 200, 'readiness after Redis is back', 20_000);

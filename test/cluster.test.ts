@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import type { RedisBus } from '../src/cluster/redis-bus.js';
+import { RedisBus } from '../src/cluster/redis-bus.js';
+import { ALLOW_ALL } from '../src/core/grants.js';
+import { Hub, type HubSubscriber } from '../src/core/hub.js';
+import { RedisStore } from '../src/store/redis.js';
 import type { RunningServer } from '../src/server.js';
 import { httpPublish, seqOf, startCluster } from './helpers/cluster.js';
 import { mqttClient } from './helpers/mqtt.js';
@@ -202,6 +205,50 @@ describe('cluster over Redis (three nodes, store and bus on one Redis)', { skip:
     } finally {
       admin.disconnect();
       await closeAll([a, b]);
+      await redis.remove();
+    }
+  });
+
+  it('a replay that loses pages to another node\'s prune ends with a gap signal, never silently', async () => {
+    const redis = await startRedis();
+    // node B prunes; node A is a hub of its own with small history pages, so its replay spans several reads
+    const [b] = await startCluster(redis, 'pr:', 1, { history: { rules: [{ filter: 'pr/#', maxCount: 5 }] } });
+    const store = new RedisStore({ url: redis.url, prefix: 'pr:' });
+    await store.open();
+    const hub = new Hub(store, { historyPageSize: 5, externalFanOut: true });
+    const bus = new RedisBus(store);
+    await bus.start(hub);
+    try {
+      const cursors: string[] = [];
+      for (let i = 0; i < 30; i++) cursors.push(await httpPublish(b.http, 'pr/x', `p${i}`));
+      await waitFor(() => hub.headSeq >= seqOf(cursors[29]), 'A to see every message');
+      let release: (() => void) | undefined;
+      let held: Promise<void> | null = new Promise<void>((r) => (release = r));
+      const got: string[] = [];
+      const gaps: string[] = [];
+      const sub: HubSubscriber = {
+        transport: 'test',
+        principal: { id: 'reader', kind: 'anonymous', grants: ALLOW_ALL },
+        deliver: (d) => got.push(d.message.payload.toString()),
+        gap: (g) => gaps.push(g.reason),
+        close: () => undefined,
+        // the first delivery stalls the replay (a slow reader) until the test lets it go on
+        backpressure: () => held,
+      };
+      const done = hub.subscribe(sub, hub.checkSubscribe(sub.principal, ['pr/x'], cursors[0]));
+      await waitFor(() => got.length === 1, 'the replay to start');
+      assert.ok((await b.hub.prune()) >= 25, 'B pruned most of the history mid-replay');
+      held = null;
+      release!();
+      await within(done, 10_000, 'the replay');
+      assert.deepEqual(gaps, ['pruned'], 'the lost pages are announced');
+      assert.deepEqual(got, [...Array.from({ length: 5 }, (_, i) => `p${i + 1}`), ...Array.from({ length: 5 }, (_, i) => `p${i + 25}`)], 'what could still be read, in order');
+      hub.unsubscribe(sub);
+    } finally {
+      await hub.close();
+      await bus.close();
+      await store.close();
+      await b.close();
       await redis.remove();
     }
   });

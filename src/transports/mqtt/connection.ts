@@ -5,7 +5,8 @@ import { decode, encode } from './codec.js';
 import type { SessionFeed } from './feed.js';
 import { PacketFramer } from './framer.js';
 import { handleAck, handlePubrel } from './handlers/acks.js';
-import { handleConnect } from './handlers/connect.js';
+import { OmnipushError } from '../../core/errors.js';
+import { handleConnect, refuse } from './handlers/connect.js';
 import { handleDisconnect } from './handlers/disconnect.js';
 import { handlePublish } from './handlers/publish.js';
 import { handleSubscribe } from './handlers/subscribe.js';
@@ -92,7 +93,12 @@ export class MqttConnection implements SessionPort {
       this.held = [];
       handleConnect(this, Buffer.from(raw)).then(
         () => this.release(),
-        (e: unknown) => this.fail(e),
+        (e: unknown) => {
+          // the session store (Redis) is unreachable: say so in CONNACK (3.1.1: return code 3) so the
+          // client retries later, rather than closing without an answer
+          if (this.state === 'connecting' && e instanceof OmnipushError && e.code === 'unavailable') refuse(this, RC.serverUnavailable, e.message);
+          else this.fail(e);
+        },
       );
       return;
     }

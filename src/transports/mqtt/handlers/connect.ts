@@ -11,7 +11,8 @@ import { MqttSession } from '../session.js';
 import { willOf } from './will-spec.js';
 
 /** Answers a refused CONNECT with CONNACK (a code in each version's terms) and closes. */
-function refuse(conn: MqttConnection, rc: number, reason?: string): void {
+/** Answers CONNECT with a refusal (v5 reason code, or the closest 3.1.1 return code) and closes. */
+export function refuse(conn: MqttConnection, rc: number, reason?: string): void {
   const packet: IConnackPacket = { cmd: 'connack', sessionPresent: false };
   if (conn.version === 5) {
     packet.reasonCode = rc;
