@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { OmnipushError } from '../core/errors.js';
 
 /** A small message between nodes; `from` is the sender's node id. */
 export interface ControlEvent {
@@ -196,6 +197,15 @@ export class RedisControl implements ClusterControl {
     });
   }
 
+  /** Redis errors become `unavailable`, so that doors answer as for any outage (503, CONNACK 0x88). */
+  private async run<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (e) {
+      throw new OmnipushError('unavailable', `cluster state is unreachable: ${(e as Error).message}`);
+    }
+  }
+
   private key(name: string): string {
     return `${this.opts.prefix}cluster:${name}`;
   }
@@ -293,42 +303,42 @@ export class RedisControl implements ClusterControl {
 
   async acquire(name: string, ttlMs: number): Promise<string | null> {
     const token = `${this.nodeId}:${randomBytes(6).toString('hex')}`;
-    const ok = await this.redis.set(this.key(`lease:${name}`), token, 'PX', ttlMs, 'NX');
+    const ok = await this.run(() => this.redis.set(this.key(`lease:${name}`), token, 'PX', ttlMs, 'NX'));
     return ok === 'OK' ? token : null;
   }
 
   async renew(name: string, token: string, ttlMs: number): Promise<boolean> {
-    return Number(await this.redis.eval(RENEW_LUA, 1, this.key(`lease:${name}`), token, String(ttlMs))) === 1;
+    return Number(await this.run(() => this.redis.eval(RENEW_LUA, 1, this.key(`lease:${name}`), token, String(ttlMs)))) === 1;
   }
 
   async release(name: string, token: string): Promise<void> {
-    await this.redis.eval(RELEASE_LUA, 1, this.key(`lease:${name}`), token);
+    await this.run(() => this.redis.eval(RELEASE_LUA, 1, this.key(`lease:${name}`), token));
   }
 
   async claim(space: string, key: string): Promise<{ gen: number; previous?: string }> {
-    const [prev, gen] = (await this.redis.eval(CLAIM_LUA, 1, this.key(`claims:${space}`), key, this.nodeId)) as [string, number];
+    const [prev, gen] = (await this.run(() => this.redis.eval(CLAIM_LUA, 1, this.key(`claims:${space}`), key, this.nodeId))) as [string, number];
     return { gen: Number(gen), previous: prev || undefined };
   }
 
   async unclaim(space: string, key: string): Promise<void> {
-    await this.redis.eval(UNCLAIM_LUA, 1, this.key(`claims:${space}`), key, this.nodeId);
+    await this.run(() => this.redis.eval(UNCLAIM_LUA, 1, this.key(`claims:${space}`), key, this.nodeId));
   }
 
   async mapSet(map: string, field: string, value: string): Promise<void> {
-    await this.redis.hset(this.key(`map:${map}`), field, value);
+    await this.run(() => this.redis.hset(this.key(`map:${map}`), field, value));
   }
 
   async mapReplace(map: string, field: string, expected: string, value: string): Promise<boolean> {
-    return Number(await this.redis.eval(REPLACE_LUA, 1, this.key(`map:${map}`), field, expected, value)) === 1;
+    return Number(await this.run(() => this.redis.eval(REPLACE_LUA, 1, this.key(`map:${map}`), field, expected, value))) === 1;
   }
 
   async mapTake(map: string, field: string, expected?: string): Promise<boolean> {
-    if (expected === undefined) return (await this.redis.hdel(this.key(`map:${map}`), field)) === 1;
-    return Number(await this.redis.eval(TAKE_IF_LUA, 1, this.key(`map:${map}`), field, expected)) === 1;
+    if (expected === undefined) return (await this.run(() => this.redis.hdel(this.key(`map:${map}`), field))) === 1;
+    return Number(await this.run(() => this.redis.eval(TAKE_IF_LUA, 1, this.key(`map:${map}`), field, expected))) === 1;
   }
 
   async mapAll(map: string): Promise<Map<string, string>> {
-    return new Map(Object.entries(await this.redis.hgetall(this.key(`map:${map}`))));
+    return new Map(Object.entries(await this.run(() => this.redis.hgetall(this.key(`map:${map}`)))));
   }
 }
 

@@ -2,7 +2,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import type { RunningServer } from '../../src/server.js';
-import { waitFor } from './server.js';
+import { waitFor, within } from './server.js';
 
 /** host and port of the server's MQTT listener. */
 export function mqttAddress(server: RunningServer): { host: string; port: number } {
@@ -18,7 +18,8 @@ export interface Received {
 
 /** An MQTT.js client that never reconnects by itself, with what it received. */
 export async function mqttClient(server: RunningServer, opts: IClientOptions = {}): Promise<MqttClient & { received: Received[] }> {
-  const c = (await mqtt.connectAsync(server.mqtt!, { reconnectPeriod: 0, connectTimeout: 5000, ...opts })) as MqttClient & { received: Received[] };
+  // connectAsync does not settle when the server closes the connection without a CONNACK
+  const c = (await within(mqtt.connectAsync(server.mqtt!, { reconnectPeriod: 0, connectTimeout: 5000, ...opts }), 10_000, 'MQTT CONNACK')) as MqttClient & { received: Received[] };
   c.received = [];
   c.on('message', (topic, payload, packet) => c.received.push({ topic, payload: payload.toString(), packet }));
   c.on('error', () => undefined);
