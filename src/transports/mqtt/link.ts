@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import { SocketWriter } from '../../wire/socket-writer.js';
+import { wsFrameHeader, WS_BINARY } from '../../wire/ws-frame-header.js';
 
 /** The byte pipe under an MQTT connection: TCP, TLS or a WebSocket. Writes are batched per tick. */
 export interface Link {
@@ -51,17 +52,7 @@ export function socketLink(socket: Socket, maxQueueBytes: number, onOverflow: ()
 
 /** One unmasked binary WebSocket frame (RFC 6455 §5.2) holding a tick's worth of packets. */
 export function binaryFrame(payload: Buffer): Buffer[] {
-  const n = payload.length;
-  let head: Buffer;
-  if (n < 126) head = Buffer.from([0x82, n]);
-  else if (n < 65536) head = Buffer.from([0x82, 126, n >> 8, n & 0xff]);
-  else {
-    head = Buffer.alloc(10);
-    head[0] = 0x82;
-    head[1] = 127;
-    head.writeBigUInt64BE(BigInt(n), 2);
-  }
-  return [head, payload];
+  return [wsFrameHeader(WS_BINARY, payload.length), payload];
 }
 
 /**
