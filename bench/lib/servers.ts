@@ -1,9 +1,10 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServerProcess, stopChild, trackChild, type ServerProc } from './procs.js';
+import { freePort } from './ports.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 
@@ -41,17 +42,6 @@ export function startPeer(name: 'ws-ceiling' | 'socketio-server' | 'aedes-server
 
 export const MOSQUITTO = '/usr/sbin/mosquitto';
 
-/** A port nobody listens on right now (loopback; the broker binds it a moment later). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
