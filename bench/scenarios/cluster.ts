@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { Histogram } from '../lib/histogram.js';
 import { cpuSeconds, forkLoadGen, rssBytes, startServerProcess, type LoadGen, type ServerProc } from '../lib/procs.js';
 import { publishBatch, sleep } from '../lib/publish.js';
 import { LOADGEN_DIR } from '../lib/servers.js';
+import { fixedRatePhase, maxRatePhase, stats } from './fanout.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 /** Connections one load generator holds (its file-descriptor cap is 20k). */
@@ -48,12 +48,6 @@ function workerPids(primary: number): number[] {
 /** CPU seconds of the primary and its workers together. */
 const groupCpu = (primary: number) => [primary, ...workerPids(primary)].reduce((n, p) => n + cpuSeconds(p), 0);
 
-async function stats(gens: LoadGen[], reset = false): Promise<{ delivered: number; hist: Histogram; closed: number }> {
-  const all = await Promise.all(gens.map((g) => g.ask<{ delivered: number; hist: number[]; closed: number }>({ cmd: 'stats', reset })));
-  const hist = new Histogram();
-  for (const s of all) hist.merge(s.hist);
-  return { delivered: all.reduce((n, s) => n + s.delivered, 0), hist, closed: all.reduce((n, s) => n + s.closed, 0) };
-}
 
 /** Load generators (one source address each) holding `clients` WebSocket subscribers of `topic`. */
 async function connectClients(url: string, topic: string, clients: number): Promise<LoadGen[]> {
@@ -85,59 +79,11 @@ export async function clusterFanout(redisUrl: string, workers: number, clients: 
   const topic = 'bench/cluster';
   const gens = await connectClients(server.url, topic, clients);
   try {
-    await stats(gens, true);
     // more publishes in flight than the one-process scenario: each waits for the bus round trip,
     // and the measure is the workers' fan-out, not one publisher's latency
-    const batch = 25;
-    const inFlight = 8;
-    let published = 0;
-    const cpu0 = groupCpu(pid);
-    const t0 = performance.now();
-    const end = t0 + seconds * 1000;
-    let delivered = 0;
-    while (performance.now() < end) {
-      await Promise.all(Array.from({ length: inFlight }, () => publishBatch(server.url, topic, batch)));
-      published += inFlight * batch;
-      delivered = (await stats(gens)).delivered;
-      while (published * clients - delivered > clients * 200 && performance.now() < end + 5000) {
-        await sleep(5);
-        delivered = (await stats(gens)).delivered;
-      }
-    }
-    const drainUntil = performance.now() + 10_000;
-    let s = await stats(gens);
-    while (s.delivered < published * clients && performance.now() < drainUntil) {
-      await sleep(20);
-      s = await stats(gens);
-    }
-    const elapsed = (performance.now() - t0) / 1000;
-    const maxRate = { deliveriesPerSec: Math.round(s.delivered / elapsed), messages: published, serverCpuPct: Math.round(((groupCpu(pid) - cpu0) / elapsed) * 100), closed: s.closed };
-
-    const target = 50_000;
-    const perSec = Math.max(1, Math.round(target / clients));
-    await stats(gens, true);
-    const t1 = performance.now();
-    let sent = 0;
-    const interval = 1000 / perSec;
-    while (performance.now() - t1 < seconds * 1000) {
-      const wait = t1 + sent * interval - performance.now();
-      if (wait > 0) await sleep(wait);
-      publishBatch(server.url, topic, 1).catch((e: unknown) => console.error('cluster fixed-rate publish failed:', e));
-      sent++;
-    }
-    const settle = performance.now() + 5000;
-    let f = await stats(gens);
-    while (f.delivered < sent * clients && performance.now() < settle) {
-      await sleep(20);
-      f = await stats(gens);
-    }
-    const fixedElapsed = (performance.now() - t1) / 1000;
-    return {
-      workers,
-      clients,
-      maxRate,
-      fixedRate: { targetDeliveriesPerSec: perSec * clients, deliveriesPerSec: Math.round(f.delivered / fixedElapsed), p50ms: f.hist.percentile(0.5), p99ms: f.hist.percentile(0.99) },
-    };
+    const maxRate = await maxRatePhase(gens, server.url, topic, clients, seconds, { batch: 25, inFlight: 8, cpu: () => groupCpu(pid) });
+    const { serverCpuPct: _cpu, ...fixedRate } = await fixedRatePhase(gens, server.url, topic, clients, seconds, () => groupCpu(pid));
+    return { workers, clients, maxRate, fixedRate };
   } finally {
     await closeGens(gens);
     await server.stop();

@@ -20,7 +20,7 @@ interface Stats {
   closed: number;
 }
 
-async function stats(gens: LoadGen[], reset = false): Promise<{ delivered: number; hist: Histogram; closed: number }> {
+export async function stats(gens: LoadGen[], reset = false): Promise<{ delivered: number; hist: Histogram; closed: number }> {
   const all = await Promise.all(gens.map((g) => g.ask<Stats>({ cmd: 'stats', reset })));
   const hist = new Histogram();
   for (const s of all) hist.merge(s.hist);
@@ -60,77 +60,92 @@ export async function fanout(server: ServerProc, kind: FanoutClients, clients: n
     await sleep(500);
     const rss1 = rssBytes(pid);
 
-    // max rate: keep the subscribers busy without letting the backlog grow without bound
-    await stats(gens, true);
-    const batch = 20;
-    let published = 0;
-    const cpu0 = cpuSeconds(pid);
-    const t0 = performance.now();
-    const end = t0 + seconds * 1000;
-    let delivered = 0;
-    while (performance.now() < end) {
-      await Promise.all([publishBatch(server.url, topic, batch), publishBatch(server.url, topic, batch)]);
-      published += 2 * batch;
-      delivered = (await stats(gens)).delivered;
-      while (published * clients - delivered > clients * 200 && performance.now() < end + 5000) {
-        await sleep(5);
-        delivered = (await stats(gens)).delivered;
-      }
-    }
-    const drainUntil = performance.now() + 10_000;
-    let s = await stats(gens);
-    while (s.delivered < published * clients && performance.now() < drainUntil) {
-      await sleep(20);
-      s = await stats(gens);
-    }
-    const elapsed = (performance.now() - t0) / 1000;
-    const maxRate = {
-      deliveriesPerSec: Math.round(s.delivered / elapsed),
-      messages: published,
-      serverCpuPct: Math.round(((cpuSeconds(pid) - cpu0) / elapsed) * 100),
-      closed: s.closed,
-    };
-
-    // fixed rate: 50k deliveries/s in total, latency measured
-    const target = 50_000;
-    const perSec = Math.max(1, Math.round(target / clients));
-    await stats(gens, true);
-    const cpu1 = cpuSeconds(pid);
-    const t1 = performance.now();
-    let sent = 0;
-    let failed = 0;
-    const interval = 1000 / perSec;
-    while (performance.now() - t1 < seconds * 1000) {
-      const due = t1 + sent * interval;
-      const wait = due - performance.now();
-      if (wait > 0) await sleep(wait);
-      publishBatch(server.url, topic, 1).catch((e: unknown) => {
-        if (failed++ === 0) console.error(`publish to ${server.url} failed during the fixed-rate phase:`, e);
-      });
-      sent++;
-    }
-    const settle = performance.now() + 5000;
-    let f = await stats(gens);
-    while (f.delivered < sent * clients && performance.now() < settle) {
-      await sleep(20);
-      f = await stats(gens);
-    }
-    const fixedElapsed = (performance.now() - t1) / 1000;
+    const maxRate = await maxRatePhase(gens, server.url, topic, clients, seconds, { batch: 20, inFlight: 2, cpu: () => cpuSeconds(pid) });
+    const fixedRate = await fixedRatePhase(gens, server.url, topic, clients, seconds, () => cpuSeconds(pid));
     return {
       clients,
       rssPerIdleConnBytes: Math.round((rss1 - rss0) / clients),
       rssMarginalPerConnBytes: Math.round((rss1 - rssHalf) / (clients - half)),
       maxRate,
-      fixedRate: {
-        targetDeliveriesPerSec: perSec * clients,
-        deliveriesPerSec: Math.round(f.delivered / fixedElapsed),
-        p50ms: f.hist.percentile(0.5),
-        p99ms: f.hist.percentile(0.99),
-        serverCpuPct: Math.round(((cpuSeconds(pid) - cpu1) / fixedElapsed) * 100),
-      },
+      fixedRate,
     };
   } finally {
     await Promise.all(gens.map((g) => g.ask({ cmd: 'close' }).catch(() => undefined)));
     gens.forEach((g) => g.stop());
   }
+}
+
+export interface MaxRateOptions {
+  /** Messages per publish request, and requests in flight at once. */
+  batch: number;
+  inFlight: number;
+  /** CPU seconds of the server (all its processes). */
+  cpu: () => number;
+}
+
+/** Publishes as fast as the subscribers take it, the backlog bounded, then drains; the rate counts every delivery. */
+export async function maxRatePhase(gens: LoadGen[], url: string, topic: string, clients: number, seconds: number, o: MaxRateOptions): Promise<FanoutResult['maxRate']> {
+  await stats(gens, true);
+  let published = 0;
+  const cpu0 = o.cpu();
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  let delivered = 0;
+  while (performance.now() < end) {
+    await Promise.all(Array.from({ length: o.inFlight }, () => publishBatch(url, topic, o.batch)));
+    published += o.inFlight * o.batch;
+    delivered = (await stats(gens)).delivered;
+    while (published * clients - delivered > clients * 200 && performance.now() < end + 5000) {
+      await sleep(5);
+      delivered = (await stats(gens)).delivered;
+    }
+  }
+  const drainUntil = performance.now() + 10_000;
+  let s = await stats(gens);
+  while (s.delivered < published * clients && performance.now() < drainUntil) {
+    await sleep(20);
+    s = await stats(gens);
+  }
+  const elapsed = (performance.now() - t0) / 1000;
+  return {
+    deliveriesPerSec: Math.round(s.delivered / elapsed),
+    messages: published,
+    serverCpuPct: Math.round(((o.cpu() - cpu0) / elapsed) * 100),
+    closed: s.closed,
+  };
+}
+
+/** 50k deliveries/s in total, one message per request on a schedule; latency from the stamps in the payloads. */
+export async function fixedRatePhase(gens: LoadGen[], url: string, topic: string, clients: number, seconds: number, cpu: () => number): Promise<FanoutResult['fixedRate']> {
+  const target = 50_000;
+  const perSec = Math.max(1, Math.round(target / clients));
+  await stats(gens, true);
+  const cpu1 = cpu();
+  const t1 = performance.now();
+  let sent = 0;
+  let failed = 0;
+  const interval = 1000 / perSec;
+  while (performance.now() - t1 < seconds * 1000) {
+    const due = t1 + sent * interval;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    publishBatch(url, topic, 1).catch((e: unknown) => {
+      if (failed++ === 0) console.error(`publish to ${url} failed during the fixed-rate phase:`, e);
+    });
+    sent++;
+  }
+  const settle = performance.now() + 5000;
+  let f = await stats(gens);
+  while (f.delivered < sent * clients && performance.now() < settle) {
+    await sleep(20);
+    f = await stats(gens);
+  }
+  const fixedElapsed = (performance.now() - t1) / 1000;
+  return {
+    targetDeliveriesPerSec: perSec * clients,
+    deliveriesPerSec: Math.round(f.delivered / fixedElapsed),
+    p50ms: f.hist.percentile(0.5),
+    p99ms: f.hist.percentile(0.99),
+    serverCpuPct: Math.round(((cpu() - cpu1) / fixedElapsed) * 100),
+  };
 }
