@@ -7,7 +7,7 @@ import type { Hub } from '../../core/hub.js';
 import { formatCursor } from '../../core/message.js';
 import type { TransportContext } from '../context.js';
 import type { MqttConnection } from './connection.js';
-import { headSeq, RetainedFeed, SessionFeed, SharedGroups } from './feed.js';
+import { RetainedFeed, SessionFeed, SharedGroups } from './feed.js';
 import { MqttProtocolError, RC } from './reason-codes.js';
 import type { MqttSession, SubOptions } from './session.js';
 import { SessionClaims } from './session-claims.js';
@@ -115,7 +115,7 @@ export class Broker {
     const feed = new SessionFeed(conn.principal, s, (reason) => this.feedClosed(conn, reason));
     if (plan.mode === 'history') {
       feed.replaying = true;
-      feed.replayUpTo = headSeq(this.hub);
+      feed.replayUpTo = this.hub.headSeq;
     }
     s.epoch = this.hub.epoch;
     // the swap happens within one tick, so no message falls between the two subscriptions
@@ -134,7 +134,7 @@ export class Broker {
   /** Sends a new subscription its retained messages. */
   sendRetained(conn: MqttConnection, filter: string, opts: SubOptions): void {
     const plan = this.hub.checkSubscribe(conn.principal, [filter]);
-    const rf = new RetainedFeed(conn.principal, conn.session!, opts, headSeq(this.hub));
+    const rf = new RetainedFeed(conn.principal, conn.session!, opts, this.hub.headSeq);
     this.hub
       .subscribe(rf, plan)
       .catch((e: unknown) => this.log.debug({ err: e }, 'mqtt retained replay ended'))

@@ -2,15 +2,9 @@ import type { Delivery } from '../../core/encoded.js';
 import type { OmnipushError } from '../../core/errors.js';
 import { canReceive, type Principal } from '../../core/grants.js';
 import type { GapInfo, Hub, HubSubscriber, SubscribePlan } from '../../core/hub.js';
-import { parseCursor } from '../../core/message.js';
 import type { Logger } from 'pino';
 import type { ClusterControl } from '../../cluster/control.js';
 import type { MqttSession, SubOptions } from './session.js';
-
-/** The hub's newest seq: what a live subscription starts after and a replay runs up to. */
-export function headSeq(hub: Hub): number {
-  return parseCursor(hub.headCursor()).seq;
-}
 
 /**
  * A session's one hub subscription, covering all its non-shared filters; the hub delivers each
@@ -217,7 +211,7 @@ export class SharedGroups {
       g = new SharedGroup();
       if (clustered) g.view = [];
       this.groups.set(shareName, g);
-      const plan: SubscribePlan = { filters: [filter], perMessageCheck: false, mode: 'live', afterSeq: headSeq(this.hub) };
+      const plan: SubscribePlan = { filters: [filter], perMessageCheck: false, mode: 'live', afterSeq: this.hub.headSeq };
       void this.hub.subscribe(g, plan).catch(() => undefined);
     }
     const existing = g.members.find((x) => x.session === session);

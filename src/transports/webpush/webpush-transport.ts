@@ -171,7 +171,7 @@ export class WebPushTransport {
     if (head) {
       try {
         const c = parseCursor(head);
-        if (c.epoch === this.ctx.hub.epoch && c.seq <= parseCursor(this.ctx.hub.headCursor()).seq) {
+        if (c.epoch === this.ctx.hub.epoch && c.seq <= this.ctx.hub.headSeq) {
           since = head;
           this.headSeq = c.seq;
           this.headCursor = head;

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { IConnackPacket, IConnectPacket } from 'mqtt-packet';
 import { subscribeVerdict } from '../../../core/grants.js';
-import { headSeq } from '../feed.js';
 import { decode, unsupportedConnack } from '../codec.js';
 import type { MqttConnection } from '../connection.js';
 import { PacketFramer } from '../framer.js';
@@ -113,7 +112,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   }
   if (clean) broker.wills.fire(clientId);
   if (!session) {
-    session = new MqttSession(clientId, broker.hub.epoch, headSeq(broker.hub), cfg.maxQueuedMessages);
+    session = new MqttSession(clientId, broker.hub.epoch, broker.hub.headSeq, cfg.maxQueuedMessages);
     broker.sessions.add(session);
   }
   session.expiry = expiry;
