@@ -100,6 +100,15 @@ class Reader {
 }
 
 /** Reads one property block; returns the User Properties in order (undefined when none). */
+/** The MQTT 5 tail of acknowledgements, DISCONNECT and AUTH: an optional reason code, then optional properties. */
+function reasonAndProperties(r: Reader, block: Block, what: string): Properties | undefined {
+  let users: Properties | undefined;
+  if (r.left > 0) r.u8('reason code');
+  if (r.left > 0) users = properties(r, block);
+  if (r.left !== 0) throw malformed(`bytes after the end of ${what}`);
+  return users;
+}
+
 function properties(r: Reader, block: Block): Properties | undefined {
   const len = r.varint('property length');
   r.need(len, 'properties');
@@ -218,11 +227,7 @@ export function checkPacket(packet: Buffer, version: number): Properties | undef
         if (r.left !== 0) throw malformed('acknowledgement longer than 2 bytes');
         return undefined;
       }
-      let users: Properties | undefined;
-      if (r.left > 0) r.u8('reason code');
-      if (r.left > 0) users = properties(r, 'ack');
-      if (r.left !== 0) throw malformed('bytes after the end of an acknowledgement');
-      return users;
+      return reasonAndProperties(r, 'ack', 'an acknowledgement');
     }
     case 8:
     case 10: {
@@ -249,18 +254,12 @@ export function checkPacket(packet: Buffer, version: number): Properties | undef
         if (r.left !== 0) throw malformed('DISCONNECT with a body');
         return undefined;
       }
-      let users: Properties | undefined;
-      if (r.left > 0) r.u8('reason code');
-      if (r.left > 0) users = properties(r, 'disconnect');
-      if (r.left !== 0) throw malformed('bytes after the end of DISCONNECT');
-      return users;
+      return reasonAndProperties(r, 'disconnect', 'DISCONNECT');
     }
     case 15: {
       if (!v5) throw protocol('AUTH before MQTT 5');
       if (flags !== 0) throw malformed('reserved flags of AUTH');
-      if (r.left > 0) r.u8('reason code');
-      if (r.left > 0) properties(r, 'auth');
-      if (r.left !== 0) throw malformed('bytes after the end of AUTH');
+      reasonAndProperties(r, 'auth', 'AUTH');
       return undefined;
     }
     default:
