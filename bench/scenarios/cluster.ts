@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { cpuSeconds, forkLoadGen, rssBytes, startServerProcess, type LoadGen, type ServerProc } from '../lib/procs.js';
-import { publishBatch, sleep } from '../lib/publish.js';
+import { publishBatch } from '../lib/publish.js';
 import { LOADGEN_DIR } from '../lib/servers.js';
-import { fixedRatePhase, maxRatePhase, stats } from './fanout.js';
+import { fixedRatePhase, maxRatePhase, stats, statsOnce } from './fanout.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 /** Connections one load generator holds (its file-descriptor cap is 20k). */
@@ -100,12 +100,7 @@ export async function clusterHold(redisUrl: string, workers: number, clients: nu
     const connected = clients - (await stats(gens)).closed;
     const t0 = performance.now();
     await publishBatch(server.url, topic, 1);
-    let s = await stats(gens);
-    const until = performance.now() + 20_000;
-    while (s.delivered < connected && performance.now() < until) {
-      await sleep(20);
-      s = await stats(gens);
-    }
+    const s = await statsOnce(gens, connected, 20_000);
     return {
       workers,
       clients,

@@ -27,6 +27,17 @@ export async function stats(gens: LoadGen[], reset = false): Promise<{ delivered
   return { delivered: all.reduce((n, s) => n + s.delivered, 0), hist, closed: all.reduce((n, s) => n + s.closed, 0) };
 }
 
+/** The load generators' figures once they have `deliveries` in all, or after `ms`. */
+export async function statsOnce(gens: LoadGen[], deliveries: number, ms: number): Promise<Awaited<ReturnType<typeof stats>>> {
+  const until = performance.now() + ms;
+  let s = await stats(gens);
+  while (s.delivered < deliveries && performance.now() < until) {
+    await sleep(20);
+    s = await stats(gens);
+  }
+  return s;
+}
+
 /** How the load generators reach the server: which generator, and what it is told to connect to. */
 export interface FanoutClients {
   loadgen: 'sse-clients.js' | 'ws-clients.js';
@@ -100,12 +111,7 @@ export async function maxRatePhase(gens: LoadGen[], url: string, topic: string, 
       delivered = (await stats(gens)).delivered;
     }
   }
-  const drainUntil = performance.now() + 10_000;
-  let s = await stats(gens);
-  while (s.delivered < published * clients && performance.now() < drainUntil) {
-    await sleep(20);
-    s = await stats(gens);
-  }
+  const s = await statsOnce(gens, published * clients, 10_000);
   const elapsed = (performance.now() - t0) / 1000;
   return {
     deliveriesPerSec: Math.round(s.delivered / elapsed),
@@ -134,12 +140,7 @@ export async function fixedRatePhase(gens: LoadGen[], url: string, topic: string
     });
     sent++;
   }
-  const settle = performance.now() + 5000;
-  let f = await stats(gens);
-  while (f.delivered < sent * clients && performance.now() < settle) {
-    await sleep(20);
-    f = await stats(gens);
-  }
+  const f = await statsOnce(gens, sent * clients, 5000);
   const fixedElapsed = (performance.now() - t1) / 1000;
   return {
     targetDeliveriesPerSec: perSec * clients,
