@@ -34,3 +34,22 @@ export class Histogram {
     return MAX_MS;
   }
 }
+
+/** Reads the 13-digit `<ms>` at the start of a stamped payload; NaN when it is not there. */
+export function stampOf(buf: Buffer, start: number, end: number): number {
+  if (end - start < 14 || buf[start + 13] !== 0x7c) return NaN;
+  let ms = 0;
+  for (let i = start; i < start + 13; i++) {
+    const d = buf[i] - 48;
+    if (d < 0 || d > 9) return NaN;
+    ms = ms * 10 + d;
+  }
+  return ms;
+}
+
+/** The stamp of a payload somewhere inside `buf[start, end)` (e.g. in a JSON frame): the 13 digits before its first `|`. */
+export function stampWithin(buf: Buffer, start: number, end: number): number {
+  const bar = buf.indexOf(0x7c, start);
+  if (bar < 0 || bar >= end || bar - 13 < start) return NaN;
+  return stampOf(buf, bar - 13, end);
+}

@@ -7,10 +7,13 @@
  */
 import { connect, type Socket } from 'node:net';
 import { generate, parser, type IConnackPacket, type ISubackPacket, type Packet, type QoS } from 'mqtt-packet';
+import { carry, EMPTY, sharedRead } from './shared-read.js';
 
 export interface MqttAddress {
   host: string;
   port: number;
+  /** A source address of the client's own (one address pair has only ~28k ephemeral ports). */
+  localAddress?: string;
 }
 
 /** What a connection reports to its owner. The payload of a PUBLISH is `buf[start, end)`. */
@@ -32,7 +35,6 @@ setInterval(() => {
 }, (KEEPALIVE_S / 3) * 1000).unref();
 
 const PINGREQ = Buffer.from([0xc0, 0x00]);
-const EMPTY = Buffer.alloc(0);
 
 // One parser for the whole process: it only ever receives complete frames, so it never carries
 // state from one connection into the next; `target` says whose frame it is reading.
@@ -47,17 +49,6 @@ function parseControl(conn: MqttConn, frame: Buffer): void {
   target = undefined;
 }
 
-/** Reads the 13-digit `<ms>` at the start of a stamped payload; NaN when it is not there. */
-export function stampOf(buf: Buffer, start: number, end: number): number {
-  if (end - start < 14 || buf[start + 13] !== 0x7c) return NaN;
-  let ms = 0;
-  for (let i = start; i < start + 13; i++) {
-    const d = buf[i] - 48;
-    if (d < 0 || d > 9) return NaN;
-    ms = ms * 10 + d;
-  }
-  return ms;
-}
 
 export class MqttConn {
   readonly sock: Socket;
@@ -70,9 +61,8 @@ export class MqttConn {
     addr: MqttAddress,
     private readonly events: MqttEvents,
   ) {
-    this.sock = connect(addr.port, addr.host);
+    this.sock = connect({ port: addr.port, host: addr.host, localAddress: addr.localAddress, onread: sharedRead((d) => this.onData(d)) });
     this.sock.setNoDelay(true);
-    this.sock.on('data', (d: Buffer) => this.onData(d));
     this.sock.on('error', (e) => this.fail(e));
     this.sock.on('close', () => {
       this.closed = true;
@@ -206,7 +196,7 @@ export class MqttConn {
       }
       off = end;
     }
-    this.buf = off === buf.length ? EMPTY : buf.subarray(off);
+    this.buf = carry(buf, off);
     if (acks) {
       // one write for every acknowledgement this chunk owes
       const out = Buffer.allocUnsafe(acks.length * 4);

@@ -5,8 +5,9 @@
  * IPC: {cmd:'connect', host, port, topic, count} (QoS 0 subscribers) · {cmd:'stats', reset, hist}
  *      · {cmd:'pairs', host, port, count} · {cmd:'run-pairs', seconds, window} · {cmd:'close'}.
  */
-import { Histogram } from '../lib/histogram.js';
-import { MqttConn, stampOf, type MqttAddress } from '../lib/mqtt-wire.js';
+import { Histogram, stampOf } from '../lib/histogram.js';
+import { MqttConn, type MqttAddress } from '../lib/mqtt-wire.js';
+import { timing } from '../lib/shared-read.js';
 import { stampedPayload } from '../lib/publish.js';
 
 let delivered = 0;
@@ -34,6 +35,7 @@ async function connectSubscribers(addr: MqttAddress, topic: string, count: numbe
     const c = await MqttConn.open(addr, clientId(), {
       publish(buf, start, end) {
         delivered++;
+        if (!timing.on) return;
         const ts = stampOf(buf, start, end);
         if (ts > 0) hist.add(Date.now() - ts);
       },
@@ -133,10 +135,12 @@ interface Command {
   cmd: string;
   host?: string;
   port?: number;
+  localAddress?: string;
   topic?: string;
   count?: number;
   reset?: boolean;
   hist?: boolean;
+  timing?: boolean;
   seconds?: number;
   window?: number;
 }
@@ -145,7 +149,7 @@ process.on('message', async (m: Command) => {
   let result: unknown = null;
   try {
     if (m.cmd === 'connect') {
-      await connectSubscribers({ host: m.host!, port: m.port! }, m.topic!, m.count!);
+      await connectSubscribers({ host: m.host!, port: m.port!, localAddress: m.localAddress }, m.topic!, m.count!);
       result = { connected: conns.length };
     } else if (m.cmd === 'pairs') {
       await openPairs({ host: m.host!, port: m.port! }, m.count!);
@@ -153,6 +157,7 @@ process.on('message', async (m: Command) => {
     } else if (m.cmd === 'run-pairs') {
       result = await runPairs(m.seconds!, m.window!);
     } else if (m.cmd === 'stats') {
+      if (m.timing !== undefined) timing.on = m.timing;
       result = { delivered, closed, hist: m.hist ? hist.counts : undefined };
       if (m.reset) {
         delivered = 0;

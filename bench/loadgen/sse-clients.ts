@@ -4,52 +4,56 @@
  * Driven over IPC: {cmd:'connect', url, path, count} · {cmd:'stats', reset} · {cmd:'close'}.
  */
 import { connect, type Socket } from 'node:net';
-import { Histogram } from '../lib/histogram.js';
+import { Histogram, stampOf } from '../lib/histogram.js';
+import { carry, EMPTY, sharedRead, timing } from '../lib/shared-read.js';
 
 const sockets: Socket[] = [];
 let delivered = 0;
 let hist = new Histogram();
 let closedByServer = 0;
+const DATA = Buffer.from('data: ');
 
 function openOne(host: string, port: number, path: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const s = connect(port, host);
-    let rest = '';
+    const s = connect({ port, host, onread: sharedRead((chunk) => onBytes(chunk)) });
+    let rest: Buffer = EMPTY;
     let headerDone = false;
     s.setNoDelay(true);
-    s.setEncoding('latin1');
     s.on('connect', () => s.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nAccept: text/event-stream\r\n\r\n`));
-    s.on('data', (chunk: string) => {
-      let text = rest + chunk;
+    const onBytes = (chunk: Buffer) => {
+      let buf = rest.length ? Buffer.concat([rest, chunk]) : chunk;
       if (!headerDone) {
-        const end = text.indexOf('\r\n\r\n');
+        const end = buf.indexOf('\r\n\r\n');
         if (end < 0) {
-          rest = text;
+          rest = carry(buf, 0);
           return;
         }
-        if (!text.startsWith('HTTP/1.1 200')) {
-          reject(new Error(`status: ${text.slice(0, 40)}`));
+        if (!buf.toString('latin1', 0, 12).startsWith('HTTP/1.1 200')) {
+          reject(new Error(`status: ${buf.toString('latin1', 0, 40)}`));
           s.destroy();
           return;
         }
         headerDone = true;
-        text = text.slice(end + 4);
+        buf = buf.subarray(end + 4);
         resolve();
       }
-      const now = Date.now();
+      // lines are read off the bytes: no string per message
+      const now = timing.on ? Date.now() : 0;
       let i = 0;
       for (;;) {
-        const nl = text.indexOf('\n', i);
+        const nl = buf.indexOf(0x0a, i);
         if (nl < 0) break;
-        if (text.startsWith('data: ', i)) {
+        if (nl - i > DATA.length && buf.compare(DATA, 0, DATA.length, i, i + DATA.length) === 0) {
           delivered++;
-          const ts = Number(text.slice(i + 6, text.indexOf('|', i)));
-          if (ts > 0) hist.add(now - ts);
+          if (now) {
+            const ts = stampOf(buf, i + DATA.length, nl);
+            if (ts > 0) hist.add(now - ts);
+          }
         }
         i = nl + 1;
       }
-      rest = text.slice(i);
-    });
+      rest = carry(buf, i);
+    };
     s.on('error', () => undefined);
     s.on('close', () => {
       closedByServer++;
@@ -59,7 +63,7 @@ function openOne(host: string, port: number, path: string): Promise<void> {
   });
 }
 
-process.on('message', async (m: { id: number; cmd: string; url?: string; path?: string; count?: number; reset?: boolean }) => {
+process.on('message', async (m: { id: number; cmd: string; url?: string; path?: string; count?: number; reset?: boolean; hist?: boolean; timing?: boolean }) => {
   let result: unknown = null;
   if (m.cmd === 'connect') {
     const u = new URL(m.url!);
@@ -70,7 +74,8 @@ process.on('message', async (m: { id: number; cmd: string; url?: string; path?: 
     }
     result = { connected: sockets.length };
   } else if (m.cmd === 'stats') {
-    result = { delivered, hist: hist.counts, closed: closedByServer };
+    if (m.timing !== undefined) timing.on = m.timing;
+    result = { delivered, hist: m.hist ? hist.counts : undefined, closed: closedByServer };
     if (m.reset) {
       delivered = 0;
       hist = new Histogram();

@@ -8,7 +8,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
-import { Histogram } from '../lib/histogram.js';
+import { Histogram, stampWithin } from '../lib/histogram.js';
+import { carry, EMPTY, sharedRead, timing } from '../lib/shared-read.js';
 
 type Mode = 'omnipush' | 'ws' | 'socketio';
 
@@ -27,29 +28,31 @@ function clientFrame(text: string): Buffer {
   return Buffer.concat([head, mask, payload]);
 }
 
-function record(text: string): void {
+/** Counts a delivered frame and its latency, read off the bytes (no string per message). */
+function record(buf: Buffer, start: number, end: number): void {
   delivered++;
-  const bar = text.indexOf('|');
-  if (bar >= 13) {
-    const ts = Number(text.slice(bar - 13, bar));
-    if (ts > 0) hist.add(Date.now() - ts);
-  }
+  if (!timing.on) return;
+  const ts = stampWithin(buf, start, end);
+  if (ts > 0) hist.add(Date.now() - ts);
 }
 
 function openOne(url: URL, mode: Mode, topic: string, localAddress?: string): Promise<void> {
   return new Promise((resolve, reject) => {
     // a source address of its own per generator: one address pair has only ~28k ephemeral ports
-    const s = connect({ port: Number(url.port), host: url.hostname, localAddress });
+    const s = connect({ port: Number(url.port), host: url.hostname, localAddress, onread: sharedRead((chunk) => onBytes(chunk)) });
     s.setNoDelay(true);
     sockets.push(s);
-    let buf: Buffer = Buffer.alloc(0);
+    let buf: Buffer = EMPTY;
     let upgraded = false;
     let ready = mode === 'ws';
     const path = mode === 'socketio' ? '/socket.io/?EIO=4&transport=websocket' : '/v1/ws';
     s.on('connect', () => {
       s.write(`GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n\r\n`);
     });
-    const onText = (text: string) => {
+    const onText = (buf: Buffer, start: number, end: number) => {
+      // once subscribed, a text frame is a delivery: counted from its bytes, the hot path
+      if (ready && (mode !== 'socketio' || (buf[start] === 0x34 && buf[start + 1] === 0x32))) return record(buf, start, end);
+      const text = buf.toString('latin1', start, end);
       if (mode === 'socketio') {
         if (text === '2') return void s.write(clientFrame('3'));
         if (text.startsWith('0')) return void s.write(clientFrame('40'));
@@ -57,23 +60,18 @@ function openOne(url: URL, mode: Mode, topic: string, localAddress?: string): Pr
           ready = true;
           return resolve();
         }
-        if (text.startsWith('42')) record(text);
         return;
       }
-      if (!ready) {
-        if (text.includes('"subscribed"')) {
-          ready = true;
-          resolve();
-        } else if (text.includes('"error"')) reject(new Error(text));
-        return;
-      }
-      record(text);
+      if (text.includes('"subscribed"')) {
+        ready = true;
+        resolve();
+      } else if (text.includes('"error"')) reject(new Error(text));
     };
-    s.on('data', (chunk: Buffer) => {
+    const onBytes = (chunk: Buffer) => {
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
       if (!upgraded) {
         const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
+        if (end < 0) return void (buf = carry(buf, 0));
         if (!buf.subarray(0, 12).toString().startsWith('HTTP/1.1 101')) {
           reject(new Error(`upgrade refused: ${buf.subarray(0, 60).toString()}`));
           return void s.destroy();
@@ -99,12 +97,12 @@ function openOne(url: URL, mode: Mode, topic: string, localAddress?: string): Pr
         }
         if (buf.length - off < hdr + len) break;
         const opcode = b0 & 0x0f;
-        if (opcode === 1) onText(buf.toString('latin1', off + hdr, off + hdr + len));
+        if (opcode === 1) onText(buf, off + hdr, off + hdr + len);
         else if (opcode === 9) s.write(Buffer.from([0x8a, 0x80, 0, 0, 0, 0])); // pong, empty masked payload
         off += hdr + len;
       }
-      buf = off === buf.length ? Buffer.alloc(0) : buf.subarray(off);
-    });
+      buf = carry(buf, off);
+    };
     s.on('error', () => undefined);
     s.on('close', () => {
       closed++;
@@ -113,7 +111,7 @@ function openOne(url: URL, mode: Mode, topic: string, localAddress?: string): Pr
   });
 }
 
-process.on('message', async (m: { id: number; cmd: string; url?: string; mode?: Mode; topic?: string; count?: number; reset?: boolean; localAddress?: string }) => {
+process.on('message', async (m: { id: number; cmd: string; url?: string; mode?: Mode; topic?: string; count?: number; reset?: boolean; hist?: boolean; timing?: boolean; localAddress?: string }) => {
   let result: unknown = null;
   if (m.cmd === 'connect') {
     const url = new URL(m.url!);
@@ -124,7 +122,8 @@ process.on('message', async (m: { id: number; cmd: string; url?: string; mode?: 
     }
     result = { connected: sockets.length };
   } else if (m.cmd === 'stats') {
-    result = { delivered, hist: hist.counts, closed };
+    if (m.timing !== undefined) timing.on = m.timing;
+    result = { delivered, hist: m.hist ? hist.counts : undefined, closed };
     if (m.reset) {
       delivered = 0;
       hist = new Histogram();

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { cpuSeconds, forkLoadGen, rssBytes, startServerProcess, type LoadGen, type ServerProc } from '../lib/procs.js';
 import { publishBatch } from '../lib/publish.js';
 import { LOADGEN_DIR } from '../lib/servers.js';
-import { fixedRatePhase, maxRatePhase, stats, statsOnce } from './fanout.js';
+import { fixedRatePhase, maxRatePhase, MQTT_CLIENTS, stats, statsOnce, wsClients, type FanoutClients } from './fanout.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 /** Connections one load generator holds (its file-descriptor cap is 20k). */
@@ -11,6 +11,7 @@ const PER_GEN = 9_500;
 
 export interface ClusterRun {
   workers: number;
+  door: 'ws' | 'mqtt';
   clients: number;
   maxRate: { deliveriesPerSec: number; messages: number; serverCpuPct: number; closed: number };
   fixedRate: { targetDeliveriesPerSec: number; deliveriesPerSec: number; p50ms: number; p99ms: number };
@@ -49,15 +50,15 @@ function workerPids(primary: number): number[] {
 const groupCpu = (primary: number) => [primary, ...workerPids(primary)].reduce((n, p) => n + cpuSeconds(p), 0);
 
 
-/** Load generators (one source address each) holding `clients` WebSocket subscribers of `topic`. */
-async function connectClients(url: string, topic: string, clients: number): Promise<LoadGen[]> {
+/** Load generators (one source address each) holding `clients` subscribers of `topic` of one kind. */
+async function connectClients(server: ServerProc, kind: FanoutClients, topic: string, clients: number): Promise<LoadGen[]> {
   const n = Math.max(2, Math.ceil(clients / PER_GEN));
-  const gens = Array.from({ length: n }, () => forkLoadGen(join(LOADGEN_DIR, 'ws-clients.js'), []));
+  const gens = Array.from({ length: n }, () => forkLoadGen(join(LOADGEN_DIR, kind.loadgen), []));
   let left = clients;
   for (let i = 0; i < n; i++) {
     const count = Math.ceil(left / (n - i));
     left -= count;
-    await gens[i].ask({ cmd: 'connect', url, mode: 'omnipush', topic, count, localAddress: `127.0.0.${2 + i}` });
+    await gens[i].ask({ cmd: 'connect', ...kind.connect(server, topic), count, localAddress: `127.0.0.${2 + i}` });
   }
   return gens;
 }
@@ -68,22 +69,22 @@ async function closeGens(gens: LoadGen[]): Promise<void> {
 }
 
 /**
- * WS fan-out over `workers` processes: max rate (batches of 20, backlog bounded as in the fan-out
- * scenario), then a fixed 50k deliveries/s for publish→deliver latency. Every delivery goes through
+ * WS or MQTT (QoS 0) fan-out over `workers` processes: max rate (batches of 25, backlog bounded as
+ * in the fan-out scenario), then a fixed 50k deliveries/s for publish→deliver latency. Every delivery goes through
  * the Redis bus, and publishes land on the workers in turn, so with two workers half the
  * subscribers get each message from a publish made on the other one.
  */
-export async function clusterFanout(redisUrl: string, workers: number, clients: number, seconds: number): Promise<ClusterRun> {
+export async function clusterFanout(redisUrl: string, door: ClusterRun['door'], workers: number, clients: number, seconds: number): Promise<ClusterRun> {
   const server = await startWorkers(workers, redisUrl, `bench${workers}-${Date.now()}:`);
   const pid = server.proc.pid!;
   const topic = 'bench/cluster';
-  const gens = await connectClients(server.url, topic, clients);
+  const gens = await connectClients(server, door === 'ws' ? wsClients('omnipush') : MQTT_CLIENTS, topic, clients);
   try {
     // more publishes in flight than the one-process scenario: each waits for the bus round trip,
     // and the measure is the workers' fan-out, not one publisher's latency
     const maxRate = await maxRatePhase(gens, server.url, topic, clients, seconds, { batch: 25, inFlight: 8, cpu: () => groupCpu(pid) });
     const { serverCpuPct: _cpu, ...fixedRate } = await fixedRatePhase(gens, server.url, topic, clients, seconds, () => groupCpu(pid));
-    return { workers, clients, maxRate, fixedRate };
+    return { workers, door, clients, maxRate, fixedRate };
   } finally {
     await closeGens(gens);
     await server.stop();
@@ -96,7 +97,7 @@ export async function clusterHold(redisUrl: string, workers: number, clients: nu
   const topic = 'bench/hold';
   let gens: LoadGen[] = [];
   try {
-    gens = await connectClients(server.url, topic, clients);
+    gens = await connectClients(server, wsClients('omnipush'), topic, clients);
     const connected = clients - (await stats(gens)).closed;
     const t0 = performance.now();
     await publishBatch(server.url, topic, 1);

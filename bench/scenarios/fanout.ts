@@ -16,18 +16,28 @@ export interface FanoutResult {
 
 interface Stats {
   delivered: number;
-  hist: number[];
+  hist?: number[];
   closed: number;
 }
 
-export async function stats(gens: LoadGen[], reset = false): Promise<{ delivered: number; hist: Histogram; closed: number }> {
-  const all = await Promise.all(gens.map((g) => g.ask<Stats>({ cmd: 'stats', reset })));
+export interface StatsOptions {
+  /** Start counting (and timing) from zero. */
+  reset?: boolean;
+  /** Time each delivery from now on (true) or only count (false); unchanged when absent. */
+  timing?: boolean;
+  /** Send the latency histogram along (10k buckets: not on every poll). */
+  hist?: boolean;
+}
+
+/** The load generators' figures. */
+export async function stats(gens: LoadGen[], o: StatsOptions = {}): Promise<{ delivered: number; hist: Histogram; closed: number }> {
+  const all = await Promise.all(gens.map((g) => g.ask<Stats>({ cmd: 'stats', ...o })));
   const hist = new Histogram();
-  for (const s of all) hist.merge(s.hist);
+  for (const s of all) if (s.hist) hist.merge(s.hist);
   return { delivered: all.reduce((n, s) => n + s.delivered, 0), hist, closed: all.reduce((n, s) => n + s.closed, 0) };
 }
 
-/** The load generators' figures once they have `deliveries` in all, or after `ms`. */
+/** The load generators' figures once they have `deliveries` in all, or after `ms` (with the histogram). */
 export async function statsOnce(gens: LoadGen[], deliveries: number, ms: number): Promise<Awaited<ReturnType<typeof stats>>> {
   const until = performance.now() + ms;
   let s = await stats(gens);
@@ -35,24 +45,33 @@ export async function statsOnce(gens: LoadGen[], deliveries: number, ms: number)
     await sleep(20);
     s = await stats(gens);
   }
-  return s;
+  return stats(gens, { hist: true });
 }
 
 /** How the load generators reach the server: which generator, and what it is told to connect to. */
 export interface FanoutClients {
-  loadgen: 'sse-clients.js' | 'ws-clients.js';
-  connect(url: string, topic: string): Record<string, unknown>;
+  loadgen: 'sse-clients.js' | 'ws-clients.js' | 'mqtt-clients.js';
+  connect(server: ServerProc, topic: string): Record<string, unknown>;
 }
 
 export const SSE_CLIENTS: FanoutClients = {
   loadgen: 'sse-clients.js',
-  connect: (url, topic) => ({ url, path: `/v1/sse?topic=${encodeURIComponent(topic)}` }),
+  connect: (server, topic) => ({ url: server.url, path: `/v1/sse?topic=${encodeURIComponent(topic)}` }),
 };
 
 export const wsClients = (mode: 'omnipush' | 'ws' | 'socketio'): FanoutClients => ({
   loadgen: 'ws-clients.js',
-  connect: (url, topic) => ({ url, mode, topic }),
+  connect: (server, topic) => ({ url: server.url, mode, topic }),
 });
+
+/** MQTT 3.1.1 subscribers at QoS 0 (HTTP publishes reach them at min(1, 0) = QoS 0). */
+export const MQTT_CLIENTS: FanoutClients = {
+  loadgen: 'mqtt-clients.js',
+  connect: (server, topic) => {
+    if (!server.mqtt) throw new Error('the server has no MQTT listener');
+    return { ...server.mqtt, topic };
+  },
+};
 
 /** N subscribers on one topic; max-rate then fixed-rate publishing of 100-byte messages. */
 export async function fanout(server: ServerProc, kind: FanoutClients, clients: number, seconds: number): Promise<FanoutResult> {
@@ -64,10 +83,10 @@ export async function fanout(server: ServerProc, kind: FanoutClients, clients: n
   try {
     // the halves connect one after the other so that the second half's cost can be read alone
     const half = Math.ceil(clients / 2);
-    await gens[0].ask({ cmd: 'connect', ...kind.connect(server.url, topic), count: half });
+    await gens[0].ask({ cmd: 'connect', ...kind.connect(server, topic), count: half });
     await sleep(500);
     const rssHalf = rssBytes(pid);
-    await gens[1].ask({ cmd: 'connect', ...kind.connect(server.url, topic), count: clients - half });
+    await gens[1].ask({ cmd: 'connect', ...kind.connect(server, topic), count: clients - half });
     await sleep(500);
     const rss1 = rssBytes(pid);
 
@@ -94,23 +113,41 @@ export interface MaxRateOptions {
   cpu: () => number;
 }
 
-/** Publishes as fast as the subscribers take it, the backlog bounded, then drains; the rate counts every delivery. */
+/**
+ * Publishes as fast as the subscribers take it, then drains; the rate counts every delivery.
+ * `inFlight` publishers run side by side, each starting its next request as soon as its last
+ * one is answered and the backlog (messages published but not yet delivered to every
+ * subscriber) leaves room for it, so publishing and fan-out overlap instead of taking turns.
+ */
 export async function maxRatePhase(gens: LoadGen[], url: string, topic: string, clients: number, seconds: number, o: MaxRateOptions): Promise<FanoutResult['maxRate']> {
-  await stats(gens, true);
+  await stats(gens, { reset: true, timing: false });
+  /** Messages per subscriber published and not yet delivered, at most. */
+  const maxBacklog = 200;
   let published = 0;
+  let delivered = 0;
   const cpu0 = o.cpu();
   const t0 = performance.now();
   const end = t0 + seconds * 1000;
-  let delivered = 0;
-  while (performance.now() < end) {
-    await Promise.all(Array.from({ length: o.inFlight }, () => publishBatch(url, topic, o.batch)));
-    published += o.inFlight * o.batch;
-    delivered = (await stats(gens)).delivered;
-    while (published * clients - delivered > clients * 200 && performance.now() < end + 5000) {
-      await sleep(5);
+  let polling = true;
+  const poller = (async () => {
+    while (polling) {
       delivered = (await stats(gens)).delivered;
+      await sleep(5);
     }
-  }
+  })();
+  const publisher = async () => {
+    while (performance.now() < end) {
+      if ((published + o.batch) * clients - delivered > maxBacklog * clients) {
+        await sleep(2);
+        continue;
+      }
+      published += o.batch;
+      await publishBatch(url, topic, o.batch);
+    }
+  };
+  await Promise.all(Array.from({ length: o.inFlight }, publisher));
+  polling = false;
+  await poller;
   const s = await statsOnce(gens, published * clients, 10_000);
   const elapsed = (performance.now() - t0) / 1000;
   return {
@@ -125,7 +162,7 @@ export async function maxRatePhase(gens: LoadGen[], url: string, topic: string, 
 export async function fixedRatePhase(gens: LoadGen[], url: string, topic: string, clients: number, seconds: number, cpu: () => number): Promise<FanoutResult['fixedRate']> {
   const target = 50_000;
   const perSec = Math.max(1, Math.round(target / clients));
-  await stats(gens, true);
+  await stats(gens, { reset: true, timing: true });
   const cpu1 = cpu();
   const t1 = performance.now();
   let sent = 0;
