@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { OmnipushError } from '../core/errors.js';
+import { runScript, script, type Script } from '../store/redis-lua.js';
 
 /** A small message between nodes; `from` is the sender's node id. */
 export interface ControlEvent {
@@ -118,11 +119,11 @@ export class LocalControl implements ClusterControl {
   }
 }
 
-const RENEW_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
-const RELEASE_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+const RENEW = script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`);
+const RELEASE = script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`);
 // owner and generation in one field ("<node> <gen>"): the generation only grows, so a node can
 // tell a takeover that came after its own claim from one that came before
-const CLAIM_LUA = `
+const CLAIM = script(`
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 local gen = 1
 local prev = ''
@@ -132,13 +133,13 @@ if old then
   gen = tonumber(string.sub(old, sp + 1)) + 1
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. gen)
-return {prev, gen}`;
-const UNCLAIM_LUA = `
+return {prev, gen}`);
+const UNCLAIM = script(`
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old and string.sub(old, 1, string.len(ARGV[2]) + 1) == ARGV[2] .. ' ' then return redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 0`;
-const TAKE_IF_LUA = `if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0`;
-const REPLACE_LUA = `if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 end return 0`;
+return 0`);
+const TAKE_IF = script(`if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0`);
+const REPLACE = script(`if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 end return 0`);
 
 export interface RedisControlOptions {
   url: string;
@@ -177,8 +178,12 @@ export class RedisControl implements ClusterControl {
       connectTimeout: 5_000,
       retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2_000) + Math.floor(Math.random() * 100),
     };
-    // commands fail at once while Redis is away: a missed heartbeat is better than a late one
-    this.redis = new Redis(opts.url, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: Math.max(500, opts.heartbeatMs) });
+    // Commands fail at once while Redis is away: a missed heartbeat is better than a late one.
+    // A Redis that is connected but does not answer fails them after the node timeout, the time
+    // after which other nodes count this one as gone anyway. Not shorter: the timer also fires
+    // when this process's event loop was busy and the reply is already waiting in the socket, and
+    // under a burst of connects that would turn away MQTT clients with 0x88 for nothing.
+    this.redis = new Redis(opts.url, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: Math.max(1000, opts.nodeTimeoutMs) });
     this.sub = new Redis(opts.url, common);
     this.redis.on('error', () => undefined);
     this.sub.on('error', () => undefined);
@@ -204,6 +209,11 @@ export class RedisControl implements ClusterControl {
     } catch (e) {
       throw new OmnipushError('unavailable', `cluster state is unreachable: ${(e as Error).message}`);
     }
+  }
+
+  /** One of the control scripts on one control key (EVALSHA: the digest travels, not the text). */
+  private script(s: Script, key: string, ...args: string[]): Promise<unknown> {
+    return this.run(() => runScript(this.redis, s, [this.key(key)], args));
   }
 
   private key(name: string): string {
@@ -308,20 +318,20 @@ export class RedisControl implements ClusterControl {
   }
 
   async renew(name: string, token: string, ttlMs: number): Promise<boolean> {
-    return Number(await this.run(() => this.redis.eval(RENEW_LUA, 1, this.key(`lease:${name}`), token, String(ttlMs)))) === 1;
+    return Number(await this.script(RENEW, `lease:${name}`, token, String(ttlMs))) === 1;
   }
 
   async release(name: string, token: string): Promise<void> {
-    await this.run(() => this.redis.eval(RELEASE_LUA, 1, this.key(`lease:${name}`), token));
+    await this.script(RELEASE, `lease:${name}`, token);
   }
 
   async claim(space: string, key: string): Promise<{ gen: number; previous?: string }> {
-    const [prev, gen] = (await this.run(() => this.redis.eval(CLAIM_LUA, 1, this.key(`claims:${space}`), key, this.nodeId))) as [string, number];
+    const [prev, gen] = (await this.script(CLAIM, `claims:${space}`, key, this.nodeId)) as [string, number];
     return { gen: Number(gen), previous: prev || undefined };
   }
 
   async unclaim(space: string, key: string): Promise<void> {
-    await this.run(() => this.redis.eval(UNCLAIM_LUA, 1, this.key(`claims:${space}`), key, this.nodeId));
+    await this.script(UNCLAIM, `claims:${space}`, key, this.nodeId);
   }
 
   async mapSet(map: string, field: string, value: string): Promise<void> {
@@ -329,12 +339,12 @@ export class RedisControl implements ClusterControl {
   }
 
   async mapReplace(map: string, field: string, expected: string, value: string): Promise<boolean> {
-    return Number(await this.run(() => this.redis.eval(REPLACE_LUA, 1, this.key(`map:${map}`), field, expected, value))) === 1;
+    return Number(await this.script(REPLACE, `map:${map}`, field, expected, value)) === 1;
   }
 
   async mapTake(map: string, field: string, expected?: string): Promise<boolean> {
     if (expected === undefined) return (await this.run(() => this.redis.hdel(this.key(`map:${map}`), field))) === 1;
-    return Number(await this.run(() => this.redis.eval(TAKE_IF_LUA, 1, this.key(`map:${map}`), field, expected))) === 1;
+    return Number(await this.script(TAKE_IF, `map:${map}`, field, expected)) === 1;
   }
 
   async mapAll(map: string): Promise<Map<string, string>> {

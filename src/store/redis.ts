@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { Redis, type RedisKey } from 'ioredis';
 import { OmnipushError } from '../core/errors.js';
 import type { StoredMessage } from '../core/message.js';
@@ -9,6 +8,7 @@ import { newEpoch } from './epoch.js';
 import { decodeBusBatch, decodeFields, encodeFields, splitSeq } from './redis-codec.js';
 import { HistoryReader } from './redis-history.js';
 import { dec, lexRange, redisKeys, type RedisKeys } from './redis-keys.js';
+import { runScript, script, type Script } from './redis-lua.js';
 import { APPEND_LUA, PRUNE_TOPIC_LUA } from './redis-scripts.js';
 import { retentionFor } from './retention.js';
 
@@ -29,12 +29,6 @@ const PRUNE_BUDGET = 1000;
 /** Redis errors that say "not now" rather than "never": the caller may retry later. */
 const TRANSIENT_REPLY = /^(LOADING|BUSY|MISCONF|OOM|READONLY|MASTERDOWN|TRYAGAIN|NOREPLICAS|CLUSTERDOWN|NOTBUSY)\b/;
 
-interface Script {
-  lua: string;
-  sha: string;
-}
-
-const script = (lua: string): Script => ({ lua, sha: createHash('sha1').update(lua).digest('hex') });
 const APPEND = script(APPEND_LUA);
 const PRUNE = script(PRUNE_TOPIC_LUA);
 
@@ -338,14 +332,8 @@ export class RedisStore implements Store {
     this.redis.disconnect();
   }
 
-  /** EVALSHA, falling back to EVAL when Redis lost its script cache (a restart, SCRIPT FLUSH). */
-  private async run(s: Script, ks: RedisKey[], args: Array<string | Buffer>): Promise<unknown> {
-    try {
-      return await this.redis.evalsha(s.sha, ks.length, ...ks, ...args);
-    } catch (e) {
-      if (!(e instanceof Error) || !e.message.startsWith('NOSCRIPT')) throw e;
-      return this.redis.eval(s.lua, ks.length, ...ks, ...args);
-    }
+  private run(s: Script, ks: RedisKey[], args: Array<string | Buffer>): Promise<unknown> {
+    return runScript(this.redis, s, ks, args);
   }
 
   /** Runs `fn`, turning Redis and connection failures into {@link OmnipushError}s. */
