@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type { IConnackPacket, IPublishPacket } from 'mqtt-packet';
 import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../src/server.js';
 import { clusterConfig, httpPublish, startCluster } from './helpers/cluster.js';
@@ -231,6 +232,54 @@ describe('MQTT, Web Push and wills across three nodes', { skip: redisMissing || 
       if (childAlive) await child.kill();
       await closeAll(nodes);
       await svc.close();
+      dir.remove();
+    }
+  });
+
+  it('after kill -9 of the node holding a session: a reconnect elsewhere waits until that node is found dead, not the whole takeover timeout', async () => {
+    // the takeover timeout is far longer than the time to find a node dead
+    const TAKEOVER_S = 10;
+    const cluster = { heartbeat: 0.1, nodeTimeout: 1, takeoverTimeout: TAKEOVER_S };
+    const dir = tempDir();
+    const file = join(dir.path, 'node.json');
+    writeFileSync(file, JSON.stringify({ cluster, http: { host: '127.0.0.1' }, store: { kind: 'redis', redis: { url: redis.url, prefix: 'dead:' } }, bus: { kind: 'redis' }, history: { pruneInterval: 3600 }, log: { level: 'warn' } }));
+    const child = await spawnServer(['--config', file]);
+    let childAlive = true;
+    const [b, c] = await startCluster(redis, 'dead:', 2, { cluster });
+    const held = await RawClient.open({ mqtt: child.mqtt } as RunningServer, 5);
+    let back: RawClient | undefined;
+    try {
+      await waitFor(() => b.cluster.nodes().length === 3, 'node B to see all three nodes');
+      assert.equal((await held.connect({ clientId: 'on-dead', clean: false, properties: { sessionExpiryInterval: 300 } })).reasonCode, 0);
+      held.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'dead/#', qos: 1 }] });
+      await held.next('suback');
+
+      await child.kill();
+      childAlive = false;
+      for (let i = 0; i < 3; i++) await httpPublish(c.http, `dead/${i}`, `q${i}`);
+      // the reconnect comes while B still counts the killed node live, so B asks it to let go
+      assert.equal(b.cluster.nodes().length, 3, 'B has not yet found the killed node dead');
+      back = await RawClient.open(b, 5);
+      const t0 = performance.now();
+      back.send({ cmd: 'connect', protocolVersion: 5, protocolId: 'MQTT', clientId: 'on-dead', clean: false, keepalive: 60, properties: { sessionExpiryInterval: 300 } });
+      const ack = (await back.next('connack', (TAKEOVER_S + 5) * 1000)) as IConnackPacket;
+      const waited = performance.now() - t0;
+      assert.equal(ack.reasonCode, 0);
+      assert.equal(ack.sessionPresent, true, 'the session written on the killed node');
+      assert.ok(waited < 5000, `CONNACK after ${Math.round(waited)} ms: the wait should end once the node is found dead (node timeout 1 s), not after the ${TAKEOVER_S} s takeover timeout`);
+      const got: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const p = (await back.next('publish')) as IPublishPacket;
+        assert.equal(p.qos, 1);
+        back.send({ cmd: 'puback', messageId: p.messageId });
+        got.push(p.payload.toString());
+      }
+      assert.deepEqual(got, ['q0', 'q1', 'q2'], 'the QoS 1 messages published after the kill');
+    } finally {
+      held.close();
+      back?.close();
+      if (childAlive) await child.kill();
+      await closeAll([b, c]);
       dir.remove();
     }
   });

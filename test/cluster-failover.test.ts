@@ -20,8 +20,9 @@ const nodeImpls: ClientOptions = {
 const FAST_CLUSTER_ENV = { OMNIPUSH_CLUSTER__HEARTBEAT: '0.1', OMNIPUSH_CLUSTER__NODE_TIMEOUT: '1', OMNIPUSH_CLUSTER__TAKEOVER_TIMEOUT: '3' };
 
 /**
- * How old a session record may be when its node dies: docs/mqtt.md says up to a second; the
- * margin covers the sweep tick that writes it, the write itself and timer jitter on a busy machine.
+ * How old a session record may be when its node dies: docs/mqtt.md says about 1.25 s (grouped
+ * writes at the first 250 ms sweep tick once a second has passed) plus the write; the margin covers
+ * the write itself and timer jitter on a busy machine.
  */
 const RECORD_AGE_MS = 1500;
 

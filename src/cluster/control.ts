@@ -31,8 +31,8 @@ export interface ClusterControl {
   /** Sends an event to every other node (not to this one). */
   publish(type: string, data?: Record<string, unknown>): void;
   on(type: string, cb: (e: ControlEvent) => void): void;
-  /** Resolves with the first event of `type` that `match` accepts, or null after `ms`. */
-  next(type: string, match: (e: ControlEvent) => boolean, ms: number): Promise<ControlEvent | null>;
+  /** Resolves with the first event of `type` that `match` accepts, or null after `ms` or once `signal` aborts. */
+  next(type: string, match: (e: ControlEvent) => boolean, ms: number, signal?: AbortSignal): Promise<ControlEvent | null>;
   /** SET NX PX: a token when this node now holds the lease `name`, else null. */
   acquire(name: string, ttlMs: number): Promise<string | null>;
   /** Extends the lease if `token` still holds it. */
@@ -296,18 +296,22 @@ export class RedisControl implements ClusterControl {
     this.events.on(type, cb);
   }
 
-  next(type: string, match: (e: ControlEvent) => boolean, ms: number): Promise<ControlEvent | null> {
+  next(type: string, match: (e: ControlEvent) => boolean, ms: number, signal?: AbortSignal): Promise<ControlEvent | null> {
     return new Promise((resolve) => {
+      if (signal?.aborted) return resolve(null);
       const done = (e: ControlEvent | null) => {
         clearTimeout(timer);
         this.events.off(type, listener);
+        signal?.removeEventListener('abort', aborted);
         resolve(e);
       };
       const listener = (e: ControlEvent) => {
         if (match(e)) done(e);
       };
+      const aborted = () => done(null);
       const timer = setTimeout(() => done(null), ms);
       this.events.on(type, listener);
+      signal?.addEventListener('abort', aborted, { once: true });
     });
   }
 

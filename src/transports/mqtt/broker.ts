@@ -215,6 +215,7 @@ export class Broker {
         (e: unknown) => this.log.error({ err: e }, 'mqtt session not removed'),
       );
     }
+    // grouped writes at the first sweep once a second has passed: 1 to 1.25 s apart (docs/mqtt.md)
     if (now - this.lastFlush >= 1000) {
       this.lastFlush = now;
       this.sessions.flush().catch((e: unknown) => this.log.error({ err: e }, 'mqtt sessions not saved'));

@@ -54,7 +54,7 @@ export class MqttConnection implements SessionPort {
   /** Taken over or closed by us: its socket's close is no longer the session's business. */
   superseded = false;
   private readonly framer: PacketFramer;
-  /** Packets that arrived while CONNECT was being handled. */
+  /** Packets that arrived while a handler was still at work (CONNECT, a session write): they wait, in order. */
   private held: Buffer[] | null = null;
 
   constructor(
@@ -90,37 +90,47 @@ export class MqttConnection implements SessionPort {
     if (this.state === 'new') {
       if (raw[0] >> 4 !== 1) throw new MqttProtocolError(RC.protocolError, 'the first packet must be CONNECT');
       this.state = 'connecting';
-      this.held = [];
-      handleConnect(this, Buffer.from(raw)).then(
-        () => this.release(),
-        (e: unknown) => {
-          // the session store (Redis) is unreachable: say so in CONNACK (3.1.1: return code 3) so the
-          // client retries later, rather than closing without an answer
-          if (this.state === 'connecting' && e instanceof OmnipushError && e.code === 'unavailable') refuse(this, RC.serverUnavailable, e.message);
-          else this.fail(e);
-        },
-      );
+      this.hold(handleConnect(this, Buffer.from(raw)), (e: unknown) => {
+        // the session store (Redis) is unreachable: say so in CONNACK (3.1.1: return code 3) so the
+        // client retries later, rather than closing without an answer
+        if (this.state === 'connecting' && e instanceof OmnipushError && e.code === 'unavailable') refuse(this, RC.serverUnavailable, e.message);
+        else this.fail(e);
+      });
       return;
     }
     if (this.held) {
       this.held.push(Buffer.from(raw));
       return;
     }
-    this.dispatch(raw);
+    const pending = this.dispatch(raw);
+    if (pending) this.hold(pending);
   }
 
-  /** CONNECT is done: handles what queued behind it. */
+  /** A handler answers later: the packets that arrive meanwhile wait for it. */
+  private hold(pending: Promise<void>, failed: (e: unknown) => void = (e) => this.fail(e)): void {
+    this.held ??= [];
+    pending.then(() => this.release(), failed);
+  }
+
+  /** The handler is done: handles what queued behind it, up to the next handler that answers later. */
   private release(): void {
     const held = this.held ?? [];
     this.held = null;
     try {
-      for (const raw of held) if (this.state === 'open') this.dispatch(raw);
+      while (held.length > 0 && this.state === 'open') {
+        const pending = this.dispatch(held.shift()!);
+        if (pending) {
+          this.held = held;
+          this.hold(pending);
+          return;
+        }
+      }
     } catch (e) {
       this.fail(e);
     }
   }
 
-  private dispatch(raw: Buffer): void {
+  private dispatch(raw: Buffer): Promise<void> | void {
     const users = checkPacket(raw, this.version);
     const p = decode(raw, this.version);
     switch (p.cmd) {

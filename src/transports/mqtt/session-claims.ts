@@ -8,11 +8,14 @@ const SPACE = 'mqtt-session';
  * Which node holds each MQTT session, in a cluster. A CONNECT claims its client identifier (the
  * claim's generation only grows); if another live node held it, that node is asked to let go —
  * close the connection with 0x8E, save the session, forget it — and the new node reads the
- * session only after it answered (or after `takeoverTimeout`, when it does not).
+ * session only after it answered, or once the control finds that node dead (no heartbeat for
+ * `nodeTimeout`), or after `takeoverTimeout`, whichever comes first.
  */
 export class SessionClaims {
   /** Highest generation another node claimed, per client, while CONNECTs here may still be running. */
   private readonly lost = new Map<string, number>();
+  /** Takeovers waiting for the previous holder's answer: each ends early when that node is found dead. */
+  private readonly waits = new Set<{ node: string; gone: AbortController }>();
 
   constructor(
     private readonly control: ClusterControl,
@@ -21,6 +24,10 @@ export class SessionClaims {
     /** Lets the session go: closes its connection, saves and forgets it; `clean`: the new one starts afresh. */
     giveUp: (clientId: string, clean: boolean) => Promise<void>,
   ) {
+    // after every heartbeat round: a dead holder will not answer, so its takeovers wait no longer
+    control.onTick(() => {
+      for (const w of this.waits) if (!control.isLive(w.node)) w.gone.abort();
+    });
     control.on('mqtt-takeover', (e: ControlEvent) => {
       if (e.to !== control.nodeId || typeof e.clientId !== 'string' || typeof e.gen !== 'number') return;
       const clientId = e.clientId;
@@ -49,9 +56,17 @@ export class SessionClaims {
     if (!c.clustered) return 0;
     const { gen, previous } = await c.claim(SPACE, clientId);
     if (previous && previous !== c.nodeId && c.isLive(previous)) {
-      const released = c.next('mqtt-released', (e) => e.from === previous && e.clientId === clientId && e.gen === gen, this.timeoutMs);
-      c.publish('mqtt-takeover', { clientId, gen, to: previous, clean });
-      if (!(await released)) this.log.warn({ client: clientId, node: previous }, 'mqtt session holder did not answer the takeover in time; going ahead');
+      const wait = { node: previous, gone: new AbortController() };
+      this.waits.add(wait);
+      try {
+        const released = c.next('mqtt-released', (e) => e.from === previous && e.clientId === clientId && e.gen === gen, this.timeoutMs, wait.gone.signal);
+        c.publish('mqtt-takeover', { clientId, gen, to: previous, clean });
+        if (await released) return gen;
+        if (wait.gone.signal.aborted) this.log.info({ client: clientId, node: previous }, 'mqtt session holder found dead during the takeover; going ahead');
+        else this.log.warn({ client: clientId, node: previous }, 'mqtt session holder did not answer the takeover in time; going ahead');
+      } finally {
+        this.waits.delete(wait);
+      }
     }
     return gen;
   }

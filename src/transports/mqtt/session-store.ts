@@ -1,3 +1,4 @@
+import { OmnipushError } from '../../core/errors.js';
 import type { Hub } from '../../core/hub.js';
 import type { Logger } from 'pino';
 import type { MqttSession } from './session.js';
@@ -8,7 +9,10 @@ import { recordNode, SESSION_KIND, sessionFromRecord, sessionToRecord } from './
  * in the hub's store, so a restart keeps them. Once an offline session is saved, only its expiry
  * deadline stays in memory (many sessions may wait for clients that never return) and the session
  * is read back from its record when its client reconnects.
- * Writes are grouped: a changed session is marked dirty and saved on the next flush.
+ * Most writes are grouped: a changed session is marked dirty and saved on the next flush. What a
+ * client is told was kept — a new session (CONNACK), a change of subscriptions (SUBACK, UNSUBACK)
+ * — is written at once with {@link save} before the acknowledgement goes out. A write that fails
+ * marks the session dirty again, so a later flush tries again.
  */
 export class SessionStore {
   private readonly sessions = new Map<string, MqttSession>();
@@ -64,6 +68,11 @@ export class SessionStore {
 
   add(s: MqttSession): void {
     this.sessions.set(s.clientId, s);
+  }
+
+  /** Drops a session from memory, leaving the store alone (a new session whose CONNECT was refused). */
+  forget(s: MqttSession): void {
+    if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId);
   }
 
   /** Forgets a session and its record. */
@@ -129,22 +138,36 @@ export class SessionStore {
     this.waiting.set(s.clientId, s.disconnectedAt + s.expiry * 1000);
   }
 
-  /** Writes one session now (persistent ones only). */
+  /** Writes one session now (persistent ones only); rejects when the store did not take it. */
   async save(s: MqttSession): Promise<void> {
     if (!s.persistent || s.released) return;
     s.dirty = false;
-    await this.track([s.clientId], this.hub.putRecords([{ kind: SESSION_KIND, key: s.clientId, value: sessionToRecord(s, this.node) }]));
+    try {
+      await this.track([s.clientId], this.hub.putRecords([{ kind: SESSION_KIND, key: s.clientId, value: sessionToRecord(s, this.node) }]));
+    } catch (e) {
+      s.dirty = true;
+      throw e;
+    }
   }
 
   /** Writes every dirty persistent session in one batch. */
   async flush(): Promise<void> {
+    const batch: MqttSession[] = [];
     const changes = [];
     for (const s of this.sessions.values()) {
       if (!s.dirty || !s.persistent || s.released) continue;
       s.dirty = false;
+      batch.push(s);
       changes.push({ kind: SESSION_KIND, key: s.clientId, value: sessionToRecord(s, this.node) });
     }
-    if (changes.length) await this.track(changes.map((c) => c.key), this.hub.putRecords(changes));
+    if (changes.length) {
+      try {
+        await this.track(changes.map((c) => c.key), this.hub.putRecords(changes));
+      } catch (e) {
+        for (const s of batch) s.dirty = true;
+        throw e;
+      }
+    }
     for (const s of [...this.sessions.values()]) if (!s.port) this.evict(s);
   }
 
@@ -180,4 +203,9 @@ export class SessionStore {
   all(): IterableIterator<MqttSession> {
     return this.sessions.values();
   }
+}
+
+/** Reason string for an acknowledgement refused because the session record was not written. */
+export function notSaved(e: unknown): string {
+  return `session not saved: ${e instanceof OmnipushError ? `${e.code}: ${e.message}` : 'store error'}`.slice(0, 200);
 }

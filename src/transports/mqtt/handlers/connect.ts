@@ -7,6 +7,7 @@ import { PacketFramer } from '../framer.js';
 import { checkConnect, UnsupportedProtocol } from '../packet-check.js';
 import { connackCode3, MqttProtocolError, RC } from '../reason-codes.js';
 import { MqttSession } from '../session.js';
+import { notSaved } from '../session-store.js';
 import { willOf } from './will-spec.js';
 
 /** Answers a refused CONNECT with CONNACK (a code in each version's terms) and closes. */
@@ -142,6 +143,22 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   } catch (e) {
     if (e instanceof MqttProtocolError) return refuse(conn, e.reasonCode, e.message);
     throw e;
+  }
+
+  // a new persistent session is in the store before CONNACK says it exists: a crash right after
+  // CONNACK must not lose it (a resumed one was there already; its changes are grouped writes)
+  if (!present && session.persistent) {
+    try {
+      await broker.sessions.save(session);
+    } catch (e) {
+      broker.log.warn({ err: e, client: clientId }, 'mqtt session not saved; CONNECT refused');
+      if (!session.port) broker.sessions.forget(session);
+      return refuse(conn, RC.serverUnavailable, notSaved(e));
+    }
+    if (conn.closed) return;
+    if ((broker.live.has(clientId) && broker.live.get(clientId) !== conn) || !broker.claims.current(clientId, gen)) {
+      return refuse(conn, RC.sessionTakenOver, 'another connection took over this session');
+    }
   }
   if (conn.will) {
     broker.wills.arm(clientId, conn.will, Math.min(conn.will.delay, expiry) * 1000);

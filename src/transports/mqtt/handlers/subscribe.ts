@@ -5,23 +5,46 @@ import type { MqttConnection } from '../connection.js';
 import { parseShared } from '../feed.js';
 import { MqttProtocolError, RC } from '../reason-codes.js';
 import type { SubOptions } from '../session.js';
+import { notSaved } from '../session-store.js';
 
 /** Non-shared filters one session may hold: the hub takes at most 64 filters per subscription. */
 export const MAX_FILTERS_PER_SESSION = 64;
+
+/** One subscription of the packet that is granted. */
+interface Grant {
+  /** Its place in SUBACK. */
+  at: number;
+  /** The session's key: the filter, or `$share/<group>/<filter>`. */
+  key: string;
+  filter: string;
+  shared: boolean;
+  opts: SubOptions;
+  /** What the session held under `key` before (undefined: nothing). */
+  before: SubOptions | undefined;
+  /** Gets retained messages (Retain Handling). */
+  retained: boolean;
+}
 
 /**
  * SUBSCRIBE (MQTT 5 §3.8): a reason code per filter (granted QoS, 0x87 not authorized, 0x8F invalid,
  * 0x97 over the limit; 3.1.1 gets 0x80 for any refusal); then the session's hub subscription is
  * widened and each new subscription gets its retained messages as Retain Handling says.
+ *
+ * A persistent session's record is written with the new subscriptions before SUBACK. When the
+ * store does not take it, the session goes back to what it held and the granted filters get 0x80
+ * instead (Unspecified error; 3.1.1: Failure): a subscription acknowledged is one that was kept.
+ * Resolves once SUBACK is sent (the connection holds the packets behind it until then).
  */
-export function handleSubscribe(conn: MqttConnection, p: ISubscribePacket): void {
+export function handleSubscribe(conn: MqttConnection, p: ISubscribePacket): Promise<void> | void {
   const { broker } = conn;
   const s = conn.session!;
   const v5 = conn.version === 5;
   const id = p.properties?.subscriptionIdentifier;
   const codes: number[] = [];
-  const retained: Array<[string, SubOptions]> = [];
-  let changed = false;
+  const grants: Grant[] = [];
+  // the whole packet is checked before the session changes, so a protocol error leaves it as it was
+  const asked = new Set<string>();
+  let count = s.subs.size;
   for (const sub of p.subscriptions) {
     const opts: SubOptions = { qos: sub.qos, nl: sub.nl === true, rap: sub.rap === true, rh: (sub.rh ?? 0) as 0 | 1 | 2 };
     if (id !== undefined) opts.id = id;
@@ -40,24 +63,53 @@ export function handleSubscribe(conn: MqttConnection, p: ISubscribePacket): void
       codes.push(v5 ? RC.notAuthorized : 0x80);
       continue;
     }
-    if (shared) {
-      s.shared.set(sub.topic, opts);
-      broker.shared.join(sub.topic, filter, s, opts);
-    } else {
-      const existed = s.subs.has(filter);
-      if (!existed && s.subs.size >= MAX_FILTERS_PER_SESSION) {
+    const key = shared ? sub.topic : filter;
+    const map = shared ? s.shared : s.subs;
+    // a filter repeated in one packet: the later options win, as if in two packets
+    const existed = asked.has(key) || map.has(key);
+    if (!shared && !existed) {
+      if (count >= MAX_FILTERS_PER_SESSION) {
         codes.push(v5 ? RC.quotaExceeded : 0x80);
         continue;
       }
-      s.subs.set(filter, opts);
-      changed = true;
-      if (opts.rh === 0 || (opts.rh === 1 && !existed)) retained.push([filter, opts]);
+      count++;
     }
-    s.dirty = s.persistent;
+    asked.add(key);
+    const earlier = grants.find((g) => g.key === key);
+    grants.push({ at: codes.length, key, filter, shared: shared !== null, opts, before: earlier ? earlier.before : map.get(key), retained: !shared && (opts.rh === 0 || (opts.rh === 1 && !existed)) });
     codes.push(sub.qos);
   }
-  const ack: ISubackPacket = { cmd: 'suback', messageId: p.messageId, granted: codes };
-  conn.send(ack);
-  if (changed) broker.refreshFeed(conn, false);
-  for (const [f, o] of retained) broker.sendRetained(conn, f, o);
+  for (const g of grants) (g.shared ? s.shared : s.subs).set(g.key, g.opts);
+
+  const done = () => {
+    const ack: ISubackPacket = { cmd: 'suback', messageId: p.messageId, granted: codes };
+    conn.send(ack);
+    for (const g of grants) if (g.shared) broker.shared.join(g.key, g.filter, s, g.opts);
+    if (grants.some((g) => !g.shared)) broker.refreshFeed(conn, false);
+    for (const g of grants) if (g.retained) broker.sendRetained(conn, g.filter, g.opts);
+  };
+  if (grants.length === 0 || !s.persistent) {
+    done();
+    return;
+  }
+  return broker.sessions.save(s).then(
+    () => {
+      // the connection may have gone meanwhile: the session keeps the subscriptions, nothing is sent
+      if (!conn.closed) done();
+    },
+    (e: unknown) => {
+      broker.log.warn({ err: e, client: conn.clientId }, 'mqtt session not saved; SUBSCRIBE refused');
+      // back to what the session held, unless another change came in meanwhile (a new connection)
+      for (const g of [...grants].reverse()) {
+        const map = g.shared ? s.shared : s.subs;
+        if (map.get(g.key) !== g.opts) continue;
+        if (g.before) map.set(g.key, g.before);
+        else map.delete(g.key);
+      }
+      for (const g of grants) codes[g.at] = RC.unspecified;
+      const ack: ISubackPacket = { cmd: 'suback', messageId: p.messageId, granted: codes };
+      if (v5) ack.properties = { reasonString: notSaved(e) };
+      conn.send(ack);
+    },
+  );
 }
