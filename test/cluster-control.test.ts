@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { LocalControl, RedisControl } from '../src/cluster/control.js';
 import { redisMissing, startRedis, type RedisServer } from './helpers/redis.js';
@@ -40,6 +41,42 @@ describe('cluster control channel over Redis', { skip: redisMissing || false }, 
     await b.close();
     await waitFor(() => a.nodes().length === 1, 'a to see b leave');
     assert.equal(a.isLive(b.nodeId), false);
+  });
+
+  it('resubscribes its event channel after a reconnect, and a refused resubscription neither ends the process nor the retries', async () => {
+    const a = await node('k:');
+    const b = await node('k:');
+    await waitFor(() => a.nodes().length === 2 && b.nodes().length === 2, 'both nodes to see each other');
+    const admin = new Redis(redis.url);
+    const rejections: unknown[] = [];
+    const onRejection = (e: unknown) => rejections.push(e);
+    process.on('unhandledRejection', onRejection);
+    try {
+      // no channel may be subscribed any more: the reconnected subscribers are refused (NOPERM)
+      await admin.call('ACL', 'LOG', 'RESET');
+      await admin.call('ACL', 'SETUSER', 'default', 'resetchannels');
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      await waitFor(async () => {
+        const log = (await admin.call('ACL', 'LOG')) as unknown[][];
+        return log.filter((entry) => entry.includes('channel')).length >= 2;
+      }, 'both nodes to try to resubscribe and be refused');
+      assert.deepEqual(rejections, [], 'a refused resubscription is no unhandled rejection');
+      // allowed again: the next reconnect resubscribes, and events flow
+      await admin.call('ACL', 'SETUSER', 'default', 'allchannels');
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      const got: number[] = [];
+      b.on('ping', (e) => got.push(Number(e.n)));
+      let n = 0;
+      await waitFor(() => {
+        a.publish('ping', { n: ++n });
+        return got.length > 0;
+      }, 'an event from a to reach b after the reconnect', 10_000);
+      assert.deepEqual(rejections, []);
+    } finally {
+      process.off('unhandledRejection', onRejection);
+      await admin.call('ACL', 'SETUSER', 'default', 'allchannels').catch(() => undefined);
+      admin.disconnect();
+    }
   });
 
   it('grants a lease to one holder; renews and releases only with its token; it expires', async () => {

@@ -166,6 +166,8 @@ export class RedisControl implements ClusterControl {
   private timer: NodeJS.Timeout | undefined;
   private beating = false;
   private closed = false;
+  /** The first subscription is made; later ones follow reconnects. */
+  private subscribed = false;
   private readonly channel: string;
   private readonly nodesKey: string;
 
@@ -184,9 +186,15 @@ export class RedisControl implements ClusterControl {
     // when this process's event loop was busy and the reply is already waiting in the socket, and
     // under a burst of connects that would turn away MQTT clients with 0x88 for nothing.
     this.redis = new Redis(opts.url, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: Math.max(1000, opts.nodeTimeoutMs) });
-    this.sub = new Redis(opts.url, common);
+    // Resubscribed by hand after a reconnect: ioredis's own resubscription does not catch a
+    // failure (the connection closing again at once), and that unhandled rejection would end the
+    // process. A failed resubscription is retried at the next 'ready'.
+    this.sub = new Redis(opts.url, { ...common, autoResubscribe: false });
     this.redis.on('error', () => undefined);
     this.sub.on('error', () => undefined);
+    this.sub.on('ready', () => {
+      if (this.subscribed && !this.closed) this.sub.subscribe(this.channel).catch(() => undefined);
+    });
     this.events.setMaxListeners(0);
     this.sub.on('messageBuffer', (_ch: Buffer, raw: Buffer) => {
       let e: ControlEvent;
@@ -223,6 +231,7 @@ export class RedisControl implements ClusterControl {
   async start(): Promise<void> {
     await Promise.all([this.redis.connect(), this.sub.connect()]);
     await this.sub.subscribe(this.channel);
+    this.subscribed = true;
     // other nodes re-read the node list at once instead of at their next heartbeat
     this.on('node-join', () => void this.beat());
     this.on('node-leave', () => void this.beat());
