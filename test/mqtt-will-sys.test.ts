@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../src/server.js';
+import mqtt from 'mqtt';
 import { mqttClient, RawClient } from './helpers/mqtt.js';
 import { startTestServer, waitFor } from './helpers/server.js';
 
@@ -32,6 +33,41 @@ describe('MQTT wills', () => {
     await watcher.publishAsync('will/marker', tag, { qos: 1 });
     await waitFor(() => watcher.received.some((r) => r.topic === 'will/marker' && r.payload === tag), `marker ${tag}`);
   }
+
+  it('a refused will refuses the CONNECT alone: the live connection stays, no session is made', async () => {
+    // payload format 1 (UTF-8) over bytes that are not UTF-8: the server answers 0x99
+    const badWill = { topic: 'will/bad', payload: Buffer.from([0xff, 0xfe]), qos: 0 as const, retain: false, properties: { payloadFormatIndicator: true } };
+    const refusedCode = async (clientId: string) => {
+      try {
+        const c = await mqtt.connectAsync(server.mqtt!, { protocolVersion: 5, clientId, clean: false, reconnectPeriod: 0, properties: { sessionExpiryInterval: 300 }, will: badWill });
+        await c.endAsync();
+        return 0;
+      } catch (e) {
+        return (e as { code?: number }).code;
+      }
+    };
+    const live = await mqttClient(server, { protocolVersion: 5, clientId: 'wr-live', clean: false, properties: { sessionExpiryInterval: 300 } });
+    try {
+      await live.subscribeAsync('wr/#', { qos: 1 });
+      assert.equal(await refusedCode('wr-live'), 0x99);
+      // not taken over: it still receives
+      await watcher.publishAsync('wr/x', 'still here', { qos: 1 });
+      await waitFor(() => live.received.some((r) => r.payload === 'still here'), 'a message on the connection the refused CONNECT named');
+      assert.equal(live.connected, true);
+    } finally {
+      await live.endAsync();
+    }
+    assert.equal(await refusedCode('wr-new'), 0x99);
+    // the refused CONNECT left no session behind to resume
+    const again = await RawClient.open(server, 5);
+    try {
+      const ack = await again.connect({ clientId: 'wr-new', clean: false, properties: { sessionExpiryInterval: 300 } });
+      assert.equal(ack.reasonCode, 0);
+      assert.equal(ack.sessionPresent, false, 'no session from the refused CONNECT');
+    } finally {
+      again.close();
+    }
+  });
 
   it('publishes a will after its delay when the connection drops', async () => {
     const c = await RawClient.open(server, 5);

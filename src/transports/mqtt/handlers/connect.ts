@@ -85,6 +85,14 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   const expiry = Math.min(askedExpiry, maxExpiry);
   conn.connectExpiry = askedExpiry;
   conn.clientId = clientId;
+  // a will the server refuses refuses the CONNECT before anything else happens: no older
+  // connection is taken over and no session is made or changed
+  try {
+    conn.will = p.will ? willOf(conn, p.will, users.willUserProperties) : undefined;
+  } catch (e) {
+    if (e instanceof MqttProtocolError) return refuse(conn, e.reasonCode, e.message);
+    throw e;
+  }
 
   // takeover: the older connection goes first, so its session is free (MQTT 5 §3.1.4-3)
   const old = broker.live.get(clientId);
@@ -137,12 +145,6 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
     conn.clientReceiveMax = props.receiveMaximum ?? 65535;
     conn.clientMaxPacket = props.maximumPacketSize ?? 268435460;
     conn.clientAliasMax = props.topicAliasMaximum ?? 0;
-  }
-  try {
-    conn.will = p.will ? willOf(conn, p.will, users.willUserProperties) : undefined;
-  } catch (e) {
-    if (e instanceof MqttProtocolError) return refuse(conn, e.reasonCode, e.message);
-    throw e;
   }
 
   // a new persistent session is in the store before CONNACK says it exists: a crash right after
