@@ -22,9 +22,3 @@ export const EMPTY = Buffer.alloc(0);
 export function carry(buf: Buffer, off: number): Buffer {
   return off >= buf.length ? EMPTY : Buffer.from(buf.subarray(off));
 }
-
-/**
- * Whether deliveries are timed (latency histogram) or only counted: counting alone is what the
- * max-rate phases want, timing costs a clock read and a parse per message.
- */
-export const timing = { on: true };

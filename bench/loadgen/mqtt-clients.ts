@@ -6,13 +6,10 @@
  *      · {cmd:'pairs', host, port, count} · {cmd:'run-pairs', seconds, window} · {cmd:'close'}.
  */
 import { Histogram, stampOf } from '../lib/histogram.js';
+import { statsReply, tally } from '../lib/tally.js';
 import { MqttConn, type MqttAddress } from '../lib/mqtt-wire.js';
-import { timing } from '../lib/shared-read.js';
 import { stampedPayload } from '../lib/publish.js';
 
-let delivered = 0;
-let closed = 0;
-let hist = new Histogram();
 const conns: MqttConn[] = [];
 let serial = 0;
 const clientId = () => `bench-${process.pid}-${serial++}`;
@@ -27,17 +24,17 @@ async function inBatches(count: number, open: (i: number) => Promise<void>): Pro
 }
 
 function onClose(): void {
-  closed++;
+  tally.closed++;
 }
 
 async function connectSubscribers(addr: MqttAddress, topic: string, count: number): Promise<void> {
   await inBatches(count, async () => {
     const c = await MqttConn.open(addr, clientId(), {
       publish(buf, start, end) {
-        delivered++;
-        if (!timing.on) return;
+        tally.delivered++;
+        if (!tally.timing) return;
         const ts = stampOf(buf, start, end);
-        if (ts > 0) hist.add(Date.now() - ts);
+        if (ts > 0) tally.hist.add(Date.now() - ts);
       },
       close: onClose,
     });
@@ -87,7 +84,7 @@ async function openPairs(addr: MqttAddress, count: number): Promise<void> {
       publish(buf, start, end) {
         pair.received++;
         const ts = stampOf(buf, start, end);
-        if (ts > 0) hist.add(Date.now() - ts);
+        if (ts > 0) tally.hist.add(Date.now() - ts);
         pair.pump();
       },
       close: onClose,
@@ -108,7 +105,7 @@ async function openPairs(addr: MqttAddress, count: number): Promise<void> {
 
 /** Runs every pair for `seconds`, then lets what is in flight complete (bounded), and reports. */
 async function runPairs(seconds: number, window: number): Promise<{ completed: number; elapsedSec: number; inFlightLeft: number; hist: number[] }> {
-  hist = new Histogram();
+  tally.hist = new Histogram();
   const base = pairs.map((p) => p.done);
   const t0 = performance.now();
   for (const p of pairs) {
@@ -121,7 +118,7 @@ async function runPairs(seconds: number, window: number): Promise<{ completed: n
   await until(() => pairs.every((p) => p.done >= p.sent), 5000);
   const elapsedSec = (performance.now() - t0) / 1000;
   const completed = pairs.reduce((n, p, i) => n + p.done - base[i], 0);
-  return { completed, elapsedSec, inFlightLeft: pairs.reduce((n, p) => n + p.sent - p.done, 0), hist: hist.counts };
+  return { completed, elapsedSec, inFlightLeft: pairs.reduce((n, p) => n + p.sent - p.done, 0), hist: tally.hist.counts };
 }
 
 /** Resolves when `check()` holds or after `ms`, looking every 10 ms (the sockets do the work meanwhile). */
@@ -157,12 +154,7 @@ process.on('message', async (m: Command) => {
     } else if (m.cmd === 'run-pairs') {
       result = await runPairs(m.seconds!, m.window!);
     } else if (m.cmd === 'stats') {
-      if (m.timing !== undefined) timing.on = m.timing;
-      result = { delivered, closed, hist: m.hist ? hist.counts : undefined };
-      if (m.reset) {
-        delivered = 0;
-        hist = new Histogram();
-      }
+      result = statsReply(m);
     } else if (m.cmd === 'close') {
       for (const c of conns) c.destroy();
       conns.length = 0;

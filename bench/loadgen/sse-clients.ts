@@ -4,13 +4,11 @@
  * Driven over IPC: {cmd:'connect', url, path, count} · {cmd:'stats', reset} · {cmd:'close'}.
  */
 import { connect, type Socket } from 'node:net';
-import { Histogram, stampOf } from '../lib/histogram.js';
-import { carry, EMPTY, sharedRead, timing } from '../lib/shared-read.js';
+import { stampOf } from '../lib/histogram.js';
+import { statsReply, tally } from '../lib/tally.js';
+import { carry, EMPTY, sharedRead } from '../lib/shared-read.js';
 
 const sockets: Socket[] = [];
-let delivered = 0;
-let hist = new Histogram();
-let closedByServer = 0;
 const DATA = Buffer.from('data: ');
 
 function openOne(host: string, port: number, path: string): Promise<void> {
@@ -38,16 +36,16 @@ function openOne(host: string, port: number, path: string): Promise<void> {
         resolve();
       }
       // lines are read off the bytes: no string per message
-      const now = timing.on ? Date.now() : 0;
+      const now = tally.timing ? Date.now() : 0;
       let i = 0;
       for (;;) {
         const nl = buf.indexOf(0x0a, i);
         if (nl < 0) break;
         if (nl - i > DATA.length && buf.compare(DATA, 0, DATA.length, i, i + DATA.length) === 0) {
-          delivered++;
+          tally.delivered++;
           if (now) {
             const ts = stampOf(buf, i + DATA.length, nl);
-            if (ts > 0) hist.add(now - ts);
+            if (ts > 0) tally.hist.add(now - ts);
           }
         }
         i = nl + 1;
@@ -56,7 +54,7 @@ function openOne(host: string, port: number, path: string): Promise<void> {
     };
     s.on('error', () => undefined);
     s.on('close', () => {
-      closedByServer++;
+      tally.closed++;
       if (!headerDone) reject(new Error('closed before headers'));
     });
     sockets.push(s);
@@ -74,12 +72,7 @@ process.on('message', async (m: { id: number; cmd: string; url?: string; path?: 
     }
     result = { connected: sockets.length };
   } else if (m.cmd === 'stats') {
-    if (m.timing !== undefined) timing.on = m.timing;
-    result = { delivered, hist: m.hist ? hist.counts : undefined, closed: closedByServer };
-    if (m.reset) {
-      delivered = 0;
-      hist = new Histogram();
-    }
+    result = statsReply(m);
   } else if (m.cmd === 'close') {
     for (const s of sockets) s.destroy();
     sockets.length = 0;

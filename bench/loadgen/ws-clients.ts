@@ -8,14 +8,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
-import { Histogram, stampWithin } from '../lib/histogram.js';
-import { carry, EMPTY, sharedRead, timing } from '../lib/shared-read.js';
+import { stampWithin } from '../lib/histogram.js';
+import { statsReply, tally } from '../lib/tally.js';
+import { carry, EMPTY, sharedRead } from '../lib/shared-read.js';
 
 type Mode = 'omnipush' | 'ws' | 'socketio';
 
-let delivered = 0;
-let closed = 0;
-let hist = new Histogram();
 const sockets: Socket[] = [];
 
 /** A masked client text frame (RFC 6455 §5.3). */
@@ -30,10 +28,10 @@ function clientFrame(text: string): Buffer {
 
 /** Counts a delivered frame and its latency, read off the bytes (no string per message). */
 function record(buf: Buffer, start: number, end: number): void {
-  delivered++;
-  if (!timing.on) return;
+  tally.delivered++;
+  if (!tally.timing) return;
   const ts = stampWithin(buf, start, end);
-  if (ts > 0) hist.add(Date.now() - ts);
+  if (ts > 0) tally.hist.add(Date.now() - ts);
 }
 
 function openOne(url: URL, mode: Mode, topic: string, localAddress?: string): Promise<void> {
@@ -105,7 +103,7 @@ function openOne(url: URL, mode: Mode, topic: string, localAddress?: string): Pr
     };
     s.on('error', () => undefined);
     s.on('close', () => {
-      closed++;
+      tally.closed++;
       if (!ready) reject(new Error('closed before ready'));
     });
   });
@@ -122,12 +120,7 @@ process.on('message', async (m: { id: number; cmd: string; url?: string; mode?: 
     }
     result = { connected: sockets.length };
   } else if (m.cmd === 'stats') {
-    if (m.timing !== undefined) timing.on = m.timing;
-    result = { delivered, hist: m.hist ? hist.counts : undefined, closed };
-    if (m.reset) {
-      delivered = 0;
-      hist = new Histogram();
-    }
+    result = statsReply(m);
   } else if (m.cmd === 'close') {
     for (const s of sockets) s.destroy();
     sockets.length = 0;
