@@ -5,14 +5,14 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { runTrieBench } from './trie.js';
-import { killAll } from './lib/procs.js';
+import { killAll, trackChild } from './lib/procs.js';
 import { hasMqttDoor, startFloor, startMosquitto, startOmnipush, startPeer } from './lib/servers.js';
 import { mqttScenario, type MqttResult } from './scenarios/mqtt.js';
 import { longpollFanout } from './scenarios/longpoll-fanout.js';
 import { sqlitePublish } from './scenarios/sqlite-publish.js';
 import { webpushScenario } from './scenarios/webpush.js';
 import { clusterFanout, clusterHold, type ClusterRun } from './scenarios/cluster.js';
-import { startBenchRedis } from './lib/redis.js';
+import { startRedis } from '../test/helpers/redis.js';
 import { fanout, SSE_CLIENTS, wsClients, type FanoutClients, type FanoutResult } from './scenarios/fanout.js';
 import type { ServerProc } from './lib/procs.js';
 
@@ -165,7 +165,7 @@ async function main(): Promise<void> {
   }
 
   if (want('cluster')) {
-    const redis = await startBenchRedis();
+    const redis = await startRedis({ onSpawn: trackChild });
     try {
       const n = quick ? 2000 : 10_000;
       const runs: Record<string, { one: ClusterRun; two: ClusterRun }> = {};
@@ -184,7 +184,7 @@ async function main(): Promise<void> {
       row(`cluster: ${k(held)} WS subscribers held by 2 workers; one message reaches`, `${k(h.connected)} connected, ${k(h.delivered)} delivered in ${h.deliverMs} ms; RSS ${h.rssPerWorkerMB.join(' + ')} MB`, `all ${k(held)}`, verdict(h.connected === held && h.delivered === held));
       results.cluster = { ...runs, hold: h };
     } finally {
-      await redis.stop();
+      await redis.remove();
     }
   }
 

@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServerProcess, stopChild, trackChild, type ServerProc } from './procs.js';
-import { freePort } from './ports.js';
+import { freePort } from '../../test/helpers/ports.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
+import { freePort } from './ports.js';
 import { tempDir, waitFor, within } from './server.js';
 
 /** Debian's package "redis-server". */
@@ -29,17 +30,6 @@ export interface RedisServer {
   thaw(): void;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 /** One PING over a raw socket: true when the server answers PONG (and is done loading). */
 function pings(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -62,9 +52,10 @@ function pings(port: number): Promise<boolean> {
 /**
  * Starts a private redis-server on a free loopback port in a temp directory and waits until it
  * answers PING. `persist` turns on the append-only file with fsync on every write, so a restart
- * keeps the data; otherwise nothing is written to disk.
+ * keeps the data; otherwise nothing is written to disk. `onSpawn` sees each redis-server process
+ * started (a benchmark registers it, to kill it if the benchmark itself dies).
  */
-export async function startRedis(opts: { persist?: boolean } = {}): Promise<RedisServer> {
+export async function startRedis(opts: { persist?: boolean; onSpawn?: (p: ChildProcess) => void } = {}): Promise<RedisServer> {
   const dir = tempDir('omnipush-redis-');
   const port = await freePort();
   let proc: ChildProcess | undefined;
@@ -76,6 +67,7 @@ export async function startRedis(opts: { persist?: boolean } = {}): Promise<Redi
     args.push(...(opts.persist ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']));
     const p = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     proc = p;
+    opts.onSpawn?.(p);
     log = '';
     const keep = (d: Buffer) => {
       log = (log + d.toString()).slice(-20_000);

@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
 
-/** A loopback port nobody listens on right now (the peer a benchmark starts binds it a moment later). */
+/** A loopback port nobody listens on right now (the server a test or benchmark starts binds it a moment later). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
