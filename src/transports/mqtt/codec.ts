@@ -56,6 +56,16 @@ export function encode(packet: Packet, version: number): Buffer {
   return mqttPacket.generate(packet, { protocolVersion: version });
 }
 
+const ACK_FIRST_BYTE = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 } as const;
+
+/**
+ * PUBACK, PUBREC, PUBREL or PUBCOMP with reason Success and no properties: the same four bytes in
+ * every protocol version (MQTT 5 §3.4.2.1 lets the reason code be left out when it is Success).
+ */
+export function successAck(cmd: keyof typeof ACK_FIRST_BYTE, messageId: number): Buffer {
+  return Buffer.from([ACK_FIRST_BYTE[cmd], 2, messageId >> 8, messageId & 0xff]);
+}
+
 /** CONNACK for a client whose protocol level we do not speak, in the form it most likely reads. */
 export function unsupportedConnack(level: number): Buffer {
   // a level above 5 is a newer client: answer as v5 would (0x84); older or unknown ones get 3.1.1's 0x01

@@ -1,7 +1,7 @@
 import type { Packet } from 'mqtt-packet';
 import { DENY_ALL, type Principal } from '../../core/grants.js';
 import type { Broker } from './broker.js';
-import { decode, encode } from './codec.js';
+import { decode, encode, successAck } from './codec.js';
 import type { SessionFeed } from './feed.js';
 import { PacketFramer } from './framer.js';
 import { handleAck, handlePubrel } from './handlers/acks.js';
@@ -18,6 +18,8 @@ import { encodePublish, SHARED_FORMATS, withPacketId } from './publish-encoder.j
 import { MqttProtocolError, RC } from './reason-codes.js';
 import type { MqttSession, OutMsg, SessionPort } from './session.js';
 import type { WillSpec } from './will.js';
+
+const PINGRESP = [0xd0, 0x00];
 
 const UNAUTHENTICATED: Principal = { id: 'unauthenticated', kind: 'anonymous', grants: DENY_ALL };
 
@@ -131,11 +133,10 @@ export class MqttConnection implements SessionPort {
   }
 
   private dispatch(raw: Buffer): Promise<void> | void {
-    const users = checkPacket(raw, this.version);
-    const p = decode(raw, this.version);
+    const p = checkPacket(raw, this.version) ?? decode(raw, this.version);
     switch (p.cmd) {
       case 'publish':
-        return handlePublish(this, p, users);
+        return handlePublish(this, p);
       case 'puback':
       case 'pubrec':
       case 'pubcomp':
@@ -147,7 +148,7 @@ export class MqttConnection implements SessionPort {
       case 'unsubscribe':
         return handleUnsubscribe(this, p);
       case 'pingreq':
-        this.send({ cmd: 'pingresp' });
+        this.sendBytes(Buffer.from(PINGRESP));
         return;
       case 'disconnect':
         return handleDisconnect(this, p);
@@ -214,7 +215,7 @@ export class MqttConnection implements SessionPort {
   }
 
   sendPubrel(packetId: number): void {
-    this.send({ cmd: 'pubrel', messageId: packetId });
+    this.sendBytes(successAck('pubrel', packetId));
   }
 
   queueOverflow(): void {

@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import type { IPublishPacket, Packet } from 'mqtt-packet';
 import type { Properties } from '../../core/message.js';
 import { PacketFramer } from './framer.js';
 import { MqttProtocolError, RC } from './reason-codes.js';
@@ -9,6 +10,10 @@ import { MqttProtocolError, RC } from './reason-codes.js';
  * string, reserved bits, properties known, allowed for the packet type and not repeated (only
  * User Property may repeat), property values in range, and nothing left over. It also reads the
  * User Properties in wire order, which mqtt-packet's object form loses across names.
+ *
+ * The packets of the message flow (PUBLISH, its acknowledgements, PINGREQ) are decoded here in the
+ * same pass, without mqtt-packet: its parser allocated several times the packet's size in
+ * short-lived objects per PUBLISH, and collecting them was the largest cost of QoS 1 traffic.
  */
 
 type PropType = 'byte' | 'int16' | 'int32' | 'varint' | 'string' | 'binary' | 'pair';
@@ -40,7 +45,7 @@ class Reader {
   constructor(
     readonly buf: Buffer,
     public pos: number,
-    readonly end: number,
+    public end: number,
   ) {}
 
   get left(): number {
@@ -99,62 +104,90 @@ class Reader {
   }
 }
 
-/** Reads one property block; returns the User Properties in order (undefined when none). */
-/** The MQTT 5 tail of acknowledgements, DISCONNECT and AUTH: an optional reason code, then optional properties. */
-function reasonAndProperties(r: Reader, block: Block, what: string): Properties | undefined {
-  let users: Properties | undefined;
-  if (r.left > 0) r.u8('reason code');
-  if (r.left > 0) users = properties(r, block);
+/** The MQTT 5 tail of acknowledgements, DISCONNECT and AUTH: an optional reason code (0 when left out), then optional properties. */
+function reasonAndProperties(r: Reader, block: Block, what: string): number {
+  const rc = r.left > 0 ? r.u8('reason code') : 0;
+  if (r.left > 0) properties(r, block);
   if (r.left !== 0) throw malformed(`bytes after the end of ${what}`);
-  return users;
+  return rc;
 }
 
-function properties(r: Reader, block: Block): Properties | undefined {
+/**
+ * Reads one property block; returns the User Properties in order (undefined when none). With
+ * `into`, the PUBLISH properties the broker uses are stored there under mqtt-packet's names.
+ */
+function properties(r: Reader, block: Block, into?: PublishProperties): Properties | undefined {
   const len = r.varint('property length');
   r.need(len, 'properties');
   const end = r.pos + len;
-  const sub = new Reader(r.buf, r.pos, end);
-  const seen = new Set<number>();
+  const outer = r.end;
+  r.end = end;
+  const allowed = ALLOWED[block];
+  // property identifiers are below 64: two 32-bit masks record which ones were seen
+  let seenLo = 0;
+  let seenHi = 0;
   let users: Properties | undefined;
-  while (sub.left > 0) {
-    const id = sub.varint('property identifier');
+  while (r.left > 0) {
+    const id = r.varint('property identifier');
     const type = TYPES[id];
     if (!type) throw malformed(`unknown property 0x${id.toString(16)}`);
-    if (!ALLOWED[block].has(id)) throw protocol(`property 0x${id.toString(16)} is not allowed in ${block}`);
-    if (id !== 38 && seen.has(id)) throw protocol(`property 0x${id.toString(16)} appears more than once`);
-    seen.add(id);
+    if (!allowed.has(id)) throw protocol(`property 0x${id.toString(16)} is not allowed in ${block}`);
+    if (id !== 38) {
+      const bit = 1 << (id & 31);
+      if ((id < 32 ? seenLo : seenHi) & bit) throw protocol(`property 0x${id.toString(16)} appears more than once`);
+      if (id < 32) seenLo |= bit;
+      else seenHi |= bit;
+    }
     let value = 0;
     switch (type) {
       case 'byte':
-        value = sub.u8('property');
+        value = r.u8('property');
         break;
       case 'int16':
-        value = sub.u16('property');
+        value = r.u16('property');
         break;
       case 'int32':
-        value = sub.u32('property');
+        value = r.u32('property');
         break;
       case 'varint':
-        value = sub.varint('property');
+        value = r.varint('property');
         break;
-      case 'string':
-        sub.string('property');
+      case 'string': {
+        const v = r.string('property');
+        if (into && id === 3) into.contentType = v;
+        else if (into && id === 8) into.responseTopic = v;
         break;
-      case 'binary':
-        sub.binary('property');
+      }
+      case 'binary': {
+        const v = r.binary('property');
+        // kept with the message: a copy, not a view of the read buffer
+        if (into && id === 9) into.correlationData = Buffer.from(v);
         break;
+      }
       case 'pair': {
-        const k = sub.string('user property name');
-        const v = sub.string('user property value');
+        const k = r.string('user property name');
+        const v = r.string('user property value');
         (users ??= []).push([k, v]);
         break;
       }
     }
     if ((id === 1 || id === 23 || id === 25) && value > 1) throw protocol(`property 0x${id.toString(16)} must be 0 or 1`);
     if ((id === 33 || id === 39 || id === 11) && value === 0) throw protocol(`property 0x${id.toString(16)} must not be 0`);
+    if (into) {
+      if (id === 1) into.payloadFormatIndicator = value === 1;
+      else if (id === 2) into.messageExpiryInterval = value;
+      else if (id === 35) into.topicAlias = value;
+    }
   }
-  r.pos = end;
+  r.end = outer;
   return users;
+}
+
+type PublishProperties = NonNullable<IPublishPacket['properties']>;
+
+/** A PUBLISH as the broker reads it: mqtt-packet's shape, plus the User Properties in wire order. */
+export interface InboundPublish extends IPublishPacket {
+  users?: Properties;
 }
 
 export interface ConnectCheck {
@@ -200,8 +233,17 @@ export function checkConnect(packet: Buffer): ConnectCheck {
   return out;
 }
 
-/** Checks any other packet a client may send; returns the ordered User Properties it carries. */
-export function checkPacket(packet: Buffer, version: number): Properties | undefined {
+const ACK_CMDS = ['puback', 'pubrec', 'pubrel', 'pubcomp'] as const;
+/** Reason codes of PUBACK and PUBREC (MQTT 5 §3.4.2.1, §3.5.2.1), and of PUBREL and PUBCOMP (§3.6.2.1, §3.7.2.1). */
+const PUBACK_CODES = new Set([0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99]);
+const PUBREL_CODES = new Set([0x00, 0x92]);
+
+/**
+ * Checks any other packet a client may send. PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP and PINGREQ
+ * come back decoded; for the rest (SUBSCRIBE, UNSUBSCRIBE, DISCONNECT, AUTH) it returns undefined
+ * and mqtt-packet decodes the checked bytes.
+ */
+export function checkPacket(packet: Buffer, version: number): InboundPublish | Packet | undefined {
   const type = packet[0] >> 4;
   const flags = packet[0] & 0x0f;
   const r = new Reader(packet, PacketFramer.bodyOffset(packet), packet.length);
@@ -213,27 +255,40 @@ export function checkPacket(packet: Buffer, version: number): Properties | undef
       const qos = (flags >> 1) & 3;
       if (qos === 3) throw malformed('PUBLISH with QoS 3');
       if (qos === 0 && flags & 0x08) throw malformed('DUP set on a QoS 0 PUBLISH');
-      r.string('topic name');
-      if (qos > 0 && r.u16('packet identifier') === 0) throw malformed('packet identifier 0');
-      return v5 ? properties(r, 'publish') : undefined;
+      const topic = r.string('topic name');
+      let messageId: number | undefined;
+      if (qos > 0 && (messageId = r.u16('packet identifier')) === 0) throw malformed('packet identifier 0');
+      const p: InboundPublish = { cmd: 'publish', topic, payload: EMPTY, qos: qos as 0 | 1 | 2, dup: (flags & 0x08) !== 0, retain: (flags & 0x01) !== 0 };
+      if (messageId !== undefined) p.messageId = messageId;
+      if (v5) {
+        const props: PublishProperties = {};
+        const users = properties(r, 'publish', props);
+        p.properties = props;
+        if (users) p.users = users;
+      }
+      // kept with the message (history, queues): a copy, not a view of the read buffer
+      if (r.left > 0) p.payload = Buffer.from(packet.subarray(r.pos, r.end));
+      return p;
     }
     case 4:
     case 5:
     case 6:
     case 7: {
       if (flags !== (type === 6 ? 2 : 0)) throw malformed('reserved flags of an acknowledgement');
-      r.u16('packet identifier');
-      if (!v5) {
-        if (r.left !== 0) throw malformed('acknowledgement longer than 2 bytes');
-        return undefined;
-      }
-      return reasonAndProperties(r, 'ack', 'an acknowledgement');
+      const messageId = r.u16('packet identifier');
+      const p = { cmd: ACK_CMDS[type - 4], messageId } as Packet & { reasonCode?: number };
+      if (v5) {
+        const rc = reasonAndProperties(r, 'ack', 'an acknowledgement');
+        if (!(type < 6 ? PUBACK_CODES : PUBREL_CODES).has(rc)) throw malformed(`reason code 0x${rc.toString(16)} is not one ${p.cmd.toUpperCase()} can carry`);
+        p.reasonCode = rc;
+      } else if (r.left !== 0) throw malformed('acknowledgement longer than 2 bytes');
+      return p;
     }
     case 8:
     case 10: {
       if (flags !== 2) throw malformed('reserved flags of SUBSCRIBE/UNSUBSCRIBE');
       if (r.u16('packet identifier') === 0) throw malformed('packet identifier 0');
-      const users = v5 ? properties(r, type === 8 ? 'subscribe' : 'unsubscribe') : undefined;
+      if (v5) properties(r, type === 8 ? 'subscribe' : 'unsubscribe');
       if (r.left === 0) throw protocol(`${type === 8 ? 'SUBSCRIBE' : 'UNSUBSCRIBE'} without a topic filter`);
       while (r.left > 0) {
         r.string('topic filter');
@@ -243,18 +298,19 @@ export function checkPacket(packet: Buffer, version: number): Properties | undef
           if (v5 ? (o & 0xc0) !== 0 || ((o >> 4) & 3) === 3 : (o & 0xfc) !== 0) throw malformed('reserved subscription option bits');
         }
       }
-      return users;
+      return undefined;
     }
     case 12:
       if (flags !== 0 || r.left !== 0) throw malformed('PINGREQ with flags or a body');
-      return undefined;
+      return PINGREQ;
     case 14: {
       if (flags !== 0) throw malformed('reserved flags of DISCONNECT');
       if (!v5) {
         if (r.left !== 0) throw malformed('DISCONNECT with a body');
         return undefined;
       }
-      return reasonAndProperties(r, 'disconnect', 'DISCONNECT');
+      reasonAndProperties(r, 'disconnect', 'DISCONNECT');
+      return undefined;
     }
     case 15: {
       if (!v5) throw protocol('AUTH before MQTT 5');
@@ -266,3 +322,6 @@ export function checkPacket(packet: Buffer, version: number): Properties | undef
       throw protocol(`packet type ${type} is not sent by clients`);
   }
 }
+
+const EMPTY = Buffer.alloc(0);
+const PINGREQ: Packet = { cmd: 'pingreq' };

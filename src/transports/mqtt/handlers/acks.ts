@@ -1,4 +1,5 @@
 import type { IPubackPacket, IPubcompPacket, IPubrecPacket, IPubrelPacket } from 'mqtt-packet';
+import { successAck } from '../codec.js';
 import type { MqttConnection } from '../connection.js';
 import { RC } from '../reason-codes.js';
 
@@ -21,5 +22,5 @@ export function handlePubrel(conn: MqttConnection, p: IPubrelPacket): void {
   const known = s.inQos2.delete(id);
   if (known) s.dirty = s.persistent;
   if (conn.version === 5 && !known) conn.send({ cmd: 'pubcomp', messageId: id, reasonCode: RC.packetIdNotFound });
-  else conn.send({ cmd: 'pubcomp', messageId: id });
+  else conn.sendBytes(successAck('pubcomp', id));
 }

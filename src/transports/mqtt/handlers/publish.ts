@@ -1,11 +1,11 @@
 import { isUtf8 } from 'node:buffer';
-import type { IPublishPacket } from 'mqtt-packet';
 import { OmnipushError } from '../../../core/errors.js';
 import type { PublishRequest } from '../../../core/hub.js';
-import type { Properties } from '../../../core/message.js';
 import type { AppendInput } from '../../../core/store.js';
 import { validateTopic } from '../../../core/topic.js';
+import { successAck } from '../codec.js';
 import type { MqttConnection } from '../connection.js';
+import type { InboundPublish } from '../packet-check.js';
 import { MqttProtocolError, RC } from '../reason-codes.js';
 import { InboundAliases } from '../topic-aliases.js';
 
@@ -28,8 +28,7 @@ function ack(conn: MqttConnection, qos: 1 | 2, messageId: number, rc: number): v
     conn.send({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId, reasonCode: rc });
     return;
   }
-  // the common answer is four fixed bytes; no need for the generator on the QoS 1 hot path
-  conn.sendBytes(Buffer.from([qos === 1 ? 0x40 : 0x50, 2, messageId >> 8, messageId & 0xff]));
+  conn.sendBytes(successAck(qos === 1 ? 'puback' : 'pubrec', messageId));
 }
 
 /**
@@ -37,7 +36,7 @@ function ack(conn: MqttConnection, qos: 1 | 2, messageId: number, rc: number): v
  * into the hub. QoS 1/2 are acknowledged once the message is durable; a QoS 2 packet id seen again
  * before PUBREL is acknowledged without publishing twice.
  */
-export function handlePublish(conn: MqttConnection, p: IPublishPacket, users: Properties | undefined): void {
+export function handlePublish(conn: MqttConnection, p: InboundPublish): void {
   const { broker } = conn;
   const s = conn.session!;
   const v5 = conn.version === 5;
@@ -62,7 +61,7 @@ export function handlePublish(conn: MqttConnection, p: IPublishPacket, users: Pr
   const props = p.properties ?? {};
   const req: PublishRequest = { topic, payload, retain: p.retain, qos };
   if (props.contentType !== undefined) req.contentType = props.contentType;
-  if (users?.length) req.properties = users;
+  if (p.users?.length) req.properties = p.users;
   if (props.messageExpiryInterval) req.ttl = props.messageExpiryInterval;
   let input: AppendInput;
   try {
