@@ -10,16 +10,28 @@ export interface WireFormat<T = Buffer> {
 }
 
 export class Delivery {
-  private cache: Map<WireFormat<unknown>, unknown> | undefined;
+  // one fan-out usually needs one or two formats: they sit in fields, and a map only holds more
+  private f1: WireFormat<unknown> | undefined;
+  private v1: unknown;
+  private f2: WireFormat<unknown> | undefined;
+  private v2: unknown;
+  private more: Map<WireFormat<unknown>, unknown> | undefined;
   constructor(readonly message: StoredMessage) {}
 
   encoded<T>(format: WireFormat<T>): T {
-    this.cache ??= new Map();
-    let v = this.cache.get(format as WireFormat<unknown>) as T | undefined;
-    if (v === undefined) {
-      v = format.encode(this.message);
-      this.cache.set(format as WireFormat<unknown>, v);
-    }
+    const f = format as WireFormat<unknown>;
+    if (this.f1 === f) return this.v1 as T;
+    if (this.f2 === f) return this.v2 as T;
+    let v = this.more?.get(f) as T | undefined;
+    if (v !== undefined) return v;
+    v = format.encode(this.message);
+    if (this.f1 === undefined) {
+      this.f1 = f;
+      this.v1 = v;
+    } else if (this.f2 === undefined) {
+      this.f2 = f;
+      this.v2 = v;
+    } else (this.more ??= new Map()).set(f, v);
     return v;
   }
 }

@@ -43,7 +43,8 @@ export interface Store {
   /**
    * Appends messages in order, assigning consecutive seqs, and updates retained state
    * (a retained message with an empty payload clears its topic's retained message).
-   * Resolves only once the batch is durable.
+   * Resolves only once the batch is durable. The inputs are the store's from then on: it may turn
+   * them into the stored messages it returns.
    */
   append(batch: AppendInput[]): Promise<StoredMessage[]>;
   /** Messages with afterSeq < seq <= toSeq on topics matching any filter, ascending by seq. */

@@ -60,16 +60,29 @@ export function isWildcardFilter(filter: string): boolean {
 /** Does `filter` match the topic name `topic`? (MQTT rules, `$` topics not matched by a leading wildcard.) */
 export function filterMatches(filter: string, topic: string): boolean {
   if (filter === topic) return true;
-  if (topic.startsWith('$') && (filter.startsWith('+') || filter.startsWith('#'))) return false;
-  const f = filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i++) {
-    const fl = f[i];
-    if (fl === '#') return true;
-    if (i >= t.length) return false;
-    if (fl !== '+' && fl !== t[i]) return false;
+  const fl = filter.length;
+  const tl = topic.length;
+  if (tl > 0 && topic.charCodeAt(0) === 36 /* $ */ && fl > 0 && (filter.charCodeAt(0) === 43 || filter.charCodeAt(0) === 35)) return false;
+  // walks both level by level without splitting (this runs per delivery and per grant check);
+  // i and j are where the current levels start, j = tl + 1 once the topic has no level left
+  let i = 0;
+  let j = 0;
+  for (;;) {
+    let fEnd = filter.indexOf('/', i);
+    if (fEnd < 0) fEnd = fl;
+    const one = fEnd - i === 1;
+    if (one && filter.charCodeAt(i) === 35 /* # */) return true;
+    if (j > tl) return false;
+    let tEnd = topic.indexOf('/', j);
+    if (tEnd < 0) tEnd = tl;
+    if (!(one && filter.charCodeAt(i) === 43) /* + */) {
+      if (fEnd - i !== tEnd - j) return false;
+      for (let k = 0; k < fEnd - i; k++) if (filter.charCodeAt(i + k) !== topic.charCodeAt(j + k)) return false;
+    }
+    if (fEnd === fl) return tEnd === tl;
+    i = fEnd + 1;
+    j = tEnd + 1;
   }
-  return f.length === t.length;
 }
 
 /**

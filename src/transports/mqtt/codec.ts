@@ -63,7 +63,12 @@ const ACK_FIRST_BYTE = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70
  * every protocol version (MQTT 5 §3.4.2.1 lets the reason code be left out when it is Success).
  */
 export function successAck(cmd: keyof typeof ACK_FIRST_BYTE, messageId: number): Buffer {
-  return Buffer.from([ACK_FIRST_BYTE[cmd], 2, messageId >> 8, messageId & 0xff]);
+  const b = Buffer.allocUnsafe(4);
+  b[0] = ACK_FIRST_BYTE[cmd];
+  b[1] = 2;
+  b[2] = messageId >> 8;
+  b[3] = messageId & 0xff;
+  return b;
 }
 
 /** CONNACK for a client whose protocol level we do not speak, in the form it most likely reads. */

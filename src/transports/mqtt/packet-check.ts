@@ -267,7 +267,10 @@ export function checkPacket(packet: Buffer, version: number): InboundPublish | P
         if (users) p.users = users;
       }
       // kept with the message (history, queues): a copy, not a view of the read buffer
-      if (r.left > 0) p.payload = Buffer.from(packet.subarray(r.pos, r.end));
+      if (r.left > 0) {
+        p.payload = Buffer.allocUnsafe(r.left);
+        packet.copy(p.payload, 0, r.pos, r.end);
+      }
       return p;
     }
     case 4:

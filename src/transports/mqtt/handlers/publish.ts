@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { OmnipushError } from '../../../core/errors.js';
-import type { PublishRequest } from '../../../core/hub.js';
+import type { PublishRequest, PublishWaiter } from '../../../core/hub.js';
 import type { AppendInput } from '../../../core/store.js';
 import { validateTopic } from '../../../core/topic.js';
 import { successAck } from '../codec.js';
@@ -85,7 +85,7 @@ export function handlePublish(conn: MqttConnection, p: InboundPublish): void {
   if (props.correlationData !== undefined) input.correlationData = props.correlationData;
   input.origin = conn.clientId;
   if (qos === 0) {
-    broker.hub.enqueue(input).catch((e: unknown) => notStored(conn, e));
+    broker.hub.submit(input, new StoredQos0(conn));
     return;
   }
   if (qos === 2) {
@@ -94,22 +94,43 @@ export function handlePublish(conn: MqttConnection, p: InboundPublish): void {
   }
   // a QoS 2 id counts from PUBLISH to PUBREL (in inQos2), a QoS 1 one until its PUBACK
   if (qos === 1) conn.inflightIn++;
-  const q = qos as 1 | 2;
-  broker.hub.enqueue(input).then(
-    () => {
-      if (q === 1) conn.inflightIn--;
-      ack(conn, q, pid, RC.success);
-    },
-    (e: unknown) => {
-      if (q === 1) conn.inflightIn--;
-      if (qos === 2) s.inQos2.delete(pid);
-      if (!v5) return notStored(conn, e);
-      broker.log.warn({ err: e, client: conn.clientId }, 'mqtt publish not stored');
-      // 0x80 (Unspecified error) is the closest code PUBACK/PUBREC allow for "the store is down";
-      // the reason string says what happened and that a retry may succeed
-      conn.send({ cmd: q === 1 ? 'puback' : 'pubrec', messageId: pid, reasonCode: RC.unspecified, properties: { reasonString: reasonOf(e) } });
-    },
-  );
+  broker.hub.submit(input, new AckWhenStored(conn, qos as 1 | 2, pid));
+}
+
+/** A QoS 1/2 publish is acknowledged once the hub has stored it. */
+class AckWhenStored implements PublishWaiter {
+  constructor(
+    private readonly conn: MqttConnection,
+    private readonly qos: 1 | 2,
+    private readonly pid: number,
+  ) {}
+
+  stored(): void {
+    if (this.qos === 1) this.conn.inflightIn--;
+    ack(this.conn, this.qos, this.pid, RC.success);
+  }
+
+  failed(e: unknown): void {
+    const { conn, qos, pid } = this;
+    if (qos === 1) conn.inflightIn--;
+    else conn.session?.inQos2.delete(pid);
+    if (conn.version !== 5) return notStored(conn, e);
+    conn.broker.log.warn({ err: e, client: conn.clientId }, 'mqtt publish not stored');
+    // 0x80 (Unspecified error) is the closest code PUBACK/PUBREC allow for "the store is down";
+    // the reason string says what happened and that a retry may succeed
+    conn.send({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId: pid, reasonCode: RC.unspecified, properties: { reasonString: reasonOf(e) } });
+  }
+}
+
+/** A QoS 0 publish has no acknowledgement: only a failure to store it has consequences. */
+class StoredQos0 implements PublishWaiter {
+  constructor(private readonly conn: MqttConnection) {}
+
+  stored(): void {}
+
+  failed(e: unknown): void {
+    notStored(this.conn, e);
+  }
 }
 
 function reasonOf(e: unknown): string {
