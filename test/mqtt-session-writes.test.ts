@@ -228,3 +228,68 @@ describe('MQTT session records when the store cannot write them (Redis)', { skip
     }
   });
 });
+
+/**
+ * `mqtt.connectTimeout` bounds the wait for a whole CONNECT; once one has arrived it is answered
+ * (docs/mqtt.md, Configuration): when its session record cannot be written in time, with CONNACK
+ * 0x88 at its deadline rather than a silent close.
+ */
+describe('MQTT CONNECT answered at its deadline while the store is slow (Redis)', { skip: redisMissing || false }, () => {
+  const CONNECT_S = 1;
+  let redis: RedisServer;
+  let server: RunningServer;
+  before(async () => {
+    redis = await startRedis();
+    server = await startTestServer({ store: { kind: 'redis', redis: { url: redis.url, prefix: 'late:' } }, history: { pruneInterval: 3600 }, mqtt: { connectTimeout: CONNECT_S } });
+  });
+  after(async () => {
+    await server?.close();
+    await redis?.remove();
+  });
+
+  it('a new persistent session whose record write hangs gets CONNACK 0x88 (3.1.1: 3) after connectTimeout, and is not kept when the write lands later', async () => {
+    const admin = new Redis(redis.url);
+    const clients: RawClient[] = [];
+    const open = async (version: 4 | 5) => {
+      const c = await RawClient.open(server, version);
+      clients.push(c);
+      return c;
+    };
+    try {
+      // Redis holds every write (the record write of CONNECT among them) until UNPAUSE; reads go on
+      await admin.call('CLIENT', 'PAUSE', '30000', 'WRITE');
+      const v5 = await open(5);
+      const v4 = await open(4);
+      const t0 = performance.now();
+      v5.send({ cmd: 'connect', protocolVersion: 5, protocolId: 'MQTT', keepalive: 60, ...persistent('late-5') });
+      v4.send({ cmd: 'connect', protocolVersion: 4, protocolId: 'MQTT', keepalive: 60, clientId: 'late-4', clean: false });
+      const ack5 = (await v5.next('connack', (CONNECT_S + 5) * 1000)) as IConnackPacket;
+      const ack4 = (await v4.next('connack', (CONNECT_S + 5) * 1000)) as IConnackPacket;
+      const waited = performance.now() - t0;
+      assert.equal(ack5.reasonCode, 0x88, 'v5: Server unavailable');
+      assert.equal(ack5.sessionPresent, false);
+      assert.match(ack5.properties?.reasonString ?? '', /in time/);
+      assert.equal(ack4.returnCode, 3, '3.1.1: Server unavailable');
+      assert.ok(waited >= CONNECT_S * 1000 - 50, `answered at the deadline, not before (${Math.round(waited)} ms)`);
+      await v5.waitClosed();
+      await v4.waitClosed();
+
+      await admin.call('CLIENT', 'UNPAUSE');
+      // the writes land now; the sessions they made were never acknowledged and go again
+      const broker = server.mqttDoor!.broker;
+      await waitFor(() => broker.sessions.size === 0, 'the refused sessions to be dropped');
+      const again5 = await open(5);
+      const back5 = await again5.connect(persistent('late-5'));
+      assert.equal(back5.reasonCode, 0);
+      assert.equal(back5.sessionPresent, false, 'v5: no session left from the refused CONNECT');
+      const again4 = await open(4);
+      const back4 = await again4.connect({ clientId: 'late-4', clean: false });
+      assert.equal(back4.returnCode, 0);
+      assert.equal(back4.sessionPresent, false, '3.1.1: no session left from the refused CONNECT');
+    } finally {
+      for (const c of clients) c.close();
+      await admin.call('CLIENT', 'UNPAUSE').catch(() => undefined);
+      admin.disconnect();
+    }
+  });
+});

@@ -209,7 +209,7 @@ export const configSchema = z
         maxSessionExpiry: z.number().int().min(0).max(4294967295).default(7 * 24 * 3600),
         /** Topic aliases a client may set up towards us (Topic Alias Maximum); 0 = none. */
         topicAliasMaximum: z.number().int().min(0).max(65535).default(64),
-        /** seconds a new connection has to send CONNECT */
+        /** seconds a new connection has to send a whole CONNECT; also the time its answer may take (plus cluster.takeoverTimeout in a cluster) */
         connectTimeout: seconds.default(10),
         /** seconds between `$SYS/broker/...` updates; 0 = none */
         sysInterval: z.number().min(0).default(10),
