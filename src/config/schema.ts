@@ -79,7 +79,7 @@ export const configSchema = z
         maxPayloadBytes: bytes.default(1024 * 1024),
         maxTopicBytes: bytes.max(65535).default(1024),
         maxTopicLevels: z.number().int().positive().max(1024).default(32),
-        /** Bytes a subscriber may fall behind before its connection is closed. */
+        /** Bytes a subscriber may fall behind before its connection is closed; for MQTT also the bytes of packets read behind one still being handled. */
         maxQueueBytes: bytes.default(4 * 1024 * 1024),
         /** Streaming connections (SSE + held polls + ...) this process accepts. */
         maxConnections: z.number().int().positive().default(18000),

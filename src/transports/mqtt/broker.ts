@@ -43,6 +43,11 @@ export class Broker {
   readonly live = new Map<string, MqttConnection>();
   /** Every connection, CONNECT or not (for the sweep). */
   readonly connections = new Set<MqttConnection>();
+  /**
+   * Bytes of packets one connection may have waiting behind a handler still at work:
+   * `limits.maxQueueBytes`, the bound on its unsent bytes the other way.
+   */
+  readonly maxHeldBytes: number;
   private lastFlush = 0;
 
   constructor(
@@ -50,6 +55,7 @@ export class Broker {
     private readonly users: UserDirectory,
   ) {
     this.config = ctx.config.mqtt;
+    this.maxHeldBytes = ctx.config.limits.maxQueueBytes;
     this.hub = ctx.hub;
     this.log = ctx.log;
     const cluster = ctx.cluster;
@@ -220,7 +226,7 @@ export class Broker {
           refuse(c, RC.serverUnavailable, 'the server could not answer CONNECT in time');
         }
       } else if (c.state === 'open') {
-        if (c.keepalive > 0 && now - c.lastSeen > c.keepalive * 1500) c.disconnect(RC.keepAliveTimeout, 'keep alive timeout');
+        if (c.keepalive > 0 && !c.holding && now - c.lastSeen > c.keepalive * 1500) c.disconnect(RC.keepAliveTimeout, 'keep alive timeout');
         else if (c.principal.expiresAt !== undefined && c.principal.expiresAt <= now) c.disconnect(RC.notAuthorized, 'credentials expired');
       }
     }
