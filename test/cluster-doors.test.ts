@@ -284,6 +284,59 @@ describe('MQTT, Web Push and wills across three nodes', { skip: redisMissing || 
     }
   });
 
+  it('a CONNECT waiting for a takeover longer than mqtt.connectTimeout is still answered (CONNACK, session present); a socket without CONNECT is closed', async () => {
+    // the holder is killed but counts as live for 10 s, so the takeover waits out its whole 3 s
+    // timeout: three times the 1 s connect timeout
+    const TAKEOVER_S = 3;
+    const CONNECT_S = 1;
+    const cluster = { heartbeat: 0.1, nodeTimeout: 10, takeoverTimeout: TAKEOVER_S };
+    const dir = tempDir();
+    const file = join(dir.path, 'node.json');
+    writeFileSync(file, JSON.stringify({ cluster, http: { host: '127.0.0.1' }, store: { kind: 'redis', redis: { url: redis.url, prefix: 'slowto:' } }, bus: { kind: 'redis' }, history: { pruneInterval: 3600 }, log: { level: 'warn' } }));
+    const child = await spawnServer(['--config', file]);
+    let childAlive = true;
+    const [b] = await startCluster(redis, 'slowto:', 1, { cluster, mqtt: { connectTimeout: CONNECT_S } });
+    const clients: RawClient[] = [];
+    const open = async (node: RunningServer, version: 4 | 5) => {
+      const c = await RawClient.open(node, version);
+      clients.push(c);
+      return c;
+    };
+    try {
+      await waitFor(() => b.cluster.nodes().length === 2, 'node B to see the other node');
+      const held5 = await open({ mqtt: child.mqtt } as RunningServer, 5);
+      assert.equal((await held5.connect({ clientId: 'slow-5', clean: false, properties: { sessionExpiryInterval: 300 } })).reasonCode, 0);
+      const held4 = await open({ mqtt: child.mqtt } as RunningServer, 4);
+      assert.equal((await held4.connect({ clientId: 'slow-4', clean: false })).returnCode, 0);
+      await child.kill();
+      childAlive = false;
+
+      const silent = await open(b, 5);
+      const back5 = await open(b, 5);
+      const back4 = await open(b, 4);
+      const t0 = performance.now();
+      back5.send({ cmd: 'connect', protocolVersion: 5, protocolId: 'MQTT', clientId: 'slow-5', clean: false, keepalive: 60, properties: { sessionExpiryInterval: 300 } });
+      back4.send({ cmd: 'connect', protocolVersion: 4, protocolId: 'MQTT', clientId: 'slow-4', clean: false, keepalive: 60 });
+      const ack5 = (await back5.next('connack', (TAKEOVER_S + CONNECT_S + 5) * 1000)) as IConnackPacket;
+      const ack4 = (await back4.next('connack', (TAKEOVER_S + CONNECT_S + 5) * 1000)) as IConnackPacket;
+      const waited = performance.now() - t0;
+      assert.equal(ack5.reasonCode, 0, 'v5: CONNACK success after the takeover');
+      assert.equal(ack5.sessionPresent, true, 'v5: the session written on the killed node');
+      assert.equal(ack4.returnCode, 0, '3.1.1: CONNACK accepted after the takeover');
+      assert.equal(ack4.sessionPresent, true, '3.1.1: the session written on the killed node');
+      assert.ok(waited > (CONNECT_S + 0.5) * 1000, `the takeover really outlasted the connect timeout (CONNACK after ${Math.round(waited)} ms)`);
+      assert.equal(back5.closed || back4.closed, false, 'both connections stay open');
+      // the connect timeout still closes a connection that never sent CONNECT, without a word
+      await silent.waitClosed((CONNECT_S + 5) * 1000);
+      assert.deepEqual(silent.packets, []);
+    } finally {
+      for (const c of clients) c.close();
+      if (childAlive) await child.kill();
+      await closeAll([b]);
+      dir.remove();
+    }
+  });
+
   describe('Web Push', () => {
     let svc: PushService;
     before(async () => {

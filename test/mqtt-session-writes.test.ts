@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import type { IConnackPacket, IPublishPacket, ISubackPacket, IUnsubackPacket, Packet } from 'mqtt-packet';
+import mqttPacket, { type IConnackPacket, type IDisconnectPacket, type IPublishPacket, type ISubackPacket, type IUnsubackPacket, type Packet } from 'mqtt-packet';
+import { WebSocket } from 'ws';
 import type { RunningServer } from '../src/server.js';
 import { httpPublish } from './helpers/cluster.js';
 import { RawClient } from './helpers/mqtt.js';
@@ -225,6 +226,262 @@ describe('MQTT session records when the store cannot write them (Redis)', { skip
         await redis.start();
         await waitFor(async () => (await fetch(`${server.http}/readyz`)).status === 200, 'the store to be back', 20_000);
       }
+    }
+  });
+});
+
+/**
+ * `mqtt.connectTimeout` bounds the wait for a whole CONNECT; once one has arrived it is answered
+ * (docs/mqtt.md, Configuration): when its session record cannot be written in time, with CONNACK
+ * 0x88 at its deadline rather than a silent close.
+ */
+describe('MQTT CONNECT answered at its deadline while the store is slow (Redis)', { skip: redisMissing || false }, () => {
+  const CONNECT_S = 1;
+  let redis: RedisServer;
+  let server: RunningServer;
+  before(async () => {
+    redis = await startRedis();
+    server = await startTestServer({ store: { kind: 'redis', redis: { url: redis.url, prefix: 'late:' } }, history: { pruneInterval: 3600 }, mqtt: { connectTimeout: CONNECT_S } });
+  });
+  after(async () => {
+    await server?.close();
+    await redis?.remove();
+  });
+
+  it('a new persistent session whose record write hangs gets CONNACK 0x88 (3.1.1: 3) after connectTimeout, and is not kept when the write lands later', async () => {
+    const admin = new Redis(redis.url);
+    const clients: RawClient[] = [];
+    const open = async (version: 4 | 5) => {
+      const c = await RawClient.open(server, version);
+      clients.push(c);
+      return c;
+    };
+    try {
+      // Redis holds every write (the record write of CONNECT among them) until UNPAUSE; reads go on
+      await admin.call('CLIENT', 'PAUSE', '30000', 'WRITE');
+      const v5 = await open(5);
+      const v4 = await open(4);
+      const t0 = performance.now();
+      v5.send({ cmd: 'connect', protocolVersion: 5, protocolId: 'MQTT', keepalive: 60, ...persistent('late-5') });
+      v4.send({ cmd: 'connect', protocolVersion: 4, protocolId: 'MQTT', keepalive: 60, clientId: 'late-4', clean: false });
+      const ack5 = (await v5.next('connack', (CONNECT_S + 5) * 1000)) as IConnackPacket;
+      const ack4 = (await v4.next('connack', (CONNECT_S + 5) * 1000)) as IConnackPacket;
+      const waited = performance.now() - t0;
+      assert.equal(ack5.reasonCode, 0x88, 'v5: Server unavailable');
+      assert.equal(ack5.sessionPresent, false);
+      assert.match(ack5.properties?.reasonString ?? '', /in time/);
+      assert.equal(ack4.returnCode, 3, '3.1.1: Server unavailable');
+      assert.ok(waited >= CONNECT_S * 1000 - 50, `answered at the deadline, not before (${Math.round(waited)} ms)`);
+      await v5.waitClosed();
+      await v4.waitClosed();
+
+      await admin.call('CLIENT', 'UNPAUSE');
+      // the writes land now; the sessions they made were never acknowledged and go again
+      const broker = server.mqttDoor!.broker;
+      await waitFor(() => broker.sessions.size === 0, 'the refused sessions to be dropped');
+      const again5 = await open(5);
+      const back5 = await again5.connect(persistent('late-5'));
+      assert.equal(back5.reasonCode, 0);
+      assert.equal(back5.sessionPresent, false, 'v5: no session left from the refused CONNECT');
+      const again4 = await open(4);
+      const back4 = await again4.connect({ clientId: 'late-4', clean: false });
+      assert.equal(back4.returnCode, 0);
+      assert.equal(back4.sessionPresent, false, '3.1.1: no session left from the refused CONNECT');
+    } finally {
+      for (const c of clients) c.close();
+      await admin.call('CLIENT', 'UNPAUSE').catch(() => undefined);
+      admin.disconnect();
+    }
+  });
+});
+
+/** PUBLISH packets (QoS 0) of `count` × `bytes` payload bytes, as one buffer. */
+function publishes(topic: string, count: number, bytes: number, version: 4 | 5): Buffer {
+  const one = mqttPacket.generate({ cmd: 'publish', topic, payload: Buffer.alloc(bytes, 0x61), qos: 0, retain: false, dup: false }, { protocolVersion: version });
+  return Buffer.concat(Array.from({ length: count }, () => one));
+}
+
+function encoded(p: Packet, version: 4 | 5): Buffer {
+  return mqttPacket.generate(p, { protocolVersion: version });
+}
+
+/** MQTT 5 over WebSocket at `/mqtt`, without a client library: what is sent is one binary message per call. */
+async function wsMqtt(server: RunningServer): Promise<{ ws: WebSocket; packets: Packet[]; closed: () => boolean }> {
+  const ws = new WebSocket(`${server.http.replace(/^http/, 'ws')}/mqtt`, 'mqtt');
+  const packets: Packet[] = [];
+  const parser = mqttPacket.parser({ protocolVersion: 5 });
+  parser.on('packet', (p: Packet) => packets.push(p));
+  parser.on('error', () => undefined);
+  ws.on('message', (d: Buffer) => parser.parse(d));
+  ws.on('error', () => undefined);
+  let closed = false;
+  ws.on('close', () => (closed = true));
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  return { ws, packets, closed: () => closed };
+}
+
+/**
+ * While a handler answers later (CONNECT, the record write before SUBACK / UNSUBACK), the broker
+ * does not read the connection: what the client sends meanwhile waits in its socket, held back by
+ * TCP flow control. Packets that came with data already read wait in order, at most
+ * `limits.maxQueueBytes` of them (docs/mqtt.md, Sessions).
+ */
+describe('MQTT packets sent behind a handler still at work (Redis)', { skip: redisMissing || false }, () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    await redis?.remove();
+  });
+
+  it('reads nothing more while a SUBSCRIBE write runs: 32 MiB pipelined behind it wait in the client, other clients are served, the keepalive is not held against it, and all of it is handled in order afterwards', async () => {
+    // publishing is allowed under ok/ only: the pipelined publishes to denied/ are each dropped and counted
+    const server = await startTestServer({
+      store: { kind: 'redis', redis: { url: redis.url, prefix: 'bp:' } },
+      history: { pruneInterval: 3600 },
+      auth: { allowAnonymous: true, anonymous: { publish: ['ok/#'], subscribe: ['#'] } },
+    });
+    const admin = new Redis(redis.url);
+    const clients: RawClient[] = [];
+    try {
+      const watcher = await RawClient.open(server, 5);
+      clients.push(watcher);
+      assert.equal((await watcher.connect({ clientId: 'bp-watcher' })).reasonCode, 0);
+      const pipe = await RawClient.open(server, 5);
+      clients.push(pipe);
+      // keepalive 1 s: the server would give up on it after 1.5 s of silence
+      assert.equal((await pipe.connect({ ...persistent('bp-pipe'), keepalive: 1 })).reasonCode, 0);
+      const ping = async (c: RawClient) => {
+        c.send({ cmd: 'pingreq' });
+        await c.next('pingresp');
+      };
+      const broker = server.mqttDoor!.broker;
+      await admin.call('CLIENT', 'PAUSE', '30000', 'WRITE');
+      const in0 = broker.stats.bytesIn;
+      const dropped0 = broker.stats.dropped;
+      const t0 = performance.now();
+      pipe.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'bp/#', qos: 1 }] });
+      const N = 512;
+      const one = publishes('denied/x', 1, 64 * 1024 - 64, 5);
+      for (let i = 0; i < N; i++) pipe.socket.write(one);
+      pipe.send({ cmd: 'pingreq' });
+      const total = N * one.length;
+
+      // the watcher's round trip is all the server reads once it stopped reading the pipelining connection
+      await waitFor(
+        async () => {
+          const before = broker.stats.bytesIn;
+          await ping(watcher);
+          return broker.stats.bytesIn - before === 2 && pipe.socket.writableLength > 0;
+        },
+        'the server to read nothing more from the pipelining connection',
+      );
+      const read = broker.stats.bytesIn - in0;
+      assert.ok(read < 1024 * 1024, `the server read ${read} of the ${total} bytes pipelined`);
+      assert.ok(pipe.socket.writableLength > 16 * 1024 * 1024, `${pipe.socket.writableLength} bytes still wait in the client`);
+      // not read is not silent: 1.5 × its keepalive passes without a keepalive timeout
+      await waitFor(
+        async () => {
+          await ping(watcher);
+          return performance.now() - t0 > 2000;
+        },
+        'more than 1.5 × the keepalive to pass',
+      );
+      assert.equal(pipe.closed, false);
+      assert.deepEqual(
+        pipe.packets.map((p) => p.cmd),
+        [],
+        'nothing sent to it meanwhile: no SUBACK before the record is written, no keepalive timeout',
+      );
+
+      await admin.call('CLIENT', 'UNPAUSE');
+      await waitFor(() => pipe.packets.some((p) => p.cmd === 'pingresp'), 'the PINGRESP to the last pipelined packet', 30_000);
+      assert.deepEqual(
+        pipe.packets.map((p) => p.cmd),
+        ['suback', 'pingresp'],
+      );
+      assert.deepEqual((pipe.packets[0] as ISubackPacket).granted, [1]);
+      assert.equal(broker.stats.dropped - dropped0, N, 'every pipelined publish was handled (and refused by its grants)');
+      assert.equal(pipe.closed, false);
+      await ping(pipe);
+    } finally {
+      for (const c of clients) c.close();
+      await admin.call('CLIENT', 'UNPAUSE').catch(() => undefined);
+      admin.disconnect();
+      await server.close();
+    }
+  });
+
+  it('closes a connection whose packets read behind a handler at work pass limits.maxQueueBytes: DISCONNECT 0x97 (v5, TCP and WebSocket), CONNACK 0x97 during CONNECT (v5), a plain close (3.1.1); other connections carry on', async () => {
+    const LIMIT = 16 * 1024;
+    const server = await startTestServer({ store: { kind: 'redis', redis: { url: redis.url, prefix: 'hb:' } }, history: { pruneInterval: 3600 }, limits: { maxQueueBytes: LIMIT } });
+    const clients: RawClient[] = [];
+    const open = async (version: 4 | 5) => {
+      const c = await RawClient.open(server, version);
+      clients.push(c);
+      return c;
+    };
+    let viaWs: Awaited<ReturnType<typeof wsMqtt>> | undefined;
+    try {
+      const broker = server.mqttDoor!.broker;
+      const bystander = await open(5);
+      assert.equal((await bystander.connect({ clientId: 'hb-bystander' })).reasonCode, 0);
+      const in0 = broker.stats.messagesIn;
+      // each write is a packet whose handler answers later followed by 40 KB of publishes, sent at
+      // once (under the 64 KiB the server reads at a time; over WebSocket, one message): the
+      // publishes come with the data already read, so they are held behind it
+      const subscribe = { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'hb/#', qos: 1 }] } as Packet;
+
+      const v5 = await open(5);
+      assert.equal((await v5.connect(persistent('hb-5'))).reasonCode, 0);
+      v5.sendRaw(Buffer.concat([encoded(subscribe, 5), publishes('hb/x', 10, 4000, 5)]));
+      const d5 = (await v5.next('disconnect')) as IDisconnectPacket;
+      assert.equal(d5.reasonCode, 0x97, 'Quota exceeded');
+      assert.match(d5.properties?.reasonString ?? '', /more than 16384 bytes/);
+      await v5.waitClosed();
+
+      const v4 = await open(4);
+      assert.equal((await v4.connect({ clientId: 'hb-4', clean: false })).returnCode, 0);
+      v4.sendRaw(Buffer.concat([encoded(subscribe, 4), publishes('hb/x', 10, 4000, 4)]));
+      await v4.waitClosed();
+
+      const c5 = await open(5);
+      c5.sendRaw(Buffer.concat([encoded({ cmd: 'connect', protocolVersion: 5, protocolId: 'MQTT', clientId: 'hb-c5', clean: true, keepalive: 60 }, 5), publishes('hb/x', 10, 4000, 5)]));
+      const ack = (await c5.next('connack')) as IConnackPacket;
+      assert.equal(ack.reasonCode, 0x97, 'CONNACK Quota exceeded');
+      await c5.waitClosed();
+
+      const c4 = await open(4);
+      c4.sendRaw(Buffer.concat([encoded({ cmd: 'connect', protocolVersion: 4, protocolId: 'MQTT', clientId: 'hb-c4', clean: true, keepalive: 60 }, 4), publishes('hb/x', 10, 4000, 4)]));
+      await c4.waitClosed();
+
+      viaWs = await wsMqtt(server);
+      const ws = viaWs;
+      ws.ws.send(encoded({ cmd: 'connect', protocolVersion: 5, protocolId: 'MQTT', keepalive: 60, ...persistent('hb-ws') }, 5));
+      await waitFor(() => ws.packets.find((p) => p.cmd === 'connack'), 'CONNACK over WebSocket');
+      ws.ws.send(Buffer.concat([encoded(subscribe, 5), publishes('hb/x', 10, 4000, 5)]));
+      const dws = await waitFor(() => ws.packets.find((p): p is IDisconnectPacket => p.cmd === 'disconnect'), 'DISCONNECT over WebSocket');
+      assert.equal(dws.reasonCode, 0x97);
+      await waitFor(() => ws.closed(), 'the WebSocket to close');
+
+      for (const c of [v4, c4]) assert.deepEqual(c.packets.filter((p) => p.cmd !== 'connack'), [], `3.1.1: closed without a word (${c.packets.map((p) => p.cmd).join()})`);
+      assert.equal(v5.packets.filter((p) => p.cmd === 'suback').length, 0, 'no SUBACK after the close');
+      assert.equal(broker.stats.messagesIn, in0, 'none of the held publishes was handled');
+      // the others carry on: an open connection and a new one
+      bystander.send({ cmd: 'pingreq' });
+      await bystander.next('pingresp');
+      const later = await open(5);
+      assert.equal((await later.connect({ clientId: 'hb-later' })).reasonCode, 0);
+      later.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'hb/#', qos: 1 }] });
+      assert.deepEqual(((await later.next('suback')) as ISubackPacket).granted, [1]);
+    } finally {
+      for (const c of clients) c.close();
+      viaWs?.ws.terminate();
+      await server.close();
     }
   });
 });

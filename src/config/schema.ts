@@ -79,7 +79,7 @@ export const configSchema = z
         maxPayloadBytes: bytes.default(1024 * 1024),
         maxTopicBytes: bytes.max(65535).default(1024),
         maxTopicLevels: z.number().int().positive().max(1024).default(32),
-        /** Bytes a subscriber may fall behind before its connection is closed. */
+        /** Bytes a subscriber may fall behind before its connection is closed; for MQTT also the bytes of packets read behind one still being handled. */
         maxQueueBytes: bytes.default(4 * 1024 * 1024),
         /** Streaming connections (SSE + held polls + ...) this process accepts. */
         maxConnections: z.number().int().positive().default(18000),
@@ -209,7 +209,7 @@ export const configSchema = z
         maxSessionExpiry: z.number().int().min(0).max(4294967295).default(7 * 24 * 3600),
         /** Topic aliases a client may set up towards us (Topic Alias Maximum); 0 = none. */
         topicAliasMaximum: z.number().int().min(0).max(65535).default(64),
-        /** seconds a new connection has to send CONNECT */
+        /** seconds a new connection has to send a whole CONNECT; also the time its answer may take (plus cluster.takeoverTimeout in a cluster) */
         connectTimeout: seconds.default(10),
         /** seconds between `$SYS/broker/...` updates; 0 = none */
         sysInterval: z.number().min(0).default(10),

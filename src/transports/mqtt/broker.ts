@@ -8,6 +8,7 @@ import { formatCursor } from '../../core/message.js';
 import type { TransportContext } from '../context.js';
 import type { MqttConnection } from './connection.js';
 import { RetainedFeed, SessionFeed, SharedGroups } from './feed.js';
+import { refuse } from './handlers/connect.js';
 import { MqttProtocolError, RC } from './reason-codes.js';
 import type { MqttSession, SubOptions } from './session.js';
 import { SessionClaims } from './session-claims.js';
@@ -42,6 +43,11 @@ export class Broker {
   readonly live = new Map<string, MqttConnection>();
   /** Every connection, CONNECT or not (for the sweep). */
   readonly connections = new Set<MqttConnection>();
+  /**
+   * Bytes of packets one connection may have waiting behind a handler still at work:
+   * `limits.maxQueueBytes`, the bound on its unsent bytes the other way.
+   */
+  readonly maxHeldBytes: number;
   private lastFlush = 0;
 
   constructor(
@@ -49,6 +55,7 @@ export class Broker {
     private readonly users: UserDirectory,
   ) {
     this.config = ctx.config.mqtt;
+    this.maxHeldBytes = ctx.config.limits.maxQueueBytes;
     this.hub = ctx.hub;
     this.log = ctx.log;
     const cluster = ctx.cluster;
@@ -189,18 +196,37 @@ export class Broker {
     this.sessions.remove(s).catch((e: unknown) => this.log.error({ err: e }, 'mqtt session not removed'));
   }
 
-  /** Keepalive (1.5×), CONNECT deadline, credential expiry, session expiry, and grouped session writes. */
+  /**
+   * ms a whole CONNECT may take to be answered: `mqtt.connectTimeout` again, plus in a cluster
+   * `cluster.takeoverTimeout` (the longest a node holding the session is waited for).
+   */
+  get answerMs(): number {
+    return (this.config.connectTimeout + (this.ctx.cluster.clustered ? this.ctx.config.cluster.takeoverTimeout : 0)) * 1000;
+  }
+
+  /**
+   * Keepalive (1.5×), CONNECT deadlines, credential expiry, session expiry, and grouped session writes.
+   * A connection has `mqtt.connectTimeout` to send a whole CONNECT, else it is closed without a word;
+   * a CONNECT that arrived is answered within {@link answerMs}: when its work (takeover, session
+   * record) is not done by then, with CONNACK 0x88 Server unavailable (3.1.1: 3).
+   */
   sweep(now: number): void {
     const connectMs = this.config.connectTimeout * 1000;
+    const answerMs = this.answerMs;
     for (const c of this.connections) {
-      if (c.state === 'new' || c.state === 'connecting') {
+      if (c.state === 'new') {
         if (now - c.openedAt > connectMs) {
           c.state = 'closed';
           this.connectionClosed(c);
           c.link.destroy();
         }
+      } else if (c.state === 'connecting') {
+        if (now - c.connectAt > answerMs) {
+          this.log.warn({ client: c.clientId, remote: c.link.remote, ms: now - c.connectAt }, 'mqtt CONNECT not answered in time; refused');
+          refuse(c, RC.serverUnavailable, 'the server could not answer CONNECT in time');
+        }
       } else if (c.state === 'open') {
-        if (c.keepalive > 0 && now - c.lastSeen > c.keepalive * 1500) c.disconnect(RC.keepAliveTimeout, 'keep alive timeout');
+        if (c.keepalive > 0 && !c.holding && now - c.lastSeen > c.keepalive * 1500) c.disconnect(RC.keepAliveTimeout, 'keep alive timeout');
         else if (c.principal.expiresAt !== undefined && c.principal.expiresAt <= now) c.disconnect(RC.notAuthorized, 'credentials expired');
       }
     }

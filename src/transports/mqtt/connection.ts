@@ -39,6 +39,8 @@ export class MqttConnection implements SessionPort {
   keepalive = 0;
   lastSeen = Date.now();
   readonly openedAt = Date.now();
+  /** ms when the whole CONNECT had arrived (its answer is due within the broker's answer time). */
+  connectAt = 0;
   clientReceiveMax = 65535;
   clientMaxPacket = 268435460;
   clientAliasMax = 0;
@@ -56,8 +58,13 @@ export class MqttConnection implements SessionPort {
   /** Taken over or closed by us: its socket's close is no longer the session's business. */
   superseded = false;
   private readonly framer: PacketFramer;
-  /** Packets that arrived while a handler was still at work (CONNECT, a session write): they wait, in order. */
+  /**
+   * Packets that arrived while a handler was still at work (CONNECT, a session write): they wait,
+   * in order. Non-null while a handler is at work; the link is not read meanwhile.
+   */
   private held: Buffer[] | null = null;
+  /** Bytes of the packets in {@link held}. */
+  private heldBytes = 0;
 
   constructor(
     readonly broker: Broker,
@@ -70,6 +77,14 @@ export class MqttConnection implements SessionPort {
   /** A getter, so the check reads the state after an await (narrowing would not). */
   get closed(): boolean {
     return this.state === 'closed';
+  }
+
+  /**
+   * A handler is at work and the link is not read (backpressure): the client's keepalive cannot be
+   * heard meanwhile, so it is not checked.
+   */
+  get holding(): boolean {
+    return this.held !== null;
   }
 
   get window(): number {
@@ -92,6 +107,7 @@ export class MqttConnection implements SessionPort {
     if (this.state === 'new') {
       if (raw[0] >> 4 !== 1) throw new MqttProtocolError(RC.protocolError, 'the first packet must be CONNECT');
       this.state = 'connecting';
+      this.connectAt = Date.now();
       this.hold(handleConnect(this, Buffer.from(raw)), (e: unknown) => {
         // the session store (Redis) is unreachable: say so in CONNACK (3.1.1: return code 3) so the
         // client retries later, rather than closing without an answer
@@ -101,6 +117,19 @@ export class MqttConnection implements SessionPort {
       return;
     }
     if (this.held) {
+      // reading stopped when the handler started; this came with data already read
+      this.heldBytes += raw.length;
+      const max = this.broker.maxHeldBytes;
+      if (this.heldBytes > max) {
+        const why = `more than ${max} bytes sent while an earlier packet was still being handled`;
+        // before CONNACK no DISCONNECT may be sent: a v5 client is refused with CONNACK 0x97, a 3.1.1 one is closed
+        if (this.state === 'connecting' && this.version === 5) {
+          this.dropHeld();
+          refuse(this, RC.quotaExceeded, why);
+          return;
+        }
+        throw new MqttProtocolError(RC.quotaExceeded, why);
+      }
       this.held.push(Buffer.from(raw));
       return;
     }
@@ -108,21 +137,37 @@ export class MqttConnection implements SessionPort {
     if (pending) this.hold(pending);
   }
 
-  /** A handler answers later: the packets that arrive meanwhile wait for it. */
+  /**
+   * A handler answers later: the link is not read until it is done (the client's further packets
+   * wait in its socket, held back by TCP flow control), and the packets that came with data
+   * already read wait here, in order.
+   */
   private hold(pending: Promise<void>, failed: (e: unknown) => void = (e) => this.fail(e)): void {
-    this.held ??= [];
-    pending.then(() => this.release(), failed);
+    if (!this.held) {
+      this.held = [];
+      this.link.pause();
+    }
+    pending.then(
+      () => this.release(),
+      (e: unknown) => {
+        this.dropHeld();
+        failed(e);
+      },
+    );
   }
 
-  /** The handler is done: handles what queued behind it, up to the next handler that answers later. */
+  /**
+   * The handler is done: handles what queued behind it, up to the next handler that answers later;
+   * once nothing is held, reads the link again.
+   */
   private release(): void {
     const held = this.held ?? [];
-    this.held = null;
     try {
       while (held.length > 0 && this.state === 'open') {
-        const pending = this.dispatch(held.shift()!);
+        const raw = held.shift()!;
+        this.heldBytes -= raw.length;
+        const pending = this.dispatch(raw);
         if (pending) {
-          this.held = held;
           this.hold(pending);
           return;
         }
@@ -130,6 +175,17 @@ export class MqttConnection implements SessionPort {
     } catch (e) {
       this.fail(e);
     }
+    this.dropHeld();
+    if (this.state === 'open') {
+      // the client's keepalive could not be heard while the link was not read: it counts from now
+      this.lastSeen = Date.now();
+      this.link.resume();
+    }
+  }
+
+  private dropHeld(): void {
+    this.held = null;
+    this.heldBytes = 0;
   }
 
   private dispatch(raw: Buffer): Promise<void> | void {
@@ -232,12 +288,14 @@ export class MqttConnection implements SessionPort {
       this.send(packet);
     }
     this.state = 'closed';
+    this.dropHeld();
     this.broker.connectionClosed(this);
     this.link.end();
   }
 
   /** The link went away (the peer closed, or after our own close). */
   onClosed(): void {
+    this.dropHeld();
     if (this.state !== 'closed') {
       this.state = 'closed';
       this.broker.connectionClosed(this);

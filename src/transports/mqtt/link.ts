@@ -6,6 +6,10 @@ import { wsFrameHeader, WS_BINARY } from '../../wire/ws-frame-header.js';
 /** The byte pipe under an MQTT connection: TCP, TLS or a WebSocket. Writes are batched per tick. */
 export interface Link {
   write(buf: Buffer): boolean;
+  /** Stops reading from the peer (TCP flow control holds back what it sends); data already read may still come. */
+  pause(): void;
+  /** Reads again after {@link pause}. */
+  resume(): void;
   /** Flushes what is queued, then closes. */
   end(): void;
   destroy(): void;
@@ -30,6 +34,14 @@ class SocketLink implements Link {
 
   write(buf: Buffer): boolean {
     return this.writer.write(buf);
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
   }
 
   end(): void {
@@ -63,6 +75,9 @@ export function wsLink(ws: WebSocket, socket: Socket, maxQueueBytes: number, onO
   const writer = new SocketWriter(socket, maxQueueBytes, { overflowed: onOverflow }, binaryFrame);
   return {
     write: (buf) => writer.write(buf),
+    // ws stops reading the socket; messages of data it has already read may still be emitted
+    pause: () => ws.pause(),
+    resume: () => ws.resume(),
     end() {
       writer.close(true);
       ws.close(1000);

@@ -70,6 +70,11 @@ export class SessionStore {
     this.sessions.set(s.clientId, s);
   }
 
+  /** This very session is the one held for its client identifier. */
+  holds(s: MqttSession): boolean {
+    return this.sessions.get(s.clientId) === s;
+  }
+
   /** Drops a session from memory, leaving the store alone (a new session whose CONNECT was refused). */
   forget(s: MqttSession): void {
     if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId);

@@ -10,9 +10,13 @@ import { MqttSession } from '../session.js';
 import { notSaved } from '../session-store.js';
 import { willOf } from './will-spec.js';
 
-/** Answers a refused CONNECT with CONNACK (a code in each version's terms) and closes. */
-/** Answers CONNECT with a refusal (v5 reason code, or the closest 3.1.1 return code) and closes. */
+/**
+ * Answers CONNECT with a refusal (v5 reason code, or the closest 3.1.1 return code) and closes.
+ * Nothing happens when the connection is closed already (the client went, or its CONNECT was
+ * answered at its deadline while the handler was still at work).
+ */
 export function refuse(conn: MqttConnection, rc: number, reason?: string): void {
+  if (conn.closed) return;
   const packet: IConnackPacket = { cmd: 'connack', sessionPresent: false };
   if (conn.version === 5) {
     packet.reasonCode = rc;
@@ -157,7 +161,16 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
       if (!session.port) broker.sessions.forget(session);
       return refuse(conn, RC.serverUnavailable, notSaved(e));
     }
-    if (conn.closed) return;
+    if (conn.closed) {
+      // never acknowledged (refused at the CONNECT's deadline, or the client went): the session
+      // made for it goes again, so a retry is not told of a session it was refused — unless
+      // another connection took it up meanwhile (the claim stays: a later CONNECT elsewhere that
+      // asks this node to let go is answered at once)
+      if (!session.port && broker.sessions.holds(session)) {
+        broker.sessions.remove(session).catch((e: unknown) => broker.log.error({ err: e, client: clientId }, 'mqtt session not removed'));
+      }
+      return;
+    }
     if ((broker.live.has(clientId) && broker.live.get(clientId) !== conn) || !broker.claims.current(clientId, gen)) {
       return refuse(conn, RC.sessionTakenOver, 'another connection took over this session');
     }
