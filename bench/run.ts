@@ -176,6 +176,12 @@ async function main(): Promise<void> {
         const ratio = two.maxRate.deliveriesPerSec / one.maxRate.deliveriesPerSec;
         row(`cluster ${door} fan-out, ${k(n)} subs, store+bus on Redis (1 worker / 2 workers)`, `${k(one.maxRate.deliveriesPerSec)}/s / ${k(two.maxRate.deliveriesPerSec)}/s = ${r(two.maxRate.deliveriesPerSec, one.maxRate.deliveriesPerSec)}`, '≥ 1.7×', verdict(ratio >= 1.7));
         row('  server CPU, primary + workers (1 / 2 workers)', `${one.maxRate.serverCpuPct}% / ${two.maxRate.serverCpuPct}%`);
+        row('  load generators + bench process CPU at max rate (1 / 2 workers)', `${one.maxRate.loadGenCpuPct}% + ${one.maxRate.benchCpuPct}% / ${two.maxRate.loadGenCpuPct}% + ${two.maxRate.benchCpuPct}%`);
+        const perDelivery = (pct: number, run: ClusterRun) => ((pct / 100) * 1e6) / run.maxRate.deliveriesPerSec;
+        row(
+          '  CPU µs per delivery, server / load generators (1 / 2 workers)',
+          `${perDelivery(one.maxRate.serverCpuPct, one).toFixed(2)} / ${perDelivery(one.maxRate.loadGenCpuPct, one).toFixed(2)} · ${perDelivery(two.maxRate.serverCpuPct, two).toFixed(2)} / ${perDelivery(two.maxRate.loadGenCpuPct, two).toFixed(2)}`,
+        );
         row('  connections closed during the runs', `${one.maxRate.closed} / ${two.maxRate.closed}`, '0', verdict(one.maxRate.closed + two.maxRate.closed === 0));
         row(`  publish→deliver p50/p99 at ${k(two.fixedRate.targetDeliveriesPerSec)}/s via the bus (1 worker / 2 workers, publishes to both)`, `${one.fixedRate.p50ms}/${one.fixedRate.p99ms} ms / ${two.fixedRate.p50ms}/${two.fixedRate.p99ms} ms`);
       }

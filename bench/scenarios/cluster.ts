@@ -13,7 +13,7 @@ export interface ClusterRun {
   workers: number;
   door: 'ws' | 'mqtt';
   clients: number;
-  maxRate: { deliveriesPerSec: number; messages: number; serverCpuPct: number; closed: number };
+  maxRate: { deliveriesPerSec: number; messages: number; serverCpuPct: number; loadGenCpuPct: number; benchCpuPct: number; closed: number };
   fixedRate: { targetDeliveriesPerSec: number; deliveriesPerSec: number; p50ms: number; p99ms: number };
 }
 

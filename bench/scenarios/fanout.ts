@@ -10,7 +10,7 @@ export interface FanoutResult {
   rssPerIdleConnBytes: number;
   /** RSS slope between half and all of the clients: what one more idle connection costs. */
   rssMarginalPerConnBytes: number;
-  maxRate: { deliveriesPerSec: number; messages: number; serverCpuPct: number; closed: number };
+  maxRate: { deliveriesPerSec: number; messages: number; serverCpuPct: number; loadGenCpuPct: number; benchCpuPct: number; closed: number };
   fixedRate: { targetDeliveriesPerSec: number; deliveriesPerSec: number; p50ms: number; p99ms: number; serverCpuPct: number };
 }
 
@@ -125,7 +125,14 @@ export async function maxRatePhase(gens: LoadGen[], url: string, topic: string, 
   const maxBacklog = 200;
   let published = 0;
   let delivered = 0;
+  const genCpu = () => gens.reduce((n, g) => n + cpuSeconds(g.proc.pid!), 0);
+  const benchCpu = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1e6;
+  };
   const cpu0 = o.cpu();
+  const gen0 = genCpu();
+  const bench0 = benchCpu();
   const t0 = performance.now();
   const end = t0 + seconds * 1000;
   let polling = true;
@@ -154,6 +161,9 @@ export async function maxRatePhase(gens: LoadGen[], url: string, topic: string, 
     deliveriesPerSec: Math.round(s.delivered / elapsed),
     messages: published,
     serverCpuPct: Math.round(((o.cpu() - cpu0) / elapsed) * 100),
+    // the load generators and this process share the machine's cores with the server
+    loadGenCpuPct: Math.round(((genCpu() - gen0) / elapsed) * 100),
+    benchCpuPct: Math.round(((benchCpu() - bench0) / elapsed) * 100),
     closed: s.closed,
   };
 }
