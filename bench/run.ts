@@ -12,7 +12,7 @@ import { longpollFanout } from './scenarios/longpoll-fanout.js';
 import { sqlitePublish } from './scenarios/sqlite-publish.js';
 import { webpushScenario } from './scenarios/webpush.js';
 import { clusterFanout, clusterHold, type ClusterRun } from './scenarios/cluster.js';
-import { startRedis } from '../test/helpers/redis.js';
+import { startRedis } from '../test/helpers/redis-server.js';
 import { fanout, SSE_CLIENTS, wsClients, type FanoutClients, type FanoutResult } from './scenarios/fanout.js';
 import type { ServerProc } from './lib/procs.js';
 
