@@ -485,3 +485,276 @@ describe('MQTT packets sent behind a handler still at work (Redis)', { skip: red
     }
   });
 });
+
+/** Redis CLIENT LIST, one field map per connection. */
+async function redisClients(admin: Redis): Promise<Array<Record<string, string>>> {
+  const list = (await admin.call('CLIENT', 'LIST')) as string;
+  return list
+    .trim()
+    .split('\n')
+    .map((line) => Object.fromEntries(line.trim().split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])));
+}
+
+/**
+ * Publishes that the server fans out while an UNSUBSCRIBE's record write runs. Redis holds writes
+ * (CLIENT PAUSE WRITE); `publish` sends messages, whose append reaches Redis and is held there;
+ * then `unsubscribe` sends UNSUBSCRIBE, whose record write queues on the same store connection
+ * behind the append. On UNPAUSE Redis runs them in that order: the messages are stored and fanned
+ * out first, and the record write is answered after them.
+ */
+async function publishDuringRecordWrite(admin: Redis, publish: () => void, unsubscribe: () => void): Promise<void> {
+  await admin.call('CLIENT', 'PAUSE', '30000', 'WRITE');
+  publish();
+  const store = await waitFor(async () => (await redisClients(admin)).find((c) => c.cmd === 'evalsha' && c.flags.includes('b')), 'the append to be held by Redis');
+  unsubscribe();
+  await waitFor(async () => Number((await redisClients(admin)).find((c) => c.id === store.id)?.qbuf ?? 0) > 0, 'the record write to queue behind the append');
+  await admin.call('CLIENT', 'UNPAUSE');
+}
+
+/**
+ * The store's records (`<prefix>rv:*`, `<prefix>rk:*`) become read-only for the server: a session
+ * record write fails, while messages are still stored (their keys stay writable).
+ */
+async function refuseRecordWrites(admin: Redis, prefix: string): Promise<void> {
+  await admin.call('ACL', 'SETUSER', 'default', 'resetkeys', `~${prefix}[^r]*`, `~${prefix}re*`, `%R~${prefix}r[vk]:*`);
+}
+
+async function allowAllKeys(admin: Redis): Promise<void> {
+  await admin.call('ACL', 'SETUSER', 'default', 'allkeys');
+}
+
+/** A publish as the tests compare it: topic, payload, QoS and subscription identifiers (sorted). */
+function seen(p: IPublishPacket): [string, string, number, number[]] {
+  const ids = [p.properties?.subscriptionIdentifier ?? []].flat().sort((a, b) => a - b);
+  return [p.topic, p.payload.toString(), p.qos, ids];
+}
+
+/**
+ * UNSUBSCRIBE of a persistent session: until its record write is answered, messages for the
+ * filters it removes are held, not dropped (docs/mqtt.md, Sessions). UNSUBACK 0x80 then means
+ * nothing changed: the held messages go out in order, once, as the kept subscriptions say; UNSUBACK
+ * 0x00 means the subscriptions ended when UNSUBSCRIBE arrived (MQTT 5 §3.10.4).
+ */
+describe('MQTT UNSUBSCRIBE while messages are published during its record write (Redis)', { skip: redisMissing || false }, () => {
+  let redis: RedisServer;
+  let server: RunningServer;
+  let admin: Redis;
+  const clients: RawClient[] = [];
+  const open = async (version: 4 | 5, fields: Partial<mqttPacket.IConnectPacket>) => {
+    const c = await RawClient.open(server, version);
+    clients.push(c);
+    const ack = await c.connect(fields);
+    assert.equal(version === 5 ? ack.reasonCode : ack.returnCode, 0);
+    return c;
+  };
+  const subscribe = async (c: RawClient, messageId: number, topic: string, qos: 0 | 1, id?: number) => {
+    c.send({ cmd: 'subscribe', messageId, subscriptions: [{ topic, qos }], ...(id ? { properties: { subscriptionIdentifier: id } } : {}) });
+    assert.deepEqual(((await c.next('suback')) as ISubackPacket).granted, [qos]);
+  };
+  /** One write carrying every PUBLISH: the server reads them at once and stores them in one append. */
+  const publishAll = (c: RawClient, messages: Array<[string, 0 | 1]>) =>
+    c.sendRaw(Buffer.concat(messages.map(([topic, qos], i) => encoded({ cmd: 'publish', topic, payload: Buffer.from(topic), qos, messageId: qos ? i + 1 : undefined, retain: false, dup: false } as Packet, c.version as 4 | 5))));
+  /** Publishes are taken (and acknowledged) until `last` arrives. */
+  const receiveUntil = async (c: RawClient, last: string): Promise<IPublishPacket[]> => {
+    const got: IPublishPacket[] = [];
+    while (got.at(-1)?.topic !== last) got.push(await nextPublish(c));
+    return got;
+  };
+  /** The session's record is written and nothing waits to be: the store connection stays quiet. */
+  const recordSettled = async (clientId: string) => {
+    const s = await waitFor(() => [...server.mqttDoor!.broker.sessions.all()].find((x) => x.clientId === clientId), `session ${clientId}`);
+    await waitFor(() => !s.dirty, `session ${clientId} written`);
+    // a read on the store's connection comes after the write already sent on it
+    await server.hub.getRecord('mqtt-session', clientId);
+  };
+
+  before(async () => {
+    redis = await startRedis();
+    server = await startTestServer({ store: { kind: 'redis', redis: { url: redis.url, prefix: 'uw:' } }, history: { pruneInterval: 3600 }, mqtt: { sysInterval: 0 } });
+    admin = new Redis(redis.url);
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await admin?.call('CLIENT', 'UNPAUSE').catch(() => undefined);
+    await admin?.call('ACL', 'SETUSER', 'default', 'allkeys').catch(() => undefined);
+    admin?.disconnect();
+    await server?.close();
+    await redis?.remove();
+  });
+
+  it('v5, record write refused: UNSUBACK 0x80, and every message published meanwhile arrives once, in order, as the kept subscriptions say (overlapping filters, identifiers, a shared subscription)', async () => {
+    const sub = await open(5, persistent('uw-fail'));
+    await subscribe(sub, 1, 'uwf/a/#', 1, 1);
+    await subscribe(sub, 2, 'uwf/k/#', 1, 2);
+    await subscribe(sub, 3, 'uwf/o/#', 1, 3);
+    await subscribe(sub, 4, 'uwf/o/k', 0, 4);
+    // the group's only member
+    await subscribe(sub, 5, '$share/g/uwf/s/#', 1, 5);
+    const pub = await open(5, { clientId: 'uw-fail-pub' });
+    publishAll(pub, [['uwf/a/0', 1]]);
+    assert.deepEqual(seen(await nextPublish(sub)), ['uwf/a/0', 'uwf/a/0', 1, [1]]);
+    await recordSettled('uw-fail');
+
+    try {
+      await refuseRecordWrites(admin, 'uw:');
+      const during: Array<[string, 0 | 1]> = [
+        ['uwf/a/1', 1],
+        ['uwf/k/1', 1],
+        ['uwf/o/x', 1],
+        ['uwf/o/k', 1],
+        ['uwf/s/1', 1],
+        ['uwf/a/2', 0],
+        ['uwf/k/2', 1],
+        ['uwf/a/3', 1],
+      ];
+      await publishDuringRecordWrite(
+        admin,
+        () => publishAll(pub, during),
+        // a SUBSCRIBE changing one of the filters comes right behind: it waits until UNSUBACK
+        () =>
+          sub.sendRaw(
+            Buffer.concat([
+              encoded({ cmd: 'unsubscribe', messageId: 6, unsubscriptions: ['uwf/a/#', 'uwf/o/#', '$share/g/uwf/s/#'] }, 5),
+              encoded({ cmd: 'subscribe', messageId: 7, subscriptions: [{ topic: 'uwf/a/#', qos: 0 }], properties: { subscriptionIdentifier: 9 } }, 5),
+            ]),
+          ),
+      );
+      await waitFor(() => sub.packets.some((p) => p.cmd === 'suback'), 'SUBACK');
+      const order = sub.packets.map((p) => p.cmd);
+      const un = (await sub.next('unsuback')) as IUnsubackPacket;
+      assert.deepEqual(un.granted, [0x80, 0x80, 0x80], 'nothing unsubscribed');
+      assert.match(un.properties?.reasonString ?? '', /session not saved/);
+      assert.deepEqual(((await sub.next('suback')) as ISubackPacket).granted, [0x80], 'the SUBSCRIBE behind it is not written either');
+      await allowAllKeys(admin);
+
+      publishAll(pub, [['uwf/k/end', 1]]);
+      assert.deepEqual(
+        (await receiveUntil(sub, 'uwf/k/end')).map(seen),
+        [
+          ['uwf/a/1', 'uwf/a/1', 1, [1]],
+          ['uwf/k/1', 'uwf/k/1', 1, [2]],
+          ['uwf/o/x', 'uwf/o/x', 1, [3]],
+          ['uwf/o/k', 'uwf/o/k', 1, [3, 4]],
+          ['uwf/s/1', 'uwf/s/1', 1, [5]],
+          ['uwf/a/2', 'uwf/a/2', 0, [1]],
+          ['uwf/k/2', 'uwf/k/2', 1, [2]],
+          ['uwf/a/3', 'uwf/a/3', 1, [1]],
+          ['uwf/k/end', 'uwf/k/end', 1, [2]],
+        ],
+        'each message of the write once, in publish order, none delivered before UNSUBSCRIBE again',
+      );
+      assert.deepEqual(order, ['unsuback', ...during.map(() => 'publish'), 'suback'], 'the messages held for UNSUBSCRIBE go out with its answer, before the packet behind it is handled');
+      // the subscriptions stand, as they were
+      publishAll(pub, [
+        ['uwf/s/2', 1],
+        ['uwf/o/x2', 1],
+        ['uwf/a/4', 1],
+      ]);
+      assert.deepEqual(
+        (await receiveUntil(sub, 'uwf/a/4')).map(seen),
+        [
+          ['uwf/s/2', 'uwf/s/2', 1, [5]],
+          ['uwf/o/x2', 'uwf/o/x2', 1, [3]],
+          ['uwf/a/4', 'uwf/a/4', 1, [1]],
+        ],
+      );
+      assert.equal(sub.packets.filter((p) => p.cmd === 'publish').length, 0, 'nothing more');
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE').catch(() => undefined);
+      await allowAllKeys(admin).catch(() => undefined);
+    }
+  });
+
+  it('3.1.1, record write refused: the connection closes, and the resumed session gets the messages published meanwhile from history, once, in order', async () => {
+    const sub = await open(4, { clientId: 'uw-fail-4', clean: false });
+    await subscribe(sub, 1, 'uw4/a/#', 1);
+    await subscribe(sub, 2, 'uw4/k/#', 1);
+    const pub = await open(5, { clientId: 'uw-fail-4-pub' });
+    publishAll(pub, [['uw4/a/0', 1]]);
+    assert.deepEqual(seen(await nextPublish(sub)), ['uw4/a/0', 'uw4/a/0', 1, []]);
+    await recordSettled('uw-fail-4');
+    try {
+      await refuseRecordWrites(admin, 'uw:');
+      await publishDuringRecordWrite(
+        admin,
+        () =>
+          publishAll(pub, [
+            ['uw4/a/1', 1],
+            ['uw4/k/1', 1],
+            ['uw4/a/2', 1],
+          ]),
+        () => sub.send({ cmd: 'unsubscribe', messageId: 3, unsubscriptions: ['uw4/a/#'] }),
+      );
+      // 3.1.1 UNSUBACK cannot say no
+      await sub.waitClosed();
+      assert.equal(
+        sub.packets.some((p) => p.cmd === 'unsuback'),
+        false,
+      );
+      await allowAllKeys(admin);
+      const back = await open(4, { clientId: 'uw-fail-4', clean: false });
+      publishAll(pub, [['uw4/k/end', 1]]);
+      assert.deepEqual(
+        (await receiveUntil(back, 'uw4/k/end')).map((p) => p.topic),
+        ['uw4/a/1', 'uw4/k/1', 'uw4/a/2', 'uw4/k/end'],
+        'the subscriptions stayed; what was published during the write came from history',
+      );
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE').catch(() => undefined);
+      await allowAllKeys(admin).catch(() => undefined);
+    }
+  });
+
+  it('v5, record write held then written: UNSUBACK 0x00; what the removed filters alone matched is not delivered, neither during the write nor after', async () => {
+    const sub = await open(5, persistent('uw-ok'));
+    await subscribe(sub, 1, 'uwo/a/#', 1, 1);
+    await subscribe(sub, 2, 'uwo/k/#', 1, 2);
+    await subscribe(sub, 3, 'uwo/o/#', 1, 3);
+    await subscribe(sub, 4, 'uwo/o/k', 0, 4);
+    await subscribe(sub, 5, '$share/g/uwo/s/#', 1, 5);
+    // another member of the group: it takes what the group gets once UNSUBSCRIBE arrived
+    const other = await open(5, { clientId: 'uw-ok-other' });
+    await subscribe(other, 1, '$share/g/uwo/s/#', 1);
+    const pub = await open(5, { clientId: 'uw-ok-pub' });
+    await recordSettled('uw-ok');
+
+    await publishDuringRecordWrite(
+      admin,
+      () =>
+        publishAll(pub, [
+          ['uwo/a/1', 1],
+          ['uwo/k/1', 1],
+          ['uwo/o/x', 1],
+          ['uwo/o/k', 1],
+          ['uwo/s/1', 1],
+          ['uwo/k/2', 1],
+        ]),
+      () => sub.send({ cmd: 'unsubscribe', messageId: 6, unsubscriptions: ['uwo/a/#', 'uwo/o/#', '$share/g/uwo/s/#'] }),
+    );
+    assert.deepEqual(((await sub.next('unsuback')) as IUnsubackPacket).granted, [0, 0, 0]);
+    publishAll(pub, [
+      ['uwo/a/2', 1],
+      ['uwo/o/x2', 1],
+      ['uwo/o/k', 1],
+      ['uwo/s/2', 1],
+      ['uwo/k/end', 1],
+    ]);
+    assert.deepEqual(
+      (await receiveUntil(sub, 'uwo/k/end')).map(seen),
+      [
+        ['uwo/k/1', 'uwo/k/1', 1, [2]],
+        // published during the write: only the kept subscription counts
+        ['uwo/o/k', 'uwo/o/k', 0, [4]],
+        ['uwo/k/2', 'uwo/k/2', 1, [2]],
+        ['uwo/o/k', 'uwo/o/k', 0, [4]],
+        ['uwo/k/end', 'uwo/k/end', 1, [2]],
+      ],
+    );
+    assert.equal(sub.packets.filter((p) => p.cmd === 'publish').length, 0, 'nothing more');
+    assert.deepEqual(
+      (await receiveUntil(other, 'uwo/s/2')).map((p) => p.topic),
+      ['uwo/s/1', 'uwo/s/2'],
+      'the group delivered both to its other member',
+    );
+  });
+});

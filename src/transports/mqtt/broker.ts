@@ -119,7 +119,7 @@ export class Broker {
     }
     const fromHistory = (resume || old?.replaying === true) && s.epoch === this.hub.epoch;
     const plan = this.hub.checkSubscribe(conn.principal, filters, fromHistory ? formatCursor(s.epoch, s.sentSeq) : 'now');
-    const feed = new SessionFeed(conn.principal, s, (reason) => this.feedClosed(conn, reason));
+    const feed = new SessionFeed(conn.principal, s, (reason) => this.feedClosed(conn, reason), filters.length === 1 ? filters[0] : undefined);
     if (plan.mode === 'history') {
       feed.replaying = true;
       feed.replayUpTo = this.hub.headSeq;

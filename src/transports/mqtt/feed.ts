@@ -4,7 +4,7 @@ import { canReceive, type Principal } from '../../core/grants.js';
 import type { GapInfo, Hub, HubSubscriber, SubscribePlan } from '../../core/hub.js';
 import type { Logger } from 'pino';
 import type { ClusterControl } from '../../cluster/control.js';
-import type { MqttSession, SubOptions } from './session.js';
+import type { MqttSession, OutMsg, SubOptions } from './session.js';
 
 /**
  * A session's one hub subscription, covering all its non-shared filters; the hub delivers each
@@ -21,11 +21,13 @@ export class SessionFeed implements HubSubscriber {
     readonly principal: Principal,
     private readonly session: MqttSession,
     private readonly onClose: (reason: OmnipushError) => void,
+    /** The subscription's filter, when it has just one. */
+    private readonly only?: string,
   ) {}
 
   deliver(d: Delivery): void {
     const m = d.message;
-    this.session.offer(m, d, m.seq <= this.replayUpTo);
+    this.session.offer(m, d, m.seq <= this.replayUpTo, this.only);
   }
 
   gap(_info: GapInfo): void {
@@ -70,6 +72,11 @@ export class RetainedFeed implements HubSubscriber {
 interface Member {
   session: MqttSession;
   opts: SubOptions;
+  /**
+   * Its UNSUBSCRIBE of the group waits for the session's record write: it takes a message only
+   * when no other member does, and holds it until the write is answered (docs/mqtt.md, Sessions).
+   */
+  leaving?: boolean;
 }
 
 /**
@@ -78,6 +85,8 @@ interface Member {
  * members of the group agrees on one taker without asking anyone: member `seq mod n` of the
  * group's cluster-wide member list sorted by client id (`view`); only the node holding that member
  * delivers (to it, or — if it just went away — to the next member on the same node).
+ * A member that is leaving is not counted (nor in the cluster's list) while another can take the
+ * message; it gets it only when the group has no one else.
  */
 class SharedGroup implements HubSubscriber {
   readonly transport = 'mqtt';
@@ -89,21 +98,29 @@ class SharedGroup implements HubSubscriber {
   /** Numbers the view reads so that an older read never replaces a newer one. */
   reads = 0;
 
+  constructor(readonly name: string) {}
+
   deliver(d: Delivery): void {
     if (this.view) return this.deliverClustered(d);
     const n = this.members.length;
     for (let i = 0; i < n; i++) {
       const mb = this.members[(this.turn + i) % n];
-      if (!this.offer(mb, d)) continue;
+      if (mb.leaving || !this.offer(mb, d)) continue;
       this.turn = (this.turn + i + 1) % n;
       return;
     }
+    this.offerLeaving(d);
+  }
+
+  /** No one else takes the message: a member that is leaving holds it. */
+  private offerLeaving(d: Delivery): void {
+    for (const mb of this.members) if (mb.leaving && this.offer(mb, d)) return;
   }
 
   private deliverClustered(d: Delivery): void {
     const view = this.view!;
     const n = view.length;
-    if (n === 0) return;
+    if (n === 0) return this.offerLeaving(d);
     const start = d.message.seq % n;
     for (let i = 0; i < n; i++) {
       const id = view[(start + i) % n];
@@ -121,7 +138,9 @@ class SharedGroup implements HubSubscriber {
     const m = d.message;
     const port = mb.session.port;
     if (!port || !canReceive(port.principal, m.topic)) return false;
-    mb.session.push({ m, qos: Math.min(mb.opts.qos, m.qos ?? 1) as 0 | 1 | 2, retain: mb.opts.rap && m.retain, ids: mb.opts.id !== undefined ? [mb.opts.id] : undefined, d }, false);
+    const out: OutMsg = { m, qos: Math.min(mb.opts.qos, m.qos ?? 1) as 0 | 1 | 2, retain: mb.opts.rap && m.retain, ids: mb.opts.id !== undefined ? [mb.opts.id] : undefined, d };
+    if (mb.leaving) return mb.session.holdShared(this.name, out);
+    mb.session.push(out, false);
     return true;
   }
 
@@ -178,8 +197,8 @@ export class SharedGroups {
           if (c.isLive(node)) ids.push(id);
           else void c.mapTake(shareMap(name), id, node).catch(() => undefined);
         }
-        // our own members count even before their write is read back
-        for (const mb of g.members) if (!ids.includes(mb.session.clientId)) ids.push(mb.session.clientId);
+        // our own members count even before their write is read back (not those leaving)
+        for (const mb of g.members) if (!mb.leaving && !ids.includes(mb.session.clientId)) ids.push(mb.session.clientId);
         g.view = ids.sort();
       },
       (e: unknown) => this.log?.warn({ err: e, group: name }, 'mqtt shared group members not read'),
@@ -203,40 +222,70 @@ export class SharedGroups {
     return g.view ?? g.members.map((m) => m.session.clientId);
   }
 
-  /** Adds (or updates) a member; `filter` was validated and granted by the caller. */
+  /** Adds (or updates) a member; `filter` was validated and granted by the caller. A member leaving stays. */
   join(shareName: string, filter: string, session: MqttSession, opts: SubOptions): void {
     let g = this.groups.get(shareName);
-    const clustered = this.cluster?.clustered === true;
     if (!g) {
-      g = new SharedGroup();
-      if (clustered) g.view = [];
+      g = new SharedGroup(shareName);
+      if (this.cluster?.clustered) g.view = [];
       this.groups.set(shareName, g);
       const plan: SubscribePlan = { filters: [filter], perMessageCheck: false, mode: 'live', afterSeq: this.hub.headSeq };
       void this.hub.subscribe(g, plan).catch(() => undefined);
     }
     const existing = g.members.find((x) => x.session === session);
-    if (existing) existing.opts = opts;
-    else {
-      g.members.push({ session, opts });
-      if (clustered) {
-        if (!g.view!.includes(session.clientId)) g.view = [...g.view!, session.clientId].sort();
-        this.announce(shareName, this.cluster!.mapSet(shareMap(shareName), session.clientId, this.cluster!.nodeId));
+    if (existing) {
+      existing.opts = opts;
+      if (existing.leaving) {
+        existing.leaving = false;
+        this.listed(g, session, true);
       }
+    } else {
+      g.members.push({ session, opts });
+      this.listed(g, session, true);
     }
   }
 
-  /** Removes a member; the group's hub subscription ends with its last member. */
-  leave(shareName: string, session: MqttSession): boolean {
+  /**
+   * A member's UNSUBSCRIBE of the group waits for its record write: until {@link leave} or
+   * {@link join} decides, it takes messages only when no other member does (the session holds
+   * them), and in a cluster it is out of the group's list. False when it is not a member.
+   */
+  leaving(shareName: string, session: MqttSession): boolean {
+    const mb = this.groups.get(shareName)?.members.find((x) => x.session === session);
+    if (!mb) return false;
+    if (!mb.leaving) {
+      mb.leaving = true;
+      this.listed(this.groups.get(shareName)!, session, false);
+    }
+    return true;
+  }
+
+  /** In a cluster, adds the member to the group's list or takes it out (only our own entry). */
+  private listed(g: SharedGroup, session: MqttSession, on: boolean): void {
+    const c = this.cluster;
+    if (!c?.clustered) return;
+    const id = session.clientId;
+    if (on) {
+      if (!g.view!.includes(id)) g.view = [...g.view!, id].sort();
+      this.announce(g.name, c.mapSet(shareMap(g.name), id, c.nodeId));
+    } else {
+      g.view = g.view!.filter((x) => x !== id);
+      // only our own entry: the client may already be a member through another node
+      this.announce(g.name, c.mapTake(shareMap(g.name), id, c.nodeId));
+    }
+  }
+
+  /**
+   * Removes a member; the group's hub subscription ends with its last member. `onlyLeaving`: only
+   * a member still leaving (not one that joined again meanwhile).
+   */
+  leave(shareName: string, session: MqttSession, onlyLeaving = false): boolean {
     const g = this.groups.get(shareName);
     if (!g) return false;
     const i = g.members.findIndex((x) => x.session === session);
-    if (i < 0) return false;
-    g.members.splice(i, 1);
-    if (this.cluster?.clustered) {
-      g.view = g.view!.filter((id) => id !== session.clientId);
-      // only our own entry: the client may already be a member through another node
-      this.announce(shareName, this.cluster.mapTake(shareMap(shareName), session.clientId, this.cluster.nodeId));
-    }
+    if (i < 0 || (onlyLeaving && !g.members[i].leaving)) return false;
+    const [mb] = g.members.splice(i, 1);
+    if (!mb.leaving) this.listed(g, session, false);
     if (g.members.length === 0) {
       this.groups.delete(shareName);
       this.hub.unsubscribe(g);

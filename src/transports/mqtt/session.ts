@@ -34,6 +34,25 @@ export interface Inflight {
   stage: 'publish' | 'pubrel';
 }
 
+/**
+ * An UNSUBSCRIBE of a persistent session whose record write is still at work. Its subscriptions
+ * are out of the session already (the record written is the session without them), but whether
+ * they are gone is not decided until the write is answered: the messages they match are held
+ * meanwhile, and {@link MqttSession.settleRemoval} sends them as the subscriptions then say.
+ */
+export interface Removal {
+  /** Non-shared filters being removed. */
+  readonly filters: Map<string, SubOptions>;
+  /** `$share/<group>/<filter>` names being left. */
+  readonly shares: Set<string>;
+  /**
+   * Messages held, in the order they came: from the session's hub subscription (`m`), or from a
+   * shared group being left (`share`, `out`). Once one is held, all of the hub subscription's
+   * later messages are held behind it, so they keep their order.
+   */
+  readonly held: Array<{ m: StoredMessage; replayed: boolean } | { share: string; out: OutMsg }>;
+}
+
 /** What a session needs from the connection it is attached to. */
 export interface SessionPort {
   readonly version: number;
@@ -73,6 +92,8 @@ export class MqttSession {
   private lastOffered = 0;
   /** Wakes a replay waiting for the queue to drain. */
   private drained: Array<() => void> = [];
+  /** An UNSUBSCRIBE whose record write is at work (one at a time: the connection holds what follows it). */
+  private removal: Removal | null = null;
   /** Unsaved changes since the last record write. */
   dirty = false;
   /** Handed to another node: this copy is never written again. */
@@ -92,15 +113,29 @@ export class MqttSession {
     return this.expiry > 0;
   }
 
-  /** A message from the hub for this session's (non-shared) subscriptions; `replayed`: from history. */
-  offer(m: StoredMessage, d: Delivery | undefined, replayed: boolean): void {
+  /**
+   * A message from the hub for this session's (non-shared) subscriptions; `replayed`: from history.
+   * `only`: the hub subscription's filter when it has just one.
+   */
+  offer(m: StoredMessage, d: Delivery | undefined, replayed: boolean, only?: string): void {
     if (m.seq <= this.lastOffered) return;
     this.lastOffered = m.seq;
+    const r = this.removal;
+    if (r && (r.held.length > 0 || matchesAny(r.filters, m.topic))) {
+      this.hold(r, { m, replayed }, () => owedQos(m, this.subs, this.clientId) > 0 || owedQos(m, r.filters, this.clientId) > 0);
+      return;
+    }
+    this.take(m, d, replayed, only !== undefined && this.subs.size === 1 && this.subs.has(only));
+  }
+
+  /**
+   * Sends or queues `m` as the subscriptions say. `single`: the hub matched it against the one
+   * filter the session holds, so there is nothing to test.
+   */
+  private take(m: StoredMessage, d: Delivery | undefined, replayed: boolean, single: boolean): void {
     let qos = -1;
     let retain = false;
     let ids: number[] | undefined;
-    // the hub only delivers what some filter matched: with one subscription there is nothing to test
-    const single = this.subs.size === 1;
     for (const [filter, o] of this.subs) {
       if (!single && !filterMatches(filter, m.topic)) continue;
       if (o.nl && m.origin === this.clientId) continue;
@@ -119,6 +154,59 @@ export class MqttSession {
       return;
     }
     this.push({ m, qos: eff, retain, ids, d }, true);
+  }
+
+  /**
+   * The subscriptions in `filters` and `shares` were taken out of the session for a record write:
+   * until {@link settleRemoval}, what they match is held rather than sent or dropped.
+   */
+  beginRemoval(filters: Map<string, SubOptions>, shares: Set<string>): Removal {
+    const r: Removal = { filters, shares, held: [] };
+    this.removal = r;
+    return r;
+  }
+
+  /**
+   * The record write of `r` was answered, and the session holds the subscriptions it is to keep:
+   * the held messages go out as those say (none for a subscription now gone), in order.
+   */
+  settleRemoval(r: Removal): void {
+    if (this.removal !== r) return;
+    this.removal = null;
+    for (const h of r.held) {
+      // the connection may end on the way (a full queue): what is left comes back from history
+      if (!this.port) break;
+      if ('share' in h) {
+        if (this.shared.has(h.share)) this.push(h.out, false);
+      } else this.take(h.m, undefined, h.replayed, false);
+    }
+    this.wake();
+  }
+
+  /**
+   * A shared group hands a message to this session while it is leaving the group: held, and sent
+   * if the session stays in the group. False when the session is not leaving it (not taken).
+   */
+  holdShared(share: string, out: OutMsg): boolean {
+    const r = this.removal;
+    if (!r || !r.shares.has(share) || !this.port) return false;
+    out.d = undefined;
+    this.hold(r, { share, out }, () => out.qos > 0);
+    return true;
+  }
+
+  /** Holds one message; past the queue's bound the rule of a full queue applies (`owed`: QoS 1/2). */
+  private hold(r: Removal, h: Removal['held'][number], owed: () => boolean): void {
+    if (this.backlog >= this.maxQueued) {
+      if (owed()) this.port?.queueOverflow();
+      return;
+    }
+    r.held.push(h);
+  }
+
+  /** Messages waiting to go out: queued, and held for an UNSUBSCRIBE. */
+  private get backlog(): number {
+    return this.queue.length + (this.removal?.held.length ?? 0);
   }
 
   /** A message not owed to the client moves the history position only if nothing owed waits before it. */
@@ -170,12 +258,16 @@ export class MqttSession {
       this.send(out);
     }
     if (i > 0) this.queue = i === this.queue.length ? [] : this.queue.slice(i);
-    if (this.queue.length < this.maxQueued / 2 && this.drained.length) for (const w of this.drained.splice(0)) w();
+    this.wake();
   }
 
-  /** Replays wait here while the queue is more than half full. */
+  private wake(): void {
+    if (this.backlog < this.maxQueued / 2 && this.drained.length) for (const w of this.drained.splice(0)) w();
+  }
+
+  /** Replays wait here while the queue (with what is held) is more than half full. */
   room(): Promise<void> | null {
-    if (this.queue.length < this.maxQueued / 2 || !this.port) return null;
+    if (this.backlog < this.maxQueued / 2 || !this.port) return null;
     return new Promise((r) => this.drained.push(r));
   }
 
@@ -225,11 +317,15 @@ export class MqttSession {
     this.pump();
   }
 
-  /** The connection ended. Queued messages are dropped: they come back from history on resume. */
+  /**
+   * The connection ended. Queued and held messages are dropped: they come back from history on
+   * resume (the history position never passed them).
+   */
   detach(now: number): void {
     this.port = null;
     this.disconnectedAt = now;
     this.queue = [];
+    this.removal = null;
     this.lastOffered = 0;
     for (const w of this.drained.splice(0)) w();
     this.dirty = true;
@@ -239,4 +335,20 @@ export class MqttSession {
   filters(): string[] {
     return [...this.subs.keys()];
   }
+}
+
+function matchesAny(filters: Map<string, SubOptions>, topic: string): boolean {
+  for (const f of filters.keys()) if (filterMatches(f, topic)) return true;
+  return false;
+}
+
+/** The QoS `m` is owed under `subs` (-1: none). */
+function owedQos(m: StoredMessage, subs: Map<string, SubOptions>, clientId: string): number {
+  let qos = -1;
+  for (const [filter, o] of subs) {
+    if (!filterMatches(filter, m.topic)) continue;
+    if (o.nl && m.origin === clientId) continue;
+    if (o.qos > qos) qos = o.qos;
+  }
+  return qos < 0 ? qos : Math.min(qos, m.qos ?? 1);
 }
