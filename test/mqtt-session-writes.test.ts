@@ -3,9 +3,10 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import mqttPacket, { type IConnackPacket, type IDisconnectPacket, type IPublishPacket, type ISubackPacket, type IUnsubackPacket, type Packet } from 'mqtt-packet';
 import { WebSocket } from 'ws';
+import type { ConfigInput } from '../src/config/schema.js';
 import type { RunningServer } from '../src/server.js';
 import { httpPublish } from './helpers/cluster.js';
-import { RawClient } from './helpers/mqtt.js';
+import { RawClient, RawClients } from './helpers/mqtt.js';
 import { redisMissing, startRedis, type RedisServer } from './helpers/redis.js';
 import { spawnServer, startTestServer, tempDir, waitFor, type ChildServer } from './helpers/server.js';
 
@@ -13,6 +14,10 @@ const persistent = (clientId: string, expiry = 300) => ({ clientId, clean: false
 
 /** A spawned server as the MQTT helpers take it (they only read its MQTT address). */
 const at = (s: ChildServer): RunningServer => ({ mqtt: s.mqtt }) as RunningServer;
+
+/** A server whose store is `redis` under `prefix` (history is not pruned while a test runs). */
+const onRedis = (redis: RedisServer, prefix: string, extra: ConfigInput = {}): Promise<RunningServer> =>
+  startTestServer({ store: { kind: 'redis', redis: { url: redis.url, prefix } }, history: { pruneInterval: 3600 }, ...extra });
 
 /** The next PUBLISH, acknowledged (QoS 1). */
 async function nextPublish(c: RawClient): Promise<IPublishPacket> {
@@ -31,14 +36,10 @@ describe('MQTT session records across kill -9 right after the acknowledgement (s
   const dir = tempDir('omnipush-mqtt-writes-');
   const args = ['--store', 'sqlite', '--data', dir.path, '--log-level', 'warn'];
   let server: ChildServer | undefined;
-  const clients: RawClient[] = [];
-  const open = async (version: 4 | 5) => {
-    const c = await RawClient.open(at(server!), version);
-    clients.push(c);
-    return c;
-  };
+  const clients = new RawClients(() => at(server!));
+  const open = (version: 4 | 5) => clients.open(version);
   const restart = async () => {
-    for (const c of clients.splice(0)) c.close();
+    clients.closeAll();
     await server!.kill();
     server = await spawnServer(args);
   };
@@ -46,7 +47,7 @@ describe('MQTT session records across kill -9 right after the acknowledgement (s
     server = await spawnServer(args);
   });
   after(async () => {
-    for (const c of clients) c.close();
+    clients.closeAll();
     if (server && server.proc.exitCode === null && server.proc.signalCode === null) await server.kill();
     dir.remove();
   });
@@ -117,7 +118,7 @@ describe('MQTT session records when the store cannot write them (Redis)', { skip
   let server: RunningServer;
   before(async () => {
     redis = await startRedis({ persist: true });
-    server = await startTestServer({ store: { kind: 'redis', redis: { url: redis.url, prefix: 'sw:' } }, history: { pruneInterval: 3600 } });
+    server = await onRedis(redis, 'sw:');
   });
   after(async () => {
     await server?.close();
@@ -126,12 +127,8 @@ describe('MQTT session records when the store cannot write them (Redis)', { skip
 
   it('a new persistent session whose record is refused gets CONNACK 0x88 (3.1.1: 3) and is not kept', async () => {
     const admin = new Redis(redis.url);
-    const clients: RawClient[] = [];
-    const open = async (version: 4 | 5) => {
-      const c = await RawClient.open(server, version);
-      clients.push(c);
-      return c;
-    };
+    const clients = new RawClients(() => server);
+    const open = (version: 4 | 5) => clients.open(version);
     try {
       // the store may read but not write records (HSET refused): the record read of CONNECT works, its write fails
       await admin.call('ACL', 'SETUSER', 'default', '-hset');
@@ -159,21 +156,17 @@ describe('MQTT session records when the store cannot write them (Redis)', { skip
         assert.equal(ack.sessionPresent, false, `${version}: the refused session was not kept`);
       }
     } finally {
-      for (const c of clients) c.close();
+      clients.closeAll();
       await admin.call('ACL', 'SETUSER', 'default', '+@all').catch(() => undefined);
       admin.disconnect();
     }
   });
 
   it('while Redis is down: SUBACK 0x80, v5 UNSUBACK 0x80, 3.1.1 UNSUBSCRIBE closes; the subscriptions stay as they were', async () => {
-    const clients: RawClient[] = [];
+    const clients = new RawClients(() => server);
+    const open = (version: 4 | 5) => clients.open(version);
     let down = false;
     try {
-      const open = async (version: 4 | 5) => {
-        const c = await RawClient.open(server, version);
-        clients.push(c);
-        return c;
-      };
       const v5 = await open(5);
       await v5.connect(persistent('w-down-5'));
       const v4 = await open(4);
@@ -220,7 +213,7 @@ describe('MQTT session records when the store cannot write them (Redis)', { skip
       const p4 = await nextPublish(back4);
       assert.deepEqual([p4.topic, p4.payload.toString()], ['wd/keep/x', 'keep'], '3.1.1: wd/keep/# still held, wd/new/# not');
     } finally {
-      for (const c of clients) c.close();
+      clients.closeAll();
       if (down) {
         // the server's close needs the store: it must be back before the suite ends
         await redis.start();
@@ -241,7 +234,7 @@ describe('MQTT CONNECT answered at its deadline while the store is slow (Redis)'
   let server: RunningServer;
   before(async () => {
     redis = await startRedis();
-    server = await startTestServer({ store: { kind: 'redis', redis: { url: redis.url, prefix: 'late:' } }, history: { pruneInterval: 3600 }, mqtt: { connectTimeout: CONNECT_S } });
+    server = await onRedis(redis, 'late:', { mqtt: { connectTimeout: CONNECT_S } });
   });
   after(async () => {
     await server?.close();
@@ -250,12 +243,8 @@ describe('MQTT CONNECT answered at its deadline while the store is slow (Redis)'
 
   it('a new persistent session whose record write hangs gets CONNACK 0x88 (3.1.1: 3) after connectTimeout, and is not kept when the write lands later', async () => {
     const admin = new Redis(redis.url);
-    const clients: RawClient[] = [];
-    const open = async (version: 4 | 5) => {
-      const c = await RawClient.open(server, version);
-      clients.push(c);
-      return c;
-    };
+    const clients = new RawClients(() => server);
+    const open = (version: 4 | 5) => clients.open(version);
     try {
       // Redis holds every write (the record write of CONNECT among them) until UNPAUSE; reads go on
       await admin.call('CLIENT', 'PAUSE', '30000', 'WRITE');
@@ -288,7 +277,7 @@ describe('MQTT CONNECT answered at its deadline while the store is slow (Redis)'
       assert.equal(back4.returnCode, 0);
       assert.equal(back4.sessionPresent, false, '3.1.1: no session left from the refused CONNECT');
     } finally {
-      for (const c of clients) c.close();
+      clients.closeAll();
       await admin.call('CLIENT', 'UNPAUSE').catch(() => undefined);
       admin.disconnect();
     }
@@ -340,19 +329,15 @@ describe('MQTT packets sent behind a handler still at work (Redis)', { skip: red
 
   it('reads nothing more while a SUBSCRIBE write runs: 32 MiB pipelined behind it wait in the client, other clients are served, the keepalive is not held against it, and all of it is handled in order afterwards', async () => {
     // publishing is allowed under ok/ only: the pipelined publishes to denied/ are each dropped and counted
-    const server = await startTestServer({
-      store: { kind: 'redis', redis: { url: redis.url, prefix: 'bp:' } },
-      history: { pruneInterval: 3600 },
+    const server = await onRedis(redis, 'bp:', {
       auth: { allowAnonymous: true, anonymous: { publish: ['ok/#'], subscribe: ['#'] } },
     });
     const admin = new Redis(redis.url);
-    const clients: RawClient[] = [];
+    const clients = new RawClients(() => server);
     try {
-      const watcher = await RawClient.open(server, 5);
-      clients.push(watcher);
+      const watcher = await clients.open(5);
       assert.equal((await watcher.connect({ clientId: 'bp-watcher' })).reasonCode, 0);
-      const pipe = await RawClient.open(server, 5);
-      clients.push(pipe);
+      const pipe = await clients.open(5);
       // keepalive 1 s: the server would give up on it after 1.5 s of silence
       assert.equal((await pipe.connect({ ...persistent('bp-pipe'), keepalive: 1 })).reasonCode, 0);
       const ping = async (c: RawClient) => {
@@ -409,7 +394,7 @@ describe('MQTT packets sent behind a handler still at work (Redis)', { skip: red
       assert.equal(pipe.closed, false);
       await ping(pipe);
     } finally {
-      for (const c of clients) c.close();
+      clients.closeAll();
       await admin.call('CLIENT', 'UNPAUSE').catch(() => undefined);
       admin.disconnect();
       await server.close();
@@ -418,13 +403,9 @@ describe('MQTT packets sent behind a handler still at work (Redis)', { skip: red
 
   it('closes a connection whose packets read behind a handler at work pass limits.maxQueueBytes: DISCONNECT 0x97 (v5, TCP and WebSocket), CONNACK 0x97 during CONNECT (v5), a plain close (3.1.1); other connections carry on', async () => {
     const LIMIT = 16 * 1024;
-    const server = await startTestServer({ store: { kind: 'redis', redis: { url: redis.url, prefix: 'hb:' } }, history: { pruneInterval: 3600 }, limits: { maxQueueBytes: LIMIT } });
-    const clients: RawClient[] = [];
-    const open = async (version: 4 | 5) => {
-      const c = await RawClient.open(server, version);
-      clients.push(c);
-      return c;
-    };
+    const server = await onRedis(redis, 'hb:', { limits: { maxQueueBytes: LIMIT } });
+    const clients = new RawClients(() => server);
+    const open = (version: 4 | 5) => clients.open(version);
     let viaWs: Awaited<ReturnType<typeof wsMqtt>> | undefined;
     try {
       const broker = server.mqttDoor!.broker;
@@ -479,7 +460,7 @@ describe('MQTT packets sent behind a handler still at work (Redis)', { skip: red
       later.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'hb/#', qos: 1 }] });
       assert.deepEqual(((await later.next('suback')) as ISubackPacket).granted, [1]);
     } finally {
-      for (const c of clients) c.close();
+      clients.closeAll();
       viaWs?.ws.terminate();
       await server.close();
     }
@@ -539,10 +520,9 @@ describe('MQTT UNSUBSCRIBE while messages are published during its record write 
   let redis: RedisServer;
   let server: RunningServer;
   let admin: Redis;
-  const clients: RawClient[] = [];
+  const clients = new RawClients(() => server);
   const open = async (version: 4 | 5, fields: Partial<mqttPacket.IConnectPacket>) => {
-    const c = await RawClient.open(server, version);
-    clients.push(c);
+    const c = await clients.open(version);
     const ack = await c.connect(fields);
     assert.equal(version === 5 ? ack.reasonCode : ack.returnCode, 0);
     return c;
@@ -570,11 +550,11 @@ describe('MQTT UNSUBSCRIBE while messages are published during its record write 
 
   before(async () => {
     redis = await startRedis();
-    server = await startTestServer({ store: { kind: 'redis', redis: { url: redis.url, prefix: 'uw:' } }, history: { pruneInterval: 3600 }, mqtt: { sysInterval: 0 } });
+    server = await onRedis(redis, 'uw:', { mqtt: { sysInterval: 0 } });
     admin = new Redis(redis.url);
   });
   after(async () => {
-    for (const c of clients) c.close();
+    clients.closeAll();
     await admin?.call('CLIENT', 'UNPAUSE').catch(() => undefined);
     await admin?.call('ACL', 'SETUSER', 'default', 'allkeys').catch(() => undefined);
     admin?.disconnect();

@@ -26,6 +26,23 @@ export async function mqttClient(server: RunningServer, opts: IClientOptions = {
   return c;
 }
 
+/** The raw clients one test opens, closed together when it ends. */
+export class RawClients {
+  private readonly all: RawClient[] = [];
+
+  constructor(private readonly server: () => RunningServer) {}
+
+  async open(version: 3 | 4 | 5 = 5): Promise<RawClient> {
+    const c = await RawClient.open(this.server(), version);
+    this.all.push(c);
+    return c;
+  }
+
+  closeAll(): void {
+    for (const c of this.all.splice(0)) c.close();
+  }
+}
+
 /** A raw MQTT connection speaking through mqtt-packet, for wire-level tests. */
 export class RawClient {
   readonly packets: Packet[] = [];
