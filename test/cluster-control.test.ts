@@ -108,6 +108,28 @@ describe('cluster control channel over Redis', { skip: redisMissing || false }, 
     assert.deepEqual(await b.claim('s', 'x'), { gen: 1, previous: undefined });
   });
 
+  it('reads claims, and takes one over only as it was seen (one of two racers wins)', async () => {
+    const a = await node('ci:');
+    const b = await node('ci:');
+    assert.equal(await a.claimOf('s', 'x'), undefined);
+    await a.claim('s', 'x');
+    const seen = await b.claimOf('s', 'x');
+    assert.deepEqual(seen, { node: a.nodeId, gen: 1 });
+    assert.equal(await b.claimIf('s', 'x', undefined), 0, 'not as seen: it is claimed');
+    assert.equal(await b.claimIf('s', 'x', { node: a.nodeId, gen: 2 }), 0, 'not as seen: another generation');
+    const wins = await Promise.all([b.claimIf('s', 'x', seen), a.claimIf('s', 'x', seen)]);
+    assert.deepEqual(wins.sort(), [0, 2], 'one racer takes it, with the next generation');
+    assert.equal((await a.claimOf('s', 'x'))?.gen, 2);
+    assert.equal(await a.claimIf('s', 'free', undefined), 1, 'an unclaimed key as seen (nobody\'s)');
+    assert.deepEqual(
+      [...(await b.claims('s'))].sort(),
+      [
+        ['free', { node: a.nodeId, gen: 1 }],
+        ['x', (await a.claimOf('s', 'x'))!],
+      ],
+    );
+  });
+
   it('maps: take once among racers, compare-and-set, take only an expected value', async () => {
     const a = await node('m:');
     const b = await node('m:');

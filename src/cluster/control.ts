@@ -43,6 +43,15 @@ export interface ClusterControl {
   claim(space: string, key: string): Promise<{ gen: number; previous?: string }>;
   /** Drops the claim if this node still holds it. */
   unclaim(space: string, key: string): Promise<void>;
+  /** Who holds `key` in `space` now, if anyone. */
+  claimOf(space: string, key: string): Promise<Claim | undefined>;
+  /**
+   * Makes this node the owner of `key` only if its claim is still `expected` (undefined: nobody's),
+   * so that of nodes racing to take over an abandoned claim one wins; the new generation, or 0.
+   */
+  claimIf(space: string, key: string, expected: Claim | undefined): Promise<number>;
+  /** Every claim in `space`, by key. */
+  claims(space: string): Promise<Map<string, Claim>>;
   mapSet(map: string, field: string, value: string): Promise<void>;
   /** Replaces the value only if it is still `expected` (compare and set); true when it did. */
   mapReplace(map: string, field: string, expected: string, value: string): Promise<boolean>;
@@ -54,6 +63,17 @@ export interface ClusterControl {
   mapAll(map: string): Promise<Map<string, string>>;
 }
 
+/** Who holds a claim, and its generation. */
+export interface Claim {
+  node: string;
+  gen: number;
+}
+
+function parseClaim(v: string): Claim {
+  const sp = v.indexOf(' ');
+  return { node: v.slice(0, sp), gen: Number(v.slice(sp + 1)) };
+}
+
 export function newNodeId(): string {
   return randomBytes(6).toString('hex');
 }
@@ -63,7 +83,7 @@ export class LocalControl implements ClusterControl {
   readonly nodeId = newNodeId();
   readonly clustered = false;
   private readonly maps = new Map<string, Map<string, string>>();
-  private readonly claims = new Map<string, number>();
+  private readonly held = new Map<string, number>();
 
   async start(): Promise<void> {}
   async close(): Promise<void> {}
@@ -88,12 +108,24 @@ export class LocalControl implements ClusterControl {
   async release(): Promise<void> {}
   async claim(space: string, key: string): Promise<{ gen: number; previous?: string }> {
     const k = `${space}\0${key}`;
-    const gen = (this.claims.get(k) ?? 0) + 1;
-    this.claims.set(k, gen);
+    const gen = (this.held.get(k) ?? 0) + 1;
+    this.held.set(k, gen);
     return { gen, previous: gen > 1 ? this.nodeId : undefined };
   }
   async unclaim(space: string, key: string): Promise<void> {
-    this.claims.delete(`${space}\0${key}`);
+    this.held.delete(`${space}\0${key}`);
+  }
+  async claimOf(space: string, key: string): Promise<Claim | undefined> {
+    const gen = this.held.get(`${space}\0${key}`);
+    return gen === undefined ? undefined : { node: this.nodeId, gen };
+  }
+  async claimIf(space: string, key: string, expected: Claim | undefined): Promise<number> {
+    return (await this.claimOf(space, key))?.gen === expected?.gen ? (await this.claim(space, key)).gen : 0;
+  }
+  async claims(space: string): Promise<Map<string, Claim>> {
+    const out = new Map<string, Claim>();
+    for (const [k, gen] of this.held) if (k.startsWith(`${space}\0`)) out.set(k.slice(space.length + 1), { node: this.nodeId, gen });
+    return out;
   }
   private map(name: string): Map<string, string> {
     let m = this.maps.get(name);
@@ -138,6 +170,14 @@ const UNCLAIM = script(`
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old and string.sub(old, 1, string.len(ARGV[2]) + 1) == ARGV[2] .. ' ' then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0`);
+// CLAIM, only if the claim is still the one the caller saw ('' for none)
+const CLAIM_IF = script(`
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if (old or '') ~= ARGV[3] then return 0 end
+local gen = 1
+if old then gen = tonumber(string.sub(old, string.find(old, ' ', 1, true) + 1)) + 1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. gen)
+return gen`);
 const TAKE_IF = script(`if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0`);
 const REPLACE = script(`if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 end return 0`);
 
@@ -345,6 +385,20 @@ export class RedisControl implements ClusterControl {
 
   async unclaim(space: string, key: string): Promise<void> {
     await this.script(UNCLAIM, `claims:${space}`, key, this.nodeId);
+  }
+
+  async claimOf(space: string, key: string): Promise<Claim | undefined> {
+    const v = await this.run(() => this.redis.hget(this.key(`claims:${space}`), key));
+    return v ? parseClaim(v) : undefined;
+  }
+
+  async claimIf(space: string, key: string, expected: Claim | undefined): Promise<number> {
+    return Number(await this.script(CLAIM_IF, `claims:${space}`, key, this.nodeId, expected ? `${expected.node} ${expected.gen}` : ''));
+  }
+
+  async claims(space: string): Promise<Map<string, Claim>> {
+    const all = await this.run(() => this.redis.hgetall(this.key(`claims:${space}`)));
+    return new Map(Object.entries(all).map(([k, v]) => [k, parseClaim(v)]));
   }
 
   async mapSet(map: string, field: string, value: string): Promise<void> {

@@ -43,6 +43,8 @@ export class Broker {
   readonly live = new Map<string, MqttConnection>();
   /** Every connection, CONNECT or not (for the sweep). */
   readonly connections = new Set<MqttConnection>();
+  /** CONNECTs at work per client identifier (from their claim on): the claim is theirs. */
+  private readonly connecting = new Map<string, number>();
   /**
    * Bytes of packets one connection may have waiting behind a handler still at work:
    * `limits.maxQueueBytes`, the bound on its unsent bytes the other way.
@@ -59,10 +61,61 @@ export class Broker {
     this.hub = ctx.hub;
     this.log = ctx.log;
     const cluster = ctx.cluster;
-    this.sessions = new SessionStore(ctx.hub, this.config.maxQueuedMessages, ctx.log, cluster.clustered ? cluster.nodeId : undefined, (n) => cluster.isLive(n));
+    this.sessions = new SessionStore(ctx.hub, this.config.maxQueuedMessages, ctx.log, cluster.clustered ? cluster.nodeId : undefined);
     this.shared = new SharedGroups(ctx.hub, cluster, ctx.log);
     this.wills = new WillScheduler(ctx.hub, ctx.log, cluster);
-    this.claims = new SessionClaims(cluster, ctx.config.cluster.takeoverTimeout * 1000, ctx.log, (id, clean) => this.giveUp(id, clean));
+    this.claims = new SessionClaims(cluster, ctx.config.cluster.takeoverTimeout * 1000, ctx.log, {
+      giveUp: (id, clean) => this.giveUp(id, clean),
+      orphaned: (ids) => {
+        const now = Date.now();
+        for (const id of ids) this.sessions.watch(id, now);
+      },
+      answeredLate: (id) => this.answeredLate(id),
+    });
+  }
+
+  /** A CONNECT for `clientId` is about to claim it. */
+  connectBegan(clientId: string): void {
+    this.connecting.set(clientId, (this.connecting.get(clientId) ?? 0) + 1);
+  }
+
+  /**
+   * A CONNECT for `clientId` is done; `attached`: its connection took the session up; `claim`: the
+   * generation it claimed, `failed` when the claim itself failed (it may have been made), `none`
+   * when it needed none. If the session was not taken up and no other connection here has it,
+   * this node (which holds the claim, or may) looks after the session's expiry: otherwise a
+   * session that the CONNECT read but never connected, or that the previous holder let go of for
+   * it, would have nobody to expire it. A CONNECT that lost the claim to another node drops what
+   * it read.
+   */
+  connectEnded(clientId: string, attached: boolean, claim: number | 'none' | 'failed'): void {
+    const n = (this.connecting.get(clientId) ?? 1) - 1;
+    if (n > 0) this.connecting.set(clientId, n);
+    else this.connecting.delete(clientId);
+    if (attached || claim === 'none' || n > 0 || this.live.has(clientId)) return;
+    if (claim !== 'failed' && !this.claims.current(clientId, claim)) {
+      const s = this.sessions.peek(clientId);
+      if (s && !s.port) this.sessions.forget(s);
+      return;
+    }
+    this.sessions.watch(clientId, Date.now());
+  }
+
+  /**
+   * The node this node took a session over from answered after this node had stopped waiting,
+   * and wrote the session after this node read it: held here, the session is written again (so
+   * the record is this node's copy); not held, its record is looked at (its clock runs here).
+   */
+  private answeredLate(clientId: string): void {
+    const s = this.sessions.peek(clientId);
+    if (s) {
+      if (s.persistent && !s.released) s.dirty = true;
+    } else this.sessions.watch(clientId, Date.now());
+  }
+
+  /** The session of `clientId` is gone here: so goes its claim, unless a connection here has it (or is claiming it). */
+  private releaseClaim(clientId: string): void {
+    if (!this.live.has(clientId) && !this.connecting.has(clientId)) this.claims.release(clientId);
   }
 
   /**
@@ -192,8 +245,16 @@ export class Broker {
     for (const name of s.shared.keys()) this.shared.leave(name, s);
     this.wills.fire(s.clientId);
     if (s.released) return;
-    if (!keepClaim) this.claims.release(s.clientId);
-    this.sessions.remove(s).catch((e: unknown) => this.log.error({ err: e }, 'mqtt session not removed'));
+    this.sessions.remove(s).then(
+      () => {
+        if (!keepClaim) this.releaseClaim(s.clientId);
+      },
+      (e: unknown) => {
+        this.log.error({ err: e, client: s.clientId }, 'mqtt session not removed');
+        // the record stays: it is looked at again, as an offline session of this node
+        if (!keepClaim) this.sessions.watch(s.clientId, Date.now());
+      },
+    );
   }
 
   /**
@@ -232,13 +293,14 @@ export class Broker {
     }
     const expired = this.sessions.expired(now);
     for (const s of expired.sessions) this.endSession(s);
+    // in a cluster only the holder of a session's claim expires it (a dead node's claim is taken)
     for (const id of expired.evicted) {
-      this.wills.fire(id);
-      this.sessions.expireKey(id).then(
-        (removed) => {
-          if (removed) this.claims.release(id);
+      this.sessions.expireKey(id, now, () => this.claims.hold(id)).then(
+        (r) => {
+          if (r === 'removed') this.wills.fire(id);
+          if (r !== 'kept') this.releaseClaim(id);
         },
-        (e: unknown) => this.log.error({ err: e }, 'mqtt session not removed'),
+        (e: unknown) => this.log.error({ err: e, client: id }, 'mqtt session expiry not checked'),
       );
     }
     // grouped writes at the first sweep once a second has passed: 1 to 1.25 s apart (docs/mqtt.md)

@@ -23,7 +23,7 @@ interface MessageJson {
 
 interface RecordJson {
   v: 1;
-  /** Cluster node that wrote it last (the session's holder). */
+  /** Cluster node that wrote it last (for inspection: the claim, not this, says who holds the session). */
   node?: string;
   epoch: string;
   sent: number;
@@ -103,13 +103,4 @@ export function sessionFromRecord(clientId: string, buf: Buffer, maxQueued: numb
   }
   for (const id of r.inQos2) s.inQos2.add(id);
   return s;
-}
-
-/** The node that last wrote a session record (undefined: unreadable, or written by a lone server). */
-export function recordNode(buf: Buffer): string | undefined {
-  try {
-    return (JSON.parse(buf.toString('utf8')) as RecordJson).node;
-  } catch {
-    return undefined;
-  }
 }

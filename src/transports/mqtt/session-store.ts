@@ -2,7 +2,8 @@ import { OmnipushError } from '../../core/errors.js';
 import type { Hub } from '../../core/hub.js';
 import type { Logger } from 'pino';
 import type { MqttSession } from './session.js';
-import { recordNode, SESSION_KIND, sessionFromRecord, sessionToRecord } from './session-record.js';
+import type { Holding } from './session-claims.js';
+import { SESSION_KIND, sessionFromRecord, sessionToRecord } from './session-record.js';
 
 /**
  * Sessions by client identifier. Connected ones live in memory; persistent ones are also records
@@ -13,11 +14,21 @@ import { recordNode, SESSION_KIND, sessionFromRecord, sessionToRecord } from './
  * client is told was kept — a new session (CONNACK), a change of subscriptions (SUBACK, UNSUBACK)
  * — is written at once with {@link save} before the acknowledgement goes out. A write that fails
  * marks the session dirty again, so a later flush tries again.
+ *
+ * In a cluster, a session without a connection is expired only by the node that holds its claim
+ * (SessionClaims): in memory there, or through {@link expireKey}, which asks first.
  */
 export class SessionStore {
   private readonly sessions = new Map<string, MqttSession>();
-  /** Saved offline sessions not held in memory: client id → ms when they expire. */
+  /** Saved offline sessions not held in memory: client id → ms when they expire (or are looked at). */
   private readonly waiting = new Map<string, number>();
+  /**
+   * Ids in {@link waiting} to look at at once ({@link watch}): the record may have no deadline
+   * yet (written while connected), and then its clock starts when it is looked at.
+   */
+  private readonly watched = new Set<string>();
+  /** Ids whose {@link expireKey} is running. */
+  private readonly checking = new Set<string>();
   /** Record writes in flight per client (a session handed to another node waits for them). */
   private readonly writes = new Map<string, Promise<void>>();
 
@@ -25,10 +36,8 @@ export class SessionStore {
     private readonly hub: Hub,
     private readonly maxQueued: number,
     private readonly log: Logger,
-    /** This node's id in a cluster; written into each record so that only its holder expires it. */
+    /** This node's id in a cluster; written into each record (the node that wrote it last). */
     private readonly node?: string,
-    /** Is that node alive (cluster)? The sessions of a dead node are expired by the others. */
-    private readonly isLive: (node: string) => boolean = () => false,
   ) {}
 
   private track(ids: string[], p: Promise<void>): Promise<void> {
@@ -57,13 +66,23 @@ export class SessionStore {
         s = sessionFromRecord(clientId, buf, this.maxQueued) ?? undefined;
         if (s) this.sessions.set(clientId, s);
       }
-      if (s) this.waiting.delete(clientId);
+      if (s) this.unwait(clientId);
     }
     if (s && !s.port && s.disconnectedAt !== undefined && s.disconnectedAt + s.expiry * 1000 <= now) {
       await this.remove(s);
       return undefined;
     }
     return s;
+  }
+
+  private unwait(clientId: string): void {
+    this.waiting.delete(clientId);
+    this.watched.delete(clientId);
+  }
+
+  /** The session held in memory for `clientId`, if any (no store read). */
+  peek(clientId: string): MqttSession | undefined {
+    return this.sessions.get(clientId);
   }
 
   add(s: MqttSession): void {
@@ -89,37 +108,74 @@ export class SessionStore {
 
   /** Forgets a session not held in memory. */
   async removeKey(clientId: string): Promise<void> {
-    this.waiting.delete(clientId);
+    this.unwait(clientId);
     await this.track([clientId], this.hub.putRecords([{ kind: SESSION_KIND, key: clientId, value: null }]));
   }
 
   /**
-   * An evicted session's expiry came: its record goes — unless, in a cluster, another node wrote
-   * it since (the client resumed there), in which case that node keeps its clock. True when removed.
+   * This node now answers for a session that may have no connection (its CONNECT here never
+   * took it up, another node let go of it late, or its holder died). Held in memory without a
+   * connection, it is counted down from there: one never disconnected from now (it is written
+   * so, then evicted), one read unchanged from its record leaves memory at once, keeping its
+   * deadline. Not held, its record is looked at, at the next sweep, unless its deadline is
+   * already counted down.
    */
-  async expireKey(clientId: string, now = Date.now()): Promise<boolean> {
-    if (this.node !== undefined) {
+  watch(clientId: string, now: number): void {
+    const s = this.sessions.get(clientId);
+    if (s) {
+      if (s.port) return;
+      if (s.disconnectedAt === undefined) {
+        s.disconnectedAt = now;
+        s.dirty = true;
+      } else this.evict(s);
+      return;
+    }
+    if (this.waiting.has(clientId)) return;
+    this.waiting.set(clientId, now);
+    this.watched.add(clientId);
+  }
+
+  /**
+   * An evicted session's time came (its deadline, or at once when watched). `hold` says whose it
+   * is (SessionClaims): another live node's, and this node stops counting it down; else the record
+   * is read: `none` when there is none, `removed` when its deadline passed, `kept` when its
+   * deadline is later (another writer moved it on) or the session is no longer this node's to
+   * look at. A record without a deadline (written while connected, on a node gone since) is given
+   * its expiry from now when watched or just `taken`, and is removed when that runs out.
+   */
+  async expireKey(clientId: string, now: number, hold: () => Promise<Holding> = async () => 'held'): Promise<'none' | 'removed' | 'kept'> {
+    this.checking.add(clientId);
+    try {
+      const whose = await hold();
+      if (whose === 'elsewhere') {
+        this.unwait(clientId);
+        return 'kept';
+      }
+      const fromNow = this.watched.has(clientId) || whose === 'taken';
       const buf = await this.hub.getRecord(SESSION_KIND, clientId);
+      // read back by a CONNECT meanwhile, or let go to another node: not this node's to expire
+      if (this.sessions.has(clientId) || !this.waiting.has(clientId)) return 'kept';
+      this.watched.delete(clientId);
       if (!buf) {
         this.waiting.delete(clientId);
-        return false;
+        return 'none';
       }
-      const owner = recordNode(buf);
-      if (owner !== undefined && owner !== this.node && this.isLive(owner)) {
-        this.waiting.delete(clientId);
-        return false;
-      }
-      // written by a node now dead (or by us): the record's own deadline counts, which may be later
-      // than the one we knew (its client came and went on that node meanwhile)
       const s = sessionFromRecord(clientId, buf, this.maxQueued);
-      const deadline = s?.disconnectedAt !== undefined ? s.disconnectedAt + s.expiry * 1000 : undefined;
+      const from = s?.disconnectedAt ?? (fromNow ? now : undefined);
+      const deadline = s && from !== undefined ? from + s.expiry * 1000 : undefined;
       if (deadline !== undefined && deadline > now) {
         this.waiting.set(clientId, deadline);
-        return false;
+        return 'kept';
       }
+      await this.removeKey(clientId);
+      return 'removed';
+    } catch (e) {
+      // the store or the cluster state is unreachable (the removal too): looked at again in a second
+      if (!this.sessions.has(clientId)) this.waiting.set(clientId, now + 1000);
+      throw e;
+    } finally {
+      this.checking.delete(clientId);
     }
-    await this.removeKey(clientId);
-    return true;
   }
 
   /**
@@ -128,7 +184,7 @@ export class SessionStore {
    */
   async release(clientId: string): Promise<void> {
     for (let p = this.writes.get(clientId); p; p = this.writes.get(clientId)) await p;
-    this.waiting.delete(clientId);
+    this.unwait(clientId);
     const s = this.sessions.get(clientId);
     if (!s) return;
     this.sessions.delete(clientId);
@@ -183,21 +239,22 @@ export class SessionStore {
       if (!s.port && s.disconnectedAt !== undefined && s.disconnectedAt + s.expiry * 1000 <= now) sessions.push(s);
     }
     const evicted: string[] = [];
-    for (const [id, at] of this.waiting) if (at <= now) evicted.push(id);
+    for (const [id, at] of this.waiting) if (at <= now && !this.checking.has(id)) evicted.push(id);
     return { sessions, evicted };
   }
 
   /**
    * At start: drops records of sessions that expired while the server was down, and starts the
-   * clock of the others (one that was connected when the server stopped counts from now).
+   * clock of the others; one written while connected is looked at at once (a cluster: unless a
+   * live node holds it, its clock starts now; alone: it starts now).
    */
   async purgeExpired(now: number): Promise<void> {
     const gone = [];
     for (const { key, value } of await this.hub.listRecords(SESSION_KIND)) {
       const s = sessionFromRecord(key, value, this.maxQueued);
-      const deadline = s ? (s.disconnectedAt ?? now) + s.expiry * 1000 : 0;
-      if (!s || deadline <= now) gone.push({ kind: SESSION_KIND, key, value: null });
-      else this.waiting.set(key, deadline);
+      if (s && s.disconnectedAt === undefined) this.watch(key, now);
+      else if (!s || s.disconnectedAt! + s.expiry * 1000 <= now) gone.push({ kind: SESSION_KIND, key, value: null });
+      else this.waiting.set(key, s.disconnectedAt! + s.expiry * 1000);
     }
     if (gone.length) {
       await this.hub.putRecords(gone);

@@ -103,16 +103,43 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   if (old && old !== conn) old.disconnect(RC.sessionTakenOver, 'another connection took over this session');
 
   // a cluster: a node that holds the session lets go of it (0x8E there, session saved) before we
-  // read it; a generated identifier is new everywhere, so it needs no claim
-  const gen = assigned ? 0 : await broker.claims.claim(clientId, clean);
-  if (conn.closed) return;
+  // read it. A generated identifier is new everywhere, so only a persistent session needs a claim
+  // for it (the claim's holder runs the session's expiry clock).
+  broker.connectBegan(clientId);
+  let claim: number | 'none' | 'failed' = 'none';
+  let attached = false;
+  try {
+    if (!assigned || expiry > 0) {
+      // a claim whose call fails may still have been made
+      claim = 'failed';
+      claim = await broker.claims.claim(clientId, clean);
+    }
+    attached = await takeUp(conn, p, clientId, assigned, expiry, askedExpiry, typeof claim === 'number' ? claim : 0);
+  } finally {
+    broker.connectEnded(clientId, attached, claim);
+  }
+}
+
+/**
+ * The rest of CONNECT once the session is claimed (`gen`): the session is read, made or ended,
+ * written if new, and attached to the connection after CONNACK. True once attached; false when the
+ * connection went or was refused first.
+ */
+async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string, assigned: boolean, expiry: number, askedExpiry: number, gen: number): Promise<boolean> {
+  const { broker } = conn;
+  const cfg = broker.config;
+  const v5 = conn.version === 5;
+  const props = p.properties ?? {};
+  const clean = p.clean !== false;
+  if (conn.closed) return false;
 
   const now = Date.now();
   let session = await broker.sessions.get(clientId, now);
-  if (conn.closed) return;
+  if (conn.closed) return false;
   if ((broker.live.has(clientId) && broker.live.get(clientId) !== conn) || !broker.claims.current(clientId, gen)) {
     // a third CONNECT for the id (here or on another node) won the race while we awaited
-    return refuse(conn, RC.sessionTakenOver, 'another connection took over this session');
+    refuse(conn, RC.sessionTakenOver, 'another connection took over this session');
+    return false;
   }
   let present = false;
   if (session && clean) {
@@ -159,20 +186,21 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
     } catch (e) {
       broker.log.warn({ err: e, client: clientId }, 'mqtt session not saved; CONNECT refused');
       if (!session.port) broker.sessions.forget(session);
-      return refuse(conn, RC.serverUnavailable, notSaved(e));
+      refuse(conn, RC.serverUnavailable, notSaved(e));
+      return false;
     }
     if (conn.closed) {
       // never acknowledged (refused at the CONNECT's deadline, or the client went): the session
       // made for it goes again, so a retry is not told of a session it was refused — unless
-      // another connection took it up meanwhile (the claim stays: a later CONNECT elsewhere that
-      // asks this node to let go is answered at once)
+      // another connection took it up meanwhile
       if (!session.port && broker.sessions.holds(session)) {
         broker.sessions.remove(session).catch((e: unknown) => broker.log.error({ err: e, client: clientId }, 'mqtt session not removed'));
       }
-      return;
+      return false;
     }
     if ((broker.live.has(clientId) && broker.live.get(clientId) !== conn) || !broker.claims.current(clientId, gen)) {
-      return refuse(conn, RC.sessionTakenOver, 'another connection took over this session');
+      refuse(conn, RC.sessionTakenOver, 'another connection took over this session');
+      return false;
     }
   }
   if (conn.will) {
@@ -204,4 +232,5 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   session.attach(conn);
   for (const [name, o] of session.shared) broker.shared.join(name, name.slice(name.indexOf('/', '$share/'.length) + 1), session, o);
   broker.refreshFeed(conn, present);
+  return true;
 }
