@@ -1,6 +1,6 @@
 import type { StoredMessage } from '../core/message.js';
-import { formatCursor, isExpired } from '../core/message.js';
-import type { AppendInput, HistoryQuery, RecordChange, RetentionRule, Store } from '../core/store.js';
+import { isExpired } from '../core/message.js';
+import { toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetentionRule, type Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
 import { retentionFor } from './retention.js';
@@ -28,12 +28,7 @@ export class MemoryStore implements Store {
     const out: StoredMessage[] = [];
     for (const input of batch) {
       const seq = ++this.seq;
-      // the input becomes the stored message: every message here lives on in history, and a copy
-      // (a spread) doubled what each one cost to allocate and to collect
-      const m = input as StoredMessage;
-      m.retain = input.retain === true;
-      m.seq = seq;
-      m.cursor = formatCursor(this.epoch, seq);
+      const m = toStored(input, this.epoch, seq);
       this.all.push(m);
       let log = this.topics.get(m.topic);
       if (!log) this.topics.set(m.topic, (log = { messages: [], prunedThrough: 0 }));

@@ -2,7 +2,7 @@ import { Redis, type RedisKey } from 'ioredis';
 import { OmnipushError } from '../core/errors.js';
 import type { StoredMessage } from '../core/message.js';
 import { formatCursor, isExpired } from '../core/message.js';
-import type { AppendInput, HistoryQuery, RecordChange, RetentionRule, Store } from '../core/store.js';
+import { toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetentionRule, type Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
 import { decodeBusBatch, decodeFields, encodeFields, splitSeq } from './redis-codec.js';
@@ -128,10 +128,7 @@ export class RedisStore implements Store {
       args.push(input.topic, `${input.publishedAt}:${input.expiresAt ?? ''}`, !retain ? '0' : input.payload.length ? '1' : '2', encodeFields({ ...input, retain }));
     }
     const first = Number(await this.guard(() => this.run(APPEND, ks, args)));
-    const out = batch.map((input, i): StoredMessage => {
-      const seq = first + i;
-      return { ...input, retain: input.retain === true, seq, cursor: formatCursor(this.epoch, seq) };
-    });
+    const out = batch.map((input, i) => toStored(input, this.epoch, first + i));
     this.noteSeq(first + batch.length - 1);
     return out;
   }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Properties, StoredMessage } from '../core/message.js';
 import { formatCursor, isExpired } from '../core/message.js';
-import type { AppendInput, HistoryQuery, RecordChange, RetentionRule, Store } from '../core/store.js';
+import { toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetentionRule, type Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
 import { retentionFor } from './retention.js';
@@ -126,7 +126,7 @@ export class SqliteStore implements Store {
       const out: StoredMessage[] = [];
       for (const input of batch) {
         const seq = ++this.seq;
-        const m: StoredMessage = { ...input, retain: input.retain === true, seq, cursor: formatCursor(this.epoch, seq) };
+        const m = toStored(input, this.epoch, seq);
         const props = m.properties?.length ? JSON.stringify(m.properties) : null;
         const extras = mqttExtras(m);
         s.insert.run(seq, m.topic, m.payload, m.contentType ?? null, m.event ?? null, props, m.retain ? 1 : 0, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt, extras);
