@@ -123,9 +123,10 @@ export class RedisStore implements Store {
     const ks: RedisKey[] = [k.state, k.msg, k.log, k.topics, k.retained];
     const args: Array<string | Buffer> = [this.epoch, dec(this.seq), k.bus];
     for (const input of batch) {
-      const retain = input.retain === true;
+      // the input is the store's (Store.append): its retain is made a boolean in place, not in a copy
+      const retain = (input.retain = input.retain === true);
       ks.push(k.topic(input.topic));
-      args.push(input.topic, `${input.publishedAt}:${input.expiresAt ?? ''}`, !retain ? '0' : input.payload.length ? '1' : '2', encodeFields({ ...input, retain }));
+      args.push(input.topic, `${input.publishedAt}:${input.expiresAt ?? ''}`, !retain ? '0' : input.payload.length ? '1' : '2', encodeFields(input));
     }
     const first = Number(await this.guard(() => this.run(APPEND, ks, args)));
     const out = batch.map((input, i) => toStored(input, this.epoch, first + i));

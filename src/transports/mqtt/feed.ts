@@ -223,13 +223,13 @@ export class SharedGroups {
   }
 
   /** Adds (or updates) a member; `filter` was validated and granted by the caller. A member leaving stays. */
-  join(shareName: string, filter: string, session: MqttSession, opts: SubOptions): void {
+  join(shareName: string, session: MqttSession, opts: SubOptions): void {
     let g = this.groups.get(shareName);
     if (!g) {
       g = new SharedGroup(shareName);
       if (this.cluster?.clustered) g.view = [];
       this.groups.set(shareName, g);
-      const plan: SubscribePlan = { filters: [filter], perMessageCheck: false, mode: 'live', afterSeq: this.hub.headSeq };
+      const plan: SubscribePlan = { filters: [sharedFilter(shareName)], perMessageCheck: false, mode: 'live', afterSeq: this.hub.headSeq };
       void this.hub.subscribe(g, plan).catch(() => undefined);
     }
     const existing = g.members.find((x) => x.session === session);
@@ -295,6 +295,11 @@ export class SharedGroups {
 }
 
 /** `$share/<group>/<filter>` → its parts; null when it is not a shared subscription; throws when malformed. */
+/** The filter of a `$share/<group>/<filter>` name that {@link parseShared} accepted. */
+export function sharedFilter(shareName: string): string {
+  return shareName.slice(shareName.indexOf('/', '$share/'.length) + 1);
+}
+
 export function parseShared(f: string): { group: string; filter: string } | null {
   if (!f.startsWith('$share/')) return null;
   const rest = f.slice('$share/'.length);

@@ -3,6 +3,7 @@ import type { IConnackPacket, IConnectPacket } from 'mqtt-packet';
 import { subscribeVerdict } from '../../../core/grants.js';
 import { decode, unsupportedConnack } from '../codec.js';
 import type { MqttConnection } from '../connection.js';
+import { sharedFilter } from '../feed.js';
 import { PacketFramer } from '../framer.js';
 import { checkConnect, UnsupportedProtocol } from '../packet-check.js';
 import { connackCode3, MqttProtocolError, RC } from '../reason-codes.js';
@@ -160,8 +161,7 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
   // grants are the principal's of this connection: a resumed subscription it may not have is dropped
   for (const [f] of session.subs) if (subscribeVerdict(conn.principal, f) === 'deny') session.subs.delete(f);
   for (const [f] of session.shared) {
-    const inner = f.slice(f.indexOf('/', '$share/'.length) + 1);
-    if (subscribeVerdict(conn.principal, inner) === 'deny') {
+    if (subscribeVerdict(conn.principal, sharedFilter(f)) === 'deny') {
       session.shared.delete(f);
       broker.shared.leave(f, session);
     }
@@ -230,7 +230,7 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
   broker.stats.connectionsTotal++;
   broker.log.debug({ client: clientId, version: conn.version, principal: conn.principal.id, via: conn.kind, present, expiry }, 'mqtt client connected');
   session.attach(conn);
-  for (const [name, o] of session.shared) broker.shared.join(name, name.slice(name.indexOf('/', '$share/'.length) + 1), session, o);
+  for (const [name, o] of session.shared) broker.shared.join(name, session, o);
   broker.refreshFeed(conn, present);
   return true;
 }

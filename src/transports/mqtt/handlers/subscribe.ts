@@ -84,7 +84,7 @@ export function handleSubscribe(conn: MqttConnection, p: ISubscribePacket): Prom
   const done = () => {
     const ack: ISubackPacket = { cmd: 'suback', messageId: p.messageId, granted: codes };
     conn.send(ack);
-    for (const g of grants) if (g.shared) broker.shared.join(g.key, g.filter, s, g.opts);
+    for (const g of grants) if (g.shared) broker.shared.join(g.key, s, g.opts);
     if (grants.some((g) => !g.shared)) broker.refreshFeed(conn, false);
     for (const g of grants) if (g.retained) broker.sendRetained(conn, g.filter, g.opts);
   };

@@ -96,7 +96,7 @@ export function handleUnsubscribe(conn: MqttConnection, p: IUnsubscribePacket): 
         if (!conn.closed) conn.disconnect(RC.serverBusy, notSaved(e));
         return;
       }
-      for (const r of removed) if (r.shared) broker.shared.join(r.key, r.key.slice(r.key.indexOf('/', '$share/'.length) + 1), s, r.opts);
+      for (const r of removed) if (r.shared) broker.shared.join(r.key, s, r.opts);
       for (const r of removed) codes[r.at] = RC.unspecified;
       ack(codes, notSaved(e));
       s.settleRemoval(removal);
