@@ -11,6 +11,7 @@ import { mqttScenario, type MqttResult } from './scenarios/mqtt.js';
 import { longpollFanout } from './scenarios/longpoll-fanout.js';
 import { sqlitePublish } from './scenarios/sqlite-publish.js';
 import { webpushScenario } from './scenarios/webpush.js';
+import { adversarial } from './scenarios/adversarial.js';
 import { clusterFanout, clusterHold, type ClusterRun } from './scenarios/cluster.js';
 import { startRedis } from '../test/helpers/redis-server.js';
 import { fanout, SSE_CLIENTS, wsClients, type FanoutClients, type FanoutResult } from './scenarios/fanout.js';
@@ -193,6 +194,8 @@ async function main(): Promise<void> {
       await redis.remove();
     }
   }
+
+  if (want('adversarial')) await adversarial({ quick, row, results });
 
   const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i].length), ['scenario', 'result', 'target', ''][i].length));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(w[i])).join('  ');

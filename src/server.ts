@@ -7,6 +7,7 @@ import { createUserDirectory } from './auth/users.js';
 import type { ClusterControl } from './cluster/control.js';
 import type { Config } from './config/schema.js';
 import { Hub } from './core/hub.js';
+import { ConnectionRegistry } from './core/connections.js';
 import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
 import { Metrics } from './metrics/metrics.js';
 import { createStore } from './store/index.js';
@@ -82,6 +83,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     metrics,
     log,
     connections: new ConnectionBudget(config.limits.maxConnections),
+    registry: new ConnectionRegistry(),
     authenticate: (req: IncomingMessage, url: URL) => auth.authenticate(requestToken(req, url, config.auth.cookieName)),
     authenticateToken: (token) => auth.authenticate(token),
     commonHeaders: (req: IncomingMessage) => {

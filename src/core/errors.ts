@@ -14,6 +14,10 @@ export type ErrorCode =
   | 'not_found'
   | 'method_not_allowed'
   | 'too_many_connections'
+  /** A rate limit (messages/s, bytes/s) was hit; `details.retryAfter` says in how many seconds to retry. */
+  | 'rate_limited'
+  /** A count quota (connections, subscriptions, retained topics) is full; `details.limit` names it. */
+  | 'quota_exceeded'
   | 'slow_consumer'
   | 'shutting_down'
   /** A component the server needs (the store's Redis) cannot be reached now; retry later. */

@@ -6,6 +6,7 @@ import type { Principal } from '../core/grants.js';
 import type { Hub } from '../core/hub.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { OmnipushError } from '../core/errors.js';
+import type { ConnectionRegistry } from '../core/connections.js';
 
 /** What the server hands every door. */
 export interface TransportContext {
@@ -14,6 +15,8 @@ export interface TransportContext {
   metrics: Metrics;
   log: Logger;
   connections: ConnectionBudget;
+  /** Live authenticated connections of this node, by principal and address (quotas, server API). */
+  registry: ConnectionRegistry;
   /** Principal of an HTTP request (header, `access_token` or cookie); rejects with `unauthorized`. */
   authenticate(req: IncomingMessage, url: URL): Promise<Principal>;
   /** Principal of a bearer token (undefined: none), for doors that carry tokens themselves. */

@@ -13,6 +13,8 @@ const STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   method_not_allowed: 405,
   too_many_connections: 503,
+  rate_limited: 429,
+  quota_exceeded: 429,
   slow_consumer: 503,
   shutting_down: 503,
   unavailable: 503,
@@ -52,5 +54,6 @@ export function sendError(res: ServerResponse, e: unknown, headers: Record<strin
   const h = { ...headers };
   if (err.code === 'unauthorized') h['WWW-Authenticate'] = 'Bearer realm="omnipush"';
   if (status === 503) h['Retry-After'] = '5';
+  if (status === 429) h['Retry-After'] = String(Math.max(1, Math.ceil(Number(err.details?.retryAfter ?? 1))));
   sendJson(res, status, errorBody(err), h);
 }

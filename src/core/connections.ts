@@ -1,0 +1,97 @@
+import type { OmnipushError } from './errors.js';
+import type { Principal } from './grants.js';
+
+/** The door a connection came through. */
+export type Door = 'sse' | 'websocket' | 'longpoll' | 'mqtt';
+
+/** What a door tells the registry about one live, authenticated connection. */
+export interface ConnectionInfo {
+  /** Unique on this node (`<door>-<n>` or similar); with the node id it is unique in a cluster. */
+  readonly id: string;
+  readonly door: Door;
+  /** Source address (IP) of the client, as the socket saw it. */
+  readonly address: string;
+  /** ms since the epoch. */
+  readonly since: number;
+  principal: Principal;
+  /** The filters this connection is subscribed to now (MQTT `$share/...` names as given). */
+  subscriptions(): string[];
+  /** Ends the connection with the door's close code for `reason` (e.g. `forbidden` → WS 1008, MQTT 0x87). */
+  close(reason: OmnipushError): void;
+  /**
+   * Drops the connection's subscriptions matching `filter` exactly (as subscribed) and returns how
+   * many went; doors that cannot do this return 0.
+   */
+  unsubscribe?(filter: string): number;
+}
+
+/**
+ * Every live authenticated connection of this node, by id, by principal and by address. Doors
+ * register once authenticated and unregister when closed; quotas count from it, the server API lists
+ * and acts on it. No I/O: cluster-wide views live behind the cluster control channel.
+ */
+export class ConnectionRegistry {
+  private readonly byId = new Map<string, ConnectionInfo>();
+  private readonly byPrincipal = new Map<string, Set<ConnectionInfo>>();
+  private readonly byAddress = new Map<string, Set<ConnectionInfo>>();
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  add(c: ConnectionInfo): void {
+    if (this.byId.has(c.id)) return;
+    this.byId.set(c.id, c);
+    addTo(this.byPrincipal, c.principal.id, c);
+    addTo(this.byAddress, c.address, c);
+  }
+
+  remove(c: ConnectionInfo): void {
+    if (this.byId.get(c.id) !== c) return;
+    this.byId.delete(c.id);
+    removeFrom(this.byPrincipal, c.principal.id, c);
+    removeFrom(this.byAddress, c.address, c);
+  }
+
+  /** A connection's principal changed identity-preservingly (re-auth with new grants): same `id`, new object. */
+  updatePrincipal(c: ConnectionInfo, p: Principal): void {
+    if (p.id !== c.principal.id && this.byId.get(c.id) === c) {
+      removeFrom(this.byPrincipal, c.principal.id, c);
+      addTo(this.byPrincipal, p.id, c);
+    }
+    c.principal = p;
+  }
+
+  get(id: string): ConnectionInfo | undefined {
+    return this.byId.get(id);
+  }
+
+  ofPrincipal(principalId: string): ConnectionInfo[] {
+    return [...(this.byPrincipal.get(principalId) ?? [])];
+  }
+
+  countOfPrincipal(principalId: string): number {
+    return this.byPrincipal.get(principalId)?.size ?? 0;
+  }
+
+  countOfAddress(address: string): number {
+    return this.byAddress.get(address)?.size ?? 0;
+  }
+
+  all(): IterableIterator<ConnectionInfo> {
+    return this.byId.values();
+  }
+}
+
+function addTo(m: Map<string, Set<ConnectionInfo>>, key: string, c: ConnectionInfo): void {
+  let s = m.get(key);
+  if (!s) m.set(key, (s = new Set()));
+  s.add(c);
+}
+
+function removeFrom(m: Map<string, Set<ConnectionInfo>>, key: string, c: ConnectionInfo): void {
+  const s = m.get(key);
+  if (!s) return;
+  s.delete(c);
+  if (s.size === 0) m.delete(key);
+}
