@@ -119,7 +119,7 @@ describe('MQTT publish/subscribe', () => {
   });
 
   it('an HTTP or WebSocket publish reaches MQTT at min(publish QoS, granted QoS) with the cursor property', async () => {
-    const sub = await mqttClient(server, { protocolVersion: 5 });
+    const sub = await mqttClient(server, { protocolVersion: 5, properties: { userProperties: { 'omnipush-cursor': '1' } } });
     await sub.subscribeAsync('h/q2', { qos: 2 });
     await sub.subscribeAsync('h/q1', { qos: 1 });
     const post = async (body: Record<string, unknown>) => ((await (await fetch(`${server.http}/v1/publish`, { method: 'POST', body: JSON.stringify(body) })).json()) as { cursor: string }).cursor;
@@ -151,7 +151,7 @@ describe('MQTT publish/subscribe', () => {
     const sub = await RawClient.open(server, 5);
     const chunks: Buffer[] = [];
     sub.socket.on('data', (d: Buffer) => chunks.push(d));
-    await sub.connect({ clientId: 'order-sub' });
+    await sub.connect({ clientId: 'order-sub', properties: { userProperties: { 'omnipush-cursor': '1' } } });
     sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'order/t', qos: 0 }] });
     await sub.next('suback');
     const pub = await RawClient.open(server, 5);

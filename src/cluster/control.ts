@@ -53,6 +53,8 @@ export interface ClusterControl {
   /** Every claim in `space`, by key. */
   claims(space: string): Promise<Map<string, Claim>>;
   mapSet(map: string, field: string, value: string): Promise<void>;
+  /** One field of a map (undefined when absent). */
+  mapGet(map: string, field: string): Promise<string | undefined>;
   /** Replaces the value only if it is still `expected` (compare and set); true when it did. */
   mapReplace(map: string, field: string, expected: string, value: string): Promise<boolean>;
   /**
@@ -134,6 +136,9 @@ export class LocalControl implements ClusterControl {
   }
   async mapSet(map: string, field: string, value: string): Promise<void> {
     this.map(map).set(field, value);
+  }
+  async mapGet(map: string, field: string): Promise<string | undefined> {
+    return this.map(map).get(field);
   }
   async mapReplace(map: string, field: string, expected: string, value: string): Promise<boolean> {
     const m = this.map(map);
@@ -403,6 +408,10 @@ export class RedisControl implements ClusterControl {
 
   async mapSet(map: string, field: string, value: string): Promise<void> {
     await this.run(() => this.redis.hset(this.key(`map:${map}`), field, value));
+  }
+
+  async mapGet(map: string, field: string): Promise<string | undefined> {
+    return (await this.run(() => this.redis.hget(this.key(`map:${map}`), field))) ?? undefined;
   }
 
   async mapReplace(map: string, field: string, expected: string, value: string): Promise<boolean> {

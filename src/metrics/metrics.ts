@@ -12,6 +12,10 @@ export class Metrics {
   readonly deliveryLatency: Histogram;
   readonly storeLatency: Histogram<'op'>;
   readonly httpRequests: Counter<'route' | 'status'>;
+  /** MQTT CONNECTs refused because the client identifier's session is another principal's. */
+  readonly mqttForeignConnects: Counter;
+  /** MQTT PUBLISHes left out for one client because they exceed its Maximum Packet Size. */
+  readonly mqttDroppedOversize: Counter;
   /** Deliveries per transport, incremented by the doors without label lookups. */
   readonly deliveryCounts: Record<string, number> = { sse: 0, longpoll: 0, websocket: 0 };
 
@@ -52,6 +56,8 @@ export class Metrics {
       registers,
     });
     this.httpRequests = new Counter({ name: 'omnipush_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'status'], registers });
+    this.mqttForeignConnects = new Counter({ name: 'omnipush_mqtt_foreign_connects_total', help: 'MQTT CONNECTs refused: the session belongs to another principal', registers });
+    this.mqttDroppedOversize = new Counter({ name: 'omnipush_mqtt_dropped_oversize_total', help: "MQTT messages not sent to a client because they exceed its Maximum Packet Size", registers });
     for (const t of ['sse', 'longpoll', 'websocket']) this.connections.set({ transport: t }, 0);
   }
 

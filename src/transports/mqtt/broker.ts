@@ -12,6 +12,7 @@ import { refuse } from './handlers/connect.js';
 import { MqttProtocolError, RC } from './reason-codes.js';
 import type { MqttSession, SubOptions } from './session.js';
 import { SessionClaims } from './session-claims.js';
+import { SessionOwners } from './session-owner.js';
 import { SessionStore } from './session-store.js';
 import { WillScheduler } from './will.js';
 
@@ -39,6 +40,8 @@ export class Broker {
   readonly wills: WillScheduler;
   /** Which node holds each session (a cluster); alone, every claim is granted at once. */
   readonly claims: SessionClaims;
+  /** Whose each session is, looked up before a CONNECT may claim it. */
+  readonly owners: SessionOwners;
   /** Connected clients by client identifier (for takeover). */
   readonly live = new Map<string, MqttConnection>();
   /** Every connection, CONNECT or not (for the sweep). */
@@ -72,6 +75,7 @@ export class Broker {
       },
       answeredLate: (id) => this.answeredLate(id),
     });
+    this.owners = new SessionOwners(cluster, ctx.hub, this.sessions, this.claims, ctx.log);
   }
 
   /** A CONNECT for `clientId` is about to claim it. */
@@ -243,6 +247,7 @@ export class Broker {
    */
   endSession(s: MqttSession, keepClaim = false): void {
     for (const name of s.shared.keys()) this.shared.leave(name, s);
+    if (!keepClaim) this.owners.withdraw(s.clientId, s.owner);
     this.wills.fire(s.clientId);
     if (s.released) return;
     this.sessions.remove(s).then(
@@ -297,7 +302,10 @@ export class Broker {
     for (const id of expired.evicted) {
       this.sessions.expireKey(id, now, () => this.claims.hold(id)).then(
         (r) => {
-          if (r === 'removed') this.wills.fire(id);
+          if (r === 'removed') {
+            this.wills.fire(id);
+            this.owners.withdraw(id, undefined);
+          }
           if (r !== 'kept') this.releaseClaim(id);
         },
         (e: unknown) => this.log.error({ err: e, client: id }, 'mqtt session expiry not checked'),

@@ -56,6 +56,18 @@ export function encode(packet: Packet, version: number): Buffer {
   return mqttPacket.generate(packet, { protocolVersion: version });
 }
 
+/**
+ * Takes the Reason String and User Properties out of a packet's properties, the parts the server
+ * may always leave out (MQTT 5 §3.1.2.11.4, §3.1.2.11.7); true when there was one.
+ */
+export function dropOptional(packet: Packet): boolean {
+  const props = (packet as { properties?: { reasonString?: string; userProperties?: unknown } }).properties;
+  if (!props || (props.reasonString === undefined && props.userProperties === undefined)) return false;
+  delete props.reasonString;
+  delete props.userProperties;
+  return true;
+}
+
 const ACK_FIRST_BYTE = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 } as const;
 
 /**

@@ -1,7 +1,7 @@
 import type { Packet } from 'mqtt-packet';
 import { DENY_ALL, type Principal } from '../../core/grants.js';
 import type { Broker } from './broker.js';
-import { decode, encode, successAck } from './codec.js';
+import { decode, dropOptional, encode, successAck } from './codec.js';
 import type { SessionFeed } from './feed.js';
 import { PacketFramer } from './framer.js';
 import { handleAck, handlePubrel } from './handlers/acks.js';
@@ -44,6 +44,10 @@ export class MqttConnection implements SessionPort {
   clientReceiveMax = 65535;
   clientMaxPacket = 268435460;
   clientAliasMax = 0;
+  /** Request Problem Information (MQTT 5 CONNECT): 0 keeps reason strings to CONNACK and DISCONNECT. */
+  problemInfo = true;
+  /** The client asked for our cursor user property on every PUBLISH (MQTT 5, at CONNECT). */
+  cursor = false;
   private outAliases: OutboundAliases | null = null;
   inAliases: InboundAliases | null = null;
   /** Inbound QoS 1/2 publishes not yet acknowledged (our Receive Maximum). */
@@ -228,9 +232,27 @@ export class MqttConnection implements SessionPort {
     }
   }
 
+  /**
+   * Writes a packet other than a PUBLISH. A client that set Request Problem Information to 0 gets
+   * no reason string outside CONNACK and DISCONNECT (MQTT-3.1.2-29); one over the client's Maximum
+   * Packet Size goes without them, and if it still does not fit it is not sent and the connection
+   * is closed, as no packet may exceed it (MQTT-3.1.2-24).
+   */
   send(packet: Packet): void {
     if (this.state === 'closed') return;
-    const buf = encode(packet, this.version);
+    if (!this.problemInfo && packet.cmd !== 'connack' && packet.cmd !== 'disconnect') dropOptional(packet);
+    let buf = encode(packet, this.version);
+    if (buf.length > this.clientMaxPacket) {
+      if (dropOptional(packet)) buf = encode(packet, this.version);
+      if (buf.length > this.clientMaxPacket) {
+        this.broker.log.info({ client: this.clientId, cmd: packet.cmd, size: buf.length, max: this.clientMaxPacket }, 'mqtt packet over the client\'s Maximum Packet Size; connection closed');
+        this.state = 'closed';
+        this.dropHeld();
+        this.broker.connectionClosed(this);
+        this.link.end();
+        return;
+      }
+    }
     this.broker.stats.bytesOut += buf.length;
     this.link.write(buf);
   }
@@ -250,24 +272,39 @@ export class MqttConnection implements SessionPort {
     if (v5 && (out.ids || this.clientAliasMax > 0)) {
       this.outAliases ??= new OutboundAliases(this.clientAliasMax);
       alias = this.outAliases.lookup(out.m.topic);
-      buf = encodePublish(out.m, { version: 5, qos: out.qos, retain: out.retain, dup, packetId, subscriptionIds: out.ids, topicAlias: alias?.alias, aliasOnly: alias?.fresh === false, now: Date.now() });
+      buf = encodePublish(out.m, { version: 5, qos: out.qos, retain: out.retain, dup, packetId, subscriptionIds: out.ids, topicAlias: alias?.alias, aliasOnly: alias?.fresh === false, cursor: this.cursor, now: Date.now() });
     } else if (out.d) {
-      const tpl = out.d.encoded(SHARED_FORMATS[v5 ? 'v5' : 'v4'][out.qos][out.retain ? 1 : 0]);
+      const tpl = out.d.encoded(SHARED_FORMATS[v5 ? (this.cursor ? 'v5c' : 'v5') : 'v4'][out.qos][out.retain ? 1 : 0]);
       buf = tpl && out.qos > 0 ? withPacketId(tpl, packetId, dup) : tpl;
     } else {
-      buf = encodePublish(out.m, { version: this.version, qos: out.qos, retain: out.retain, dup, packetId, now: Date.now() });
+      buf = encodePublish(out.m, { version: this.version, qos: out.qos, retain: out.retain, dup, packetId, cursor: this.cursor, now: Date.now() });
     }
-    // expired on the way, or too big for the client: dropped as if delivered (MQTT 5 §3.1.2.11.4)
-    if (!buf || buf.length > this.clientMaxPacket) {
-      if (buf) this.broker.stats.dropped++;
-      return false;
-    }
+    if (buf && buf.length > this.clientMaxPacket) buf = this.fitPublish(out, packetId, dup, alias);
+    // expired on the way, or too big for the client: not sent, and as if delivered (MQTT-3.1.2-25)
+    if (!buf) return false;
     if (alias?.fresh) this.outAliases!.confirm(out.m.topic, alias.alias);
     this.broker.stats.bytesOut += buf.length;
     this.broker.stats.messagesOut++;
     this.broker.countDelivery();
     this.link.write(buf);
     return true;
+  }
+
+  /**
+   * A PUBLISH over the client's Maximum Packet Size: our own cursor property is left out first
+   * (MQTT 5 §3.1.2.11.4 lets the server drop what it added); when the publisher's content alone
+   * does not fit, the message is dropped for this client and counted.
+   */
+  private fitPublish(out: OutMsg, packetId: number, dup: boolean, alias: { alias: number; fresh: boolean } | undefined): Buffer | null {
+    if (this.cursor) {
+      const buf = encodePublish(out.m, { version: this.version, qos: out.qos, retain: out.retain, dup, packetId, subscriptionIds: out.ids, topicAlias: alias?.alias, aliasOnly: alias?.fresh === false, now: Date.now() });
+      if (buf && buf.length <= this.clientMaxPacket) return buf;
+      if (!buf) return null;
+    }
+    this.broker.stats.dropped++;
+    this.broker.ctx.metrics.mqttDroppedOversize.inc();
+    this.broker.log.debug({ client: this.clientId, topic: out.m.topic, max: this.clientMaxPacket }, 'mqtt message over the client\'s Maximum Packet Size; not sent');
+    return null;
   }
 
   sendPubrel(packetId: number): void {

@@ -279,6 +279,8 @@ export function checkPacket(packet: Buffer, version: number): InboundPublish | P
     case 7: {
       if (flags !== (type === 6 ? 2 : 0)) throw malformed('reserved flags of an acknowledgement');
       const messageId = r.u16('packet identifier');
+      // no PUBLISH or PUBREL ever has identifier 0 (MQTT-2.2.1-3), so this acknowledges nothing
+      if (messageId === 0) throw protocol(`${ACK_CMDS[type - 4].toUpperCase()} with packet identifier 0`);
       const p = { cmd: ACK_CMDS[type - 4], messageId } as Packet & { reasonCode?: number };
       if (v5) {
         const rc = reasonAndProperties(r, 'ack', 'an acknowledgement');
@@ -294,7 +296,8 @@ export function checkPacket(packet: Buffer, version: number): InboundPublish | P
       if (v5) properties(r, type === 8 ? 'subscribe' : 'unsubscribe');
       if (r.left === 0) throw protocol(`${type === 8 ? 'SUBSCRIBE' : 'UNSUBSCRIBE'} without a topic filter`);
       while (r.left > 0) {
-        r.string('topic filter');
+        // parsed, but not a topic filter: every filter is at least one character long (MQTT-4.7.3-1)
+        if (r.string('topic filter').length === 0) throw protocol('zero-length topic filter');
         if (type === 8) {
           const o = r.u8('subscription options');
           if ((o & 3) === 3) throw malformed('subscription QoS 3');

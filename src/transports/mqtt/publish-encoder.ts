@@ -2,8 +2,17 @@ import type { WireFormat } from '../../core/encoded.js';
 import type { Properties, StoredMessage } from '../../core/message.js';
 import { PacketFramer } from './framer.js';
 
-/** The MQTT 5 user property that carries a message's cursor (docs/mqtt.md). */
+/**
+ * The MQTT 5 user property that carries a message's cursor (docs/mqtt.md). A client asks for it
+ * with this user property, value `1`, in its CONNECT; others get the publisher's properties only.
+ */
 export const CURSOR_PROPERTY = 'omnipush-cursor';
+
+/** Whether a CONNECT's user properties (mqtt-packet's object form) ask for the cursor property. */
+export function wantsCursor(users: Record<string, string | string[]> | undefined): boolean {
+  const v = users?.[CURSOR_PROPERTY];
+  return v === '1' || (Array.isArray(v) && v.includes('1'));
+}
 
 /** What goes into an outgoing PUBLISH besides the message itself. */
 export interface PublishOptions {
@@ -16,8 +25,12 @@ export interface PublishOptions {
   topicAlias?: number;
   aliasOnly?: boolean;
   subscriptionIds?: number[];
+  /** MQTT 5: add our cursor property after the publisher's user properties. */
+  cursor?: boolean;
   now: number;
 }
+
+const NO_PROPERTIES: Properties = [];
 
 function varintLength(n: number): number {
   return n < 128 ? 1 : n < 16384 ? 2 : n < 2097152 ? 3 : 4;
@@ -48,7 +61,7 @@ export function encodePublish(m: StoredMessage, o: PublishOptions): Buffer | nul
     parts.push([id, s]);
     propLen += 1 + 2 + Buffer.byteLength(s);
   };
-  let users: Properties = [];
+  let users: Properties = NO_PROPERTIES;
   if (v5) {
     if (m.payloadFormat !== undefined) {
       parts.push([1, m.payloadFormat]);
@@ -76,7 +89,8 @@ export function encodePublish(m: StoredMessage, o: PublishOptions): Buffer | nul
       parts.push([35, o.topicAlias]);
       propLen += 3;
     }
-    users = m.properties ? [...m.properties, [CURSOR_PROPERTY, m.cursor]] : [[CURSOR_PROPERTY, m.cursor]];
+    if (o.cursor) users = m.properties ? [...m.properties, [CURSOR_PROPERTY, m.cursor]] : [[CURSOR_PROPERTY, m.cursor]];
+    else if (m.properties) users = m.properties;
     for (const [k, v] of users) propLen += 5 + Buffer.byteLength(k) + Buffer.byteLength(v);
   } else if (m.expiresAt !== undefined && m.expiresAt <= o.now) return null;
   const body = 2 + topicLen + (o.qos > 0 ? 2 : 0) + (v5 ? varintLength(propLen) + propLen : 0) + m.payload.length;
@@ -128,8 +142,8 @@ export function withPacketId(template: Buffer, packetId: number, dup: boolean): 
   return b;
 }
 
-function format(name: string, version: number, qos: 0 | 1 | 2, retain: boolean): WireFormat<Buffer | null> {
-  return { name, encode: (m) => encodePublish(m, { version, qos, retain, now: Date.now() }) };
+function format(name: string, version: number, qos: 0 | 1 | 2, retain: boolean, cursor = false): WireFormat<Buffer | null> {
+  return { name, encode: (m) => encodePublish(m, { version, qos, retain, cursor, now: Date.now() }) };
 }
 
 /**
@@ -137,7 +151,9 @@ function format(name: string, version: number, qos: 0 | 1 | 2, retain: boolean):
  * that needs no per-connection field (alias, subscription identifier). QoS 1/2 ones are templates
  * whose packet identifier is patched in per subscriber.
  */
-export const SHARED_FORMATS: Record<'v4' | 'v5', Array<[WireFormat<Buffer | null>, WireFormat<Buffer | null>]>> = {
+export const SHARED_FORMATS: Record<'v4' | 'v5' | 'v5c', Array<[WireFormat<Buffer | null>, WireFormat<Buffer | null>]>> = {
   v4: [0, 1, 2].map((q) => [format(`mqtt4-q${q}`, 4, q as 0 | 1 | 2, false), format(`mqtt4-q${q}-r`, 4, q as 0 | 1 | 2, true)]),
   v5: [0, 1, 2].map((q) => [format(`mqtt5-q${q}`, 5, q as 0 | 1 | 2, false), format(`mqtt5-q${q}-r`, 5, q as 0 | 1 | 2, true)]),
+  // clients that asked for the cursor property share their own encodings
+  v5c: [0, 1, 2].map((q) => [format(`mqtt5c-q${q}`, 5, q as 0 | 1 | 2, false, true), format(`mqtt5c-q${q}-r`, 5, q as 0 | 1 | 2, true, true)]),
 };

@@ -145,6 +145,14 @@ export class SessionClaims {
     return (await c.claimIf(SPACE, clientId, now)) > 0 ? 'taken' : 'elsewhere';
   }
 
+  /** The live node other than this one that holds `clientId`'s claim, if any (alone: none). */
+  async holder(clientId: string): Promise<string | undefined> {
+    const c = this.control;
+    if (!c.clustered) return undefined;
+    const now = await c.claimOf(SPACE, clientId);
+    return now && now.node !== c.nodeId && c.isLive(now.node) ? now.node : undefined;
+  }
+
   /** The session ended here: the claim goes (unless another node holds it by now). */
   release(clientId: string): void {
     if (!this.control.clustered) return;

@@ -26,6 +26,8 @@ interface RecordJson {
   /** Cluster node that wrote it last (for inspection: the claim, not this, says who holds the session). */
   node?: string;
   epoch: string;
+  /** The owning principal (absent in records written before owners were kept). */
+  own?: string;
   sent: number;
   expiry: number;
   gone?: number;
@@ -67,6 +69,7 @@ export function sessionToRecord(s: MqttSession, node?: string): Buffer {
     v: 1,
     node,
     epoch: s.epoch,
+    own: s.owner,
     sent: s.sentSeq,
     expiry: s.expiry,
     subs: [...s.subs],
@@ -94,6 +97,7 @@ export function sessionFromRecord(clientId: string, buf: Buffer, maxQueued: numb
   const s = new MqttSession(clientId, r.epoch, r.sent, maxQueued);
   s.expiry = r.expiry;
   s.disconnectedAt = r.gone;
+  if (typeof r.own === 'string') s.owner = r.own;
   for (const [f, o] of r.subs) s.subs.set(f, o);
   for (const [f, o] of r.shared) s.shared.set(f, o);
   for (const e of r.inflight) {

@@ -98,6 +98,11 @@ export class MqttSession {
   dirty = false;
   /** Handed to another node: this copy is never written again. */
   released = false;
+  /**
+   * The principal whose session this is ({@link ownerOf}): a CONNECT with other credentials may
+   * not take it over or clean it. Undefined only for a record written before owners were kept.
+   */
+  owner: string | undefined;
 
   constructor(
     readonly clientId: string,

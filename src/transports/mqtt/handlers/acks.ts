@@ -1,12 +1,25 @@
 import type { IPubackPacket, IPubcompPacket, IPubrecPacket, IPubrelPacket } from 'mqtt-packet';
 import { successAck } from '../codec.js';
 import type { MqttConnection } from '../connection.js';
-import { RC } from '../reason-codes.js';
+import { MqttProtocolError, RC } from '../reason-codes.js';
 
-/** PUBACK, PUBREC and PUBCOMP for messages we sent (MQTT 5 §4.3). Unknown ids are ignored, as the standard allows. */
+/**
+ * PUBACK, PUBREC and PUBCOMP for messages we sent (MQTT 5 §4.3). An id not in flight is late
+ * (a resend crossed its acknowledgement) and is let be; an acknowledgement of the wrong kind for
+ * the id's flow — PUBACK for QoS 2, PUBREC for QoS 1, PUBCOMP before PUBREL was sent — breaks the
+ * flow the standard prescribes (§4.3.2, §4.3.3) and is a protocol error (§4.13; 3.1.1 §4.8: close).
+ */
 export function handleAck(conn: MqttConnection, p: IPubackPacket | IPubrecPacket | IPubcompPacket): void {
   const s = conn.session!;
   const id = p.messageId ?? 0;
+  const f = s.inflight.get(id);
+  if (f) {
+    const want = f.stage === 'pubrel' ? 'pubcomp' : f.out.qos === 1 ? 'puback' : 'pubrec';
+    // a PUBREC again while PUBREL is out is a resend of the same step: PUBREL goes again
+    if (p.cmd !== want && !(p.cmd === 'pubrec' && f.stage === 'pubrel')) {
+      throw new MqttProtocolError(RC.protocolError, `${p.cmd.toUpperCase()} for packet identifier ${id}, which waits for ${want.toUpperCase()}`);
+    }
+  }
   if (p.cmd === 'puback') s.complete(id, 'publish');
   else if (p.cmd === 'pubcomp') s.complete(id, 'pubrel');
   else if (!s.received(id, (p.reasonCode ?? 0) >= 0x80)) {

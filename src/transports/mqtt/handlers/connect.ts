@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { IConnackPacket, IConnectPacket } from 'mqtt-packet';
-import { subscribeVerdict } from '../../../core/grants.js';
+import { canReceive, subscribeVerdict } from '../../../core/grants.js';
 import { decode, unsupportedConnack } from '../codec.js';
 import type { MqttConnection } from '../connection.js';
 import { sharedFilter } from '../feed.js';
@@ -8,6 +8,8 @@ import { PacketFramer } from '../framer.js';
 import { checkConnect, UnsupportedProtocol } from '../packet-check.js';
 import { connackCode3, MqttProtocolError, RC } from '../reason-codes.js';
 import { MqttSession } from '../session.js';
+import { wantsCursor } from '../publish-encoder.js';
+import { ownerOf } from '../session-owner.js';
 import { notSaved } from '../session-store.js';
 import { willOf } from './will-spec.js';
 
@@ -62,6 +64,11 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   const v5 = conn.version === 5;
   const props = p.properties ?? {};
 
+  if (v5) {
+    // a refusal too must fit the client's limits (MQTT-3.1.2-24)
+    conn.clientMaxPacket = props.maximumPacketSize ?? 268435460;
+    conn.problemInfo = props.requestProblemInformation !== false;
+  }
   if (!conn.budgeted) return refuse(conn, RC.serverBusy, 'server busy: connection limit reached');
   if (broker.ctx.draining()) return refuse(conn, RC.serverUnavailable, 'server shutting down');
   if (props.authenticationMethod !== undefined) return refuse(conn, RC.badAuthMethod, 'enhanced authentication is not supported');
@@ -97,6 +104,17 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   } catch (e) {
     if (e instanceof MqttProtocolError) return refuse(conn, e.reasonCode, e.message);
     throw e;
+  }
+
+  // a session is its owner's: another principal's CONNECT takes nothing over and cleans nothing,
+  // and is refused here, before any other node is asked to let the session go
+  const owner = ownerOf(conn.principal);
+  if (!assigned) {
+    const recorded = await broker.owners.find(clientId);
+    if (conn.closed) return;
+    const held = broker.sessions.peek(clientId);
+    const holder = held ? held.owner : broker.live.get(clientId) ? ownerOf(broker.live.get(clientId)!.principal) : recorded;
+    if (holder !== undefined && holder !== owner) return refuseForeign(conn, clientId, holder);
   }
 
   // takeover: the older connection goes first, so its session is free (MQTT 5 §3.1.4-3)
@@ -142,6 +160,12 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
     refuse(conn, RC.sessionTakenOver, 'another connection took over this session');
     return false;
   }
+  // another principal's session appeared while this CONNECT awaited (a race with its CONNECT)
+  const owner = ownerOf(conn.principal);
+  if (session?.owner !== undefined && session.owner !== owner) {
+    refuseForeign(conn, clientId, session.owner);
+    return false;
+  }
   let present = false;
   if (session && clean) {
     broker.endSession(session, true);
@@ -157,15 +181,9 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
     broker.sessions.add(session);
   }
   session.expiry = expiry;
+  session.owner = owner;
   session.dirty = true;
-  // grants are the principal's of this connection: a resumed subscription it may not have is dropped
-  for (const [f] of session.subs) if (subscribeVerdict(conn.principal, f) === 'deny') session.subs.delete(f);
-  for (const [f] of session.shared) {
-    if (subscribeVerdict(conn.principal, sharedFilter(f)) === 'deny') {
-      session.shared.delete(f);
-      broker.shared.leave(f, session);
-    }
-  }
+  if (present) recheckGrants(conn, session);
   conn.session = session;
 
   // only v5 can be told another keepalive (Server Keep Alive); a 3.1.1 client keeps its own
@@ -174,8 +192,8 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
   conn.keepalive = serverKeepAlive ?? keepalive;
   if (v5) {
     conn.clientReceiveMax = props.receiveMaximum ?? 65535;
-    conn.clientMaxPacket = props.maximumPacketSize ?? 268435460;
     conn.clientAliasMax = props.topicAliasMaximum ?? 0;
+    conn.cursor = wantsCursor(props.userProperties as Record<string, string | string[]> | undefined);
   }
 
   // a new persistent session is in the store before CONNACK says it exists: a crash right after
@@ -227,10 +245,49 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
   conn.send(ack);
   conn.state = 'open';
   broker.live.set(clientId, conn);
+  broker.owners.announce(clientId, owner);
   broker.stats.connectionsTotal++;
   broker.log.debug({ client: clientId, version: conn.version, principal: conn.principal.id, via: conn.kind, present, expiry }, 'mqtt client connected');
   session.attach(conn);
   for (const [name, o] of session.shared) broker.shared.join(name, session, o);
   broker.refreshFeed(conn, present);
   return true;
+}
+
+/** CONNECT for a client identifier whose session is another principal's: 0x87 (3.1.1: 5), nothing else changes. */
+function refuseForeign(conn: MqttConnection, clientId: string, holder: string): void {
+  conn.broker.log.warn({ client: clientId, principal: ownerOf(conn.principal), owner: holder, remote: conn.link.remote, via: conn.kind }, 'mqtt CONNECT refused: the session belongs to another principal');
+  conn.broker.ctx.metrics.mqttForeignConnects.inc();
+  refuse(conn, RC.notAuthorized, 'client identifier in use by another principal');
+}
+
+/**
+ * Grants may have narrowed since the session was last connected (a new token): what it may no
+ * longer receive goes — subscriptions, and PUBLISHes in flight (released, as if delivered, so
+ * nothing blocks the window). A PUBREL in flight carries no content and goes on. The client is
+ * not told (MQTT has no packet for it); a SUBSCRIBE again is answered 0x87.
+ */
+function recheckGrants(conn: MqttConnection, session: MqttSession): void {
+  const { broker } = conn;
+  const p = conn.principal;
+  const dropped: string[] = [];
+  for (const [f] of session.subs) {
+    if (subscribeVerdict(p, f) !== 'deny') continue;
+    session.subs.delete(f);
+    dropped.push(f);
+  }
+  for (const [f] of session.shared) {
+    if (subscribeVerdict(p, sharedFilter(f)) !== 'deny') continue;
+    session.shared.delete(f);
+    broker.shared.leave(f, session);
+    dropped.push(f);
+  }
+  let released = 0;
+  for (const [pid, f] of session.inflight) {
+    if (f.stage === 'publish' && !canReceive(p, f.out.m.topic)) {
+      session.inflight.delete(pid);
+      released++;
+    }
+  }
+  if (dropped.length || released) broker.log.info({ client: session.clientId, principal: ownerOf(p), subscriptions: dropped, released }, 'mqtt session resumed under narrower grants: denied subscriptions and messages dropped');
 }
