@@ -173,15 +173,27 @@ describe('MQTT session records when the store cannot write them (Redis)', { skip
       await v4.connect({ clientId: 'w-down-4', clean: false });
       const clean = await open(5);
       await clean.connect({ clientId: 'w-down-clean', clean: true });
+      // [MQTT-3.1.2-29] Request Problem Information 0: no reason string outside CONNACK and DISCONNECT
+      const quiet = await open(5);
+      await quiet.connect({ clientId: 'w-down-quiet', clean: false, properties: { sessionExpiryInterval: 300, requestProblemInformation: false } });
+      // [MQTT-3.1.2-24] a SUBACK with its reason string would exceed 40 bytes: it goes without
+      const small = await open(5);
+      await small.connect({ clientId: 'w-down-small', clean: false, properties: { sessionExpiryInterval: 300, maximumPacketSize: 40 } });
       for (const c of [v5, v4]) c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'wd/keep/#', qos: 1 }] });
       for (const c of [v5, v4]) assert.deepEqual(((await c.next('suback')) as ISubackPacket).granted, [1]);
 
       down = true;
       await redis.stop();
-      for (const c of [v5, v4, clean]) c.send({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: 'wd/new/#', qos: 1 }] });
+      for (const c of [v5, v4, clean, quiet, small]) c.send({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: 'wd/new/#', qos: 1 }] });
       const refused5 = (await v5.next('suback')) as ISubackPacket;
       assert.deepEqual(refused5.granted, [0x80], 'v5: Unspecified error');
       assert.match(refused5.properties?.reasonString ?? '', /unavailable/);
+      assert.ok(mqttPacket.generate(refused5, { protocolVersion: 5 }).length > 40, 'the reason string alone would not fit 40 bytes');
+      for (const c of [quiet, small]) {
+        const ack = (await c.next('suback')) as ISubackPacket;
+        assert.deepEqual(ack.granted, [0x80]);
+        assert.equal(ack.properties?.reasonString, undefined, 'no reason string');
+      }
       assert.deepEqual(((await v4.next('suback')) as ISubackPacket).granted, [0x80], '3.1.1: Failure');
       assert.deepEqual(((await clean.next('suback')) as ISubackPacket).granted, [1], 'a session without a record subscribes as usual');
 
