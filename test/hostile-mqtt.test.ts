@@ -6,6 +6,7 @@ import { hashPassword } from '../src/auth/users.js';
 import type { ConfigInput } from '../src/config/schema.js';
 import type { RunningServer } from '../src/server.js';
 import { clusterConfig, httpPublish } from './helpers/cluster.js';
+import { RawClient } from './helpers/mqtt.js';
 import { redisMissing, startRedis, type RedisServer } from './helpers/redis.js';
 import { startTestServer, waitFor, within } from './helpers/server.js';
 
@@ -210,4 +211,31 @@ describe('hostile MQTT clients across a two-node cluster (Redis)', { skip: redis
       await moved.endAsync();
     });
   }
+});
+
+describe('mqtt.clientIdPrefix: each principal has its own part of the client identifier space', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startTestServer({ ...(await authConfig()), mqtt: { clientIdPrefix: '{sub}/' } });
+  });
+  after(() => server.close());
+
+  it('an identifier outside the principal\'s prefix is refused (0x85 / 2); a generated one gets the prefix', async () => {
+    const url = server.mqtt!;
+    const own = await holder(url, { ...sessionOpts(5, 'alice/phone', false), username: 'alice', password: 'alice-pw' }, 'h/prefix');
+    for (const version of [5, 4] as const) {
+      assert.equal(await refusedWith(url, { ...sessionOpts(version, 'alice/phone', true), username: 'mallory', password: 'mallory-pw' }), version === 5 ? 0x85 : 2);
+    }
+    const token = await mintToken({ secret: SECRET, sub: 'dev-9', grants: EVERYTHING });
+    assert.equal(await refusedWith(url, { ...sessionOpts(5, 'alice/phone', true), username: 'x', password: token }), 0x85);
+    const gen = await RawClient.open(server, 5);
+    const ack = await gen.connect({ clientId: '', username: 'x', password: Buffer.from(token) });
+    assert.equal(ack.reasonCode, 0);
+    const assignedId = ack.properties?.assignedClientIdentifier ?? '';
+    assert.ok(assignedId.startsWith('dev-9/'), assignedId);
+    gen.close();
+    await stillServed(server, own, 'h/prefix', 'prefix-live');
+    assert.equal(own.lost, 0);
+    await own.client.endAsync();
+  });
 });

@@ -213,6 +213,11 @@ export const configSchema = z
         connectTimeout: seconds.default(10),
         /** seconds between `$SYS/broker/...` updates; 0 = none */
         sysInterval: z.number().min(0).default(10),
+        /**
+         * What every client identifier must start with; `{sub}` stands for the principal's id (the
+         * user name, or the token's `sub`). E.g. `{sub}/`. Empty (default): any identifier.
+         */
+        clientIdPrefix: z.string().max(128).default(''),
       })
       .strict()
       .default({}),

@@ -74,12 +74,8 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   if (props.authenticationMethod !== undefined) return refuse(conn, RC.badAuthMethod, 'enhanced authentication is not supported');
 
   let clientId = p.clientId;
-  let assigned = false;
-  if (clientId === '') {
-    if (!v5 && !p.clean) return refuse(conn, RC.clientIdNotValid, 'an empty client identifier needs clean session');
-    clientId = `auto-${randomBytes(12).toString('base64url')}`;
-    assigned = true;
-  } else if ((conn.version === 3 && clientId.length > 23) || Buffer.byteLength(clientId) > 256) {
+  if (clientId === '' && !v5 && !p.clean) return refuse(conn, RC.clientIdNotValid, 'an empty client identifier needs clean session');
+  if ((conn.version === 3 && clientId.length > 23) || Buffer.byteLength(clientId) > 256) {
     return refuse(conn, RC.clientIdNotValid, 'client identifier too long');
   }
 
@@ -90,6 +86,17 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
     throw e;
   }
   if (conn.closed) return;
+
+  // the principal's own part of the identifier space (mqtt.clientIdPrefix); a generated one gets it too
+  const prefix = cfg.clientIdPrefix.replaceAll('{sub}', conn.principal.id);
+  let assigned = false;
+  if (clientId === '') {
+    clientId = `${prefix}auto-${randomBytes(12).toString('base64url')}`;
+    assigned = true;
+  } else if (!clientId.startsWith(prefix)) {
+    broker.log.info({ client: clientId, principal: conn.principal.id, prefix }, 'mqtt CONNECT refused: client identifier outside the principal\'s prefix');
+    return refuse(conn, RC.clientIdNotValid, 'client identifier must start with the prefix of its principal');
+  }
 
   const clean = p.clean !== false;
   const maxExpiry = cfg.maxSessionExpiry;
