@@ -108,6 +108,20 @@ describe('MQTT 5: user properties unaltered, the cursor property on request, Max
     assert.ok(bytes.length > 0 && bytes.every((b) => b.length <= 10), `sizes ${bytes.map((b) => b.length).join(',')}`);
   });
 
+  it('[MQTT-3.1.2-24] a client whose Maximum Packet Size cannot hold the CONNACK that accepts it is refused with 0x95, in a CONNACK that fits', async () => {
+    const c = await clients.open(5);
+    const bytes = recordPackets(c);
+    const ack = await c.connect({ clientId: 'mps-tiny', clean: false, properties: { maximumPacketSize: 12, sessionExpiryInterval: 300 } });
+    assert.equal(ack.reasonCode, 0x95);
+    await c.waitClosed();
+    assert.ok(bytes.every((b) => b.length <= 12), `sizes ${bytes.map((b) => b.length).join(',')}`);
+    // and no session was made for it
+    const again = await clients.open(5);
+    const ok = await again.connect({ clientId: 'mps-tiny', clean: false, properties: { sessionExpiryInterval: 300 } });
+    assert.equal(ok.reasonCode, 0);
+    assert.equal(ok.sessionPresent, false);
+  });
+
   it('[MQTT-3.1.2-24] DISCONNECT leaves its reason string out rather than exceed the client\'s Maximum Packet Size', async () => {
     const c = await clients.open(5);
     const bytes = recordPackets(c);

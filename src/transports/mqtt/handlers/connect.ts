@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IConnackPacket, IConnectPacket } from 'mqtt-packet';
 import { canReceive, subscribeVerdict } from '../../../core/grants.js';
-import { decode, unsupportedConnack } from '../codec.js';
+import { decode, encode, unsupportedConnack } from '../codec.js';
 import type { MqttConnection } from '../connection.js';
 import { sharedFilter } from '../feed.js';
 import { PacketFramer } from '../framer.js';
@@ -113,6 +113,11 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
     throw e;
   }
 
+  const ack = successConnack(conn, p, clientId, assigned, expiry, askedExpiry);
+  // CONNACK has nothing optional left to leave out: a client whose Maximum Packet Size cannot hold
+  // it is refused before anything happens to a session (MQTT-3.1.2-24)
+  if (v5 && encode(ack, 5).length > conn.clientMaxPacket) return refuse(conn, RC.packetTooLarge, 'Maximum Packet Size too small for CONNACK');
+
   // a session is its owner's: another principal's CONNECT takes nothing over and cleans nothing,
   // and is refused here, before any other node is asked to let the session go
   const owner = ownerOf(conn.principal);
@@ -140,7 +145,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
       claim = 'failed';
       claim = await broker.claims.claim(clientId, clean);
     }
-    attached = await takeUp(conn, p, clientId, assigned, expiry, askedExpiry, typeof claim === 'number' ? claim : 0);
+    attached = await takeUp(conn, p, clientId, ack, expiry, typeof claim === 'number' ? claim : 0);
   } finally {
     broker.connectEnded(clientId, attached, claim);
   }
@@ -151,7 +156,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
  * written if new, and attached to the connection after CONNACK. True once attached; false when the
  * connection went or was refused first.
  */
-async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string, assigned: boolean, expiry: number, askedExpiry: number, gen: number): Promise<boolean> {
+async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string, ack: IConnackPacket, expiry: number, gen: number): Promise<boolean> {
   const { broker } = conn;
   const cfg = broker.config;
   const v5 = conn.version === 5;
@@ -193,10 +198,7 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
   if (present) recheckGrants(conn, session);
   conn.session = session;
 
-  // only v5 can be told another keepalive (Server Keep Alive); a 3.1.1 client keeps its own
-  const keepalive = p.keepalive ?? 0;
-  const serverKeepAlive = v5 && cfg.maxKeepAlive > 0 && (keepalive === 0 || keepalive > cfg.maxKeepAlive) ? cfg.maxKeepAlive : undefined;
-  conn.keepalive = serverKeepAlive ?? keepalive;
+  conn.keepalive = ack.properties?.serverKeepAlive ?? p.keepalive ?? 0;
   if (v5) {
     conn.clientReceiveMax = props.receiveMaximum ?? 65535;
     conn.clientAliasMax = props.topicAliasMaximum ?? 0;
@@ -233,22 +235,7 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
     conn.willArmed = true;
   }
 
-  const ack: IConnackPacket = { cmd: 'connack', sessionPresent: present };
-  if (v5) {
-    ack.reasonCode = RC.success;
-    const ap: NonNullable<IConnackPacket['properties']> = {
-      receiveMaximum: cfg.receiveMaximum,
-      maximumPacketSize: cfg.maxPacketBytes,
-      topicAliasMaximum: cfg.topicAliasMaximum,
-      wildcardSubscriptionAvailable: true,
-      subscriptionIdentifiersAvailable: true,
-      sharedSubscriptionAvailable: true,
-    };
-    if (expiry !== askedExpiry) ap.sessionExpiryInterval = expiry;
-    if (assigned) ap.assignedClientIdentifier = clientId;
-    if (serverKeepAlive !== undefined) ap.serverKeepAlive = serverKeepAlive;
-    ack.properties = ap;
-  } else ack.returnCode = 0;
+  ack.sessionPresent = present;
   conn.send(ack);
   conn.state = 'open';
   broker.live.set(clientId, conn);
@@ -297,4 +284,30 @@ function recheckGrants(conn: MqttConnection, session: MqttSession): void {
     }
   }
   if (dropped.length || released) broker.log.info({ client: session.clientId, principal: ownerOf(p), subscriptions: dropped, released }, 'mqtt session resumed under narrower grants: denied subscriptions and messages dropped');
+}
+
+/** The CONNACK that accepts this CONNECT (sessionPresent is set once the session is read). */
+function successConnack(conn: MqttConnection, p: IConnectPacket, clientId: string, assigned: boolean, expiry: number, askedExpiry: number): IConnackPacket {
+  const cfg = conn.broker.config;
+  const ack: IConnackPacket = { cmd: 'connack', sessionPresent: false };
+  if (conn.version !== 5) {
+    ack.returnCode = 0;
+    return ack;
+  }
+  ack.reasonCode = RC.success;
+  const ap: NonNullable<IConnackPacket['properties']> = {
+    receiveMaximum: cfg.receiveMaximum,
+    maximumPacketSize: cfg.maxPacketBytes,
+    topicAliasMaximum: cfg.topicAliasMaximum,
+    wildcardSubscriptionAvailable: true,
+    subscriptionIdentifiersAvailable: true,
+    sharedSubscriptionAvailable: true,
+  };
+  if (expiry !== askedExpiry) ap.sessionExpiryInterval = expiry;
+  if (assigned) ap.assignedClientIdentifier = clientId;
+  // only v5 can be told another keepalive (Server Keep Alive); a 3.1.1 client keeps its own
+  const keepalive = p.keepalive ?? 0;
+  if (cfg.maxKeepAlive > 0 && (keepalive === 0 || keepalive > cfg.maxKeepAlive)) ap.serverKeepAlive = cfg.maxKeepAlive;
+  ack.properties = ap;
+  return ack;
 }

@@ -84,6 +84,8 @@ export function handleSubscribe(conn: MqttConnection, p: ISubscribePacket): Prom
   const done = () => {
     const ack: ISubackPacket = { cmd: 'suback', messageId: p.messageId, granted: codes };
     conn.send(ack);
+    // a SUBACK over the client's Maximum Packet Size closed the connection instead of going out
+    if (conn.closed) return;
     for (const g of grants) if (g.shared) broker.shared.join(g.key, s, g.opts);
     if (grants.some((g) => !g.shared)) broker.refreshFeed(conn, false);
     for (const g of grants) if (g.retained) broker.sendRetained(conn, g.filter, g.opts);
