@@ -159,6 +159,22 @@ describe('hostile MQTT clients: another principal cannot take over or wipe a ses
     await again.client.endAsync();
   });
 
+  it('token principals: another sub is refused; a new token for the same sub resumes the session', async () => {
+    const url = server.mqtt!;
+    const mine = await mintToken({ secret: SECRET, sub: 'device-a', grants: EVERYTHING });
+    const theirs = await mintToken({ secret: SECRET, sub: 'device-b', grants: EVERYTHING });
+    const renewed = await mintToken({ secret: SECRET, sub: 'device-a', grants: EVERYTHING, expiresIn: '2h' });
+    const dev = await holder(url, { ...sessionOpts(5, 'device-a-session', false), username: 'x', password: mine }, 'h/device');
+    assert.equal(await refusedWith(url, { ...sessionOpts(5, 'device-a-session', false), username: 'x', password: theirs }), 0x87);
+    await stillServed(server, dev, 'h/device', 'dev-live');
+    assert.equal(dev.lost, 0);
+    const next = await connectWatching(url, { ...sessionOpts(5, 'device-a-session', false), username: 'x', password: renewed });
+    await waitFor(() => dev.lost > 0, 'the older connection to be taken over by the same principal');
+    await httpPublish(server.http, 'h/device', 'after-renewal');
+    await waitFor(() => next.got.includes('after-renewal'), 'the resumed session to be served');
+    await next.client.endAsync();
+  });
+
   it('anonymous clients share one identity: an anonymous session cannot be taken by alice either', async () => {
     const url = server.mqtt!;
     const anon = await holder(url, sessionOpts(5, 'anon-held', false), 'h/anon');
