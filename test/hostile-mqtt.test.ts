@@ -175,6 +175,18 @@ describe('hostile MQTT clients: another principal cannot take over or wipe a ses
     await next.client.endAsync();
   });
 
+  it('a session record written before owners were kept is adopted by the first principal that resumes it', async () => {
+    const legacy = { v: 1, epoch: server.hub.epoch, sent: server.hub.headSeq, expiry: 300, gone: Date.now(), subs: [['h/legacy', { qos: 1, nl: false, rap: false, rh: 0 }]], shared: [], inflight: [], inQos2: [] };
+    await server.hub.putRecords([{ kind: 'mqtt-session', key: 'legacy-session', value: Buffer.from(JSON.stringify(legacy)) }]);
+    const first = await RawClient.open(server, 5);
+    const ack = await first.connect({ clientId: 'legacy-session', clean: false, username: 'alice', password: Buffer.from('alice-pw'), properties: { sessionExpiryInterval: 300 } });
+    assert.equal(ack.reasonCode, 0);
+    assert.equal(ack.sessionPresent, true, 'the old session is resumed');
+    first.close();
+    await first.closedPromise;
+    assert.equal(await refusedWith(server.mqtt!, { ...sessionOpts(5, 'legacy-session', true), username: 'mallory', password: 'mallory-pw' }), 0x87, 'now it is alice\'s');
+  });
+
   it('anonymous clients share one identity: an anonymous session cannot be taken by alice either', async () => {
     const url = server.mqtt!;
     const anon = await holder(url, sessionOpts(5, 'anon-held', false), 'h/anon');
