@@ -18,6 +18,8 @@ import { encodePublish, SHARED_FORMATS, withPacketId } from './publish-encoder.j
 import { MqttProtocolError, RC } from './reason-codes.js';
 import type { MqttSession, OutMsg, SessionPort } from './session.js';
 import type { WillSpec } from './will.js';
+import type { Deadline } from '../deadline.js';
+import type { PreAuthPlace } from '../pre-auth-pool.js';
 
 const PINGRESP = [0xd0, 0x00];
 
@@ -53,8 +55,12 @@ export class MqttConnection implements SessionPort {
   willArmed = false;
   /** Session expiry the client asked for at CONNECT (a DISCONNECT may not raise it from 0). */
   connectExpiry = 0;
-  /** Holds a slot of the shared connection budget. */
+  /** Holds a slot of the shared connection budget (once authenticated). */
   budgeted = false;
+  /** Its place in the pre-auth pool until its CONNECT is authenticated. */
+  place: PreAuthPlace | null = null;
+  /** Credential expiry of an open connection. */
+  expiry: Deadline | undefined;
   /** Taken over or closed by us: its socket's close is no longer the session's business. */
   superseded = false;
   private readonly framer: PacketFramer;

@@ -62,7 +62,6 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   const v5 = conn.version === 5;
   const props = p.properties ?? {};
 
-  if (!conn.budgeted) return refuse(conn, RC.serverBusy, 'server busy: connection limit reached');
   if (broker.ctx.draining()) return refuse(conn, RC.serverUnavailable, 'server shutting down');
   if (props.authenticationMethod !== undefined) return refuse(conn, RC.badAuthMethod, 'enhanced authentication is not supported');
 
@@ -83,6 +82,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
     throw e;
   }
   if (conn.closed) return;
+  if (!broker.admit(conn)) return refuse(conn, RC.serverBusy, 'server busy: connection limit reached');
 
   const clean = p.clean !== false;
   const maxExpiry = cfg.maxSessionExpiry;
@@ -226,6 +226,7 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
   } else ack.returnCode = 0;
   conn.send(ack);
   conn.state = 'open';
+  broker.armExpiry(conn);
   broker.live.set(clientId, conn);
   broker.stats.connectionsTotal++;
   broker.log.debug({ client: clientId, version: conn.version, principal: conn.principal.id, via: conn.kind, present, expiry }, 'mqtt client connected');
