@@ -35,6 +35,8 @@ export interface RunningServer {
   readonly cluster: ClusterControl;
   /** The MQTT door, when MQTT is on. */
   readonly mqttDoor?: MqttTransport;
+  /** Sockets that have not authenticated yet (limits.preAuth). */
+  readonly preAuth: PreAuthPool;
   /** Stops accepting, ends streams cleanly, flushes and closes the store. */
   close(): Promise<void>;
 }
@@ -154,6 +156,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     webpush,
     cluster,
     mqttDoor: mqtt ?? undefined,
+    preAuth: ctx.preAuth,
     close() {
       closing ??= (async () => {
         draining = true;
