@@ -6,7 +6,7 @@ import type { Principal } from '../../core/grants.js';
 import type { Hub } from '../../core/hub.js';
 import { formatCursor } from '../../core/message.js';
 import type { TransportContext } from '../context.js';
-import { expiryDeadline } from '../deadline.js';
+import { Deadline, expiryDeadline } from '../deadline.js';
 import type { MqttConnection } from './connection.js';
 import { RetainedFeed, SessionFeed, SharedGroups } from './feed.js';
 import { refuse } from './handlers/connect.js';
@@ -234,8 +234,21 @@ export class Broker {
     return true;
   }
 
+  /**
+   * A whole CONNECT arrived: it is answered within {@link answerMs}; when its work (takeover,
+   * session record) is not done by then, with CONNACK 0x88 Server unavailable (3.1.1: 3).
+   */
+  armAnswerDeadline(c: MqttConnection): void {
+    c.expiry = new Deadline(c.connectAt + this.answerMs, () => {
+      if (c.state !== 'connecting') return;
+      this.log.warn({ client: c.clientId, remote: c.link.remote, ms: Date.now() - c.connectAt }, 'mqtt CONNECT not answered in time; refused');
+      refuse(c, RC.serverUnavailable, 'the server could not answer CONNECT in time');
+    });
+  }
+
   /** The connection is open: its credentials' expiry ends it (v5 DISCONNECT 0x87; 3.1.1 just closes). */
   armExpiry(conn: MqttConnection): void {
+    conn.expiry?.cancel();
     conn.expiry = expiryDeadline(conn.principal.expiresAt, () => conn.disconnect(RC.notAuthorized, 'credentials expired'));
   }
 
@@ -301,22 +314,13 @@ export class Broker {
   }
 
   /**
-   * Keepalive (1.5×), CONNECT answer deadlines, session expiry, and grouped session writes.
-   * (A connection's `mqtt.connectTimeout` to send a whole CONNECT, and its credentials' expiry, run
-   * on timers of their own: the pre-auth pool's and {@link armExpiry}'s.) A CONNECT that arrived is answered within {@link answerMs}: when its work (takeover, session
-   * record) is not done by then, with CONNACK 0x88 Server unavailable (3.1.1: 3).
+   * Keepalive (1.5×), session expiry, and grouped session writes. A connection's deadlines run on
+   * timers of their own: `mqtt.connectTimeout` to send a whole CONNECT (the pre-auth pool's), the
+   * answer to it ({@link armAnswerDeadline}) and its credentials' expiry ({@link armExpiry}).
    */
   sweep(now: number): void {
-    const answerMs = this.answerMs;
     for (const c of this.connections) {
-      if (c.state === 'connecting') {
-        if (now - c.connectAt > answerMs) {
-          this.log.warn({ client: c.clientId, remote: c.link.remote, ms: now - c.connectAt }, 'mqtt CONNECT not answered in time; refused');
-          refuse(c, RC.serverUnavailable, 'the server could not answer CONNECT in time');
-        }
-      } else if (c.state === 'open') {
-        if (c.keepalive > 0 && !c.holding && now - c.lastSeen > c.keepalive * 1500) c.disconnect(RC.keepAliveTimeout, 'keep alive timeout');
-      }
+      if (c.state === 'open' && c.keepalive > 0 && !c.holding && now - c.lastSeen > c.keepalive * 1500) c.disconnect(RC.keepAliveTimeout, 'keep alive timeout');
     }
     const expired = this.sessions.expired(now);
     for (const s of expired.sessions) this.endSession(s);

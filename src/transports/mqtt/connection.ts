@@ -59,7 +59,7 @@ export class MqttConnection implements SessionPort {
   budgeted = false;
   /** Its place in the pre-auth pool until its CONNECT is authenticated. */
   place: PreAuthPlace | null = null;
-  /** Credential expiry of an open connection. */
+  /** The answer deadline of its CONNECT, then the credential expiry of the open connection. */
   expiry: Deadline | undefined;
   /** Taken over or closed by us: its socket's close is no longer the session's business. */
   superseded = false;
@@ -114,6 +114,7 @@ export class MqttConnection implements SessionPort {
       if (raw[0] >> 4 !== 1) throw new MqttProtocolError(RC.protocolError, 'the first packet must be CONNECT');
       this.state = 'connecting';
       this.connectAt = Date.now();
+      this.broker.armAnswerDeadline(this);
       this.hold(handleConnect(this, Buffer.from(raw)), (e: unknown) => {
         // the session store (Redis) is unreachable: say so in CONNACK (3.1.1: return code 3) so the
         // client retries later, rather than closing without an answer

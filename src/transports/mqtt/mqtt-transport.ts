@@ -64,7 +64,9 @@ export class MqttTransport {
     if (cfg.tls) {
       const { cert, key } = cfg.tls;
       if (!existsSync(cert) && !cert.includes('-----BEGIN')) throw new Error(`mqtt.tls.cert: ${cert} is neither PEM nor a readable file`);
-      this.tls = createTlsServer({ cert: pem(cert), key: pem(key) }, (s) => this.acceptSocket(s, 'tls'));
+      // a TLS handshake comes before the pre-auth pool sees the socket: it gets the connect window, not node's 120 s
+      const handshakeTimeout = Math.min(cfg.connectTimeout, this.ctx.config.limits.preAuth.timeout) * 1000;
+      this.tls = createTlsServer({ cert: pem(cert), key: pem(key), handshakeTimeout }, (s) => this.acceptSocket(s, 'tls'));
       this.tls.on('tlsClientError', () => undefined);
       out.tls = await listenOn(this.tls, host, cfg.tls.port);
     }
