@@ -92,7 +92,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     log,
     connections: new ConnectionBudget(config.limits.maxConnections),
     registry: new ConnectionRegistry(),
-    preAuth: new PreAuthPool(config.limits.preAuth.max, config.limits.preAuth.perAddress, config.limits.preAuth.timeout * 1000),
+    preAuth: new PreAuthPool(config.limits.preAuth.max, config.limits.preAuth.perAddress, config.limits.preAuth.timeout * 1000, config.limits.preAuth.burst * 1000),
     authenticate: (req: IncomingMessage, url: URL) => auth.authenticate(requestToken(req, url, config.auth.cookieName)),
     authenticateToken: (token) => auth.authenticate(token),
     commonHeaders: (req: IncomingMessage) => {

@@ -145,7 +145,7 @@ describe('unauthenticated sockets cannot crowd out real clients', () => {
 describe('the pre-auth cap per source address', () => {
   let server: RunningServer;
   before(async () => {
-    server = await startTestServer({ auth: { jwt: { secret: SECRET } }, limits: { preAuth: { max: 1000, perAddress: 10, timeout: 60 } }, mqtt: { connectTimeout: 60 } });
+    server = await startTestServer({ auth: { jwt: { secret: SECRET } }, limits: { preAuth: { max: 1000, perAddress: 10, timeout: 60, burst: 0 } }, mqtt: { connectTimeout: 60 } });
   });
   after(() => server.close());
 
@@ -166,5 +166,29 @@ describe('the pre-auth cap per source address', () => {
     c.close();
     for (const a of held) a.socket.destroy();
     await waitFor(() => server.preAuth.countOf('127.0.0.50') === 0, 'places freed when the sockets go');
+  });
+});
+
+describe('a burst from one address (a NAT or a proxy) within limits.preAuth.burst', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startTestServer({ auth: { jwt: { secret: SECRET } }, limits: { preAuth: { max: 1000, perAddress: 10, timeout: 60, burst: 3 } }, mqtt: { connectTimeout: 60 } });
+  });
+  after(() => server.close());
+
+  it('goes past the cap while its oldest socket is young, and is refused once that one has waited the burst out', async () => {
+    const mq = mqttAddress(server);
+    const t0 = Date.now();
+    const burst = await Promise.all(Array.from({ length: 25 }, () => attack(mq.host, mq.port, '127.0.0.60', 'mqtt')));
+    await waitFor(() => server.preAuth.countOf('127.0.0.60') === 25, 'all 25 of the burst held');
+    assert.ok(Date.now() - t0 < 3000, 'the burst took less than limits.preAuth.burst');
+    assert.equal(server.preAuth.refused, 0);
+    // the time under test is the burst window itself
+    await new Promise((r) => setTimeout(r, t0 + 3100 - Date.now()));
+    const late = await attack(mq.host, mq.port, '127.0.0.60', 'mqtt');
+    await waitFor(() => late.closed, 'a socket after the burst window refused');
+    assert.equal(server.preAuth.refused, 1);
+    assert.ok(burst.every((a) => !a.closed), 'the burst is still held');
+    for (const a of burst) a.socket.destroy();
   });
 });

@@ -101,6 +101,11 @@ export const configSchema = z
             perAddress: z.number().int().positive().default(256),
             /** seconds an unauthenticated socket may stay (the doors' own timeouts apply when shorter) */
             timeout: seconds.default(10),
+            /**
+             * seconds an address may go past `perAddress` while its oldest waiting socket is younger
+             * than this: a burst of clients behind one NAT or proxy connecting at once; 0 = never.
+             */
+            burst: z.number().min(0).finite().default(1),
           })
           .strict()
           .default({}),
