@@ -4,8 +4,10 @@
  * JSON message frames), `ws` (plain text frames from the ceiling peer), `socketio` (Engine.IO 4 /
  * Socket.IO 4 over WebSocket: `40` to join, `42[...]` events, `2`→`3` pings). Each message carries
  * `<ms>|` in its text; latency is measured from it.
- * IPC: {cmd:'connect', url, mode, topic, count, localAddress?, token?} · {cmd:'stats', reset} · {cmd:'close'}.
- * `connect` answers how many clients got in and how many were refused or cut before they were ready.
+ * IPC: {cmd:'connect', url, mode, topic, count, localAddress?, token?, countRefused?} · {cmd:'stats', reset} · {cmd:'close'}.
+ * With `countRefused`, `connect` answers how many clients got in and how many were refused or cut
+ * before they were ready; without it a refused client fails the generator (as a scenario that
+ * expects all of them in wants).
  */
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
@@ -110,7 +112,7 @@ function openOne(url: URL, mode: Mode, topic: string, localAddress?: string, tok
   });
 }
 
-process.on('message', async (m: { id: number; cmd: string; url?: string; mode?: Mode; topic?: string; count?: number; reset?: boolean; hist?: boolean; timing?: boolean; localAddress?: string; token?: string }) => {
+process.on('message', async (m: { id: number; cmd: string; url?: string; mode?: Mode; topic?: string; count?: number; reset?: boolean; hist?: boolean; timing?: boolean; localAddress?: string; token?: string; countRefused?: boolean }) => {
   let result: unknown = null;
   if (m.cmd === 'connect') {
     const url = new URL(m.url!);
@@ -118,7 +120,7 @@ process.on('message', async (m: { id: number; cmd: string; url?: string; mode?: 
     let failed = 0;
     for (let i = 0; i < m.count!; i += batch) {
       const n = Math.min(batch, m.count! - i);
-      await Promise.all(Array.from({ length: n }, () => openOne(url, m.mode!, m.topic!, m.localAddress, m.token).catch(() => void failed++)));
+      await Promise.all(Array.from({ length: n }, () => m.countRefused ? openOne(url, m.mode!, m.topic!, m.localAddress, m.token).catch(() => void failed++) : openOne(url, m.mode!, m.topic!, m.localAddress, m.token)));
     }
     result = { connected: sockets.length - failed, failed };
   } else if (m.cmd === 'stats') {

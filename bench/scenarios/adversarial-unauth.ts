@@ -85,7 +85,7 @@ async function fixedRate(gens: LoadGen[], url: string, token: string, perSec: nu
 async function legitRound(server: ServerProc, token: string, quick: boolean): Promise<{ connected: number; p50: number; p99: number }> {
   const gen = forkLoadGen(join(LOADGEN_DIR, 'ws-clients.js'), []);
   try {
-    const r = await gen.ask<{ connected: number }>({ cmd: 'connect', url: server.url, mode: 'omnipush', topic: TOPIC, count: LEGIT, token });
+    const r = await gen.ask<{ connected: number }>({ cmd: 'connect', url: server.url, mode: 'omnipush', topic: TOPIC, count: LEGIT, token, countRefused: true });
     await sleep(300);
     const lat = await fixedRate([gen], server.url, token, 20, quick ? 3 : 10, r.connected);
     return { connected: r.connected, ...lat };
