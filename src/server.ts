@@ -84,6 +84,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const cluster = await createControl(config, log);
   let draining = false;
 
+  const preAuth = new PreAuthPool(config.limits.preAuth.max, config.limits.preAuth.perAddress, config.limits.preAuth.timeout * 1000, config.limits.preAuth.burst * 1000);
+  metrics.watchPreAuth(preAuth);
   const corsOrigins = config.http.corsOrigins;
   const ctx: TransportContext = {
     hub,
@@ -92,7 +94,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     log,
     connections: new ConnectionBudget(config.limits.maxConnections),
     registry: new ConnectionRegistry(),
-    preAuth: new PreAuthPool(config.limits.preAuth.max, config.limits.preAuth.perAddress, config.limits.preAuth.timeout * 1000, config.limits.preAuth.burst * 1000),
+    preAuth,
     authenticate: (req: IncomingMessage, url: URL) => auth.authenticate(requestToken(req, url, config.auth.cookieName)),
     authenticateToken: (token) => auth.authenticate(token),
     commonHeaders: (req: IncomingMessage) => {
@@ -156,7 +158,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     webpush,
     cluster,
     mqttDoor: mqtt ?? undefined,
-    preAuth: ctx.preAuth,
+    preAuth,
     close() {
       closing ??= (async () => {
         draining = true;

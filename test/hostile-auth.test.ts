@@ -100,6 +100,42 @@ describe('hostile clients against credentials', () => {
     c.close();
   });
 
+  it('MQTT: an AUTH packet on an open connection (re-authentication) is a protocol error, 0x82; a client beside it is served', async () => {
+    const alice = await token({ sub: 'alice' });
+    const hostile = await RawClient.open(server, 5);
+    assert.equal((await hostile.connect({ username: 'alice', password: Buffer.from(alice) })).reasonCode, 0);
+    const beside = await RawClient.open(server, 5);
+    assert.equal((await beside.connect({ username: 'alice', password: Buffer.from(alice) })).reasonCode, 0);
+    beside.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'mswitch/#', qos: 0 }] });
+    await beside.next('suback');
+    hostile.send({ cmd: 'auth', reasonCode: 0x19, properties: { authenticationMethod: 'jwt', authenticationData: Buffer.from(await token({ sub: 'bob' })) } });
+    assert.equal(await hostile.disconnectCode(), 0x82);
+    await hostile.waitClosed();
+    await publish(server, admin, 'mswitch/a', 'served');
+    await waitFor(() => beside.packets.some((p) => p.cmd === 'publish' && String(p.payload) === 'served'), 'the client beside served');
+    beside.close();
+  });
+
+  it('SSE: a request for another principal sent down an open stream is ignored; the stream stays its own', async () => {
+    const alice = await token({ sub: 'alice', grants: { subscribe: ['sswitch/alice'] } });
+    const bob = await token({ sub: 'bob', grants: { subscribe: ['sswitch/#'] } });
+    const { port } = new URL(server.http);
+    const sock = netConnect(Number(port), '127.0.0.1');
+    let got = '';
+    sock.on('data', (d: Buffer) => (got += d.toString()));
+    await new Promise((r) => sock.once('connect', r));
+    sock.write(`GET /v1/sse?topic=sswitch/alice HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${alice}\r\n\r\n`);
+    await waitFor(() => got.includes(': ok'), 'stream open');
+    // the socket belongs to the stream now: a second request (another identity, a wider filter) is not read as one
+    sock.write(`GET /v1/sse?topic=sswitch/%23 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${bob}\r\n\r\n`);
+    await publish(server, admin, 'sswitch/bob', 'not for alice');
+    await publish(server, admin, 'sswitch/alice', 'for alice');
+    await waitFor(() => got.includes('for alice'), 'alice’s message on her stream');
+    assert.equal(got.split('HTTP/1.1 ').length - 1, 1, 'one response head only');
+    assert.ok(!got.includes('not for alice'));
+    sock.destroy();
+  });
+
   it('every door ends a connection within one second of its token’s exp, with its code; long-lived clients beside are served', async () => {
     const exp = Math.floor(Date.now() / 1000) + 3;
     const expMs = exp * 1000;

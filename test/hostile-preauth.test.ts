@@ -156,6 +156,9 @@ describe('the pre-auth cap per source address', () => {
     await waitFor(() => held.filter((a) => a.closed).length === 5, 'five sockets past the cap closed');
     assert.equal(server.preAuth.countOf('127.0.0.50'), 10);
     assert.equal(server.preAuth.refused, 5);
+    const metrics = await (await fetch(`${server.http}/metrics`)).text();
+    assert.match(metrics, /omnipush_preauth_closed_total\{reason="refused"\} 5\n/);
+    assert.match(metrics, /omnipush_preauth_sockets 1[01]\n/, 'ten held, and the scrape itself until its head was read');
     // an HTTP connection from the full address is cut before it can send anything
     const extra = await attack(http.hostname, Number(http.port), '127.0.0.50', 'ws');
     await waitFor(() => extra.closed, 'upgrade from a full address cut');
