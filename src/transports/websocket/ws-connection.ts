@@ -178,7 +178,8 @@ export class WsConnection implements SocketWriterOwner {
       return this.reply(msg.id, { type: 'ack', cursor: m.cursor });
     }
     if (msg.type === 'subscribe') {
-      const plan = hub.checkSubscribe(this.principal, msg.topics, msg.since);
+      const checkedFor = this.principal;
+      const plan = hub.checkSubscribe(checkedFor, msg.topics, msg.since);
       const sub = new WsSubscription(`s${this.nextSub++}`, this);
       this.subs.set(sub.id, sub);
       // the reply goes first: the replay and live messages queue behind it
@@ -191,6 +192,8 @@ export class WsConnection implements SocketWriterOwner {
         hub.unsubscribe(sub);
         throw e;
       }
+      // credentials renewed while the subscription was being set up: the plan was checked before
+      if (this.principal !== checkedFor) this.regrant(sub);
       return;
     }
     const sub = this.subs.get(msg.sub);
@@ -232,17 +235,19 @@ export class WsConnection implements SocketWriterOwner {
     this.expiry?.cancel();
     this.expiry = expiryDeadline(p.expiresAt, () => this.close(CLOSE.credentials, 'credentials expired'));
     this.reply(id, { type: 'ok' });
-    // narrowed grants apply at once: a filter no longer allowed goes, and the client is told
-    for (const sub of [...this.subs.values()]) {
-      const dropped = this.ctx.hub.regrant(sub);
-      if (dropped.length === 0) continue;
-      const ended = dropped.length === sub.filterCount;
-      this.send({ type: 'error', code: 'forbidden', sub: sub.id, topics: dropped, message: `renewed credentials no longer allow ${dropped.map((f) => JSON.stringify(f)).join(', ')}` });
-      sub.filterCount -= dropped.length;
-      if (ended) {
-        this.subs.delete(sub.id);
-        this.send({ type: 'unsubscribed', sub: sub.id });
-      }
+    for (const sub of [...this.subs.values()]) this.regrant(sub);
+  }
+
+  /** Narrowed grants apply at once: a filter no longer allowed goes, and the client is told. */
+  private regrant(sub: WsSubscription): void {
+    if (this.closed || !this.subs.has(sub.id)) return;
+    const dropped = this.ctx.hub.regrant(sub);
+    if (dropped.length === 0) return;
+    this.send({ type: 'error', code: 'forbidden', sub: sub.id, topics: dropped, message: `renewed credentials no longer allow ${dropped.map((f) => JSON.stringify(f)).join(', ')}` });
+    sub.filterCount -= dropped.length;
+    if (sub.filterCount === 0) {
+      this.subs.delete(sub.id);
+      this.send({ type: 'unsubscribed', sub: sub.id });
     }
   }
 
