@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { destination, pino, type Logger } from 'pino';
 import { createBus, type Bus } from './cluster/index.js';
-import { createAuthenticator } from './auth/authenticator.js';
+import { checkBindSafety, createAuthenticator } from './auth/authenticator.js';
 import { createControl } from './cluster/control-factory.js';
 import { createUserDirectory } from './auth/users.js';
 import type { ClusterControl } from './cluster/control.js';
@@ -13,6 +13,7 @@ import { Metrics } from './metrics/metrics.js';
 import { createStore } from './store/index.js';
 import { RedisStore } from './store/redis.js';
 import { ConnectionBudget, type TransportContext } from './transports/context.js';
+import { PreAuthPool } from './transports/pre-auth-pool.js';
 import { MqttTransport } from './transports/mqtt/mqtt-transport.js';
 import { WebPushTransport } from './transports/webpush/webpush-transport.js';
 import { requestToken } from './wire/http-request.js';
@@ -34,6 +35,8 @@ export interface RunningServer {
   readonly cluster: ClusterControl;
   /** The MQTT door, when MQTT is on. */
   readonly mqttDoor?: MqttTransport;
+  /** Sockets that have not authenticated yet (limits.preAuth). */
+  readonly preAuth: PreAuthPool;
   /** Stops accepting, ends streams cleanly, flushes and closes the store. */
   close(): Promise<void>;
 }
@@ -43,8 +46,13 @@ export interface StartOptions {
   log?: Logger;
 }
 
-/** Builds store, hub, auth and doors from `config` and starts listening. */
+/**
+ * Builds store, hub, auth and doors from `config` and starts listening. Throws, as the CLI does,
+ * when `config` would listen beyond loopback with no authentication (see checkBindSafety).
+ */
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
+  // an embedding application gets the CLI's rule: no open network listener without authentication
+  checkBindSafety(config);
   const log = opts.log ?? pino({ level: config.log.level, base: undefined }, destination(2));
   if (config.bus.kind === 'redis' && config.store.kind !== 'redis') {
     throw new Error(`bus.kind "redis" needs store.kind "redis" (the bus carries the Redis store's appends), not "${config.store.kind}"`);
@@ -76,6 +84,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const cluster = await createControl(config, log);
   let draining = false;
 
+  const preAuth = new PreAuthPool(config.limits.preAuth.max, config.limits.preAuth.perAddress, config.limits.preAuth.timeout * 1000, config.limits.preAuth.burst * 1000);
+  metrics.watchPreAuth(preAuth);
   const corsOrigins = config.http.corsOrigins;
   const ctx: TransportContext = {
     hub,
@@ -84,6 +94,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     log,
     connections: new ConnectionBudget(config.limits.maxConnections),
     registry: new ConnectionRegistry(),
+    preAuth,
     authenticate: (req: IncomingMessage, url: URL) => auth.authenticate(requestToken(req, url, config.auth.cookieName)),
     authenticateToken: (token) => auth.authenticate(token),
     commonHeaders: (req: IncomingMessage) => {
@@ -147,6 +158,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     webpush,
     cluster,
     mqttDoor: mqtt ?? undefined,
+    preAuth,
     close() {
       closing ??= (async () => {
         draining = true;

@@ -4,7 +4,10 @@
  * JSON message frames), `ws` (plain text frames from the ceiling peer), `socketio` (Engine.IO 4 /
  * Socket.IO 4 over WebSocket: `40` to join, `42[...]` events, `2`→`3` pings). Each message carries
  * `<ms>|` in its text; latency is measured from it.
- * IPC: {cmd:'connect', url, mode, topic, count, localAddress?} · {cmd:'stats', reset} · {cmd:'close'}.
+ * IPC: {cmd:'connect', url, mode, topic, count, localAddress?, token?, countRefused?} · {cmd:'stats', reset} · {cmd:'close'}.
+ * With `countRefused`, `connect` answers how many clients got in and how many were refused or cut
+ * before they were ready; without it a refused client fails the generator (as a scenario that
+ * expects all of them in wants).
  */
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
@@ -34,7 +37,7 @@ function record(buf: Buffer, start: number, end: number): void {
   if (ts > 0) tally.hist.add(Date.now() - ts);
 }
 
-function openOne(url: URL, mode: Mode, topic: string, localAddress?: string): Promise<void> {
+function openOne(url: URL, mode: Mode, topic: string, localAddress?: string, token?: string): Promise<void> {
   return new Promise((resolve, reject) => {
     // a source address of its own per generator: one address pair has only ~28k ephemeral ports
     const s = connect({ port: Number(url.port), host: url.hostname, localAddress, onread: sharedRead((chunk) => onBytes(chunk)) });
@@ -43,7 +46,7 @@ function openOne(url: URL, mode: Mode, topic: string, localAddress?: string): Pr
     let buf: Buffer = EMPTY;
     let upgraded = false;
     let ready = mode === 'ws';
-    const path = mode === 'socketio' ? '/socket.io/?EIO=4&transport=websocket' : '/v1/ws';
+    const path = mode === 'socketio' ? '/socket.io/?EIO=4&transport=websocket' : token ? `/v1/ws?access_token=${encodeURIComponent(token)}` : '/v1/ws';
     s.on('connect', () => {
       s.write(`GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n\r\n`);
     });
@@ -109,16 +112,17 @@ function openOne(url: URL, mode: Mode, topic: string, localAddress?: string): Pr
   });
 }
 
-process.on('message', async (m: { id: number; cmd: string; url?: string; mode?: Mode; topic?: string; count?: number; reset?: boolean; hist?: boolean; timing?: boolean; localAddress?: string }) => {
+process.on('message', async (m: { id: number; cmd: string; url?: string; mode?: Mode; topic?: string; count?: number; reset?: boolean; hist?: boolean; timing?: boolean; localAddress?: string; token?: string; countRefused?: boolean }) => {
   let result: unknown = null;
   if (m.cmd === 'connect') {
     const url = new URL(m.url!);
     const batch = 200;
+    let failed = 0;
     for (let i = 0; i < m.count!; i += batch) {
       const n = Math.min(batch, m.count! - i);
-      await Promise.all(Array.from({ length: n }, () => openOne(url, m.mode!, m.topic!, m.localAddress)));
+      await Promise.all(Array.from({ length: n }, () => m.countRefused ? openOne(url, m.mode!, m.topic!, m.localAddress, m.token).catch(() => void failed++) : openOne(url, m.mode!, m.topic!, m.localAddress, m.token)));
     }
-    result = { connected: sockets.length };
+    result = { connected: sockets.length - failed, failed };
   } else if (m.cmd === 'stats') {
     result = statsReply(m);
   } else if (m.cmd === 'close') {

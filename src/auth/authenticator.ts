@@ -77,6 +77,7 @@ export async function createAuthenticator(auth: AuthConfig): Promise<Authenticat
   const anonymous: Principal = { id: 'anonymous', kind: 'anonymous', grants: anonymousGrants };
   const claim = jwt?.claim ?? 'omnipush';
   const verifyOpts = { issuer: jwt?.issuer, audience: jwt?.audience };
+  const maxLifetimeMs = jwt?.maxLifetime !== undefined ? jwt.maxLifetime * 1000 : undefined;
 
   async function verify(token: string): Promise<JWTPayload> {
     let header: { alg?: unknown };
@@ -120,6 +121,12 @@ export async function createAuthenticator(auth: AuthConfig): Promise<Authenticat
         throw new OmnipushError('unauthorized', explain(e));
       }
       if (typeof payload.sub !== 'string' || payload.sub === '') throw new OmnipushError('unauthorized', 'token has no "sub" claim');
+      if (maxLifetimeMs !== undefined) {
+        if (typeof payload.exp !== 'number') throw new OmnipushError('unauthorized', 'token has no "exp" claim; this server only accepts tokens that expire');
+        if (payload.exp * 1000 - Date.now() > maxLifetimeMs) {
+          throw new OmnipushError('unauthorized', `token expires too far ahead; this server accepts tokens valid for at most ${maxLifetimeMs / 1000} s`);
+        }
+      }
       const raw = payload[claim];
       let grants: Grants;
       if (raw === undefined) grants = DENY_ALL;

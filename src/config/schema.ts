@@ -83,6 +83,32 @@ export const configSchema = z
         maxQueueBytes: bytes.default(4 * 1024 * 1024),
         /** Streaming connections (SSE + held polls + ...) this process accepts. */
         maxConnections: z.number().int().positive().default(18000),
+        /**
+         * Sockets that have not authenticated yet (raw MQTT before CONNECT, WebSocket waiting for
+         * `auth`, HTTP requests still sending their head) wait in a small pool of their own, so they
+         * cannot take the slots of authenticated connections. Past `max` or `perAddress` a new one
+         * is closed at once.
+         */
+        preAuth: z
+          .object({
+            /** Unauthenticated sockets this process holds at once. */
+            max: z.number().int().positive().default(2000),
+            /**
+             * Unauthenticated sockets from one source address. A socket counts only until its first
+             * request head or CONNECT is read (milliseconds for a real client), but a NAT'd office or
+             * a page opening many streams at once bursts: a few hundred leaves them room.
+             */
+            perAddress: z.number().int().positive().default(256),
+            /** seconds an unauthenticated socket may stay (the doors' own timeouts apply when shorter) */
+            timeout: seconds.default(10),
+            /**
+             * seconds an address may go past `perAddress` while its oldest waiting socket is younger
+             * than this: a burst of clients behind one NAT or proxy connecting at once; 0 = never.
+             */
+            burst: z.number().min(0).finite().default(1),
+          })
+          .strict()
+          .default({}),
       })
       .strict()
       .default({}),
@@ -153,6 +179,11 @@ export const configSchema = z
             audience: z.string().optional(),
             /** Name of the claim holding the grants. */
             claim: z.string().min(1).default('omnipush'),
+            /**
+             * seconds; when set, a token without `exp`, or whose `exp` is further ahead than this,
+             * is refused (a leaked long-lived token stays useful for at most this long).
+             */
+            maxLifetime: seconds.optional(),
           })
           .strict()
           .optional(),
@@ -275,6 +306,14 @@ export const configSchema = z
       })
       .strict()
       .refine((c) => c.nodeTimeout > c.heartbeat * 2, { message: 'nodeTimeout must be more than twice the heartbeat' })
+      .default({}),
+    /** Operator endpoints. */
+    metrics: z
+      .object({
+        /** When set, `GET /metrics` requires `Authorization: Bearer <token>` (Prometheus `authorization` / `bearer_token`). */
+        token: z.string().min(16).optional(),
+      })
+      .strict()
       .default({}),
     log: z
       .object({

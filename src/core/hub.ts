@@ -541,6 +541,36 @@ export class Hub {
     st.sub.deliver(new Delivery(m));
   }
 
+  /**
+   * Re-applies grants to a live subscriber whose principal changed (its credentials were renewed):
+   * each filter gets the subscribe verdict again with `sub.principal`. Filters now denied are dropped
+   * at once, a deny that now overlaps a filter switches on the per-message check. Returns the filters
+   * dropped; when none is left the subscriber is detached (its door tells the client). Runs once per
+   * re-authentication, never on the fan-out path.
+   */
+  regrant(sub: HubSubscriber): string[] {
+    const st = this.subs.get(sub);
+    if (!st || st.closed) return [];
+    const kept: string[] = [];
+    const dropped: string[] = [];
+    let perMessageCheck = false;
+    for (const f of st.filters) {
+      const v = subscribeVerdict(sub.principal, f);
+      if (v === 'deny') dropped.push(f);
+      else {
+        kept.push(f);
+        if (v === 'filter') perMessageCheck = true;
+      }
+    }
+    if (dropped.length === 0 && perMessageCheck === st.perMessageCheck) return dropped;
+    for (const f of dropped) this.trie.remove(f, st);
+    st.filters = kept;
+    // a replay still at work has pages in hand read with the old filters: each message is checked
+    st.perMessageCheck = perMessageCheck || (dropped.length > 0 && st.pending !== null);
+    if (kept.length === 0) this.detach(st);
+    return dropped;
+  }
+
   /** Detaches a subscriber (idempotent). */
   unsubscribe(sub: HubSubscriber): void {
     const st = this.subs.get(sub);

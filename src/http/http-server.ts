@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { timingSafeEqual } from 'node:crypto';
 import { OmnipushError } from '../core/errors.js';
 import type { TransportContext } from '../transports/context.js';
 import { LongPollTransport } from '../transports/longpoll/longpoll-transport.js';
@@ -8,6 +9,8 @@ import { WebSocketTransport } from '../transports/websocket/ws-transport.js';
 import { WEBPUSH_PREFIX, WebPushHttp } from '../transports/webpush/webpush-http.js';
 import type { WebPushTransport } from '../transports/webpush/webpush-transport.js';
 import { errorBody, sendError, sendJson } from '../wire/http-respond.js';
+import { ClientAborted } from '../wire/http-request.js';
+import type { PreAuthPlace } from '../transports/pre-auth-pool.js';
 import { discoveryDocument } from './discovery.js';
 import { handleHistory, handlePublishJson, handlePublishRaw } from './publish-api.js';
 import { CLIENT_PREFIX, serveClientBundle, serveDemo } from './static-files.js';
@@ -29,12 +32,14 @@ export class HttpDoor {
   private readonly sockets = new Set<Socket>();
   private readonly upgrades: UpgradeHandler[] = [];
   private readonly webpush: WebPushHttp | undefined;
+  private readonly metricsToken: Buffer | undefined;
 
   constructor(
     private readonly ctx: TransportContext,
     doors: { webpush?: WebPushTransport } = {},
   ) {
     this.webpush = doors.webpush && new WebPushHttp(ctx, doors.webpush);
+    this.metricsToken = ctx.config.metrics.token === undefined ? undefined : Buffer.from(ctx.config.metrics.token);
     this.sse = new SseTransport(ctx);
     this.longpoll = new LongPollTransport(ctx);
     this.websocket = new WebSocketTransport(ctx);
@@ -43,10 +48,22 @@ export class HttpDoor {
       (req, res) => void this.route(req, res),
     );
     this.server.on('connection', (s: Socket) => {
+      // until its first request head is read, a connection is one more unauthenticated socket
+      const place = ctx.preAuth.enter(s.remoteAddress ?? '?', ctx.preAuth.timeoutMs, () => s.destroy());
+      if (!place) {
+        s.destroy();
+        return;
+      }
+      (s as PlacedSocket)[PLACE] = place;
       this.sockets.add(s);
-      s.once('close', () => this.sockets.delete(s));
+      s.once('close', () => {
+        this.sockets.delete(s);
+        place.leave();
+      });
     });
+    this.server.on('request', headRead);
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      headRead(req);
       let url: URL;
       try {
         url = new URL(req.url ?? '/', 'http://localhost');
@@ -144,6 +161,9 @@ export class HttpDoor {
       }
       if (path === '/metrics') {
         return await this.only(method, ['GET'], async () => {
+          if (this.metricsToken && !bearerMatches(req.headers.authorization, this.metricsToken)) {
+            throw new OmnipushError('unauthorized', 'metrics need "Authorization: Bearer <metrics.token>"');
+          }
           const text = await ctx.metrics.registry.metrics();
           res.writeHead(200, { 'Content-Type': ctx.metrics.registry.contentType, 'Cache-Control': 'no-store' });
           res.end(text);
@@ -151,6 +171,11 @@ export class HttpDoor {
       }
       throw new OmnipushError('not_found', `no route for ${method} ${path}`);
     } catch (e) {
+      if (e instanceof ClientAborted) {
+        ctx.log.debug({ path }, e.message);
+        res.destroy();
+        return;
+      }
       if (!(e instanceof OmnipushError)) ctx.log.error({ err: e, path }, 'request failed');
       sendError(res, e, headers);
     }
@@ -188,6 +213,27 @@ export class HttpDoor {
     await closed;
     clearTimeout(deadline);
   }
+}
+
+const PLACE = Symbol('omnipush.preAuthPlace');
+type PlacedSocket = Socket & { [PLACE]?: PreAuthPlace };
+
+/** A request head was read whole: its connection leaves the pre-auth pool (shared listener, no closure per request). */
+function headRead(req: IncomingMessage): void {
+  const s = req.socket as PlacedSocket;
+  const place = s[PLACE];
+  if (place) {
+    s[PLACE] = undefined;
+    place.leave();
+  }
+}
+
+/** Compares a presented `Authorization: Bearer` value with the expected token in constant time. */
+function bearerMatches(header: string | undefined, expected: Buffer): boolean {
+  const m = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+  if (!m) return false;
+  const got = Buffer.from(m[1]);
+  return got.length === expected.length && timingSafeEqual(got, expected);
 }
 
 /** `/v1/topics/a/b%2Fc` → `a/b/c`; every segment is percent-decoded. */

@@ -75,4 +75,31 @@ export class Metrics {
       slowConsumerClosed: (t) => this.slowConsumerCloses.inc({ transport: t }),
     };
   }
+
+  /** The pre-auth pool's figures (limits.preAuth), read when scraped. */
+  watchPreAuth(pool: { readonly size: number; readonly refused: number; readonly evicted: number }): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: 'omnipush_preauth_sockets',
+      help: 'Sockets not authenticated yet (raw MQTT before CONNECT, WebSocket waiting for auth, HTTP before its first head)',
+      registers,
+      collect() {
+        this.set(pool.size);
+      },
+    });
+    const reported = { refused: 0, evicted: 0 };
+    new Counter({
+      name: 'omnipush_preauth_closed_total',
+      help: 'Unauthenticated sockets closed at once: `refused` (their address was full), `evicted` (the pool was full and they were its oldest)',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        for (const reason of ['refused', 'evicted'] as const) {
+          const delta = pool[reason] - reported[reason];
+          if (delta > 0) this.inc({ reason }, delta);
+          reported[reason] = pool[reason];
+        }
+      },
+    });
+  }
 }

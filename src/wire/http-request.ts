@@ -1,7 +1,17 @@
 import type { IncomingMessage } from 'node:http';
 import { OmnipushError } from '../core/errors.js';
 
-/** Reads the whole body, refusing more than `limit` bytes with `payload_too_large`. */
+/** The client went away before its request body was complete: nobody is left to answer. */
+export class ClientAborted extends Error {
+  constructor() {
+    super('client closed the connection before its request body was complete');
+  }
+}
+
+/**
+ * Reads the whole body, refusing more than `limit` bytes with `payload_too_large`; rejects with
+ * {@link ClientAborted} when the client closes mid-body.
+ */
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
@@ -26,8 +36,12 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     req.on('end', () => {
       if (!failed) resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
     });
-    req.on('error', (e) => {
-      if (!failed) reject(e);
+    // an aborted upload emits `error` (ECONNRESET "aborted"), or only `close` when it ends between chunks
+    req.on('error', () => {
+      if (!failed) reject(new ClientAborted());
+    });
+    req.on('close', () => {
+      if (!failed && !req.complete) reject(new ClientAborted());
     });
   });
 }
@@ -57,7 +71,13 @@ export function requestToken(req: IncomingMessage, url: URL, cookieName: string)
   if (cookie) {
     for (const part of cookie.split(';')) {
       const i = part.indexOf('=');
-      if (i > 0 && part.slice(0, i).trim() === cookieName) return decodeURIComponent(part.slice(i + 1).trim());
+      if (i > 0 && part.slice(0, i).trim() === cookieName) {
+        try {
+          return decodeURIComponent(part.slice(i + 1).trim());
+        } catch {
+          throw new OmnipushError('unauthorized', `cookie ${cookieName} is not valid percent-encoding`);
+        }
+      }
     }
   }
   return undefined;

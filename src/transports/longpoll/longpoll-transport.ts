@@ -9,6 +9,7 @@ import { numberParam, topicParams } from '../../wire/http-request.js';
 import type { TransportContext } from '../context.js';
 
 const OPEN = Buffer.from('{"messages":[');
+const EXPIRED = new OmnipushError('unauthorized', 'token expired');
 const COMMA = Buffer.from(',');
 
 /**
@@ -151,7 +152,9 @@ export class LongPollTransport {
       poll.sinceCursor = since && plan.mode === 'history' && !plan.gap ? since : ctx.hub.headCursor();
       this.held.add(poll);
       res.once('close', () => poll.abandon());
-      poll.timer = setTimeout(() => poll.finish(), timeout * 1000);
+      // a held poll outlives no token: past `exp` it is answered 401, as a new poll would be
+      const expiresIn = principal.expiresAt === undefined ? Infinity : principal.expiresAt - Date.now();
+      poll.timer = expiresIn < timeout * 1000 ? setTimeout(() => poll.fail(EXPIRED), Math.max(0, expiresIn)) : setTimeout(() => poll.finish(), timeout * 1000);
       await ctx.hub.subscribe(poll, plan);
       poll.caughtUp = true;
       if (timeout === 0 || poll.hasGap) poll.finish();

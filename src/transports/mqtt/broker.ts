@@ -6,6 +6,7 @@ import type { Principal } from '../../core/grants.js';
 import type { Hub } from '../../core/hub.js';
 import { formatCursor } from '../../core/message.js';
 import type { TransportContext } from '../context.js';
+import { Deadline, expiryDeadline } from '../deadline.js';
 import type { MqttConnection } from './connection.js';
 import { RetainedFeed, SessionFeed, SharedGroups } from './feed.js';
 import { refuse } from './handlers/connect.js';
@@ -211,9 +212,56 @@ export class Broker {
     else conn.disconnect(RC.quotaExceeded, reason.message);
   }
 
+  /**
+   * A connection's pre-auth place ended (its `mqtt.connectTimeout`, or a newcomer needed the place):
+   * one still without a CONNECT is closed without a word; one whose CONNECT is at work is left to
+   * its answer deadline.
+   */
+  connectWindowEnded(c: MqttConnection): void {
+    if (c.state !== 'new') return;
+    c.state = 'closed';
+    this.connectionClosed(c);
+    c.link.destroy();
+  }
+
+  /** CONNECT authenticated `conn`: it leaves the pre-auth pool for a slot of the connection budget. */
+  admit(conn: MqttConnection): boolean {
+    conn.place?.leave();
+    conn.place = null;
+    try {
+      this.ctx.connections.acquire();
+    } catch {
+      return false;
+    }
+    conn.budgeted = true;
+    this.ctx.metrics.connections.inc({ transport: 'mqtt' });
+    return true;
+  }
+
+  /**
+   * A whole CONNECT arrived: it is answered within {@link answerMs}; when its work (takeover,
+   * session record) is not done by then, with CONNACK 0x88 Server unavailable (3.1.1: 3).
+   */
+  armAnswerDeadline(c: MqttConnection): void {
+    c.expiry = new Deadline(c.connectAt + this.answerMs, () => {
+      if (c.state !== 'connecting') return;
+      this.log.warn({ client: c.clientId, remote: c.link.remote, ms: Date.now() - c.connectAt }, 'mqtt CONNECT not answered in time; refused');
+      refuse(c, RC.serverUnavailable, 'the server could not answer CONNECT in time');
+    });
+  }
+
+  /** The connection is open: its credentials' expiry ends it (v5 DISCONNECT 0x87; 3.1.1 just closes). */
+  armExpiry(conn: MqttConnection): void {
+    conn.expiry?.cancel();
+    conn.expiry = expiryDeadline(conn.principal.expiresAt, () => conn.disconnect(RC.notAuthorized, 'credentials expired'));
+  }
+
   /** A connection ended (any way): its session stays, waits out its expiry, or ends. */
   connectionClosed(conn: MqttConnection): void {
     this.connections.delete(conn);
+    conn.place?.leave();
+    conn.place = null;
+    conn.expiry?.cancel();
     if (conn.budgeted) {
       conn.budgeted = false;
       this.ctx.connections.release();
@@ -271,30 +319,13 @@ export class Broker {
   }
 
   /**
-   * Keepalive (1.5×), CONNECT deadlines, credential expiry, session expiry, and grouped session writes.
-   * A connection has `mqtt.connectTimeout` to send a whole CONNECT, else it is closed without a word;
-   * a CONNECT that arrived is answered within {@link answerMs}: when its work (takeover, session
-   * record) is not done by then, with CONNACK 0x88 Server unavailable (3.1.1: 3).
+   * Keepalive (1.5×), session expiry, and grouped session writes. A connection's deadlines run on
+   * timers of their own: `mqtt.connectTimeout` to send a whole CONNECT (the pre-auth pool's), the
+   * answer to it ({@link armAnswerDeadline}) and its credentials' expiry ({@link armExpiry}).
    */
   sweep(now: number): void {
-    const connectMs = this.config.connectTimeout * 1000;
-    const answerMs = this.answerMs;
     for (const c of this.connections) {
-      if (c.state === 'new') {
-        if (now - c.openedAt > connectMs) {
-          c.state = 'closed';
-          this.connectionClosed(c);
-          c.link.destroy();
-        }
-      } else if (c.state === 'connecting') {
-        if (now - c.connectAt > answerMs) {
-          this.log.warn({ client: c.clientId, remote: c.link.remote, ms: now - c.connectAt }, 'mqtt CONNECT not answered in time; refused');
-          refuse(c, RC.serverUnavailable, 'the server could not answer CONNECT in time');
-        }
-      } else if (c.state === 'open') {
-        if (c.keepalive > 0 && !c.holding && now - c.lastSeen > c.keepalive * 1500) c.disconnect(RC.keepAliveTimeout, 'keep alive timeout');
-        else if (c.principal.expiresAt !== undefined && c.principal.expiresAt <= now) c.disconnect(RC.notAuthorized, 'credentials expired');
-      }
+      if (c.state === 'open' && c.keepalive > 0 && !c.holding && now - c.lastSeen > c.keepalive * 1500) c.disconnect(RC.keepAliveTimeout, 'keep alive timeout');
     }
     const expired = this.sessions.expired(now);
     for (const s of expired.sessions) this.endSession(s);

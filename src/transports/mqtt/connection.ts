@@ -18,6 +18,8 @@ import { encodePublish, SHARED_FORMATS, withPacketId } from './publish-encoder.j
 import { MqttProtocolError, RC } from './reason-codes.js';
 import type { MqttSession, OutMsg, SessionPort } from './session.js';
 import type { WillSpec } from './will.js';
+import type { Deadline } from '../deadline.js';
+import type { PreAuthPlace } from '../pre-auth-pool.js';
 
 const PINGRESP = [0xd0, 0x00];
 
@@ -57,8 +59,12 @@ export class MqttConnection implements SessionPort {
   willArmed = false;
   /** Session expiry the client asked for at CONNECT (a DISCONNECT may not raise it from 0). */
   connectExpiry = 0;
-  /** Holds a slot of the shared connection budget. */
+  /** Holds a slot of the shared connection budget (once authenticated). */
   budgeted = false;
+  /** Its place in the pre-auth pool until its CONNECT is authenticated. */
+  place: PreAuthPlace | null = null;
+  /** The answer deadline of its CONNECT, then the credential expiry of the open connection. */
+  expiry: Deadline | undefined;
   /** Taken over or closed by us: its socket's close is no longer the session's business. */
   superseded = false;
   private readonly framer: PacketFramer;
@@ -112,6 +118,7 @@ export class MqttConnection implements SessionPort {
       if (raw[0] >> 4 !== 1) throw new MqttProtocolError(RC.protocolError, 'the first packet must be CONNECT');
       this.state = 'connecting';
       this.connectAt = Date.now();
+      this.broker.armAnswerDeadline(this);
       this.hold(handleConnect(this, Buffer.from(raw)), (e: unknown) => {
         // the session store (Redis) is unreachable: say so in CONNACK (3.1.1: return code 3) so the
         // client retries later, rather than closing without an answer

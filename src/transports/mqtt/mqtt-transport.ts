@@ -64,7 +64,9 @@ export class MqttTransport {
     if (cfg.tls) {
       const { cert, key } = cfg.tls;
       if (!existsSync(cert) && !cert.includes('-----BEGIN')) throw new Error(`mqtt.tls.cert: ${cert} is neither PEM nor a readable file`);
-      this.tls = createTlsServer({ cert: pem(cert), key: pem(key) }, (s) => this.acceptSocket(s, 'tls'));
+      // a TLS handshake comes before the pre-auth pool sees the socket: it gets the connect window, not node's 120 s
+      const handshakeTimeout = Math.min(cfg.connectTimeout, this.ctx.config.limits.preAuth.timeout) * 1000;
+      this.tls = createTlsServer({ cert: pem(cert), key: pem(key), handshakeTimeout }, (s) => this.acceptSocket(s, 'tls'));
       this.tls.on('tlsClientError', () => undefined);
       out.tls = await listenOn(this.tls, host, cfg.tls.port);
     }
@@ -83,7 +85,8 @@ export class MqttTransport {
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       ws.on('error', () => ws.terminate());
       socket.setNoDelay(true);
-      const conn = this.open(wsLink(ws, socket, this.ctx.config.limits.maxQueueBytes, () => this.slow(conn)), 'ws');
+      const conn = this.open(wsLink(ws, socket, this.ctx.config.limits.maxQueueBytes, () => this.slow(conn)), 'ws', socket.remoteAddress);
+      if (!conn) return;
       ws.on('message', (data: Buffer, isBinary: boolean) => {
         if (!isBinary) return conn.fail(new MqttProtocolError(RC.malformed, 'MQTT over WebSocket uses binary frames'));
         conn.onData(data);
@@ -95,26 +98,31 @@ export class MqttTransport {
   private acceptSocket(socket: Socket, kind: 'tcp' | 'tls'): void {
     socket.on('error', () => socket.destroy());
     socket.setNoDelay(true);
-    const conn = this.open(socketLink(socket, this.ctx.config.limits.maxQueueBytes, () => this.slow(conn)), kind);
+    const conn = this.open(socketLink(socket, this.ctx.config.limits.maxQueueBytes, () => this.slow(conn)), kind, socket.remoteAddress);
+    if (!conn) return;
     socket.on('data', (d: Buffer) => conn.onData(d));
     socket.once('close', () => conn.onClosed());
   }
 
   /** The socket holds more unsent bytes than `limits.maxQueueBytes`: cut it (nothing more can be written). */
-  private slow(conn: MqttConnection): void {
+  private slow(conn: MqttConnection | null): void {
     this.ctx.metrics.slowConsumerCloses.inc({ transport: 'mqtt' });
-    conn.link.destroy();
+    conn?.link.destroy();
   }
 
-  private open(link: Link, kind: 'tcp' | 'tls' | 'ws'): MqttConnection {
+  /**
+   * A new connection waits for its CONNECT in the pre-auth pool, with `mqtt.connectTimeout` to send
+   * it whole; it takes a slot of the connection budget only once authenticated (handleConnect).
+   * Null (and the link cut) when its address has too many unauthenticated sockets already.
+   */
+  private open(link: Link, kind: 'tcp' | 'tls' | 'ws', address: string | undefined): MqttConnection | null {
     const conn = new MqttConnection(this.broker, link, kind);
-    try {
-      this.ctx.connections.acquire();
-      conn.budgeted = true;
-      this.ctx.metrics.connections.inc({ transport: 'mqtt' });
-    } catch {
-      // over the limit: CONNECT gets "server busy" rather than a silent close
+    const place = this.ctx.preAuth.enter(address ?? '?', this.ctx.config.mqtt.connectTimeout * 1000, () => this.broker.connectWindowEnded(conn));
+    if (!place) {
+      link.destroy();
+      return null;
     }
+    conn.place = place;
     this.broker.connections.add(conn);
     return conn;
   }

@@ -9,6 +9,7 @@ import { sendError } from '../../wire/http-respond.js';
 import { topicParams } from '../../wire/http-request.js';
 import { takeOverSocket } from '../../wire/http-takeover.js';
 import type { TransportContext } from '../context.js';
+import { expiryDeadline, type Deadline } from '../deadline.js';
 import { SSE_JSON, SSE_RAW, sseEvent } from './sse-frame.js';
 
 const HEARTBEAT = Buffer.from(':\n\n');
@@ -18,6 +19,7 @@ class SseConnection implements HubSubscriber, SocketWriterOwner {
   readonly transport = 'sse';
   readonly writer: SocketWriter;
   private ended = false;
+  private readonly expiry: Deadline | undefined;
 
   constructor(
     readonly principal: Principal,
@@ -26,6 +28,7 @@ class SseConnection implements HubSubscriber, SocketWriterOwner {
     private readonly owner: SseTransport,
   ) {
     this.writer = new SocketWriter(socket, owner.ctx.config.limits.maxQueueBytes, this);
+    this.expiry = expiryDeadline(principal.expiresAt, () => this.end(new OmnipushError('unauthorized', 'token expired')));
   }
 
   overflowed(): void {
@@ -52,10 +55,6 @@ class SseConnection implements HubSubscriber, SocketWriterOwner {
   }
 
   heartbeat(now: number, intervalMs: number): void {
-    if (this.principal.expiresAt !== undefined && this.principal.expiresAt <= now) {
-      this.end(new OmnipushError('unauthorized', 'token expired'));
-      return;
-    }
     if (now - this.writer.lastWriteAt >= intervalMs) this.writer.write(HEARTBEAT);
   }
 
@@ -66,6 +65,7 @@ class SseConnection implements HubSubscriber, SocketWriterOwner {
   end(reason: OmnipushError | null): void {
     if (this.ended) return;
     this.ended = true;
+    this.expiry?.cancel();
     this.owner.ctx.hub.unsubscribe(this);
     if (reason) {
       this.writer.write(Buffer.from(sseEvent(JSON.stringify({ code: reason.code, message: reason.message }), undefined, 'close')));
@@ -79,6 +79,7 @@ class SseConnection implements HubSubscriber, SocketWriterOwner {
 
   onSocketClosed(): void {
     this.ended = true;
+    this.expiry?.cancel();
     this.writer.close(false);
     this.owner.ctx.hub.unsubscribe(this);
   }
@@ -95,7 +96,7 @@ export class SseTransport {
 
   constructor(readonly ctx: TransportContext) {
     this.heartbeatMs = ctx.config.sse.heartbeat * 1000;
-    // one sweep for every stream: heartbeats for idle ones, and credential expiry
+    // one sweep for every stream: heartbeats for idle ones (credential expiry has a timer per stream)
     this.sweep = setInterval(() => this.tick(), Math.max(50, Math.min(this.heartbeatMs / 4, 1000)));
     this.sweep.unref();
   }

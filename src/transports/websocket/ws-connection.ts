@@ -1,25 +1,34 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { Delivery } from '../../core/encoded.js';
+import type { ConnectionInfo } from '../../core/connections.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
 import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
 import type { TransportContext } from '../context.js';
+import { expiryDeadline, type Deadline } from '../deadline.js';
+import type { PreAuthEnd, PreAuthPlace } from '../pre-auth-pool.js';
 import { textFrame, WS_MESSAGE_FRAME, WS_MESSAGE_TEXT } from './ws-frame.js';
 import { parseClientMessage, requestIdOf, type ClientMessage, type RequestId } from './ws-protocol.js';
 
 /** Close codes of docs/websocket.md. */
-export const CLOSE = { normal: 1000, goingAway: 1001, credentials: 4001, slowConsumer: 4008 } as const;
+export const CLOSE = { normal: 1000, goingAway: 1001, policy: 1008, tryAgainLater: 1013, credentials: 4001, slowConsumer: 4008 } as const;
 
 /** One subscription of a socket: a hub subscriber that writes into the socket's queue. */
 class WsSubscription implements HubSubscriber {
   readonly transport = 'websocket';
+  /** Filters it holds (re-authentication may drop some). */
+  filterCount = 0;
   constructor(
     readonly id: string,
-    readonly principal: Principal,
     private readonly conn: WsConnection,
   ) {}
+
+  /** The socket's principal: renewed credentials apply to every subscription at once. */
+  get principal(): Principal {
+    return this.conn.principal;
+  }
 
   deliver(d: Delivery): void {
     this.conn.deliver(d);
@@ -62,8 +71,13 @@ export class WsConnection implements SocketWriterOwner {
   private closed = false;
   /** Answered the last ping (liveness sweep). */
   alive = true;
-  /** When set: the socket must authenticate by then (ms). */
-  authDeadline: number | undefined;
+  /** Its place in the pre-auth pool while it must still send `auth` (no credentials on the upgrade). */
+  authPlace: PreAuthPlace | null = null;
+  /** Holds a slot of the connection budget (taken once authenticated). */
+  budgeted = false;
+  /** Its entry in ctx.registry, when the connection is registered there. */
+  entry: ConnectionInfo | undefined;
+  private expiry: Deadline | undefined;
 
   constructor(
     private readonly ws: WebSocket,
@@ -79,6 +93,14 @@ export class WsConnection implements SocketWriterOwner {
     (ws as TaggedSocket)[CONN] = this;
     ws.on('message', onWsMessage);
     ws.on('pong', onWsPong);
+    this.expiry = expiryDeadline(principal.expiresAt, () => this.close(CLOSE.credentials, 'credentials expired'));
+  }
+
+  /** Its pre-auth place ended: no `auth` in time (4001), or a newcomer needed the place (1013). */
+  authWindowEnded(why: PreAuthEnd): void {
+    this.authPlace = null;
+    if (why === 'timeout') this.close(CLOSE.credentials, 'no credentials in time');
+    else this.close(CLOSE.tryAgainLater, 'too many unauthenticated connections; try again later');
   }
 
   /** The connection this socket belongs to (set by the constructor). */
@@ -149,21 +171,19 @@ export class WsConnection implements SocketWriterOwner {
   private async handle(msg: ClientMessage): Promise<void> {
     const { hub } = this.ctx;
     if (msg.type === 'ping') return this.reply(msg.id, { type: 'pong' });
-    if (msg.type === 'auth') {
-      this.principal = await this.ctx.authenticateToken(msg.token);
-      this.authDeadline = undefined;
-      return this.reply(msg.id, { type: 'ok' });
-    }
-    if (this.authDeadline !== undefined) throw new OmnipushError('unauthorized', 'send an auth message first');
+    if (msg.type === 'auth') return this.authenticate(msg.token, msg.id);
+    if (this.authPlace) throw new OmnipushError('unauthorized', 'send an auth message first');
     if (msg.type === 'publish') {
       const m = await hub.publish(this.principal, msg.request);
       return this.reply(msg.id, { type: 'ack', cursor: m.cursor });
     }
     if (msg.type === 'subscribe') {
-      const plan = hub.checkSubscribe(this.principal, msg.topics, msg.since);
-      const sub = new WsSubscription(`s${this.nextSub++}`, this.principal, this);
+      const checkedFor = this.principal;
+      const plan = hub.checkSubscribe(checkedFor, msg.topics, msg.since);
+      const sub = new WsSubscription(`s${this.nextSub++}`, this);
       this.subs.set(sub.id, sub);
       // the reply goes first: the replay and live messages queue behind it
+      sub.filterCount = plan.filters.length;
       this.reply(msg.id, { type: 'subscribed', sub: sub.id, topics: plan.filters });
       try {
         await hub.subscribe(sub, plan);
@@ -172,6 +192,8 @@ export class WsConnection implements SocketWriterOwner {
         hub.unsubscribe(sub);
         throw e;
       }
+      // credentials renewed while the subscription was being set up: the plan was checked before
+      if (this.principal !== checkedFor) this.regrant(sub);
       return;
     }
     const sub = this.subs.get(msg.sub);
@@ -181,11 +203,57 @@ export class WsConnection implements SocketWriterOwner {
     this.reply(msg.id, { type: 'unsubscribed', sub: msg.sub });
   }
 
-  /** The sweep's turn: expiry, pending authentication, liveness. */
-  sweep(now: number): void {
+  /**
+   * `auth`: the first one authenticates a socket that came without credentials; later ones renew
+   * the same principal's credentials (new grants, new expiry). Another principal is refused and the
+   * socket closed (1008): a socket keeps one identity for its life. An anonymous socket may
+   * authenticate once, as if it had come without credentials.
+   */
+  private async authenticate(token: string, id: RequestId | undefined): Promise<void> {
+    const p = await this.ctx.authenticateToken(token);
     if (this.closed) return;
-    if (this.authDeadline !== undefined && now >= this.authDeadline) return this.close(CLOSE.credentials, 'no credentials in time');
-    if (this.principal.expiresAt !== undefined && this.principal.expiresAt <= now) return this.close(CLOSE.credentials, 'credentials expired');
+    const first = this.authPlace !== null || this.principal.kind === 'anonymous';
+    if (!first && p.id !== this.principal.id) {
+      this.reply(id, { type: 'error', code: 'forbidden', message: 'a socket keeps the identity it authenticated with; open another socket for another principal' });
+      this.close(CLOSE.policy, 'credentials of another principal');
+      return;
+    }
+    if (this.authPlace) {
+      this.authPlace.leave();
+      this.authPlace = null;
+      try {
+        this.ctx.connections.acquire();
+        this.budgeted = true;
+      } catch (e) {
+        this.reply(id, { type: 'error', code: (e as OmnipushError).code, message: (e as OmnipushError).message });
+        this.close(CLOSE.tryAgainLater, 'connection limit reached; try again later');
+        return;
+      }
+    }
+    this.principal = p;
+    if (this.entry) this.ctx.registry.updatePrincipal(this.entry, p);
+    this.expiry?.cancel();
+    this.expiry = expiryDeadline(p.expiresAt, () => this.close(CLOSE.credentials, 'credentials expired'));
+    this.reply(id, { type: 'ok' });
+    for (const sub of [...this.subs.values()]) this.regrant(sub);
+  }
+
+  /** Narrowed grants apply at once: a filter no longer allowed goes, and the client is told. */
+  private regrant(sub: WsSubscription): void {
+    if (this.closed || !this.subs.has(sub.id)) return;
+    const dropped = this.ctx.hub.regrant(sub);
+    if (dropped.length === 0) return;
+    this.send({ type: 'error', code: 'forbidden', sub: sub.id, topics: dropped, message: `renewed credentials no longer allow ${dropped.map((f) => JSON.stringify(f)).join(', ')}` });
+    sub.filterCount -= dropped.length;
+    if (sub.filterCount === 0) {
+      this.subs.delete(sub.id);
+      this.send({ type: 'unsubscribed', sub: sub.id });
+    }
+  }
+
+  /** The sweep's turn: liveness (deadlines have timers of their own). */
+  sweep(): void {
+    if (this.closed) return;
     if (!this.alive) {
       this.ws.terminate();
       return;
@@ -203,6 +271,8 @@ export class WsConnection implements SocketWriterOwner {
 
   close(code: number, reason: string): void {
     if (this.closed) return;
+    this.expiry?.cancel();
+    this.authPlace?.leave();
     this.writer?.close(code !== CLOSE.slowConsumer);
     this.closed = true;
     this.dropSubscriptions();
@@ -214,6 +284,9 @@ export class WsConnection implements SocketWriterOwner {
   /** The socket is gone: forget its subscriptions. */
   onClosed(): void {
     this.closed = true;
+    this.expiry?.cancel();
+    this.authPlace?.leave();
+    this.authPlace = null;
     this.writer?.close(false);
     this.dropSubscriptions();
   }

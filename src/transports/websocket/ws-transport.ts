@@ -6,6 +6,7 @@ import { DENY_ALL, type Principal } from '../../core/grants.js';
 import { errorBody, statusFor } from '../../wire/http-respond.js';
 import { requestToken } from '../../wire/http-request.js';
 import type { TransportContext } from '../context.js';
+import type { PreAuthPlace } from '../pre-auth-pool.js';
 import { CLOSE, WsConnection } from './ws-connection.js';
 
 export const WS_PATH = '/v1/ws';
@@ -54,7 +55,8 @@ export class WebSocketTransport {
     }
     const { ctx } = this;
     let principal: Principal;
-    let mustAuth = false;
+    let place: PreAuthPlace | null = null;
+    let conn: WsConnection | undefined;
     try {
       if (ctx.draining()) throw new OmnipushError('shutting_down', 'server is shutting down; retry shortly');
       const token = requestToken(req, url, ctx.config.auth.cookieName);
@@ -64,31 +66,43 @@ export class WebSocketTransport {
         // no credentials on the upgrade: the socket may still send an `auth` message first
         if (token !== undefined || !(e instanceof OmnipushError) || e.code !== 'unauthorized') throw e;
         principal = { id: 'unauthenticated', kind: 'anonymous', grants: DENY_ALL };
-        mustAuth = true;
+        // it waits in the pre-auth pool, not in the budget of authenticated connections
+        place = ctx.preAuth.enter(socket.remoteAddress ?? '?', ctx.config.websocket.authTimeout * 1000, (why) => {
+          if (conn) conn.authWindowEnded(why);
+          else socket.destroy();
+        });
+        if (!place) throw new OmnipushError('too_many_connections', 'too many unauthenticated connections from your address; try again later');
+        const held = place;
+        socket.once('close', () => held.leave());
       }
-      ctx.connections.acquire();
+      if (!place) ctx.connections.acquire();
     } catch (e) {
       refuse(socket, e, ctx.commonHeaders(req));
       return;
     }
     if (socket.destroyed) {
-      ctx.connections.release();
+      if (place) place.leave();
+      else ctx.connections.release();
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, socket, principal, mustAuth));
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      conn = this.accept(ws, socket, principal, place);
+    });
   }
 
-  private accept(ws: WebSocket, socket: Socket, principal: Principal, mustAuth: boolean): void {
+  private accept(ws: WebSocket, socket: Socket, principal: Principal, place: PreAuthPlace | null): WsConnection {
     const { ctx } = this;
     socket.setNoDelay(true);
     const slice = this.nextSlice++ % SLICES;
     const conn = new WsConnection(ws, socket, principal, ctx, ctx.config.websocket.perMessageDeflate, this, slice);
-    if (mustAuth) conn.authDeadline = Date.now() + ctx.config.websocket.authTimeout * 1000;
+    conn.authPlace = place;
+    conn.budgeted = place === null;
     this.slices[slice].add(conn);
     this.count++;
     ctx.metrics.connections.inc({ transport: 'websocket' });
     ws.on('error', terminateSocket);
     ws.on('close', onSocketClosed);
+    return conn;
   }
 
   /** A connection's socket closed (ws emits `close` once). */
@@ -96,15 +110,17 @@ export class WebSocketTransport {
     this.slices[conn.slice].delete(conn);
     this.count--;
     this.ctx.metrics.connections.dec({ transport: 'websocket' });
-    this.ctx.connections.release();
+    if (conn.budgeted) {
+      conn.budgeted = false;
+      this.ctx.connections.release();
+    }
     conn.onClosed();
   }
 
-  /** One slice per tick: pings, dead-peer drops, credential expiry. */
+  /** One slice per tick: pings and dead-peer drops (expiry and the auth window have their own timers). */
   private sweep(): void {
-    const now = Date.now();
     const slice = this.slices[this.sweepAt++ % SLICES];
-    for (const c of slice) c.sweep(now);
+    for (const c of slice) c.sweep();
   }
 
   /** Closes every socket with 1001 (shutdown). */

@@ -69,7 +69,6 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
     conn.clientMaxPacket = props.maximumPacketSize ?? 268435460;
     conn.problemInfo = props.requestProblemInformation !== false;
   }
-  if (!conn.budgeted) return refuse(conn, RC.serverBusy, 'server busy: connection limit reached');
   if (broker.ctx.draining()) return refuse(conn, RC.serverUnavailable, 'server shutting down');
   if (props.authenticationMethod !== undefined) return refuse(conn, RC.badAuthMethod, 'enhanced authentication is not supported');
 
@@ -86,6 +85,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
     throw e;
   }
   if (conn.closed) return;
+  if (!broker.admit(conn)) return refuse(conn, RC.serverBusy, 'server busy: connection limit reached');
 
   // the principal's own part of the identifier space (mqtt.clientIdPrefix); a generated one gets it too
   const prefix = cfg.clientIdPrefix.replaceAll('{sub}', conn.principal.id);
@@ -238,6 +238,7 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
   ack.sessionPresent = present;
   conn.send(ack);
   conn.state = 'open';
+  broker.armExpiry(conn);
   broker.live.set(clientId, conn);
   broker.owners.announce(clientId, owner);
   broker.stats.connectionsTotal++;
