@@ -3,6 +3,7 @@ import { checkBindSafety } from '../auth/authenticator.js';
 import { mintToken } from '../auth/token.js';
 import { loadConfig } from '../config/load.js';
 import { VERSION } from '../version.js';
+import { stopWithNpmParent } from './parent-watch.js';
 import { subscribeCommand } from './sub.js';
 
 function int(v: string): number {
@@ -77,6 +78,10 @@ program
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
+    stopWithNpmParent(() => {
+      process.stderr.write('omnipush: the npm process that started the server is gone (npm passes signals only to its shell); stopping\n');
+      stop('parent exit');
+    });
   });
 
 program

@@ -1,0 +1,24 @@
+/** How often the parent is checked; a stop request is noticed within this. */
+const CHECK_MS = 250;
+
+/**
+ * Calls `onOrphaned` once when the process that started this one is gone, if npm started it.
+ *
+ * `npx omnipush serve` (and an npm script without `exec`) runs us under `sh -c`, and npm passes
+ * the SIGTERM or SIGINT it gets to that shell only. The shell dies of SIGTERM and leaves us
+ * running, re-parented: so under npm, losing the parent is the stop request we never received.
+ * Outside npm a changed parent means nothing (`nohup omnipush serve &` from a script that
+ * exits), so nothing is watched there.
+ */
+export function stopWithNpmParent(onOrphaned: () => void, env: NodeJS.ProcessEnv = process.env): void {
+  if (!env.npm_lifecycle_event) return;
+  const parent = process.ppid;
+  // already re-parented to init: there is nothing to outlive
+  if (parent <= 1) return;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    onOrphaned();
+  }, CHECK_MS);
+  timer.unref();
+}
