@@ -61,7 +61,6 @@ program
     } catch (e) {
       fail(`cannot start: ${(e as Error).message}`);
     }
-    process.stdout.write(`${JSON.stringify({ event: 'listening', http: server.http, mqtt: server.mqtt, mqtts: server.mqtts })}\n`);
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
@@ -82,6 +81,8 @@ program
       process.stderr.write('omnipush: the npm process that started the server is gone (npm passes signals only to its shell); stopping\n');
       stop('parent exit');
     });
+    // only now: whoever reads this line may signal us at once, and must find the handlers in place
+    process.stdout.write(`${JSON.stringify({ event: 'listening', http: server.http, mqtt: server.mqtt, mqtts: server.mqtts })}\n`);
   });
 
 program
