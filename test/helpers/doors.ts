@@ -47,6 +47,7 @@ async function connections(reach: Reach, dispatcher: Dispatcher | undefined, tra
 export async function exerciseDoors(reach: Reach, sseDeadlineMs = 5000): Promise<DoorsReport> {
   const dispatcher = dispatcherFor(reach);
   const wsBase = reach.base.replace(/^http/, 'ws');
+  const ac = new AbortController();
   try {
     const doc = await getJson(reach, dispatcher, '/.well-known/omnipush');
     assert.equal(doc.server, 'omnipush');
@@ -56,8 +57,11 @@ export async function exerciseDoors(reach: Reach, sseDeadlineMs = 5000): Promise
 
     // SSE: a publish after the stream is open must arrive long before the next heartbeat
     const head = (await getJson(reach, dispatcher, '/.well-known/omnipush')).cursor as string;
-    const ac = new AbortController();
-    const sse = await fetch(`${reach.base}/v1/sse?topic=doors/sse&since=${encodeURIComponent(head)}`, { dispatcher, signal: ac.signal, headers: { accept: 'text/event-stream' } });
+    const sse = await within(
+      fetch(`${reach.base}/v1/sse?topic=doors/sse&since=${encodeURIComponent(head)}`, { dispatcher, signal: ac.signal, headers: { accept: 'text/event-stream' } }),
+      sseDeadlineMs,
+      'the SSE response head',
+    );
     assert.equal(sse.status, 200);
     assert.match(sse.headers.get('content-type') ?? '', /^text\/event-stream/);
     const reader = sse.body!.getReader();
@@ -128,6 +132,8 @@ export async function exerciseDoors(reach: Reach, sseDeadlineMs = 5000): Promise
     }
     return { sseLatencyMs };
   } finally {
-    await (dispatcher as Agent | undefined)?.close();
+    // a failed check may leave the stream open: end it rather than wait for it
+    ac.abort();
+    await (dispatcher as Agent | undefined)?.destroy();
   }
 }
