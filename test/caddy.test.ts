@@ -61,6 +61,9 @@ describe('Omnipush behind Caddy with docs/deploy/Caddyfile', { skip: caddyMissin
     });
     caddy.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     caddy.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    const proc = caddy;
+    // whatever way this file's process ends, the proxy must not outlive it
+    process.once('exit', () => proc.kill('SIGKILL'));
     let exited = false;
     caddy.once('exit', () => (exited = true));
     await waitFor(async () => {

@@ -82,6 +82,9 @@ describe('Omnipush behind nginx with docs/deploy/nginx.conf', { skip: nginxMissi
     nginx = spawn(NGINX, ['-p', dir.path, '-e', join(dir.path, 'error.log'), '-c', join(dir.path, 'nginx.conf'), '-g', `daemon off; pid ${join(dir.path, 'nginx.pid')};`], { stdio: ['ignore', 'pipe', 'pipe'] });
     nginx.stdout!.on('data', (d: Buffer) => (nginxOutput += d.toString()));
     nginx.stderr!.on('data', (d: Buffer) => (nginxOutput += d.toString()));
+    const proc = nginx;
+    // whatever way this file's process ends, the proxy must not outlive it
+    process.once('exit', () => proc.kill('SIGKILL'));
     let exited = false;
     nginx.once('exit', () => (exited = true));
     await waitFor(async () => {
