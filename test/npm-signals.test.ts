@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { accepting, killGroup, startUnderNpm, type NpmServer } from './helpers/npm-run.js';
+import { redisMissing, startRedis } from './helpers/redis.js';
 import { REPO_ROOT } from './helpers/server.js';
 
 const SERVE = ['--port', '0', '--mqtt-port', '0', '--store', 'memory'];
@@ -33,6 +34,18 @@ describe('signals through npm', () => {
     const s = await startUnderNpm('npm', ['exec', '--', 'node', 'bin/omnipush.js', 'serve', ...SERVE], REPO_ROOT);
     const stderr = await stopsGracefully(s, 'SIGTERM', 'npm');
     assert.match(stderr, /the npm process that started the server is gone/);
+  });
+
+  it('a SIGTERM sent to npm whose shell runs `serve --workers 2` drains every worker', { skip: redisMissing || false }, async () => {
+    const redis = await startRedis();
+    try {
+      const env = { OMNIPUSH_STORE__KIND: 'redis', OMNIPUSH_STORE__REDIS__URL: redis.url, OMNIPUSH_BUS__KIND: 'redis' };
+      const s = await startUnderNpm('npm', ['exec', '--', 'node', 'bin/omnipush.js', 'serve', '--workers', '2', '--port', '0', '--mqtt-port', '0'], REPO_ROOT, env);
+      const stderr = await stopsGracefully(s, 'SIGTERM', 'npm');
+      assert.equal(stderr.match(/"msg":"omnipush stopped"/g)?.length, 2, 'both workers drained');
+    } finally {
+      await redis.remove();
+    }
   });
 
   it("a Ctrl-C (SIGINT to npm's process group) stops a server under npm exec gracefully", async () => {

@@ -52,6 +52,8 @@ program
       if (o.workers < 1) fail('--workers must be at least 1');
       const why = workersRefusal(config);
       if (why) fail(why);
+      // the primary drains its workers on SIGTERM: the same when npm's shell is gone
+      stopWithNpmParent(() => process.kill(process.pid, 'SIGTERM'));
       return runPrimary(o.workers, (line) => process.stdout.write(`${line}\n`), fail);
     }
     const { startServer } = await import('../server.js');
@@ -77,10 +79,7 @@ program
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
-    stopWithNpmParent(() => {
-      process.stderr.write('omnipush: the npm process that started the server is gone (npm passes signals only to its shell); stopping\n');
-      stop('parent exit');
-    });
+    stopWithNpmParent(() => stop('parent exit'));
     // only now: whoever reads this line may signal us at once, and must find the handlers in place
     process.stdout.write(`${JSON.stringify({ event: 'listening', http: server.http, mqtt: server.mqtt, mqtts: server.mqtts })}\n`);
   });

@@ -18,6 +18,7 @@ export function stopWithNpmParent(onOrphaned: () => void, env: NodeJS.ProcessEnv
   const timer = setInterval(() => {
     if (process.ppid === parent) return;
     clearInterval(timer);
+    process.stderr.write('omnipush: the npm process that started the server is gone (npm passes signals only to its shell); stopping\n');
     onOrphaned();
   }, CHECK_MS);
   timer.unref();
