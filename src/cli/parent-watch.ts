@@ -2,11 +2,12 @@
 const CHECK_MS = 250;
 
 /**
- * Calls `onOrphaned` once when the process that started this one is gone, if npm started it.
+ * When npm started this process, says so on stderr and calls `onOrphaned` once its parent is gone.
  *
  * `npx omnipush serve` (and an npm script without `exec`) runs us under `sh -c`, and npm passes
  * the SIGTERM or SIGINT it gets to that shell only. The shell dies of SIGTERM and leaves us
  * running, re-parented: so under npm, losing the parent is the stop request we never received.
+ * (A SIGINT the shell keeps to itself until we exit; nothing here can see that one.)
  * Outside npm a changed parent means nothing (`nohup omnipush serve &` from a script that
  * exits), so nothing is watched there.
  */
