@@ -9,6 +9,7 @@ import type { Config } from './config/schema.js';
 import { Hub } from './core/hub.js';
 import { ConnectionRegistry } from './core/connections.js';
 import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
+import { httpsOptions } from './http/https-options.js';
 import { Metrics } from './metrics/metrics.js';
 import { createStore } from './store/index.js';
 import { RedisStore } from './store/redis.js';
@@ -19,7 +20,7 @@ import { WebPushTransport } from './transports/webpush/webpush-transport.js';
 import { requestToken } from './wire/http-request.js';
 
 export interface RunningServer {
-  /** Base URL of the HTTP door, e.g. http://127.0.0.1:41234 */
+  /** Base URL of the HTTP door, e.g. http://127.0.0.1:41234 (https:// with `http.tls`) */
   readonly http: string;
   /** The MQTT listener, e.g. mqtt://127.0.0.1:1883 (absent when MQTT is off). */
   readonly mqtt?: string;
@@ -54,6 +55,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // an embedding application gets the CLI's rule: no open network listener without authentication
   checkBindSafety(config);
   const log = opts.log ?? pino({ level: config.log.level, base: undefined }, destination(2));
+  const tls = httpsOptions(config.http.tls);
   if (config.bus.kind === 'redis' && config.store.kind !== 'redis') {
     throw new Error(`bus.kind "redis" needs store.kind "redis" (the bus carries the Redis store's appends), not "${config.store.kind}"`);
   }
@@ -116,12 +118,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 
   // Web Push is on when a VAPID subject is configured (push services refuse requests without one).
   const webpush = config.webpush.subject ? await WebPushTransport.start(ctx) : undefined;
-  const door = new HttpDoor(ctx, { webpush });
+  const door = new HttpDoor(ctx, { webpush, tls });
   const mqtt = config.mqtt.enabled ? new MqttTransport(ctx, createUserDirectory(config.auth.users)) : null;
   if (mqtt) door.addUpgradeHandler(mqtt);
   const addr = await door.listen(config.http.host, config.http.port);
   const urlOf = (scheme: string, a: { host: string; port: number }) => `${scheme}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
-  const httpUrl = urlOf('http', addr);
+  const httpUrl = urlOf(tls ? 'https' : 'http', addr);
   let mqttUrl: string | undefined;
   let mqttsUrl: string | undefined;
   if (mqtt) {

@@ -3,6 +3,7 @@ import { checkBindSafety } from '../auth/authenticator.js';
 import { mintToken } from '../auth/token.js';
 import { loadConfig } from '../config/load.js';
 import { VERSION } from '../version.js';
+import { stopWithNpmParent } from './parent-watch.js';
 import { subscribeCommand } from './sub.js';
 
 function int(v: string): number {
@@ -51,6 +52,8 @@ program
       if (o.workers < 1) fail('--workers must be at least 1');
       const why = workersRefusal(config);
       if (why) fail(why);
+      // the primary drains its workers on SIGTERM: the same when npm's shell is gone
+      stopWithNpmParent(() => process.kill(process.pid, 'SIGTERM'));
       return runPrimary(o.workers, (line) => process.stdout.write(`${line}\n`), fail);
     }
     const { startServer } = await import('../server.js');
@@ -60,7 +63,6 @@ program
     } catch (e) {
       fail(`cannot start: ${(e as Error).message}`);
     }
-    process.stdout.write(`${JSON.stringify({ event: 'listening', http: server.http, mqtt: server.mqtt, mqtts: server.mqtts })}\n`);
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
@@ -77,6 +79,9 @@ program
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
+    stopWithNpmParent(() => stop('parent exit'));
+    // only now: whoever reads this line may signal us at once, and must find the handlers in place
+    process.stdout.write(`${JSON.stringify({ event: 'listening', http: server.http, mqtt: server.mqtt, mqtts: server.mqtts })}\n`);
   });
 
 program

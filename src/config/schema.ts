@@ -42,6 +42,17 @@ export const configSchema = z
         maxBodyBytes: bytes.default(4 * 1024 * 1024),
         /** Serve the public URL under this base in discovery (default: derived from the request's Host). */
         publicUrl: z.string().url().optional(),
+        /**
+         * HTTPS on `port` for every HTTP door (API, SSE, long-poll, WebSocket, MQTT over WebSocket):
+         * PEM certificate chain and key, or paths to them. Off unless set; browsers need https for Web Push.
+         */
+        tls: z
+          .object({
+            cert: z.string().min(1),
+            key: z.string().min(1),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .default({}),

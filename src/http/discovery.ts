@@ -6,7 +6,7 @@ import { VERSION } from '../version.js';
 export function baseUrl(ctx: TransportContext, req: IncomingMessage): string {
   if (ctx.config.http.publicUrl) return ctx.config.http.publicUrl.replace(/\/+$/, '');
   const host = req.headers.host && /^[A-Za-z0-9.:[\]-]+$/.test(req.headers.host) ? req.headers.host : `${ctx.config.http.host}:${ctx.config.http.port}`;
-  return `http://${host}`;
+  return `${ctx.config.http.tls ? 'https' : 'http'}://${host}`;
 }
 
 /**

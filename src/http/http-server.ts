@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { OmnipushError } from '../core/errors.js';
@@ -12,6 +13,7 @@ import { errorBody, sendError, sendJson } from '../wire/http-respond.js';
 import { ClientAborted } from '../wire/http-request.js';
 import type { PreAuthPlace } from '../transports/pre-auth-pool.js';
 import { discoveryDocument } from './discovery.js';
+import type { HttpsOptions } from './https-options.js';
 import { handleHistory, handlePublishJson, handlePublishRaw } from './publish-api.js';
 import { CLIENT_PREFIX, serveClientBundle, serveDemo } from './static-files.js';
 
@@ -36,17 +38,18 @@ export class HttpDoor {
 
   constructor(
     private readonly ctx: TransportContext,
-    doors: { webpush?: WebPushTransport } = {},
+    doors: { webpush?: WebPushTransport; tls?: HttpsOptions } = {},
   ) {
     this.webpush = doors.webpush && new WebPushHttp(ctx, doors.webpush);
     this.metricsToken = ctx.config.metrics.token === undefined ? undefined : Buffer.from(ctx.config.metrics.token);
     this.sse = new SseTransport(ctx);
     this.longpoll = new LongPollTransport(ctx);
     this.websocket = new WebSocketTransport(ctx);
-    this.server = createServer(
-      { maxHeaderSize: ctx.config.http.maxHeaderBytes, requestTimeout: 30_000, headersTimeout: 20_000, keepAliveTimeout: 5_000 },
-      (req, res) => void this.route(req, res),
-    );
+    const options: ServerOptions = { maxHeaderSize: ctx.config.http.maxHeaderBytes, requestTimeout: 30_000, headersTimeout: 20_000, keepAliveTimeout: 5_000 };
+    const route = (req: IncomingMessage, res: ServerResponse) => void this.route(req, res);
+    this.server = doors.tls ? createHttpsServer({ ...options, ...doors.tls }, route) : createServer(options, route);
+    // a failed handshake (plain HTTP to the TLS port, an untrusted certificate) only ends that socket
+    if (doors.tls) this.server.on('tlsClientError', (_err: Error, s: Socket) => s.destroy());
     this.server.on('connection', (s: Socket) => {
       // until its first request head is read, a connection is one more unauthenticated socket
       const place = ctx.preAuth.enter(s.remoteAddress ?? '?', ctx.preAuth.timeoutMs, () => s.destroy());
