@@ -10,6 +10,7 @@ import { Hub } from './core/hub.js';
 import { ConnectionRegistry } from './core/connections.js';
 import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
 import { Metrics } from './metrics/metrics.js';
+import { AdminApi } from './admin/admin-api.js';
 import { createStore } from './store/index.js';
 import { RedisStore } from './store/redis.js';
 import { ConnectionBudget, type TransportContext } from './transports/context.js';
@@ -106,6 +107,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // Web Push is on when a VAPID subject is configured (push services refuse requests without one).
   const webpush = config.webpush.subject ? await WebPushTransport.start(ctx) : undefined;
   const door = new HttpDoor(ctx, { webpush });
+  door.mountAdmin(new AdminApi(ctx, webpush));
   const mqtt = config.mqtt.enabled ? new MqttTransport(ctx, createUserDirectory(config.auth.users)) : null;
   if (mqtt) door.addUpgradeHandler(mqtt);
   const addr = await door.listen(config.http.host, config.http.port);

@@ -15,6 +15,7 @@ export function toGrants(g: GrantsConfig): Grants {
   return {
     publish: { allow: check(g.publish), deny: check(g.deny.publish) },
     subscribe: { allow: check(g.subscribe), deny: check(g.deny.subscribe) },
+    ...(g.admin ? { admin: true } : {}),
   };
 }
 

@@ -178,6 +178,11 @@ export class Hub {
     return this.subs.size;
   }
 
+  /** Every subscribed filter with its number of subscribers on this node, in no order (the server API's listing). */
+  forEachFilter(visit: (filter: string, subscribers: number) => void): void {
+    this.trie.walk(visit);
+  }
+
   // ---------------------------------------------------------------- publish
 
   /** Validates a publish against limits and grants; throws {@link OmnipushError}. */

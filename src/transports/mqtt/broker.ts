@@ -204,6 +204,7 @@ export class Broker {
   private feedClosed(conn: MqttConnection, reason: OmnipushError): void {
     if (conn.feed) conn.feed = null;
     if (reason.code === 'shutting_down') conn.disconnect(RC.serverShuttingDown, 'server shutting down');
+    else if (reason.code === 'disconnected') conn.disconnect(RC.administrativeAction, reason.message);
     else conn.disconnect(RC.quotaExceeded, reason.message);
   }
 

@@ -10,7 +10,7 @@ import { textFrame, WS_MESSAGE_FRAME, WS_MESSAGE_TEXT } from './ws-frame.js';
 import { parseClientMessage, requestIdOf, type ClientMessage, type RequestId } from './ws-protocol.js';
 
 /** Close codes of docs/websocket.md. */
-export const CLOSE = { normal: 1000, goingAway: 1001, credentials: 4001, slowConsumer: 4008 } as const;
+export const CLOSE = { normal: 1000, goingAway: 1001, credentials: 4001, slowConsumer: 4008, disconnected: 4009 } as const;
 
 /** One subscription of a socket: a hub subscriber that writes into the socket's queue. */
 class WsSubscription implements HubSubscriber {
@@ -198,6 +198,8 @@ export class WsConnection implements SocketWriterOwner {
   closeFor(reason: OmnipushError): void {
     if (reason.code === 'shutting_down') this.close(CLOSE.goingAway, 'server shutting down');
     else if (reason.code === 'slow_consumer') this.close(CLOSE.slowConsumer, 'slow consumer: resume from your last cursor');
+    // the close reason must fit in a control frame (123 bytes of UTF-8)
+    else if (reason.code === 'disconnected') this.close(CLOSE.disconnected, Buffer.from(reason.message).subarray(0, 120).toString());
     else this.close(1011, reason.message.slice(0, 120));
   }
 
