@@ -35,6 +35,8 @@ export interface RunningServer {
   readonly cluster: ClusterControl;
   /** The MQTT door, when MQTT is on. */
   readonly mqttDoor?: MqttTransport;
+  /** Live authenticated connections of this node, every door. */
+  readonly registry: ConnectionRegistry;
   /** Stops accepting, ends streams cleanly, flushes and closes the store. */
   close(): Promise<void>;
 }
@@ -149,6 +151,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     webpush,
     cluster,
     mqttDoor: mqtt ?? undefined,
+    registry: ctx.registry,
     close() {
       closing ??= (async () => {
         draining = true;

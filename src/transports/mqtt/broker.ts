@@ -211,6 +211,10 @@ export class Broker {
   /** A connection ended (any way): its session stays, waits out its expiry, or ends. */
   connectionClosed(conn: MqttConnection): void {
     this.connections.delete(conn);
+    if (conn.registration) {
+      this.ctx.registry.remove(conn.registration);
+      conn.registration = null;
+    }
     if (conn.budgeted) {
       conn.budgeted = false;
       this.ctx.connections.release();

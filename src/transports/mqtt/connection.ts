@@ -18,6 +18,7 @@ import { encodePublish, SHARED_FORMATS, withPacketId } from './publish-encoder.j
 import { MqttProtocolError, RC } from './reason-codes.js';
 import type { MqttSession, OutMsg, SessionPort } from './session.js';
 import type { WillSpec } from './will.js';
+import type { MqttRegistration } from './registration.js';
 
 const PINGRESP = [0xd0, 0x00];
 
@@ -53,6 +54,8 @@ export class MqttConnection implements SessionPort {
   willArmed = false;
   /** Session expiry the client asked for at CONNECT (a DISCONNECT may not raise it from 0). */
   connectExpiry = 0;
+  /** Its entry in the connection registry, from CONNACK until it closes. */
+  registration: MqttRegistration | null = null;
   /** Holds a slot of the shared connection budget. */
   budgeted = false;
   /** Taken over or closed by us: its socket's close is no longer the session's business. */

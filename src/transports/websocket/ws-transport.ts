@@ -84,6 +84,7 @@ export class WebSocketTransport {
     const slice = this.nextSlice++ % SLICES;
     const conn = new WsConnection(ws, socket, principal, ctx, ctx.config.websocket.perMessageDeflate, this, slice);
     if (mustAuth) conn.authDeadline = Date.now() + ctx.config.websocket.authTimeout * 1000;
+    else conn.register(socket.remoteAddress);
     this.slices[slice].add(conn);
     this.count++;
     ctx.metrics.connections.inc({ transport: 'websocket' });

@@ -10,6 +10,7 @@ import { connackCode3, MqttProtocolError, RC } from '../reason-codes.js';
 import { MqttSession } from '../session.js';
 import { notSaved } from '../session-store.js';
 import { willOf } from './will-spec.js';
+import { MqttRegistration } from '../registration.js';
 
 /**
  * Answers CONNECT with a refusal (v5 reason code, or the closest 3.1.1 return code) and closes.
@@ -226,6 +227,8 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
   } else ack.returnCode = 0;
   conn.send(ack);
   conn.state = 'open';
+  conn.registration = new MqttRegistration(conn, broker.ctx.registry.nextId('mqtt'));
+  broker.ctx.registry.add(conn.registration);
   broker.live.set(clientId, conn);
   broker.stats.connectionsTotal++;
   broker.log.debug({ client: clientId, version: conn.version, principal: conn.principal.id, via: conn.kind, present, expiry }, 'mqtt client connected');
