@@ -44,7 +44,7 @@ export function Connections() {
     ${error && html`<p class="error" role="alert">${error}</p>`}
     ${status && html`<p class="ok" role="status" id="disconnect-status">${status}</p>`}
     ${result &&
-    html`<div class="scroll"><table id="connections">
+    html`<div class="scroll" tabindex="0"><table id="connections">
         <caption>${result.connections.length} connection${result.connections.length === 1 ? '' : 's'}${principal ? ` of ${principal}` : ''}${result.next ? ' (more not shown)' : ''}</caption>
         <thead><tr><th scope="col">Principal</th><th scope="col">Door</th><th scope="col">Node</th><th scope="col">Address</th><th scope="col">Since</th><th scope="col">Subscriptions</th></tr></thead>
         <tbody>

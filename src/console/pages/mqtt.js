@@ -24,7 +24,7 @@ export function MqttSessions() {
     </form>
     ${error && html`<p class="error" role="alert">${error}</p>`}
     ${result &&
-    html`<div class="scroll"><table>
+    html`<div class="scroll" tabindex="0"><table>
       <caption>${result.sessions.length} session${result.sessions.length === 1 ? '' : 's'}${result.more ? ' (more not shown: narrow the search)' : ''}</caption>
       <thead><tr><th scope="col">Client id</th><th scope="col">State</th><th scope="col">Node</th><th scope="col">Expiry (s)</th><th scope="col">In flight</th><th scope="col">Subscriptions</th></tr></thead>
       <tbody>

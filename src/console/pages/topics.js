@@ -31,7 +31,7 @@ function TopicList() {
     </form>
     ${error && html`<p class="error" role="alert">${error}</p>`}
     ${result &&
-    html`<div class="scroll"><table>
+    html`<div class="scroll" tabindex="0"><table>
         <thead><tr><th scope="col">Filter</th><th scope="col">Subscribers (cluster)</th></tr></thead>
         <tbody>
           ${result.topics.length === 0 && html`<tr><td colspan="2">No subscriptions${prefix ? ` under ${prefix}` : ''}.</td></tr>`}
@@ -73,7 +73,7 @@ function HistoryBrowser() {
     ${error && html`<p class="error" role="alert">${error}</p>`}
     ${result &&
     html`${result.gap && html`<p class="warn">Some history after this cursor was pruned (gap).</p>`}
-      <div class="scroll"><table>
+      <div class="scroll" tabindex="0"><table>
         <thead><tr><th scope="col">Cursor</th><th scope="col">Topic</th><th scope="col">Data</th><th scope="col">Published</th><th scope="col">Retained</th></tr></thead>
         <tbody>
           ${result.messages.length === 0 && html`<tr><td colspan="5">No messages.</td></tr>`}

@@ -5,7 +5,7 @@ import { get } from '../api.js';
 import { time } from '../format.js';
 
 function Table({ caption, head, rows, empty }) {
-  return html`<div class="scroll"><table>
+  return html`<div class="scroll" tabindex="0"><table>
     <caption>${caption}</caption>
     <thead><tr>${head.map((h) => html`<th scope="col">${h}</th>`)}</tr></thead>
     <tbody>
