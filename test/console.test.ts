@@ -96,6 +96,17 @@ describe('the console in Chromium', { skip: missing ? 'chromium missing' : false
     );
     assert.ok((await numberIn(page, '#stat-published')) >= n, 'the published counter counts the test’s publishes');
     assert.ok((await page.locator('.chart canvas').count()) >= 2, 'uPlot drew both charts');
+    // the rate chart plots the deliveries of the last seconds
+    await waitFor(
+      async () => {
+        await publish(server.http, 'load/x', `m${n++}`);
+        const peak = Number(await page.locator('.chart').nth(1).getAttribute('data-peak'));
+        return Number(await page.locator('.chart').nth(1).getAttribute('data-points')) >= 4 && peak > 0;
+      },
+      'a deliveries-per-second chart with points above zero',
+      20_000,
+    );
+    await page.screenshot({ path: `${SHOTS}/overview-live-1280.png` });
     sub.end(true);
   });
 

@@ -15,7 +15,7 @@ export function LiveChart({ title, data, series }) {
     const opts = {
       width: Math.max(200, el.clientWidth),
       height: 180,
-      legend: { show: true },
+      legend: { show: false },
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [{ stroke: '#444' }, { stroke: '#444', size: 56 }],
       series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, points: { show: false } }))],
@@ -32,8 +32,10 @@ export function LiveChart({ title, data, series }) {
   useEffect(() => {
     plot.current?.setData(data);
   }, [data]);
-  return html`<figure class="chart card">
-    <figcaption>${title}</figcaption>
+  // what is plotted, for readers that cannot see the canvas (and for tests)
+  const latest = data[1].length ? data[1][data[1].length - 1] : undefined;
+  return html`<figure class="chart card" data-points=${data[0].length} data-peak=${Math.max(0, ...data[1])}>
+    <figcaption>${title}${latest === undefined ? '' : html`: <span class="now">${latest.toFixed(1)}</span>`}</figcaption>
     <div ref=${box} role="img" aria-label=${`${title}, live chart`}></div>
   </figure>`;
 }

@@ -1,6 +1,6 @@
 // Connections: find a principal's connections across the cluster, see doors and subscriptions, disconnect.
 import { html } from 'htm/preact';
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { get, post } from '../api.js';
 import { time } from '../format.js';
 
@@ -17,6 +17,8 @@ export function Connections() {
       setError(e.message);
     }
   };
+  // everyone first (the newest page of it); a search narrows to one principal
+  useEffect(() => void load(''), []);
   const search = (e) => {
     e.preventDefault();
     const p = String(new FormData(e.target).get('principal') ?? '').trim();
@@ -38,7 +40,7 @@ export function Connections() {
   return html`
     <h1>Connections</h1>
     <form onSubmit=${search} class="row">
-      <label>Principal <input name="principal" id="principal" placeholder="JWT sub or MQTT username; empty lists all" /></label>
+      <label>Principal <input name="principal" id="principal" placeholder="JWT sub or MQTT user; empty: all" /></label>
       <button type="submit">Find</button>
     </form>
     ${error && html`<p class="error" role="alert">${error}</p>`}
