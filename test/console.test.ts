@@ -63,6 +63,16 @@ describe('the console in Chromium', { skip: missing ? 'chromium missing' : false
     await server?.close();
   });
 
+  it('serves the console with a CSP that forbids framing, and sends the old demo page to the playground', async () => {
+    const r = await fetch(`${server.http}/admin/`);
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+    assert.equal(r.headers.get('x-frame-options'), 'DENY');
+    const demo = await fetch(`${server.http}/demo/`, { redirect: 'manual' });
+    assert.equal(demo.status, 302);
+    assert.equal(demo.headers.get('location'), '/admin/#playground');
+  });
+
   it('refuses a wrong password, then logs in', async () => {
     await page.goto(`${server.http}/admin/`);
     await page.getByLabel('Username').fill('op');
