@@ -48,7 +48,7 @@ describe('server API: who may call it', () => {
   });
   after(() => server.close());
 
-  const GETS = ['stats', 'topics', 'connections', 'history?topic=a', 'mqtt/sessions', 'webpush', 'session'];
+  const GETS = ['stats', 'topics', 'connections', 'history?topic=a', 'retained?topic=a', 'mqtt/sessions', 'webpush', 'session'];
   const POSTS: Array<[string, unknown]> = [
     ['disconnect', { principal: 'x' }],
     ['unsubscribe', { principal: 'x', filter: 'a' }],
@@ -240,6 +240,19 @@ describe('server API: listing and acting on one node', () => {
     assert.equal(h1.body.more, true);
     const h2 = await api(server.http, `history?topic=hist/%23&since=${encodeURIComponent(String(h1.body.cursor))}&limit=2`, { headers: bearer(KEY) });
     assert.deepEqual((h2.body.messages as Array<{ topic: string }>).map((m) => m.topic), ['hist/c']);
+  });
+
+  it('shows retained messages under a filter, bounded by limit', async () => {
+    await api(server.http, 'publish', { body: { topics: ['st/a', 'st/b', 'st/c'], data: 'up', retain: true }, headers: bearer(KEY) });
+    await api(server.http, 'publish', { body: { topics: ['other/x'], data: 'no', retain: true }, headers: bearer(KEY) });
+    const r = await api(server.http, 'retained?topic=st/%2B&limit=2', { headers: bearer(KEY) });
+    assert.equal(r.status, 200);
+    assert.deepEqual((r.body.messages as Array<{ topic: string; data: string; retain: boolean }>).map((m) => [m.topic, m.data, m.retain]), [
+      ['st/a', 'up', true],
+      ['st/b', 'up', true],
+    ]);
+    assert.equal((await api(server.http, 'retained?topic=st/%23/x', { headers: bearer(KEY) })).status, 400);
+    assert.equal((await api(server.http, 'retained?topic=st/%2B')).status, 401);
   });
 
   it('lists persistent MQTT sessions from the store', async () => {

@@ -153,6 +153,21 @@ describe('the console in Chromium', { skip: missing ? 'chromium missing' : false
     sub.end(true);
   });
 
+  it('browses retained messages and history on the Topics page', async () => {
+    const r = await fetch(`${server.http}/v1/publish`, { method: 'POST', headers: { authorization: `Bearer ${await token('feeder')}` }, body: JSON.stringify({ topic: 'status/door', data: 'open', retain: true }) });
+    assert.equal(r.status, 200);
+    await page.goto(`${server.http}/admin/#topics`);
+    const retained = page.locator('section', { has: page.getByRole('heading', { name: 'Retained messages' }) });
+    await retained.getByLabel('Topic or filter').fill('status/#');
+    await retained.getByRole('button', { name: 'Show' }).click();
+    await page.locator('#retained tbody tr').filter({ hasText: 'status/door' }).filter({ hasText: 'open' }).waitFor({ timeout: 10_000 });
+    const history = page.locator('section', { has: page.getByRole('heading', { name: 'History' }) });
+    await history.getByLabel('Topic or filter').fill('demo/#');
+    await history.getByRole('button', { name: 'Read' }).click();
+    await history.locator('tbody tr').filter({ hasText: 'demo/pg2' }).waitFor({ timeout: 10_000 });
+    await page.screenshot({ path: `${SHOTS}/topics-data-1280.png`, fullPage: true });
+  });
+
   it('has no serious or critical accessibility violations on any page (axe-core), at phone and desktop widths', async () => {
     for (const [w, h] of [
       [390, 844],

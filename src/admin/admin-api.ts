@@ -152,6 +152,13 @@ export class AdminApi {
         const r = await this.ctx.hub.history(this.principal(caller), [filter], url.searchParams.get('since') ?? undefined, this.limit(url));
         return { messages: r.messages.map(toMessageJson), cursor: r.cursor, more: r.more, gap: r.gap };
       }
+      case 'retained': {
+        if (!get) break;
+        const filter = url.searchParams.get('topic');
+        if (!filter) fail('topic (a topic or filter) is required');
+        const list = await this.ctx.hub.retainedMessages(filter, this.limit(url));
+        return { messages: list.map(toMessageJson) };
+      }
       case 'mqtt/sessions':
         if (!get) break;
         return this.mqttSessions(url);

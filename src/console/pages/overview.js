@@ -71,7 +71,7 @@ export function Overview() {
       <h2 id="nodes-h">Nodes</h2>
       <div class="scroll" tabindex="0">
         <table>
-          <thead><tr><th scope="col">Node</th>${DOORS.map((d) => html`<th scope="col">${d}</th>`)}<th scope="col">Subscribers</th><th scope="col">Memory (RSS / heap)</th><th scope="col">Up since</th><th scope="col">State</th></tr></thead>
+          <thead><tr><th scope="col">Node</th>${DOORS.map((d) => html`<th scope="col" class="num">${d}</th>`)}<th scope="col" class="num">Subscribers</th><th scope="col">Memory (RSS / heap)</th><th scope="col">Up since</th><th scope="col">State</th></tr></thead>
           <tbody>
             ${nodes.map(
               (n) => html`<tr>

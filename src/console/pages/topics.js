@@ -32,7 +32,7 @@ function TopicList() {
     ${error && html`<p class="error" role="alert">${error}</p>`}
     ${result &&
     html`<div class="scroll" tabindex="0"><table>
-        <thead><tr><th scope="col">Filter</th><th scope="col">Subscribers (cluster)</th></tr></thead>
+        <thead><tr><th scope="col">Filter</th><th scope="col" class="num">Subscribers (cluster)</th></tr></thead>
         <tbody>
           ${result.topics.length === 0 && html`<tr><td colspan="2">No subscriptions${prefix ? ` under ${prefix}` : ''}.</td></tr>`}
           ${result.topics.map((t) => html`<tr><td><code>${t.filter}</code></td><td class="num">${num(t.subscribers)}</td></tr>`)}
@@ -89,6 +89,36 @@ function HistoryBrowser() {
   </section>`;
 }
 
+function Retained() {
+  const [result, setResult] = useState(null);
+  const [error, setError] = useState('');
+  const submit = async (e) => {
+    e.preventDefault();
+    try {
+      setResult(await get('retained', { topic: new FormData(e.target).get('topic'), limit: 100 }));
+      setError('');
+    } catch (err) {
+      setError(err.message);
+    }
+  };
+  return html`<section aria-labelledby="retained-h">
+    <h2 id="retained-h">Retained messages</h2>
+    <form onSubmit=${submit} class="row">
+      <label>Topic or filter <input name="topic" required placeholder="e.g. status/+" /></label>
+      <button type="submit">Show</button>
+    </form>
+    ${error && html`<p class="error" role="alert">${error}</p>`}
+    ${result &&
+    html`<div class="scroll" tabindex="0"><table id="retained">
+      <caption>${result.messages.length} retained message${result.messages.length === 1 ? '' : 's'} (first 100)</caption>
+      <thead><tr><th scope="col">Topic</th><th scope="col">Data</th><th scope="col">Published</th><th scope="col">Cursor</th></tr></thead>
+      <tbody>
+        ${result.messages.map((m) => html`<tr><td><code>${m.topic}</code></td><td class="data">${m.data ?? `[${m.data_base64?.length ?? 0} base64 chars]`}</td><td>${time(m.publishedAt)}</td><td><code>${m.cursor}</code></td></tr>`)}
+      </tbody>
+    </table></div>`}
+  </section>`;
+}
+
 export function Topics() {
-  return html`<h1>Topics</h1><${TopicList} /><${HistoryBrowser} />`;
+  return html`<h1>Topics</h1><${TopicList} /><${Retained} /><${HistoryBrowser} />`;
 }
