@@ -14,7 +14,14 @@ const DOORS = [
 function Subscriber({ log }) {
   const client = useRef(null);
   const [state, setState] = useState('not connected');
-  useEffect(() => () => client.current?.close(), []);
+  const [mqttPort, setMqttPort] = useState(null);
+  useEffect(() => {
+    fetch('/.well-known/omnipush')
+      .then((r) => r.json())
+      .then((d) => setMqttPort(d.transports?.mqtt?.port ?? null))
+      .catch(() => undefined);
+    return () => client.current?.close();
+  }, []);
   const submit = async (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
@@ -42,7 +49,7 @@ function Subscriber({ log }) {
     <label>Client token (optional) <input name="token" autocomplete="off" placeholder="JWT, when anonymous access is off" /></label>
     <button type="submit">Subscribe</button>
     <p class="muted" role="status">State: <span id="pg-state">${state}</span></p>
-    <p class="muted">MQTT: <code>mosquitto_sub -h ${location.hostname} -t 'demo/#' -V mqttv5</code></p>
+    ${mqttPort && html`<p class="muted">MQTT: <code>mosquitto_sub -h ${location.hostname} -p ${mqttPort} -t 'demo/#' -V mqttv5</code></p>`}
   </form>`;
 }
 
