@@ -141,6 +141,10 @@ describe('server API: who may call it', () => {
     }
   });
 
+  it('refuses a config that gives anonymous clients the admin grant', async () => {
+    await assert.rejects(startTestServer({ auth: { anonymous: { admin: true } } }), /auth\.anonymous\.admin/);
+  });
+
   it('is off, and the console is not served, when no admin credentials are configured', async () => {
     const bare = await startTestServer();
     try {
