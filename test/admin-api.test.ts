@@ -3,7 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
 import type { IDisconnectPacket } from 'mqtt-packet';
 import { Agent, fetch as undiciFetch } from 'undici';
+import { pino } from 'pino';
 import { hashPassword } from '../src/auth/users.js';
+import { RedisControl } from '../src/cluster/control.js';
 import type { RunningServer } from '../src/server.js';
 import { clusterConfig } from './helpers/cluster.js';
 import { mqttClient } from './helpers/mqtt.js';
@@ -321,5 +323,22 @@ describe('server API across a cluster', { skip: redisMissing || false }, () => {
     assert.equal(disc.reasonCode, 0x98);
     await within(v3, 5000, 'MQTT 3.1.1 close on node b');
     await waitFor(() => a.registry.countOfPrincipal('erin') + b.registry.countOfPrincipal('erin') === 0, 'erin gone everywhere');
+  });
+
+  it('names a node that does not answer instead of passing a partial view off as whole', async () => {
+    // a live node (heartbeats) that answers no calls: a hung process, or one of an older version
+    const mute = new RedisControl({ url: redis.url, prefix: 'admin-api:', heartbeatMs: 1000, nodeTimeoutMs: 5000, log: pino({ level: 'silent' }) });
+    await mute.start();
+    try {
+      await waitFor(() => a.cluster.nodes().includes(mute.nodeId), 'node a sees the mute node');
+      const t0 = Date.now();
+      const stats = await api(a.http, 'stats', { headers: bearer(KEY) });
+      assert.equal(stats.status, 200);
+      assert.ok(Date.now() - t0 >= 1900, 'waited out admin.clusterTimeout');
+      assert.deepEqual((stats.body.nodes as Array<{ node: string }>).map((n) => n.node).sort(), [a.cluster.nodeId, b.cluster.nodeId].sort());
+      assert.deepEqual(stats.body.problems, [{ node: mute.nodeId, error: 'no answer within 2000 ms' }]);
+    } finally {
+      await mute.close();
+    }
   });
 });
