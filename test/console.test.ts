@@ -123,18 +123,24 @@ describe('the console in Chromium', { skip: missing ? 'chromium missing' : false
   it('finds a client by principal and disconnects it; the client sees its close code', async () => {
     const ws = await openWs(server.http, { headers: { authorization: `Bearer ${await token('frank')}` } });
     await ws.request({ type: 'subscribe', topics: ['frank/inbox'] });
+    await ws.request({ type: 'subscribe', topics: ['frank/news'] });
     await page.goto(`${server.http}/admin/#connections`);
     await page.getByLabel('Principal').fill('frank');
     await page.getByRole('button', { name: 'Find' }).click();
     const row = page.locator('#connections tbody tr').filter({ hasText: 'websocket' });
     await row.waitFor({ timeout: 10_000 });
     assert.match((await row.textContent()) ?? '', /frank\/inbox/);
+    await page.getByRole('button', { name: 'Unsubscribe frank from frank/news' }).click();
+    await page.locator('#action-status').filter({ hasText: 'Unsubscribed frank from frank/news' }).waitFor({ timeout: 10_000 });
+    await waitFor(() => ws.frames.find((f) => f.type === 'unsubscribed'), 'the client told of its dropped subscription');
+    await page.getByRole('button', { name: 'Unsubscribe frank from frank/news' }).waitFor({ state: 'detached', timeout: 10_000 });
+    await page.screenshot({ path: `${SHOTS}/connections-data-1280.png`, fullPage: true });
     await page.getByLabel('Reason shown to the client').fill('closed from the console');
     await page.getByRole('button', { name: 'Disconnect frank everywhere' }).click();
     const closed = await within(ws.closed, 10_000, 'the WebSocket close');
     assert.equal(closed.code, 4009);
     assert.equal(closed.reason, 'closed from the console');
-    await page.locator('#disconnect-status').filter({ hasText: 'Disconnected 1 connection of frank' }).waitFor({ timeout: 10_000 });
+    await page.locator('#action-status').filter({ hasText: 'Disconnected 1 connection of frank' }).waitFor({ timeout: 10_000 });
   });
 
   it('publishes from the playground to an MQTT subscriber, and subscribes over SSE', async () => {

@@ -26,6 +26,15 @@ export function Connections() {
     setStatus('');
     void load(p);
   };
+  const unsubscribe = async (c, filter) => {
+    try {
+      const r = await post('unsubscribe', { principal: c.principal, filter });
+      setStatus(r.removed ? `Unsubscribed ${c.principal} from ${filter}.` : `${c.principal}'s ${c.door} connection cannot drop one filter; disconnect it instead.`);
+      await load(principal);
+    } catch (err) {
+      setError(err.message);
+    }
+  };
   const disconnect = async (e) => {
     e.preventDefault();
     const reason = String(new FormData(e.target).get('reason') ?? '').trim();
@@ -44,7 +53,7 @@ export function Connections() {
       <button type="submit">Find</button>
     </form>
     ${error && html`<p class="error" role="alert">${error}</p>`}
-    ${status && html`<p class="ok" role="status" id="disconnect-status">${status}</p>`}
+    ${status && html`<p class="ok" role="status" id="action-status">${status}</p>`}
     ${result &&
     html`<div class="scroll" tabindex="0"><table id="connections">
         <caption>${result.connections.length} connection${result.connections.length === 1 ? '' : 's'}${principal ? ` of ${principal}` : ''}${result.next ? ' (more not shown)' : ''}</caption>
@@ -53,7 +62,11 @@ export function Connections() {
           ${result.connections.map(
             (c) => html`<tr>
               <td>${c.principal}</td><td>${c.door}</td><td><code>${c.node}</code></td><td>${c.address}</td><td>${time(c.since)}</td>
-              <td>${c.subscriptions.map((s) => html`<code class="chip">${s}</code> `)}</td>
+              <td>
+                ${c.subscriptions.map(
+                  (s) => html`<span class="chip"><code>${s}</code><button class="x" aria-label=${`Unsubscribe ${c.principal} from ${s}`} title="Unsubscribe" onClick=${() => unsubscribe(c, s)}>×</button></span> `,
+                )}
+              </td>
             </tr>`,
           )}
         </tbody>
