@@ -9,6 +9,7 @@ import { RedisControl } from '../src/cluster/control.js';
 import type { RunningServer } from '../src/server.js';
 import { clusterConfig } from './helpers/cluster.js';
 import { mqttClient } from './helpers/mqtt.js';
+import { startPushService, webpushConfig, type PushService } from './helpers/push-service.js';
 import { redisMissing, startRedis, type RedisServer } from './helpers/redis.js';
 import { startTestServer, waitFor, within } from './helpers/server.js';
 import { openRawSse } from './helpers/sse.js';
@@ -271,6 +272,48 @@ describe('server API: listing and acting on one node', () => {
       return s?.subscriptions.includes('dave/#') ? s : undefined;
     }, 'the stored session');
     assert.equal(r.clientId, 'sess-1');
+  });
+});
+
+describe('server API: the Web Push view', () => {
+  let svc: PushService;
+  let server: RunningServer;
+  before(async () => {
+    svc = await startPushService();
+    server = await startTestServer({ ...(await adminConfig()), webpush: webpushConfig(svc, { retryMinDelay: 20, retryMaxDelay: 200 }) });
+  });
+  after(async () => {
+    await server?.close();
+    await svc?.close();
+  });
+
+  it('lists subscriptions without their endpoints, and deliveries the push service rejected as given up', async () => {
+    const browser = svc.browser('b1');
+    const reg = await fetch(`${server.http}/v1/webpush/subscriptions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(await token('hal', everything)) },
+      body: JSON.stringify({ subscription: browser.subscription, topics: ['wp/#'], mode: 'always' }),
+    });
+    assert.equal(reg.status, 201, await reg.text());
+    svc.answer = () => ({ status: 400 });
+    const pub = await api(server.http, 'publish', { body: { topics: ['wp/1'], data: 'x' }, headers: bearer(KEY) });
+    const cursor = (pub.body.messages as Array<{ cursor: string }>)[0].cursor;
+    const view = await waitFor(async () => {
+      const v = await api(server.http, 'webpush', { headers: bearer(KEY) });
+      return (v.body.givenUp as unknown[]).length > 0 ? v.body : undefined;
+    }, 'the rejected delivery under givenUp');
+    const subs = view.subscriptions as Array<Record<string, unknown>>;
+    assert.equal(subs.length, 1);
+    assert.equal(subs[0].principal, 'hal');
+    assert.deepEqual(subs[0].filters, ['wp/#']);
+    assert.equal(subs[0].origin, svc.origin);
+    assert.ok(!JSON.stringify(view).includes(browser.subscription.endpoint), 'the endpoint (the browser’s capability) is never shown');
+    const given = (view.givenUp as Array<{ subscription: string; cursor: string; reason: string }>)[0];
+    assert.equal(given.subscription, subs[0].id);
+    assert.equal(given.cursor, cursor);
+    assert.match(given.reason, /rejected with status 400/);
+    const next = await api(server.http, `webpush?subscriptionsAfter=${encodeURIComponent(String(subs[0].id))}`, { headers: bearer(KEY) });
+    assert.deepEqual(next.body.subscriptions, []);
   });
 });
 

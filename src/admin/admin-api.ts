@@ -239,7 +239,12 @@ export class AdminApi {
     const w = this.webpush;
     if (!w) return { enabled: false, subscriptions: [], pending: [], givenUp: [] };
     const limit = this.limit(url);
-    const subscriptions = [...w.registry.all()].slice(0, limit).map((s) => ({
+    const subsAfter = url.searchParams.get('subscriptionsAfter') ?? '';
+    const subscriptions = [...w.registry.all()]
+      .filter((s) => s.id > subsAfter)
+      .sort((x, y) => (x.id < y.id ? -1 : 1))
+      .slice(0, limit)
+      .map((s) => ({
       id: s.id,
       origin: safeOrigin(s.endpoint),
       principal: s.principal.id,
