@@ -249,6 +249,17 @@ describe('server API: listing and acting on one node', () => {
     assert.deepEqual((h2.body.messages as Array<{ topic: string }>).map((m) => m.topic), ['hist/c']);
   });
 
+  it('an operator’s disconnect publishes the MQTT client’s will, as any disconnect it did not ask for', async () => {
+    const watcher = await mqttClient(server, { protocolVersion: 5, username: 'watcher', password: Buffer.from(await token('watcher', everything)) });
+    await watcher.subscribeAsync('wills/#');
+    const ivan = await mqttClient(server, { protocolVersion: 5, username: 'ivan', password: Buffer.from(await token('ivan', everything)), will: { topic: 'wills/ivan', payload: Buffer.from('gone'), qos: 0, retain: false } });
+    const d = await api(server.http, 'disconnect', { body: { principal: 'ivan' }, headers: bearer(KEY) });
+    assert.equal(d.body.disconnected, 1);
+    await waitFor(() => watcher.received.some((m) => m.topic === 'wills/ivan' && m.payload === 'gone'), 'ivan’s will');
+    ivan.end(true);
+    watcher.end(true);
+  });
+
   it('shows retained messages under a filter, bounded by limit', async () => {
     await api(server.http, 'publish', { body: { topics: ['st/a', 'st/b', 'st/c'], data: 'up', retain: true }, headers: bearer(KEY) });
     await api(server.http, 'publish', { body: { topics: ['other/x'], data: 'no', retain: true }, headers: bearer(KEY) });
