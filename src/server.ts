@@ -11,6 +11,7 @@ import { ConnectionRegistry } from './core/connections.js';
 import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
 import { httpsOptions } from './http/https-options.js';
 import { Metrics } from './metrics/metrics.js';
+import { AdminApi } from './admin/admin-api.js';
 import { createStore } from './store/index.js';
 import { RedisStore } from './store/redis.js';
 import { ConnectionBudget, type TransportContext } from './transports/context.js';
@@ -38,6 +39,8 @@ export interface RunningServer {
   readonly mqttDoor?: MqttTransport;
   /** Sockets that have not authenticated yet (limits.preAuth). */
   readonly preAuth: PreAuthPool;
+  /** Live authenticated connections of this node, every door. */
+  readonly registry: ConnectionRegistry;
   /** Stops accepting, ends streams cleanly, flushes and closes the store. */
   close(): Promise<void>;
 }
@@ -119,6 +122,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // Web Push is on when a VAPID subject is configured (push services refuse requests without one).
   const webpush = config.webpush.subject ? await WebPushTransport.start(ctx) : undefined;
   const door = new HttpDoor(ctx, { webpush, tls });
+  door.mountAdmin(new AdminApi(ctx, webpush));
   const mqtt = config.mqtt.enabled ? new MqttTransport(ctx, createUserDirectory(config.auth.users)) : null;
   if (mqtt) door.addUpgradeHandler(mqtt);
   const addr = await door.listen(config.http.host, config.http.port);
@@ -161,6 +165,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     cluster,
     mqttDoor: mqtt ?? undefined,
     preAuth,
+    registry: ctx.registry,
     close() {
       closing ??= (async () => {
         draining = true;

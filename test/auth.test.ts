@@ -62,8 +62,15 @@ describe('authenticator', () => {
     assert.match(await reason(auth.authenticate(noSub)), /sub/);
     const badClaim = await new SignJWT({ omnipush: { publish: ['a/#/b'] } }).setProtectedHeader({ alg: 'HS256' }).setSubject('a').sign(enc);
     assert.match(await reason(auth.authenticate(badClaim)), /filter/);
-    const extraKey = await new SignJWT({ omnipush: { publish: [], admin: true } }).setProtectedHeader({ alg: 'HS256' }).setSubject('a').sign(enc);
+    const extraKey = await new SignJWT({ omnipush: { publish: [], owner: true } }).setProtectedHeader({ alg: 'HS256' }).setSubject('a').sign(enc);
     assert.match(await reason(auth.authenticate(extraKey)), /claim/);
+    // `admin` is a grant (the server API), off unless the claim says true
+    const admin = await new SignJWT({ omnipush: { admin: true } }).setProtectedHeader({ alg: 'HS256' }).setSubject('a').sign(enc);
+    assert.equal((await auth.authenticate(admin)).grants.admin, true);
+    const plain = await new SignJWT({ omnipush: { publish: ['x'] } }).setProtectedHeader({ alg: 'HS256' }).setSubject('a').sign(enc);
+    assert.equal((await auth.authenticate(plain)).grants.admin, undefined);
+    const notBool = await new SignJWT({ omnipush: { admin: 'yes' } }).setProtectedHeader({ alg: 'HS256' }).setSubject('a').sign(enc);
+    assert.match(await reason(auth.authenticate(notBool)), /claim/);
     assert.match(await reason(auth.authenticate(undefined)), /credentials required/);
   });
 

@@ -80,6 +80,13 @@ describe('omnipush CLI', () => {
       assert.match(denied.stderr, /403/);
       const anonymous = cli(['pub', 'b/1', 'no', '--url', server.http]);
       assert.match(anonymous.stderr, /401/);
+      // --admin adds the admin grant: the server API answers that token, not bob's
+      const admin = cli(['token', '--secret', secret, '--sub', 'ops', '--admin']);
+      assert.equal(admin.status, 0, admin.stderr);
+      const asAdmin = await fetch(`${server.http}/v1/admin/session`, { headers: { authorization: `Bearer ${admin.stdout.trim()}` } });
+      assert.equal(asAdmin.status, 200);
+      assert.equal(((await asAdmin.json()) as { who: string }).who, 'ops');
+      assert.equal((await fetch(`${server.http}/v1/admin/session`, { headers: { authorization: `Bearer ${token}` } })).status, 403);
     } finally {
       await server.stop();
     }

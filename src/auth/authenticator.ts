@@ -15,6 +15,7 @@ export function toGrants(g: GrantsConfig): Grants {
   return {
     publish: { allow: check(g.publish), deny: check(g.deny.publish) },
     subscribe: { allow: check(g.subscribe), deny: check(g.deny.subscribe) },
+    ...(g.admin ? { admin: true } : {}),
   };
 }
 
@@ -73,6 +74,7 @@ export async function createAuthenticator(auth: AuthConfig): Promise<Authenticat
   // static users (MQTT user name + password) are credentials too: with them, anonymous is opt-in
   const credentials = configured || auth.users.length > 0;
   const allowAnonymous = auth.allowAnonymous ?? !credentials;
+  if (auth.anonymous?.admin) throw new Error('auth.anonymous.admin: the admin grant (server API) needs credentials; it cannot be given to anonymous clients');
   const anonymousGrants: Grants = auth.anonymous ? toGrants(grantsSchema.parse(auth.anonymous)) : credentials ? DENY_ALL : ALLOW_ALL;
   const anonymous: Principal = { id: 'anonymous', kind: 'anonymous', grants: anonymousGrants };
   const claim = jwt?.claim ?? 'omnipush';

@@ -144,7 +144,8 @@ program
   .option('--deny-publish <filter>', 'deny publishing to this filter (repeatable)', collect, [])
   .option('--deny-subscribe <filter>', 'deny subscribing to this filter (repeatable)', collect, [])
   .option('--expires <span>', 'lifetime, e.g. 30m, 1h, 7d', '1h')
-  .action(async (o: { secret?: string; config?: string; sub: string; publish: string[]; subscribe: string[]; denyPublish: string[]; denySubscribe: string[]; expires: string }) => {
+  .option('--admin', 'grant the server API (/v1/admin/...)', false)
+  .action(async (o: { secret?: string; config?: string; sub: string; publish: string[]; subscribe: string[]; denyPublish: string[]; denySubscribe: string[]; expires: string; admin: boolean }) => {
     let secret = o.secret;
     let claim: string | undefined;
     let issuer: string | undefined;
@@ -164,7 +165,7 @@ program
     const token = await mintToken({
       secret,
       sub: o.sub,
-      grants: { publish: o.publish, subscribe: o.subscribe, deny: { publish: o.denyPublish, subscribe: o.denySubscribe } },
+      grants: { publish: o.publish, subscribe: o.subscribe, deny: { publish: o.denyPublish, subscribe: o.denySubscribe }, ...(o.admin ? { admin: true } : {}) },
       expiresIn: o.expires,
       claim,
       issuer,

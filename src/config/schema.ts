@@ -12,6 +12,8 @@ export const grantsSchema = z
       .object({ publish: filterList.default([]), subscribe: filterList.default([]) })
       .strict()
       .default({}),
+    /** The server API (`/v1/admin/...`): list and act on every connection, publish anywhere. Default false; never for anonymous. */
+    admin: z.boolean().optional(),
   })
   .strict();
 
@@ -302,6 +304,29 @@ export const configSchema = z
       .object({
         /** Serve a demo page at /demo/ that subscribes and publishes through the client SDK. */
         enabled: z.boolean().default(false),
+      })
+      .strict()
+      .default({}),
+    /**
+     * The server API (`/v1/admin/...`) and the operator's console at `/admin` (docs/http-api.md). The
+     * console is on only when an API key or a user is configured; the API also takes JWTs with the admin grant.
+     */
+    admin: z
+      .object({
+        /** Static keys for `Authorization: Bearer <key>`; long random strings (at least 24 characters). */
+        apiKeys: z.array(z.string().min(24, 'an admin API key must have at least 24 characters')).default([]),
+        /** Console users; `passwordHash` as printed by `omnipush passwd` (scrypt). */
+        users: z
+          .array(z.object({ username: z.string().min(1).max(200), passwordHash: z.string().startsWith('scrypt$') }).strict())
+          .default([]),
+        /** seconds a console login lasts */
+        sessionTtl: seconds.default(8 * 3600),
+        /** Failed logins allowed per client address, and per username, within `loginWindow`; more get 429. */
+        loginAttempts: z.number().int().positive().default(5),
+        /** seconds */
+        loginWindow: seconds.default(300),
+        /** ms to wait for the other nodes' answers to a cluster-wide listing or action */
+        clusterTimeout: z.number().int().positive().default(2000),
       })
       .strict()
       .default({}),

@@ -34,9 +34,15 @@ export class ConnectionRegistry {
   private readonly byId = new Map<string, ConnectionInfo>();
   private readonly byPrincipal = new Map<string, Set<ConnectionInfo>>();
   private readonly byAddress = new Map<string, Set<ConnectionInfo>>();
+  private seq = 0;
 
   get size(): number {
     return this.byId.size;
+  }
+
+  /** A fresh id for a connection of `door`, unique on this node. */
+  nextId(door: Door): string {
+    return `${door}-${++this.seq}`;
   }
 
   add(c: ConnectionInfo): void {
@@ -81,6 +87,15 @@ export class ConnectionRegistry {
   all(): IterableIterator<ConnectionInfo> {
     return this.byId.values();
   }
+}
+
+/**
+ * The address a quota counts: an IPv4 client seen through a dual-stack socket (`::ffff:1.2.3.4`)
+ * is the same client as `1.2.3.4`.
+ */
+export function clientAddress(remote: string | undefined): string {
+  if (!remote) return 'unknown';
+  return remote.startsWith('::ffff:') && remote.includes('.') ? remote.slice(7) : remote;
 }
 
 function addTo(m: Map<string, Set<ConnectionInfo>>, key: string, c: ConnectionInfo): void {

@@ -19,6 +19,8 @@ export type ErrorCode =
   /** A count quota (connections, subscriptions, retained topics) is full; `details.limit` names it. */
   | 'quota_exceeded'
   | 'slow_consumer'
+  /** An operator ended the connection through the server API; the message is the operator's reason. */
+  | 'disconnected'
   | 'shutting_down'
   /** A component the server needs (the store's Redis) cannot be reached now; retry later. */
   | 'unavailable'

@@ -9,6 +9,8 @@ export interface FilterRule {
 export interface Grants {
   publish: FilterRule;
   subscribe: FilterRule;
+  /** May use the server API (`/v1/admin/...`). Absent: no. */
+  admin?: boolean;
 }
 
 /** Who is asking. Every door turns its credentials into one of these. */

@@ -178,6 +178,20 @@ export class Hub {
     return this.subs.size;
   }
 
+  /**
+   * Up to `limit` retained messages matching `filter`, ascending by seq (the server API's view).
+   * The store reads every match before the cut: fine for an operator's narrow filter, not for `#`
+   * over millions of retained topics.
+   */
+  async retainedMessages(filter: string, limit: number): Promise<StoredMessage[]> {
+    return (await this.store.retained([validateFilter(filter)], this.now())).slice(0, limit);
+  }
+
+  /** Every subscribed filter with its number of subscribers on this node, in no order (the server API's listing). */
+  forEachFilter(visit: (filter: string, subscribers: number) => void): void {
+    this.trie.walk(visit);
+  }
+
   // ---------------------------------------------------------------- publish
 
   /** Validates a publish against limits and grants; throws {@link OmnipushError}. */

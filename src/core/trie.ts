@@ -103,12 +103,29 @@ export class SubscriptionTrie<T> {
     if (node.plus && !(dollar && i === 0)) this.matchAt(node.plus, levels, i + 1, visit, dollar);
   }
 
+  /**
+   * Calls `visit` once per stored filter with how many values it holds, in no particular order (the
+   * server API's topic listing). Recursion is as deep as the longest filter, which the level limit bounds.
+   */
+  walk(visit: (filter: string, count: number) => void): void {
+    walkAt(this.root, '', 0, visit);
+  }
+
   /** Collects matching values into a set (deduplicated). */
   matchSet(topic: string): Set<T> {
     const out = new Set<T>();
     this.match(topic, (v) => out.add(v));
     return out;
   }
+}
+
+function walkAt<T>(node: TrieNode<T>, path: string, depth: number, visit: (filter: string, count: number) => void): void {
+  // the root stands for no level at all, so its children get no leading '/'
+  const prefix = depth === 0 ? '' : `${path}/`;
+  if (node.hash) visit(`${prefix}#`, node.hash.size);
+  if (node.exact && depth > 0) visit(path, node.exact.size);
+  if (node.children) for (const [level, child] of node.children) walkAt(child, prefix + level, depth + 1, visit);
+  if (node.plus) walkAt(node.plus, `${prefix}+`, depth + 1, visit);
 }
 
 function isEmpty<T>(n: TrieNode<T>): boolean {

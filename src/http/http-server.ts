@@ -16,6 +16,8 @@ import { discoveryDocument } from './discovery.js';
 import type { HttpsOptions } from './https-options.js';
 import { handleHistory, handlePublishJson, handlePublishRaw } from './publish-api.js';
 import { CLIENT_PREFIX, serveClientBundle, serveDemo } from './static-files.js';
+import type { AdminApi } from '../admin/admin-api.js';
+import { CONSOLE_PATH, serveConsole } from '../admin/console-files.js';
 
 export const DISCOVERY_PATH = '/.well-known/omnipush';
 
@@ -35,6 +37,7 @@ export class HttpDoor {
   private readonly upgrades: UpgradeHandler[] = [];
   private readonly webpush: WebPushHttp | undefined;
   private readonly metricsToken: Buffer | undefined;
+  private admin: AdminApi | undefined;
 
   constructor(
     private readonly ctx: TransportContext,
@@ -104,6 +107,11 @@ export class HttpDoor {
     });
   }
 
+  /** Mounts the server API at `/v1/admin/` and, when it has console credentials, the console at `/admin`. */
+  mountAdmin(admin: AdminApi): void {
+    this.admin = admin;
+  }
+
   /** Mounts another door's WebSocket endpoint. */
   addUpgradeHandler(h: UpgradeHandler): void {
     this.upgrades.push(h);
@@ -149,8 +157,17 @@ export class HttpDoor {
       if (path === '/v1/history') {
         return await this.only(method, ['GET'], async () => handleHistory(ctx, req, res, await ctx.authenticate(req, url), url));
       }
+      if (this.admin?.handles(path)) return await this.admin.handle(req, res, url);
+      if ((path === CONSOLE_PATH || path.startsWith(`${CONSOLE_PATH}/`)) && this.admin?.auth.consoleEnabled) {
+        return await this.only(method, ['GET', 'HEAD'], async () => serveConsole(path, res));
+      }
       if (path.startsWith(WEBPUSH_PREFIX) && this.webpush) return await this.webpush.handle(req, res, url);
       if (path.startsWith(CLIENT_PREFIX)) return await this.only(method, ['GET'], async () => serveClientBundle(path, res, headers));
+      if ((path === '/demo/' || path === '/demo') && this.admin?.auth.consoleEnabled) {
+        // the console's playground took the demo's place
+        res.writeHead(302, { ...headers, Location: `${CONSOLE_PATH}/#playground`, 'Content-Length': 0 });
+        return void res.end();
+      }
       if ((path === '/demo/' || path === '/demo') && ctx.config.demo.enabled) return await this.only(method, ['GET'], async () => serveDemo(req, res, headers));
       if (path === DISCOVERY_PATH) return await this.only(method, ['GET', 'HEAD'], async () => sendJson(res, 200, discoveryDocument(ctx, req, this.webpush ? { vapidPublicKey: this.webpush.publicKey } : undefined), headers));
       if (path === '/healthz') return await this.only(method, ['GET', 'HEAD'], async () => sendJson(res, 200, { status: 'ok' }, headers));
@@ -251,6 +268,8 @@ function decodeTopicPath(raw: string): string {
 function routeLabel(path: string): string {
   if (path.startsWith('/v1/topics/')) return '/v1/topics';
   if (path.startsWith(CLIENT_PREFIX)) return '/v1/client';
+  if (path.startsWith('/v1/admin/')) return '/v1/admin';
+  if (path.startsWith(CONSOLE_PATH)) return CONSOLE_PATH;
   if (path.startsWith('/v1/webpush/subscriptions')) return '/v1/webpush/subscriptions';
   return ['/v1/sse', '/v1/poll', '/v1/publish', '/v1/history', '/v1/webpush/vapid-public-key', '/v1/webpush/sw.js', DISCOVERY_PATH, '/healthz', '/readyz', '/metrics'].includes(path) ? path : 'other';
 }

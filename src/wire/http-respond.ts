@@ -16,6 +16,7 @@ const STATUS: Record<ErrorCode, number> = {
   rate_limited: 429,
   quota_exceeded: 429,
   slow_consumer: 503,
+  disconnected: 409,
   shutting_down: 503,
   unavailable: 503,
   internal: 500,

@@ -3,6 +3,7 @@ import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
+import { clientAddress, type ConnectionInfo } from '../../core/connections.js';
 import { JSON_MESSAGE } from '../../wire/json-message.js';
 import { sendError } from '../../wire/http-respond.js';
 import { numberParam, topicParams } from '../../wire/http-request.js';
@@ -13,12 +14,18 @@ const EXPIRED = new OmnipushError('unauthorized', 'token expired');
 const COMMA = Buffer.from(',');
 
 /**
- * One held poll. It subscribes like any other subscriber (so replay and live delivery meet with
+ * One held poll — also what the connection registry counts as a long-poll connection: between
+ * polls a client holds nothing on the server, so only a request being held is live.
+ * It subscribes like any other subscriber (so replay and live delivery meet with
  * no gap) and answers as soon as it has something — after letting the current tick's messages in —
  * or when its limit or timeout is reached.
  */
-class HeldPoll implements HubSubscriber {
+class HeldPoll implements HubSubscriber, ConnectionInfo {
   readonly transport = 'longpoll';
+  readonly door = 'longpoll';
+  readonly id: string;
+  readonly address: string;
+  readonly since = Date.now();
   private readonly frames: Buffer[] = [];
   private lastCursor: string | undefined;
   private gapInfo: GapInfo | undefined;
@@ -29,13 +36,21 @@ class HeldPoll implements HubSubscriber {
   timer: NodeJS.Timeout | undefined;
 
   constructor(
-    readonly principal: Principal,
+    public principal: Principal,
     private readonly res: ServerResponse,
     private readonly limit: number,
     private readonly ctx: TransportContext,
     private readonly headers: Record<string, string>,
+    private readonly filters: string[],
     private readonly onDone: () => void,
-  ) {}
+  ) {
+    this.id = ctx.registry.nextId('longpoll');
+    this.address = clientAddress(res.req.socket.remoteAddress);
+  }
+
+  subscriptions(): string[] {
+    return [...this.filters];
+  }
 
   deliver(d: Delivery): void {
     if (this.done) return;
@@ -143,14 +158,16 @@ export class LongPollTransport {
       ctx.connections.acquire();
       ctx.metrics.connections.inc({ transport: 'longpoll' });
 
-      const poll = new HeldPoll(principal, res, Math.floor(limit), ctx, headers, () => {
+      const poll = new HeldPoll(principal, res, Math.floor(limit), ctx, headers, plan.filters, () => {
         if (poll.timer) clearTimeout(poll.timer);
         this.held.delete(poll);
+        ctx.registry.remove(poll);
         ctx.connections.release();
         ctx.metrics.connections.dec({ transport: 'longpoll' });
       });
       poll.sinceCursor = since && plan.mode === 'history' && !plan.gap ? since : ctx.hub.headCursor();
       this.held.add(poll);
+      ctx.registry.add(poll);
       res.once('close', () => poll.abandon());
       // a held poll outlives no token: past `exp` it is answered 401, as a new poll would be
       const expiresIn = principal.expiresAt === undefined ? Infinity : principal.expiresAt - Date.now();

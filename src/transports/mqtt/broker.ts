@@ -209,6 +209,7 @@ export class Broker {
   private feedClosed(conn: MqttConnection, reason: OmnipushError): void {
     if (conn.feed) conn.feed = null;
     if (reason.code === 'shutting_down') conn.disconnect(RC.serverShuttingDown, 'server shutting down');
+    else if (reason.code === 'disconnected') conn.disconnect(RC.administrativeAction, reason.message);
     else conn.disconnect(RC.quotaExceeded, reason.message);
   }
 
@@ -262,6 +263,10 @@ export class Broker {
     conn.place?.leave();
     conn.place = null;
     conn.expiry?.cancel();
+    if (conn.registration) {
+      this.ctx.registry.remove(conn.registration);
+      conn.registration = null;
+    }
     if (conn.budgeted) {
       conn.budgeted = false;
       this.ctx.connections.release();

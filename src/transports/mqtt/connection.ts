@@ -20,6 +20,7 @@ import type { MqttSession, OutMsg, SessionPort } from './session.js';
 import type { WillSpec } from './will.js';
 import type { Deadline } from '../deadline.js';
 import type { PreAuthPlace } from '../pre-auth-pool.js';
+import type { MqttRegistration } from './registration.js';
 
 const PINGRESP = [0xd0, 0x00];
 
@@ -59,6 +60,8 @@ export class MqttConnection implements SessionPort {
   willArmed = false;
   /** Session expiry the client asked for at CONNECT (a DISCONNECT may not raise it from 0). */
   connectExpiry = 0;
+  /** Its entry in the connection registry, from CONNACK until it closes. */
+  registration: MqttRegistration | null = null;
   /** Holds a slot of the shared connection budget (once authenticated). */
   budgeted = false;
   /** Its place in the pre-auth pool until its CONNECT is authenticated. */

@@ -14,6 +14,8 @@ export interface Link {
   end(): void;
   destroy(): void;
   readonly remote: string;
+  /** The peer's IP address alone (quotas count by it). */
+  readonly address: string | undefined;
 }
 
 /** TCP or TLS: packets straight to the socket through the per-tick writer. */
@@ -30,6 +32,10 @@ class SocketLink implements Link {
 
   get remote(): string {
     return `${this.socket.remoteAddress}:${this.socket.remotePort}`;
+  }
+
+  get address(): string | undefined {
+    return this.socket.remoteAddress;
   }
 
   write(buf: Buffer): boolean {
@@ -88,5 +94,6 @@ export function wsLink(ws: WebSocket, socket: Socket, maxQueueBytes: number, onO
       ws.terminate();
     },
     remote: `${socket.remoteAddress}:${socket.remotePort}`,
+    address: socket.remoteAddress,
   };
 }

@@ -4,6 +4,7 @@ import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
+import { clientAddress, type ConnectionInfo } from '../../core/connections.js';
 import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
 import { sendError } from '../../wire/http-respond.js';
 import { topicParams } from '../../wire/http-request.js';
@@ -15,20 +16,31 @@ import { SSE_JSON, SSE_RAW, sseEvent } from './sse-frame.js';
 const HEARTBEAT = Buffer.from(':\n\n');
 
 /** One EventSource stream, written straight to its socket. */
-class SseConnection implements HubSubscriber, SocketWriterOwner {
+class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo {
   readonly transport = 'sse';
+  readonly door = 'sse';
   readonly writer: SocketWriter;
+  readonly id: string;
+  readonly address: string;
+  readonly since = Date.now();
   private ended = false;
   private readonly expiry: Deadline | undefined;
 
   constructor(
-    readonly principal: Principal,
+    public principal: Principal,
     private readonly socket: Socket,
     private readonly json: boolean,
     private readonly owner: SseTransport,
+    private readonly filters: string[],
   ) {
     this.writer = new SocketWriter(socket, owner.ctx.config.limits.maxQueueBytes, this);
     this.expiry = expiryDeadline(principal.expiresAt, () => this.end(new OmnipushError('unauthorized', 'token expired')));
+    this.id = owner.ctx.registry.nextId('sse');
+    this.address = clientAddress(socket.remoteAddress);
+  }
+
+  subscriptions(): string[] {
+    return [...this.filters];
   }
 
   overflowed(): void {
@@ -143,11 +155,13 @@ export class SseTransport {
       socket.write(head);
       takeOverSocket(req, res, socket);
 
-      const conn = new SseConnection(principal, socket, format === 'json', this);
+      const conn = new SseConnection(principal, socket, format === 'json', this, plan.filters);
       this.conns.add(conn);
+      ctx.registry.add(conn);
       ctx.metrics.connections.inc({ transport: 'sse' });
       socket.once('close', () => {
         this.conns.delete(conn);
+        ctx.registry.remove(conn);
         ctx.metrics.connections.dec({ transport: 'sse' });
         ctx.connections.release();
         conn.onSocketClosed();

@@ -89,6 +89,14 @@ export class DeliveryQueue {
     return this.lastHead;
   }
 
+  /** Up to `limit` pending entries whose key sorts after `after`, in key order (the server API's view). */
+  list(limit: number, after = ''): QueueEntry[] {
+    const keys: string[] = [];
+    for (const k of this.entries.keys()) if (k > after) keys.push(k);
+    keys.sort();
+    return keys.slice(0, limit).map((k) => this.entries.get(k)!);
+  }
+
   has(key: string): boolean {
     return this.entries.has(key);
   }

@@ -19,6 +19,8 @@ export const TRANSPORT = 'webpush';
 const SENDER_LEASE = 'webpush-sender';
 /** Cluster event: subscription `id` changed (registered, updated, removed); `since`: where the registering node stood. */
 const SUB_EVENT = 'webpush-sub';
+/** Given-up deliveries kept for the server API's view. */
+const GIVEN_UP_KEPT = 100;
 
 /** One push subscription attached to the hub: it turns each matching message into a queue entry. */
 class PushHubSubscriber implements HubSubscriber {
@@ -48,6 +50,8 @@ class PushHubSubscriber implements HubSubscriber {
  */
 export class WebPushTransport {
   readonly registry: SubscriptionRegistry;
+  /** The newest deliveries given up on by this node (expired or rejected), oldest first. */
+  readonly givenUp: Array<{ subscription: string; cursor: string; attempts: number; reason: string; at: number }> = [];
   /** The durable queue; a fresh one each time this node starts sending (see {@link activate}). */
   queue: DeliveryQueue;
   readonly metrics: WebPushMetrics;
@@ -325,6 +329,7 @@ export class WebPushTransport {
     const now = Date.now();
     if (now >= e.giveUpAt && e.attempts > 0) {
       this.metrics.count(origin, 'expired');
+      this.gaveUp(e, 'expired');
       return { done: true };
     }
     const small = e.withoutData || e.job.full === null;
@@ -377,6 +382,7 @@ export class WebPushTransport {
       if (Date.now() + delayMs >= e.giveUpAt) {
         this.metrics.count(origin, 'expired');
         this.ctx.log.info(log, 'web push given up: TTL over before the next retry');
+        this.gaveUp(e, `expired after status ${s}`);
         return { done: true };
       }
       this.metrics.count(origin, 'retry');
@@ -385,7 +391,14 @@ export class WebPushTransport {
     // 400 and other client errors: this message is wrong for this push service, the subscription may be fine
     this.metrics.count(origin, 'rejected');
     this.ctx.log.warn(log, 'push service rejected a message');
+    this.gaveUp(e, `rejected with status ${s}`);
     return { done: true };
+  }
+
+  /** Keeps the last {@link GIVEN_UP_KEPT} deliveries this node gave up on, for the server API. */
+  private gaveUp(e: QueueEntry, reason: string): void {
+    this.givenUp.push({ subscription: e.sub, cursor: e.cursor, attempts: e.attempts, reason, at: Date.now() });
+    if (this.givenUp.length > GIVEN_UP_KEPT) this.givenUp.shift();
   }
 
   async close(): Promise<void> {

@@ -1,10 +1,10 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { Delivery } from '../../core/encoded.js';
-import type { ConnectionInfo } from '../../core/connections.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
+import { clientAddress, type ConnectionInfo } from '../../core/connections.js';
 import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
 import type { TransportContext } from '../context.js';
 import { expiryDeadline, type Deadline } from '../deadline.js';
@@ -13,16 +13,36 @@ import { textFrame, WS_MESSAGE_FRAME, WS_MESSAGE_TEXT } from './ws-frame.js';
 import { parseClientMessage, requestIdOf, type ClientMessage, type RequestId } from './ws-protocol.js';
 
 /** Close codes of docs/websocket.md. */
-export const CLOSE = { normal: 1000, goingAway: 1001, policy: 1008, tryAgainLater: 1013, credentials: 4001, slowConsumer: 4008 } as const;
+export const CLOSE = { normal: 1000, goingAway: 1001, policy: 1008, internal: 1011, tryAgainLater: 1013, credentials: 4001, slowConsumer: 4008, disconnected: 4009 } as const;
+
+/** The close code that says why a connection is ended for `reason`. */
+export function closeCodeFor(reason: OmnipushError): number {
+  switch (reason.code) {
+    case 'shutting_down':
+      return CLOSE.goingAway;
+    case 'slow_consumer':
+      return CLOSE.slowConsumer;
+    case 'unauthorized':
+      return CLOSE.credentials;
+    case 'forbidden':
+    case 'quota_exceeded':
+    case 'rate_limited':
+      return CLOSE.policy;
+    case 'disconnected':
+      return CLOSE.disconnected;
+    default:
+      return CLOSE.internal;
+  }
+}
 
 /** One subscription of a socket: a hub subscriber that writes into the socket's queue. */
 class WsSubscription implements HubSubscriber {
   readonly transport = 'websocket';
-  /** Filters it holds (re-authentication may drop some). */
-  filterCount = 0;
   constructor(
     readonly id: string,
     private readonly conn: WsConnection,
+    /** Filters it holds (re-authentication may drop some). */
+    public filters: string[],
   ) {}
 
   /** The socket's principal: renewed credentials apply to every subscription at once. */
@@ -69,15 +89,16 @@ export class WsConnection implements SocketWriterOwner {
   private nextSub = 1;
   private readonly writer: SocketWriter | null;
   private closed = false;
+  private readonly socketAddress: string | undefined;
   /** Answered the last ping (liveness sweep). */
   alive = true;
   /** Its place in the pre-auth pool while it must still send `auth` (no credentials on the upgrade). */
   authPlace: PreAuthPlace | null = null;
   /** Holds a slot of the connection budget (taken once authenticated). */
   budgeted = false;
-  /** Its entry in ctx.registry, when the connection is registered there. */
-  entry: ConnectionInfo | undefined;
   private expiry: Deadline | undefined;
+  /** Its entry in the connection registry, once it has a principal. */
+  private registration: WsRegistration | null = null;
 
   constructor(
     private readonly ws: WebSocket,
@@ -90,6 +111,7 @@ export class WsConnection implements SocketWriterOwner {
     readonly slice: number,
   ) {
     this.writer = deflate ? null : new SocketWriter(socket, ctx.config.limits.maxQueueBytes, this);
+    this.socketAddress = socket.remoteAddress;
     (ws as TaggedSocket)[CONN] = this;
     ws.on('message', onWsMessage);
     ws.on('pong', onWsPong);
@@ -101,6 +123,37 @@ export class WsConnection implements SocketWriterOwner {
     this.authPlace = null;
     if (why === 'timeout') this.close(CLOSE.credentials, 'no credentials in time');
     else this.close(CLOSE.tryAgainLater, 'too many unauthenticated connections; try again later');
+  }
+
+  /** Enters the connection registry (at the upgrade, or at the first `auth` of a socket that came without credentials). */
+  register(address: string | undefined): void {
+    const { registry } = this.ctx;
+    if (this.registration) return registry.updatePrincipal(this.registration, this.principal);
+    this.registration = new WsRegistration(this, registry.nextId('websocket'), clientAddress(address));
+    registry.add(this.registration);
+  }
+
+  /** Filters of every subscription of this socket. */
+  filters(): string[] {
+    const out: string[] = [];
+    for (const s of this.subs.values()) out.push(...s.filters);
+    return out;
+  }
+
+  /**
+   * Drops the subscriptions that hold `filter` (a subscription is one request's filter list, so it
+   * goes whole) and tells the client; returns how many went.
+   */
+  dropFilter(filter: string): number {
+    let n = 0;
+    for (const sub of [...this.subs.values()]) {
+      if (!sub.filters.includes(filter)) continue;
+      this.subs.delete(sub.id);
+      this.ctx.hub.unsubscribe(sub);
+      this.send({ type: 'unsubscribed', sub: sub.id });
+      n++;
+    }
+    return n;
   }
 
   /** The connection this socket belongs to (set by the constructor). */
@@ -180,10 +233,9 @@ export class WsConnection implements SocketWriterOwner {
     if (msg.type === 'subscribe') {
       const checkedFor = this.principal;
       const plan = hub.checkSubscribe(checkedFor, msg.topics, msg.since);
-      const sub = new WsSubscription(`s${this.nextSub++}`, this);
+      const sub = new WsSubscription(`s${this.nextSub++}`, this, plan.filters);
       this.subs.set(sub.id, sub);
       // the reply goes first: the replay and live messages queue behind it
-      sub.filterCount = plan.filters.length;
       this.reply(msg.id, { type: 'subscribed', sub: sub.id, topics: plan.filters });
       try {
         await hub.subscribe(sub, plan);
@@ -231,7 +283,7 @@ export class WsConnection implements SocketWriterOwner {
       }
     }
     this.principal = p;
-    if (this.entry) this.ctx.registry.updatePrincipal(this.entry, p);
+    this.register(this.socketAddress);
     this.expiry?.cancel();
     this.expiry = expiryDeadline(p.expiresAt, () => this.close(CLOSE.credentials, 'credentials expired'));
     this.reply(id, { type: 'ok' });
@@ -244,8 +296,8 @@ export class WsConnection implements SocketWriterOwner {
     const dropped = this.ctx.hub.regrant(sub);
     if (dropped.length === 0) return;
     this.send({ type: 'error', code: 'forbidden', sub: sub.id, topics: dropped, message: `renewed credentials no longer allow ${dropped.map((f) => JSON.stringify(f)).join(', ')}` });
-    sub.filterCount -= dropped.length;
-    if (sub.filterCount === 0) {
+    sub.filters = sub.filters.filter((f) => !dropped.includes(f));
+    if (sub.filters.length === 0) {
       this.subs.delete(sub.id);
       this.send({ type: 'unsubscribed', sub: sub.id });
     }
@@ -262,17 +314,23 @@ export class WsConnection implements SocketWriterOwner {
     this.ws.ping();
   }
 
-  /** The hub ended a subscription (shutdown, slow replay): the socket goes with it. */
+  /** The hub ended a subscription (shutdown, slow replay), or the server ends the socket: the close code says why. */
   closeFor(reason: OmnipushError): void {
     if (reason.code === 'shutting_down') this.close(CLOSE.goingAway, 'server shutting down');
     else if (reason.code === 'slow_consumer') this.close(CLOSE.slowConsumer, 'slow consumer: resume from your last cursor');
-    else this.close(1011, reason.message.slice(0, 120));
+    else {
+      // an error frame first: a close reason is cut at 123 bytes and some clients never show it
+      if (reason.code !== 'internal') this.send({ type: 'error', code: reason.code, message: reason.message, ...(reason.details ?? {}) });
+      // the close reason must fit in a control frame (123 bytes of UTF-8)
+      this.close(closeCodeFor(reason), Buffer.from(reason.message).subarray(0, 120).toString());
+    }
   }
 
   close(code: number, reason: string): void {
     if (this.closed) return;
     this.expiry?.cancel();
     this.authPlace?.leave();
+    this.unregister();
     this.writer?.close(code !== CLOSE.slowConsumer);
     this.closed = true;
     this.dropSubscriptions();
@@ -287,12 +345,45 @@ export class WsConnection implements SocketWriterOwner {
     this.expiry?.cancel();
     this.authPlace?.leave();
     this.authPlace = null;
+    this.unregister();
     this.writer?.close(false);
     this.dropSubscriptions();
+  }
+
+  private unregister(): void {
+    if (this.registration) this.ctx.registry.remove(this.registration);
+    this.registration = null;
   }
 
   private dropSubscriptions(): void {
     for (const s of this.subs.values()) this.ctx.hub.unsubscribe(s);
     this.subs.clear();
+  }
+}
+
+/** A WebSocket as the connection registry sees it. */
+class WsRegistration implements ConnectionInfo {
+  readonly door = 'websocket';
+  readonly since = Date.now();
+  principal: Principal;
+
+  constructor(
+    private readonly conn: WsConnection,
+    readonly id: string,
+    readonly address: string,
+  ) {
+    this.principal = conn.principal;
+  }
+
+  subscriptions(): string[] {
+    return this.conn.filters();
+  }
+
+  close(reason: OmnipushError): void {
+    this.conn.closeFor(reason);
+  }
+
+  unsubscribe(filter: string): number {
+    return this.conn.dropFilter(filter);
   }
 }

@@ -97,6 +97,7 @@ export class WebSocketTransport {
     const conn = new WsConnection(ws, socket, principal, ctx, ctx.config.websocket.perMessageDeflate, this, slice);
     conn.authPlace = place;
     conn.budgeted = place === null;
+    if (place === null) conn.register(socket.remoteAddress);
     this.slices[slice].add(conn);
     this.count++;
     ctx.metrics.connections.inc({ transport: 'websocket' });

@@ -12,6 +12,7 @@ import { wantsCursor } from '../publish-encoder.js';
 import { ownerOf } from '../session-owner.js';
 import { notSaved } from '../session-store.js';
 import { willOf } from './will-spec.js';
+import { MqttRegistration } from '../registration.js';
 
 /**
  * Answers CONNECT with a refusal (v5 reason code, or the closest 3.1.1 return code) and closes.
@@ -239,6 +240,8 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
   conn.send(ack);
   conn.state = 'open';
   broker.armExpiry(conn);
+  conn.registration = new MqttRegistration(conn, broker.ctx.registry.nextId('mqtt'));
+  broker.ctx.registry.add(conn.registration);
   broker.live.set(clientId, conn);
   broker.owners.announce(clientId, owner);
   broker.stats.connectionsTotal++;

@@ -1,0 +1,202 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { after, before, describe, it } from 'node:test';
+import { SignJWT } from 'jose';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { hashPassword } from '../src/auth/users.js';
+import type { RunningServer } from '../src/server.js';
+import { mqttClient } from './helpers/mqtt.js';
+import { startTestServer, waitFor, within } from './helpers/server.js';
+import { openWs } from './helpers/ws.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const missing = !existsSync(CHROMIUM);
+if (missing) {
+  const why = `Chromium is not installed at ${CHROMIUM} (Debian package "chromium")`;
+  if (process.env.OMNIPUSH_REQUIRE_ALL === '1') throw new Error(`${why}, and OMNIPUSH_REQUIRE_ALL=1 requires it`);
+  console.error(`\n*** SKIPPING console tests: ${why} ***\n`);
+}
+
+const SECRET = 'console-test-secret-of-enough-length';
+const SHOTS = '/tmp/console-shots';
+const PAGES = ['overview', 'topics', 'connections', 'mqtt', 'webpush', 'playground'];
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+function token(sub: string): Promise<string> {
+  return new SignJWT({ omnipush: { publish: ['#'], subscribe: ['#'] } })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject(sub)
+    .setExpirationTime('1h')
+    .sign(new TextEncoder().encode(SECRET));
+}
+
+async function publish(base: string, topic: string, data: string): Promise<void> {
+  const r = await fetch(`${base}/v1/publish`, { method: 'POST', headers: { authorization: `Bearer ${await token('feeder')}` }, body: JSON.stringify({ topic, data }) });
+  assert.equal(r.status, 200);
+}
+
+const numberIn = async (page: Page, sel: string) => Number(((await page.textContent(sel)) ?? '').replace(/[^\d]/g, ''));
+
+describe('the console in Chromium', { skip: missing ? 'chromium missing' : false }, () => {
+  let browser: Browser;
+  let context: BrowserContext;
+  let page: Page;
+  let server: RunningServer;
+  before(async () => {
+    server = await startTestServer({
+      auth: { jwt: { secret: SECRET }, allowAnonymous: true, anonymous: { publish: ['demo/#'], subscribe: ['demo/#'] } },
+      admin: { users: [{ username: 'op', passwordHash: await hashPassword('s3cret pass') }] },
+      webpush: { subject: 'mailto:ops@example.com' },
+    });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
+    });
+    // CSP bypass only so that the test can inject axe-core; the console itself runs under its CSP
+    context = await browser.newContext({ viewport: { width: 1280, height: 800 }, bypassCSP: true });
+    page = await context.newPage();
+    mkdirSync(SHOTS, { recursive: true });
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it('serves the console with a CSP that forbids framing, and sends the old demo page to the playground', async () => {
+    const r = await fetch(`${server.http}/admin/`);
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+    assert.equal(r.headers.get('x-frame-options'), 'DENY');
+    const demo = await fetch(`${server.http}/demo/`, { redirect: 'manual' });
+    assert.equal(demo.status, 302);
+    assert.equal(demo.headers.get('location'), '/admin/#playground');
+  });
+
+  it('refuses a wrong password, then logs in', async () => {
+    await page.goto(`${server.http}/admin/`);
+    await page.getByLabel('Username').fill('op');
+    await page.getByLabel('Password').fill('wrong');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('alert').filter({ hasText: 'wrong username or password' }).waitFor({ timeout: 10_000 });
+    await page.screenshot({ path: `${SHOTS}/login-1280.png` });
+    await page.getByLabel('Password').fill('s3cret pass');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('navigation', { name: 'Console pages' }).waitFor({ timeout: 10_000 });
+    const cookies = await context.cookies();
+    const session = cookies.find((c) => c.name === 'omnipush_admin');
+    assert.ok(session?.httpOnly, 'the session cookie is HttpOnly');
+    assert.equal(session.sameSite, 'Strict');
+  });
+
+  it('shows the delivery counter move while messages are published', async () => {
+    const sub = await mqttClient(server, { protocolVersion: 5, username: 'watcher', password: Buffer.from(await token('watcher')) });
+    await sub.subscribeAsync('load/#');
+    await page.goto(`${server.http}/admin/#overview`);
+    await page.locator('#stat-deliveries').waitFor();
+    const start = await numberIn(page, '#stat-deliveries');
+    let n = 0;
+    await waitFor(
+      async () => {
+        await publish(server.http, 'load/x', `m${n++}`);
+        return (await numberIn(page, '#stat-deliveries')) >= start + 3;
+      },
+      'the deliveries counter on the page to grow',
+      20_000,
+    );
+    assert.ok((await numberIn(page, '#stat-published')) >= n, 'the published counter counts the test’s publishes');
+    assert.ok((await page.locator('.chart canvas').count()) >= 2, 'uPlot drew both charts');
+    // the rate chart plots the deliveries of the last seconds
+    await waitFor(
+      async () => {
+        await publish(server.http, 'load/x', `m${n++}`);
+        const peak = Number(await page.locator('.chart').nth(1).getAttribute('data-peak'));
+        return Number(await page.locator('.chart').nth(1).getAttribute('data-points')) >= 4 && peak > 0;
+      },
+      'a deliveries-per-second chart with points above zero',
+      20_000,
+    );
+    await page.screenshot({ path: `${SHOTS}/overview-live-1280.png` });
+    sub.end(true);
+  });
+
+  it('finds a client by principal and disconnects it; the client sees its close code', async () => {
+    const ws = await openWs(server.http, { headers: { authorization: `Bearer ${await token('frank')}` } });
+    await ws.request({ type: 'subscribe', topics: ['frank/inbox'] });
+    await ws.request({ type: 'subscribe', topics: ['frank/news'] });
+    await page.goto(`${server.http}/admin/#connections`);
+    await page.getByLabel('Principal').fill('frank');
+    await page.getByRole('button', { name: 'Find' }).click();
+    const row = page.locator('#connections tbody tr').filter({ hasText: 'websocket' });
+    await row.waitFor({ timeout: 10_000 });
+    assert.match((await row.textContent()) ?? '', /frank\/inbox/);
+    await page.getByRole('button', { name: 'Unsubscribe frank from frank/news' }).click();
+    await page.locator('#action-status').filter({ hasText: 'Unsubscribed frank from frank/news' }).waitFor({ timeout: 10_000 });
+    await waitFor(() => ws.frames.find((f) => f.type === 'unsubscribed'), 'the client told of its dropped subscription');
+    await page.getByRole('button', { name: 'Unsubscribe frank from frank/news' }).waitFor({ state: 'detached', timeout: 10_000 });
+    await page.screenshot({ path: `${SHOTS}/connections-data-1280.png`, fullPage: true });
+    await page.getByLabel('Reason shown to the client').fill('closed from the console');
+    await page.getByRole('button', { name: 'Disconnect frank everywhere' }).click();
+    const closed = await within(ws.closed, 10_000, 'the WebSocket close');
+    assert.equal(closed.code, 4009);
+    assert.equal(closed.reason, 'closed from the console');
+    await page.locator('#action-status').filter({ hasText: 'Disconnected 1 connection of frank' }).waitFor({ timeout: 10_000 });
+  });
+
+  it('publishes from the playground to an MQTT subscriber, and subscribes over SSE', async () => {
+    const sub = await mqttClient(server, { protocolVersion: 5, username: 'gina', password: Buffer.from(await token('gina')) });
+    await sub.subscribeAsync('demo/#');
+    await page.goto(`${server.http}/admin/#playground`);
+    await page.getByLabel('Door').selectOption('sse');
+    await page.getByRole('button', { name: 'Subscribe' }).click();
+    await waitFor(async () => (await page.textContent('#pg-state'))?.startsWith('open over sse'), 'the playground subscribed over SSE');
+    await page.locator('#pg-topics').fill('demo/pg, demo/pg2');
+    await page.locator('#pg-data').fill('from the playground');
+    await page.locator('#pg-publish').click();
+    await waitFor(() => sub.received.filter((m) => m.payload === 'from the playground').length === 2, 'the MQTT subscriber got both messages');
+    assert.deepEqual(sub.received.map((m) => m.topic).sort(), ['demo/pg', 'demo/pg2']);
+    await waitFor(async () => (await page.textContent('#pg-log'))?.includes('sse ← demo/pg2: from the playground'), 'the playground’s own SSE subscription got it');
+    sub.end(true);
+  });
+
+  it('browses retained messages and history on the Topics page', async () => {
+    const r = await fetch(`${server.http}/v1/publish`, { method: 'POST', headers: { authorization: `Bearer ${await token('feeder')}` }, body: JSON.stringify({ topic: 'status/door', data: 'open', retain: true }) });
+    assert.equal(r.status, 200);
+    await page.goto(`${server.http}/admin/#topics`);
+    const retained = page.locator('section', { has: page.getByRole('heading', { name: 'Retained messages' }) });
+    await retained.getByLabel('Topic or filter').fill('status/#');
+    await retained.getByRole('button', { name: 'Show' }).click();
+    await page.locator('#retained tbody tr').filter({ hasText: 'status/door' }).filter({ hasText: 'open' }).waitFor({ timeout: 10_000 });
+    const history = page.locator('section', { has: page.getByRole('heading', { name: 'History' }) });
+    await history.getByLabel('Topic or filter').fill('demo/#');
+    await history.getByRole('button', { name: 'Read' }).click();
+    await history.locator('tbody tr').filter({ hasText: 'demo/pg2' }).waitFor({ timeout: 10_000 });
+    await page.screenshot({ path: `${SHOTS}/topics-data-1280.png`, fullPage: true });
+  });
+
+  it('has no serious or critical accessibility violations on any page (axe-core), at phone and desktop widths', async () => {
+    for (const [w, h] of [
+      [390, 844],
+      [1280, 800],
+    ]) {
+      await page.setViewportSize({ width: w, height: h });
+      for (const p of PAGES) {
+        await page.goto(`${server.http}/admin/#${p}`);
+        await page.locator('main h1').waitFor();
+        // let the page's first fetch land before looking at it
+        await page.waitForLoadState('networkidle');
+        await page.screenshot({ path: `${SHOTS}/${p}-${w}.png`, fullPage: true });
+        await page.addScriptTag({ content: AXE });
+        const violations = await page.evaluate(async () => {
+          const axe = (globalThis as unknown as { axe: { run(): Promise<{ violations: Array<{ id: string; impact: string; help: string; nodes: Array<{ target: string[] }> }> }> } }).axe;
+          const r = await axe.run();
+          return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+        });
+        assert.deepEqual(violations, [], `${p} at ${w}px`);
+        // nothing wider than the screen: tables scroll inside their own box
+        const overflow = await page.evaluate(() => (globalThis as unknown as { document: { documentElement: { scrollWidth: number } } }).document.documentElement.scrollWidth);
+        assert.ok(overflow <= w, `${p} at ${w}px is ${overflow}px wide`);
+      }
+    }
+  });
+});
