@@ -8,6 +8,7 @@ import type { ClusterControl } from './cluster/control.js';
 import type { Config } from './config/schema.js';
 import { Hub } from './core/hub.js';
 import { ConnectionRegistry } from './core/connections.js';
+import { QuotaGate } from './core/quota.js';
 import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
 import { Metrics } from './metrics/metrics.js';
 import { createStore } from './store/index.js';
@@ -79,13 +80,16 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   let draining = false;
 
   const corsOrigins = config.http.corsOrigins;
+  const registry = new ConnectionRegistry();
+  const quotas = new QuotaGate(config.quotas, registry);
   const ctx: TransportContext = {
     hub,
     config,
     metrics,
     log,
     connections: new ConnectionBudget(config.limits.maxConnections),
-    registry: new ConnectionRegistry(),
+    registry,
+    quotas,
     authenticate: (req: IncomingMessage, url: URL) => auth.authenticate(requestToken(req, url, config.auth.cookieName)),
     authenticateToken: (token) => auth.authenticate(token),
     commonHeaders: (req: IncomingMessage) => {
@@ -160,6 +164,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         await hub.close();
         await webpush?.close();
         await door.close();
+        quotas.close();
         // after the doors: they hand their leases and claims back through it
         await cluster.close();
         await bus.close();

@@ -16,6 +16,8 @@ export interface ConnectionInfo {
   principal: Principal;
   /** The filters this connection is subscribed to now (MQTT `$share/...` names as given). */
   subscriptions(): string[];
+  /** How many {@link subscriptions} there are, without listing them (quotas ask it often). */
+  subscriptionCount?(): number;
   /** Ends the connection with the door's close code for `reason` (e.g. `forbidden` → WS 1008, MQTT 0x87). */
   close(reason: OmnipushError): void;
   /**
@@ -78,6 +80,14 @@ export class ConnectionRegistry {
 
   countOfPrincipal(principalId: string): number {
     return this.byPrincipal.get(principalId)?.size ?? 0;
+  }
+
+  /** Filters held by the connections of `principalId` on this node. */
+  subscriptionCountOfPrincipal(principalId: string): number {
+    let n = 0;
+    const set = this.byPrincipal.get(principalId);
+    if (set) for (const c of set) n += c.subscriptionCount ? c.subscriptionCount() : c.subscriptions().length;
+    return n;
   }
 
   countOfAddress(address: string): number {

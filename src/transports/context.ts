@@ -7,6 +7,7 @@ import type { Hub } from '../core/hub.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { OmnipushError } from '../core/errors.js';
 import type { ConnectionRegistry } from '../core/connections.js';
+import type { QuotaGate } from '../core/quota.js';
 
 /** What the server hands every door. */
 export interface TransportContext {
@@ -17,6 +18,8 @@ export interface TransportContext {
   connections: ConnectionBudget;
   /** Live authenticated connections of this node, by principal and address (quotas, server API). */
   registry: ConnectionRegistry;
+  /** May this principal, from this address, connect / subscribe / publish now (`quotas`). */
+  quotas: QuotaGate;
   /** Principal of an HTTP request (header, `access_token` or cookie); rejects with `unauthorized`. */
   authenticate(req: IncomingMessage, url: URL): Promise<Principal>;
   /** Principal of a bearer token (undefined: none), for doors that carry tokens themselves. */

@@ -20,7 +20,6 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo 
   readonly door = 'sse';
   readonly writer: SocketWriter;
   readonly id: string;
-  readonly address: string;
   readonly since = Date.now();
   private ended = false;
 
@@ -30,14 +29,18 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo 
     private readonly json: boolean,
     private readonly owner: SseTransport,
     private readonly filters: string[],
+    readonly address: string,
   ) {
     this.writer = new SocketWriter(socket, owner.ctx.config.limits.maxQueueBytes, this);
     this.id = owner.ctx.registry.nextId('sse');
-    this.address = clientAddress(socket.remoteAddress);
   }
 
   subscriptions(): string[] {
     return [...this.filters];
+  }
+
+  subscriptionCount(): number {
+    return this.filters.length;
   }
 
   overflowed(): void {
@@ -141,6 +144,11 @@ export class SseTransport {
       const format = url.searchParams.get('format') ?? 'raw';
       if (format !== 'raw' && format !== 'json') throw new OmnipushError('invalid_request', 'format must be raw or json');
       const plan = ctx.hub.checkSubscribe(principal, topicParams(url), since);
+      const address = clientAddress(req.socket.remoteAddress);
+      const [conns, subs] = await Promise.all([ctx.quotas.connectionsElsewhere(principal), ctx.quotas.subscriptionsElsewhere(principal)]);
+      // from here to the registration nothing awaits: no other connection can slip in between
+      ctx.quotas.checkConnection(principal, address, conns);
+      ctx.quotas.checkSubscriptions(principal, 0, plan.filters.length, false, subs);
       ctx.connections.acquire();
       acquired = true;
 
@@ -154,7 +162,7 @@ export class SseTransport {
       socket.write(head);
       takeOverSocket(req, res, socket);
 
-      const conn = new SseConnection(principal, socket, format === 'json', this, plan.filters);
+      const conn = new SseConnection(principal, socket, format === 'json', this, plan.filters, address);
       this.conns.add(conn);
       ctx.registry.add(conn);
       ctx.metrics.connections.inc({ transport: 'sse' });

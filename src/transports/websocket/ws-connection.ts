@@ -80,7 +80,11 @@ export class WsConnection implements SocketWriterOwner {
   private nextSub = 1;
   private readonly writer: SocketWriter | null;
   private closed = false;
-  private readonly socketAddress: string | undefined;
+  /** The client's address, as quotas count it. */
+  readonly address: string;
+  /** Requests refused for a quota lately (see {@link refused}). */
+  private refusals = 0;
+  private refusalsSince = 0;
   /** Answered the last ping (liveness sweep). */
   alive = true;
   /** When set: the socket must authenticate by then (ms). */
@@ -99,18 +103,25 @@ export class WsConnection implements SocketWriterOwner {
     readonly slice: number,
   ) {
     this.writer = deflate ? null : new SocketWriter(socket, ctx.config.limits.maxQueueBytes, this);
-    this.socketAddress = socket.remoteAddress;
+    this.address = clientAddress(socket.remoteAddress);
     (ws as TaggedSocket)[CONN] = this;
     ws.on('message', onWsMessage);
     ws.on('pong', onWsPong);
   }
 
   /** Enters the connection registry (at the upgrade, or at the first `auth` of a socket that came without credentials). */
-  register(address: string | undefined): void {
+  register(): void {
     const { registry } = this.ctx;
     if (this.registration) return registry.updatePrincipal(this.registration, this.principal);
-    this.registration = new WsRegistration(this, registry.nextId('websocket'), clientAddress(address));
+    this.registration = new WsRegistration(this, registry.nextId('websocket'), this.address);
     registry.add(this.registration);
+  }
+
+  /** Filters held by this socket's subscriptions. */
+  filterCount(): number {
+    let n = 0;
+    for (const s of this.subs.values()) n += s.filters.length;
+    return n;
   }
 
   /** Filters of every subscription of this socket. */
@@ -198,25 +209,56 @@ export class WsConnection implements SocketWriterOwner {
         }
       }
       this.reply(id, { type: 'error', code: err.code, message: err.message, ...(err.details ?? {}) });
+      if (err.code === 'rate_limited' || err.code === 'quota_exceeded') this.refused(err);
     }
+  }
+
+  /**
+   * A request was refused for a quota. A client that keeps going — `quotas.wsRefusalsBeforeClose`
+   * refusals within `quotas.refusalWindow` seconds — is closed with 1008 rather than answered for ever.
+   */
+  private refused(err: OmnipushError): void {
+    const now = Date.now();
+    const q = this.ctx.config.quotas;
+    if (now - this.refusalsSince > q.refusalWindow * 1000) {
+      this.refusals = 0;
+      this.refusalsSince = now;
+    }
+    if (++this.refusals >= q.wsRefusalsBeforeClose) this.close(CLOSE.policy, `${err.code}: refused ${this.refusals} times; slow down`);
   }
 
   private async handle(msg: ClientMessage): Promise<void> {
     const { hub } = this.ctx;
     if (msg.type === 'ping') return this.reply(msg.id, { type: 'pong' });
     if (msg.type === 'auth') {
-      this.principal = await this.ctx.authenticateToken(msg.token);
+      const principal = await this.ctx.authenticateToken(msg.token);
+      if (!this.registration) {
+        // the socket becomes a connection of this principal now: the connection quotas apply
+        const elsewhere = await this.ctx.quotas.connectionsElsewhere(principal);
+        try {
+          this.ctx.quotas.checkConnection(principal, this.address, elsewhere);
+        } catch (e) {
+          if (e instanceof OmnipushError) this.closeFor(e);
+          throw e;
+        }
+      }
+      this.principal = principal;
       this.authDeadline = undefined;
-      this.register(this.socketAddress);
+      this.register();
       return this.reply(msg.id, { type: 'ok' });
     }
     if (this.authDeadline !== undefined) throw new OmnipushError('unauthorized', 'send an auth message first');
     if (msg.type === 'publish') {
+      const refusal = this.ctx.quotas.checkPublish(this.principal, this.address, 1, msg.request.payload.length);
+      if (refusal) throw refusal;
       const m = await hub.publish(this.principal, msg.request);
       return this.reply(msg.id, { type: 'ack', cursor: m.cursor });
     }
     if (msg.type === 'subscribe') {
       const plan = hub.checkSubscribe(this.principal, msg.topics, msg.since);
+      const elsewhere = await this.ctx.quotas.subscriptionsElsewhere(this.principal);
+      if (this.closed) return;
+      this.ctx.quotas.checkSubscriptions(this.principal, this.filterCount(), plan.filters.length, this.registration !== null, elsewhere);
       const sub = new WsSubscription(`s${this.nextSub++}`, this.principal, this, plan.filters);
       this.subs.set(sub.id, sub);
       // the reply goes first: the replay and live messages queue behind it
@@ -307,6 +349,10 @@ class WsRegistration implements ConnectionInfo {
 
   subscriptions(): string[] {
     return this.conn.filters();
+  }
+
+  subscriptionCount(): number {
+    return this.conn.filterCount();
   }
 
   close(reason: OmnipushError): void {

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { OmnipushError } from '../../core/errors.js';
 import { DENY_ALL, type Principal } from '../../core/grants.js';
+import { clientAddress } from '../../core/connections.js';
 import { errorBody, statusFor } from '../../wire/http-respond.js';
 import { requestToken } from '../../wire/http-request.js';
 import type { TransportContext } from '../context.js';
@@ -66,6 +67,8 @@ export class WebSocketTransport {
         principal = { id: 'unauthenticated', kind: 'anonymous', grants: DENY_ALL };
         mustAuth = true;
       }
+      // a socket without credentials yet is no connection of anyone: counted once it authenticates
+      if (!mustAuth) ctx.quotas.checkConnection(principal, clientAddress(socket.remoteAddress), await ctx.quotas.connectionsElsewhere(principal));
       ctx.connections.acquire();
     } catch (e) {
       refuse(socket, e, ctx.commonHeaders(req));
@@ -84,7 +87,7 @@ export class WebSocketTransport {
     const slice = this.nextSlice++ % SLICES;
     const conn = new WsConnection(ws, socket, principal, ctx, ctx.config.websocket.perMessageDeflate, this, slice);
     if (mustAuth) conn.authDeadline = Date.now() + ctx.config.websocket.authTimeout * 1000;
-    else conn.register(socket.remoteAddress);
+    else conn.register();
     this.slices[slice].add(conn);
     this.count++;
     ctx.metrics.connections.inc({ transport: 'websocket' });
@@ -137,6 +140,7 @@ function refuse(socket: Socket, e: unknown, headers: Record<string, string>): vo
   let head = `HTTP/1.1 ${status} ${err.code}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n`;
   if (status === 401) head += 'WWW-Authenticate: Bearer realm="omnipush"\r\n';
   if (status === 503) head += 'Retry-After: 5\r\n';
+  if (status === 429) head += `Retry-After: ${Math.max(1, Math.ceil(Number(err.details?.retryAfter ?? 1)))}\r\n`;
   for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
   if (socket.writable) socket.end(`${head}\r\n${body}`);
   else socket.destroy();
