@@ -37,6 +37,8 @@ export interface RunningServer {
   readonly mqttDoor?: MqttTransport;
   /** Live authenticated connections of this node, every door. */
   readonly registry: ConnectionRegistry;
+  /** The quotas the doors ask. */
+  readonly quotas: QuotaGate;
   /** Stops accepting, ends streams cleanly, flushes and closes the store. */
   close(): Promise<void>;
 }
@@ -154,6 +156,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     cluster,
     mqttDoor: mqtt ?? undefined,
     registry: ctx.registry,
+    quotas,
     close() {
       closing ??= (async () => {
         draining = true;

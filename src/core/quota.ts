@@ -90,10 +90,19 @@ export class QuotaGate {
    * the principal that this one ends (an MQTT takeover), not counted.
    */
   checkConnection(principal: Principal, address: string, elsewhere = 0, replacing = 0): void {
-    const { connectionsPerAddress: perAddr, connectionsPerPrincipal: perPrin } = this.limits;
+    const perAddr = this.limits.connectionsPerAddress;
     if (perAddr > 0 && this.registry.countOfAddress(address) + (this.pendingByAddress.get(address) ?? 0) - replacing >= perAddr) {
       throw full('connectionsPerAddress', perAddr, `too many connections from ${address}`);
     }
+    this.checkPrincipalConnections(principal, elsewhere, replacing);
+  }
+
+  /**
+   * The per-principal half of {@link checkConnection}, for a connection already counted by its
+   * address that changes principal (a WebSocket `auth` message).
+   */
+  checkPrincipalConnections(principal: Principal, elsewhere = 0, replacing = 0): void {
+    const perPrin = this.limits.connectionsPerPrincipal;
     if (perPrin > 0 && principal.kind !== 'anonymous') {
       const n = this.registry.countOfPrincipal(principal.id) + (this.pendingByPrincipal.get(principal.id) ?? 0) + elsewhere - replacing;
       if (n >= perPrin) throw full('connectionsPerPrincipal', perPrin, `too many connections of ${principal.id}`);

@@ -232,11 +232,13 @@ export class WsConnection implements SocketWriterOwner {
     if (msg.type === 'ping') return this.reply(msg.id, { type: 'pong' });
     if (msg.type === 'auth') {
       const principal = await this.ctx.authenticateToken(msg.token);
-      if (!this.registration) {
-        // the socket becomes a connection of this principal now: the connection quotas apply
+      if (!this.registration || this.registration.principal.id !== principal.id) {
+        // the socket becomes a connection of this principal now: its quotas apply (the address
+        // quota counted it already when it was registered)
         const elsewhere = await this.ctx.quotas.connectionsElsewhere(principal);
         try {
-          this.ctx.quotas.checkConnection(principal, this.address, elsewhere);
+          if (this.registration) this.ctx.quotas.checkPrincipalConnections(principal, elsewhere);
+          else this.ctx.quotas.checkConnection(principal, this.address, elsewhere);
         } catch (e) {
           if (e instanceof OmnipushError) this.closeFor(e);
           throw e;
