@@ -9,6 +9,7 @@ import type { Config } from './config/schema.js';
 import { Hub } from './core/hub.js';
 import { ConnectionRegistry } from './core/connections.js';
 import { QuotaGate } from './core/quota.js';
+import { ControlQuotaCounts } from './cluster/quota-counts.js';
 import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
 import { Metrics } from './metrics/metrics.js';
 import { createStore } from './store/index.js';
@@ -83,7 +84,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 
   const corsOrigins = config.http.corsOrigins;
   const registry = new ConnectionRegistry();
-  const quotas = new QuotaGate(config.quotas, registry);
+  // connections and subscriptions per principal hold cluster-wide; the rest per node (docs/security.md)
+  const perPrincipal = config.quotas.connectionsPerPrincipal > 0 || config.quotas.subscriptionsPerPrincipal > 0;
+  const quotaCounts = cluster.clustered && perPrincipal ? new ControlQuotaCounts(cluster, registry, log) : null;
+  if (quotaCounts) registry.onPrincipalChange = (id) => quotaCounts.touch(id);
+  const quotas = new QuotaGate(config.quotas, registry, quotaCounts);
   const ctx: TransportContext = {
     hub,
     config,
@@ -168,6 +173,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         await webpush?.close();
         await door.close();
         quotas.close();
+        await quotaCounts?.close();
         // after the doors: they hand their leases and claims back through it
         await cluster.close();
         await bus.close();

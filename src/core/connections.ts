@@ -37,6 +37,8 @@ export class ConnectionRegistry {
   private readonly byPrincipal = new Map<string, Set<ConnectionInfo>>();
   private readonly byAddress = new Map<string, Set<ConnectionInfo>>();
   private seq = 0;
+  /** Told the principal whose connections changed (cluster-wide quota counts publish it). */
+  onPrincipalChange: ((principalId: string) => void) | null = null;
 
   get size(): number {
     return this.byId.size;
@@ -52,6 +54,7 @@ export class ConnectionRegistry {
     this.byId.set(c.id, c);
     addTo(this.byPrincipal, c.principal.id, c);
     addTo(this.byAddress, c.address, c);
+    this.onPrincipalChange?.(c.principal.id);
   }
 
   remove(c: ConnectionInfo): void {
@@ -59,6 +62,7 @@ export class ConnectionRegistry {
     this.byId.delete(c.id);
     removeFrom(this.byPrincipal, c.principal.id, c);
     removeFrom(this.byAddress, c.address, c);
+    this.onPrincipalChange?.(c.principal.id);
   }
 
   /** A connection's principal changed identity-preservingly (re-auth with new grants): same `id`, new object. */
@@ -66,6 +70,8 @@ export class ConnectionRegistry {
     if (p.id !== c.principal.id && this.byId.get(c.id) === c) {
       removeFrom(this.byPrincipal, c.principal.id, c);
       addTo(this.byPrincipal, p.id, c);
+      this.onPrincipalChange?.(c.principal.id);
+      this.onPrincipalChange?.(p.id);
     }
     c.principal = p;
   }

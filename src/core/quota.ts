@@ -19,6 +19,8 @@ export interface QuotaLimits {
 export interface ClusterQuotaCounts {
   /** Connections and subscriptions of `principalId` on the other live nodes, as last published. */
   elsewhere(principalId: string): Promise<{ connections: number; subscriptions: number }>;
+  /** `principalId`'s subscriptions on this node may change now: publish them again soon. */
+  touch(principalId: string): void;
 }
 
 function rateOn(r: RateLimit): boolean {
@@ -149,6 +151,7 @@ export class QuotaGate {
     const { subscriptionsPerConnection: perConn, subscriptionsPerPrincipal: perPrin } = this.limits;
     let room = perConn > 0 ? perConn - held : Infinity;
     if (perPrin > 0 && principal.kind !== 'anonymous') {
+      this.cluster?.touch(principal.id);
       const mine = this.registry.subscriptionCountOfPrincipal(principal.id) + (registered ? 0 : held) + elsewhere;
       room = Math.min(room, perPrin - mine);
     }
@@ -157,6 +160,7 @@ export class QuotaGate {
 
   /** Throws `quota_exceeded` (naming the limit) unless a connection holding `held` filters may take `adding` more. */
   checkSubscriptions(principal: Principal, held: number, adding: number, registered: boolean, elsewhere = 0): void {
+    this.cluster?.touch(principal.id);
     const { subscriptionsPerConnection: perConn, subscriptionsPerPrincipal: perPrin } = this.limits;
     if (perConn > 0 && held + adding > perConn) throw full('subscriptionsPerConnection', perConn, `a connection may hold ${perConn} filters`);
     if (this.subscriptionRoom(principal, held, registered, elsewhere) < adding) {
