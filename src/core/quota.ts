@@ -134,6 +134,14 @@ export class QuotaGate {
   }
 
   /**
+   * `principal`'s subscriptions are counted across nodes: a subscribe must ask the other nodes
+   * first. When not, a door subscribes without waiting (a publish right behind it must find it).
+   */
+  subscriptionsShared(principal: Principal): boolean {
+    return this.cluster !== null && this.limits.subscriptionsPerPrincipal > 0 && principal.kind !== 'anonymous';
+  }
+
+  /**
    * Subscriptions of `principal` on the other nodes (0 alone, for anonymous, or with the quota off).
    * Asked before {@link subscriptionRoom} / {@link checkSubscriptions}.
    */

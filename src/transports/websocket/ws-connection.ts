@@ -4,7 +4,8 @@ import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
-import { clientAddress, type ConnectionInfo } from '../../core/connections.js';
+import { clientAddress } from '../../core/connections.js';
+import { WsRegistration } from './ws-registration.js';
 import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
 import type { TransportContext } from '../context.js';
 import { textFrame, WS_MESSAGE_FRAME, WS_MESSAGE_TEXT } from './ws-frame.js';
@@ -258,9 +259,13 @@ export class WsConnection implements SocketWriterOwner {
     }
     if (msg.type === 'subscribe') {
       const plan = hub.checkSubscribe(this.principal, msg.topics, msg.since);
-      const elsewhere = await this.ctx.quotas.subscriptionsElsewhere(this.principal);
-      if (this.closed) return;
-      this.ctx.quotas.checkSubscriptions(this.principal, this.filterCount(), plan.filters.length, this.registration !== null, elsewhere);
+      const { quotas } = this.ctx;
+      let elsewhere = 0;
+      if (quotas.subscriptionsShared(this.principal)) {
+        elsewhere = await quotas.subscriptionsElsewhere(this.principal);
+        if (this.closed) return;
+      }
+      quotas.checkSubscriptions(this.principal, this.filterCount(), plan.filters.length, this.registration !== null, elsewhere);
       const sub = new WsSubscription(`s${this.nextSub++}`, this.principal, this, plan.filters);
       this.subs.set(sub.id, sub);
       // the reply goes first: the replay and live messages queue behind it
@@ -332,36 +337,5 @@ export class WsConnection implements SocketWriterOwner {
   private dropSubscriptions(): void {
     for (const s of this.subs.values()) this.ctx.hub.unsubscribe(s);
     this.subs.clear();
-  }
-}
-
-/** A WebSocket as the connection registry sees it. */
-class WsRegistration implements ConnectionInfo {
-  readonly door = 'websocket';
-  readonly since = Date.now();
-  principal: Principal;
-
-  constructor(
-    private readonly conn: WsConnection,
-    readonly id: string,
-    readonly address: string,
-  ) {
-    this.principal = conn.principal;
-  }
-
-  subscriptions(): string[] {
-    return this.conn.filters();
-  }
-
-  subscriptionCount(): number {
-    return this.conn.filterCount();
-  }
-
-  close(reason: OmnipushError): void {
-    this.conn.closeFor(reason);
-  }
-
-  unsubscribe(filter: string): number {
-    return this.conn.dropFilter(filter);
   }
 }

@@ -38,7 +38,7 @@ interface Grant {
 export function handleSubscribe(conn: MqttConnection, p: ISubscribePacket): Promise<void> | void {
   const { quotas } = conn.broker.ctx;
   // alone (or anonymous) the quota needs nothing but this node's counts: no await, no allocation
-  if (conn.principal.kind === 'anonymous' || !conn.broker.ctx.cluster.clustered || quotas.limits.subscriptionsPerPrincipal === 0) return subscribe(conn, p, 0);
+  if (!quotas.subscriptionsShared(conn.principal)) return subscribe(conn, p, 0);
   return quotas.subscriptionsElsewhere(conn.principal).then((elsewhere) => (conn.closed ? undefined : subscribe(conn, p, elsewhere)));
 }
 
