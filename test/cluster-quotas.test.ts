@@ -74,5 +74,8 @@ describe('quotas across two nodes', { skip: redisMissing || false }, () => {
     again.close();
     ws.close();
     await waitFor(() => b.registry.size === 0, 'b’s registry empty');
+    // nothing left counted in the cluster's maps either
+    await waitFor(async () => (await b.cluster.mapAll('quota:mallory')).size === 0 && (await b.cluster.mapAll('quota:alice')).size === 0, 'no counts left in Redis');
+    assert.equal((await b.cluster.mapAll(`quota-index:${b.cluster.nodeId}`)).size, 0);
   });
 });
