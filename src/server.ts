@@ -8,6 +8,8 @@ import type { ClusterControl } from './cluster/control.js';
 import type { Config } from './config/schema.js';
 import { Hub } from './core/hub.js';
 import { ConnectionRegistry } from './core/connections.js';
+import { QuotaGate } from './core/quota.js';
+import { ControlQuotaCounts } from './cluster/quota-counts.js';
 import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
 import { httpsOptions } from './http/https-options.js';
 import { Metrics } from './metrics/metrics.js';
@@ -41,6 +43,8 @@ export interface RunningServer {
   readonly preAuth: PreAuthPool;
   /** Live authenticated connections of this node, every door. */
   readonly registry: ConnectionRegistry;
+  /** The quotas the doors ask. */
+  readonly quotas: QuotaGate;
   /** Stops accepting, ends streams cleanly, flushes and closes the store. */
   close(): Promise<void>;
 }
@@ -92,14 +96,21 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const preAuth = new PreAuthPool(config.limits.preAuth.max, config.limits.preAuth.perAddress, config.limits.preAuth.timeout * 1000, config.limits.preAuth.burst * 1000);
   metrics.watchPreAuth(preAuth);
   const corsOrigins = config.http.corsOrigins;
+  const registry = new ConnectionRegistry();
+  // connections and subscriptions per principal hold cluster-wide; the rest per node (docs/security.md)
+  const perPrincipal = config.quotas.connectionsPerPrincipal > 0 || config.quotas.subscriptionsPerPrincipal > 0;
+  const quotaCounts = cluster.clustered && perPrincipal ? new ControlQuotaCounts(cluster, registry, log) : null;
+  if (quotaCounts) registry.onPrincipalChange = (id) => quotaCounts.touch(id);
+  const quotas = new QuotaGate(config.quotas, registry, quotaCounts);
   const ctx: TransportContext = {
     hub,
     config,
     metrics,
     log,
     connections: new ConnectionBudget(config.limits.maxConnections),
-    registry: new ConnectionRegistry(),
     preAuth,
+    registry,
+    quotas,
     authenticate: (req: IncomingMessage, url: URL) => auth.authenticate(requestToken(req, url, config.auth.cookieName)),
     authenticateToken: (token) => auth.authenticate(token),
     commonHeaders: (req: IncomingMessage) => {
@@ -166,6 +177,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     mqttDoor: mqtt ?? undefined,
     preAuth,
     registry: ctx.registry,
+    quotas,
     close() {
       closing ??= (async () => {
         draining = true;
@@ -176,6 +188,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         await hub.close();
         await webpush?.close();
         await door.close();
+        quotas.close();
+        await quotaCounts?.close();
         // after the doors: they hand their leases and claims back through it
         await cluster.close();
         await bus.close();

@@ -9,13 +9,16 @@ import { freePort } from '../../test/helpers/ports.js';
 const ROOT = new URL('../../../', import.meta.url).pathname;
 
 /** Our server in its own process (memory store unless `sqlite`; with `mqtt`, its broker on a free port too). */
-export async function startOmnipush(store: 'memory' | 'sqlite' = 'memory', opts: { mqtt?: boolean } = {}): Promise<ServerProc> {
+export async function startOmnipush(store: 'memory' | 'sqlite' = 'memory', opts: { mqtt?: boolean; env?: Record<string, string> } = {}): Promise<ServerProc> {
   const args = [join(ROOT, 'bin/omnipush.js'), 'serve', '--port', '0', '--log-level', 'warn', '--store', store];
   if (store === 'sqlite') args.push('--data', mkdtempSync(join(tmpdir(), 'omnipush-bench-')));
   if (opts.mqtt) args.push('--mqtt-port', '0');
   const server = await startServerProcess(args[0], args.slice(1), {
     OMNIPUSH_LIMITS__MAX_CONNECTIONS: '19000',
     OMNIPUSH_LIMITS__MAX_QUEUE_BYTES: String(16 * 1024 * 1024),
+    // every load generator connects from 127.0.0.1: the per-address quota stays on, as high as the connection limit
+    OMNIPUSH_QUOTAS__CONNECTIONS_PER_ADDRESS: '19000',
+    ...opts.env,
   });
   if (opts.mqtt && !server.mqtt) {
     await server.stop();

@@ -34,6 +34,8 @@ function startWorkers(workers: number, redisUrl: string, prefix: string): Promis
     OMNIPUSH_STORE__REDIS__URL: redisUrl,
     OMNIPUSH_STORE__REDIS__PREFIX: prefix,
     OMNIPUSH_LIMITS__MAX_CONNECTIONS: '19500',
+    // every load generator connects from 127.0.0.1: the per-address quota stays on, as high as the connection limit
+    OMNIPUSH_QUOTAS__CONNECTIONS_PER_ADDRESS: '19500',
     OMNIPUSH_LIMITS__MAX_QUEUE_BYTES: String(16 * 1024 * 1024),
   });
 }

@@ -22,6 +22,17 @@ export type GrantsConfig = z.infer<typeof grantsSchema>;
 const seconds = z.number().positive().finite();
 const bytes = z.number().int().positive();
 
+/** A publish rate (docs/security.md, quotas); 0 switches a dimension off. */
+const publishRateSchema = z
+  .object({
+    messagesPerSecond: z.number().min(0).finite().default(0),
+    bytesPerSecond: z.number().min(0).finite().default(0),
+    /** Seconds of full-rate traffic a quiet client may send at once (the buckets' depth). */
+    burst: seconds.default(2),
+  })
+  .strict()
+  .default({});
+
 const retentionRuleSchema = z
   .object({
     filter: z.string().min(1),
@@ -348,6 +359,35 @@ export const configSchema = z
       .object({
         /** When set, `GET /metrics` requires `Authorization: Bearer <token>` (Prometheus `authorization` / `bearer_token`). */
         token: z.string().min(16).optional(),
+      })
+      .strict()
+      .default({}),
+    /**
+     * Quotas per principal and per source address, on every door together (docs/security.md). A
+     * count of 0 switches that quota off. Anonymous clients are held by the per-address quotas only.
+     * Connections and subscriptions per principal hold cluster-wide; the rest per node.
+     */
+    quotas: z
+      .object({
+        /** Live connections one principal may hold (SSE streams, WebSockets, held polls, MQTT). */
+        connectionsPerPrincipal: z.number().int().min(0).default(100),
+        /** Live authenticated connections from one IP address (high: many users may share a NAT). */
+        connectionsPerAddress: z.number().int().min(0).default(1000),
+        /** Filters one connection may hold: MQTT filters and `$share` names, a WebSocket's subscriptions, a stream's `topic`s. */
+        subscriptionsPerConnection: z.number().int().min(0).default(1000),
+        /** Filters one principal may hold over all its connections. */
+        subscriptionsPerPrincipal: z.number().int().min(0).default(10000),
+        /** Publish rates (token buckets), off until configured. */
+        publish: z
+          .object({
+            perPrincipal: publishRateSchema,
+            perAddress: publishRateSchema,
+          })
+          .strict()
+          .default({}),
+        /** Refusals (over a quota) within `refusalWindow` seconds after which a WebSocket is closed with 1008. */
+        wsRefusalsBeforeClose: z.number().int().positive().default(10),
+        refusalWindow: seconds.default(10),
       })
       .strict()
       .default({}),

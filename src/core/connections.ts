@@ -16,6 +16,8 @@ export interface ConnectionInfo {
   principal: Principal;
   /** The filters this connection is subscribed to now (MQTT `$share/...` names as given). */
   subscriptions(): string[];
+  /** How many {@link subscriptions} there are, without listing them (quotas ask it often). */
+  subscriptionCount?(): number;
   /** Ends the connection with the door's close code for `reason` (e.g. `forbidden` → WS 1008, MQTT 0x87). */
   close(reason: OmnipushError): void;
   /**
@@ -35,6 +37,8 @@ export class ConnectionRegistry {
   private readonly byPrincipal = new Map<string, Set<ConnectionInfo>>();
   private readonly byAddress = new Map<string, Set<ConnectionInfo>>();
   private seq = 0;
+  /** Told the principal whose connections changed (cluster-wide quota counts publish it). */
+  onPrincipalChange: ((principalId: string) => void) | null = null;
 
   get size(): number {
     return this.byId.size;
@@ -50,6 +54,7 @@ export class ConnectionRegistry {
     this.byId.set(c.id, c);
     addTo(this.byPrincipal, c.principal.id, c);
     addTo(this.byAddress, c.address, c);
+    this.onPrincipalChange?.(c.principal.id);
   }
 
   remove(c: ConnectionInfo): void {
@@ -57,6 +62,7 @@ export class ConnectionRegistry {
     this.byId.delete(c.id);
     removeFrom(this.byPrincipal, c.principal.id, c);
     removeFrom(this.byAddress, c.address, c);
+    this.onPrincipalChange?.(c.principal.id);
   }
 
   /** A connection's principal changed identity-preservingly (re-auth with new grants): same `id`, new object. */
@@ -64,6 +70,8 @@ export class ConnectionRegistry {
     if (p.id !== c.principal.id && this.byId.get(c.id) === c) {
       removeFrom(this.byPrincipal, c.principal.id, c);
       addTo(this.byPrincipal, p.id, c);
+      this.onPrincipalChange?.(c.principal.id);
+      this.onPrincipalChange?.(p.id);
     }
     c.principal = p;
   }
@@ -78,6 +86,14 @@ export class ConnectionRegistry {
 
   countOfPrincipal(principalId: string): number {
     return this.byPrincipal.get(principalId)?.size ?? 0;
+  }
+
+  /** Filters held by the connections of `principalId` on this node. */
+  subscriptionCountOfPrincipal(principalId: string): number {
+    let n = 0;
+    const set = this.byPrincipal.get(principalId);
+    if (set) for (const c of set) n += c.subscriptionCount ? c.subscriptionCount() : c.subscriptions().length;
+    return n;
   }
 
   countOfAddress(address: string): number {

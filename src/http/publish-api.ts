@@ -6,6 +6,16 @@ import type { TransportContext } from '../transports/context.js';
 import { sendJson } from '../wire/http-respond.js';
 import { numberParam, parseJson, readBody, topicParams } from '../wire/http-request.js';
 import { toMessageJson } from '../wire/json-message.js';
+import { clientAddress } from '../core/connections.js';
+
+/** Throws `rate_limited` when the publish rates do not allow these messages now. */
+function checkRate(ctx: TransportContext, req: IncomingMessage, principal: Principal, reqs: PublishRequest[]): void {
+  if (!ctx.quotas.ratesOn) return;
+  let bytes = 0;
+  for (const r of reqs) bytes += r.payload.length;
+  const refusal = ctx.quotas.checkPublish(principal, clientAddress(req.socket.remoteAddress), reqs.length, bytes);
+  if (refusal) throw refusal;
+}
 
 const MAX_BATCH = 1000;
 
@@ -27,11 +37,14 @@ export async function handlePublishJson(ctx: TransportContext, req: IncomingMess
   if (batch) {
     if (batch.length === 0 || batch.length > MAX_BATCH) fail(`a batch holds 1..${MAX_BATCH} messages`);
     const reqs = batch.map((m, i) => publishRequestFromJson(m, `messages[${i}]: `));
+    checkRate(ctx, req, principal, reqs);
     const stored = await ctx.hub.publishMany(principal, reqs);
     sendJson(res, 200, { cursors: stored.map((m) => m.cursor) }, ctx.commonHeaders(req));
     return;
   }
-  const m = await ctx.hub.publish(principal, publishRequestFromJson(body));
+  const one = publishRequestFromJson(body);
+  checkRate(ctx, req, principal, [one]);
+  const m = await ctx.hub.publish(principal, one);
   sendJson(res, 200, { cursor: m.cursor, topic: m.topic }, ctx.commonHeaders(req));
 }
 
@@ -56,6 +69,7 @@ export async function handlePublishRaw(ctx: TransportContext, req: IncomingMessa
   if (q.has('qos')) r.qos = numberParam(url, 'qos', 1, 0, 2) as 0 | 1 | 2;
   const ct = req.headers['content-type']?.split(';')[0].trim().toLowerCase();
   if (ct && !IGNORED_CONTENT_TYPES.has(ct)) r.contentType = req.headers['content-type'];
+  checkRate(ctx, req, principal, [r]);
   const m = await ctx.hub.publish(principal, r);
   sendJson(res, 200, { cursor: m.cursor, topic: m.topic }, ctx.commonHeaders(req));
 }

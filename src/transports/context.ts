@@ -8,6 +8,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { OmnipushError } from '../core/errors.js';
 import type { ConnectionRegistry } from '../core/connections.js';
 import type { PreAuthPool } from './pre-auth-pool.js';
+import type { QuotaGate } from '../core/quota.js';
 
 /** What the server hands every door. */
 export interface TransportContext {
@@ -20,6 +21,8 @@ export interface TransportContext {
   registry: ConnectionRegistry;
   /** Sockets that have not authenticated yet, apart from `connections` (limits.preAuth). */
   preAuth: PreAuthPool;
+  /** May this principal, from this address, connect / subscribe / publish now (`quotas`). */
+  quotas: QuotaGate;
   /** Principal of an HTTP request (header, `access_token` or cookie); rejects with `unauthorized`. */
   authenticate(req: IncomingMessage, url: URL): Promise<Principal>;
   /** Principal of a bearer token (undefined: none), for doors that carry tokens themselves. */

@@ -32,9 +32,16 @@ export function takeOverSocket(req: IncomingMessage, res: ServerResponse, socket
     }
   }
   freeParser(parser, req, socket);
-  // keep reading so that the peer's close is noticed; whatever it sends is dropped
+  // keep reading so that the peer's close is noticed; whatever it sends is dropped. The HTTP
+  // server's sockets allow half-open connections, and node's own 'end' listener is gone: without
+  // this, a stream whose client left would stay open (and counted) until a write failed
   socket.on('data', ignore);
+  socket.once('end', destroyOnEnd);
   socket.resume();
 }
 
 function ignore(): void {}
+
+function destroyOnEnd(this: Socket): void {
+  this.destroy();
+}

@@ -67,9 +67,10 @@ export class RawClient {
     );
   }
 
-  static async open(server: RunningServer, version: 3 | 4 | 5 = 5): Promise<RawClient> {
+  /** `localAddress`: the client's own address (any of 127.0.0.0/8 on loopback), to appear as another host. */
+  static async open(server: RunningServer, version: 3 | 4 | 5 = 5, localAddress?: string): Promise<RawClient> {
     const { host, port } = mqttAddress(server);
-    const socket = netConnect(port, host);
+    const socket = netConnect({ port, host, localAddress });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('error', reject);

@@ -24,7 +24,6 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
   readonly transport = 'longpoll';
   readonly door = 'longpoll';
   readonly id: string;
-  readonly address: string;
   readonly since = Date.now();
   private readonly frames: Buffer[] = [];
   private lastCursor: string | undefined;
@@ -42,14 +41,18 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
     private readonly ctx: TransportContext,
     private readonly headers: Record<string, string>,
     private readonly filters: string[],
+    readonly address: string,
     private readonly onDone: () => void,
   ) {
     this.id = ctx.registry.nextId('longpoll');
-    this.address = clientAddress(res.req.socket.remoteAddress);
   }
 
   subscriptions(): string[] {
     return [...this.filters];
+  }
+
+  subscriptionCount(): number {
+    return this.filters.length;
   }
 
   deliver(d: Delivery): void {
@@ -155,10 +158,15 @@ export class LongPollTransport {
       const limit = numberParam(url, 'limit', cfg.maxMessages, 1, cfg.maxMessages);
       const since = url.searchParams.get('since') ?? undefined;
       const plan = ctx.hub.checkSubscribe(principal, topicParams(url), since);
+      const address = clientAddress(req.socket.remoteAddress);
+      const [conns, subs] = await Promise.all([ctx.quotas.connectionsElsewhere(principal), ctx.quotas.subscriptionsElsewhere(principal)]);
+      // from here to the registration nothing awaits: no other poll can slip in between
+      ctx.quotas.checkConnection(principal, address, conns);
+      ctx.quotas.checkSubscriptions(principal, 0, plan.filters.length, false, subs);
       ctx.connections.acquire();
       ctx.metrics.connections.inc({ transport: 'longpoll' });
 
-      const poll = new HeldPoll(principal, res, Math.floor(limit), ctx, headers, plan.filters, () => {
+      const poll = new HeldPoll(principal, res, Math.floor(limit), ctx, headers, plan.filters, address, () => {
         if (poll.timer) clearTimeout(poll.timer);
         this.held.delete(poll);
         ctx.registry.remove(poll);

@@ -21,6 +21,7 @@ import type { WillSpec } from './will.js';
 import type { Deadline } from '../deadline.js';
 import type { PreAuthPlace } from '../pre-auth-pool.js';
 import type { MqttRegistration } from './registration.js';
+import { clientAddress } from '../../core/connections.js';
 
 const PINGRESP = [0xd0, 0x00];
 
@@ -60,6 +61,8 @@ export class MqttConnection implements SessionPort {
   willArmed = false;
   /** Session expiry the client asked for at CONNECT (a DISCONNECT may not raise it from 0). */
   connectExpiry = 0;
+  /** The client's IP address, as quotas count it. */
+  readonly address: string;
   /** Its entry in the connection registry, from CONNACK until it closes. */
   registration: MqttRegistration | null = null;
   /** Holds a slot of the shared connection budget (once authenticated). */
@@ -85,6 +88,7 @@ export class MqttConnection implements SessionPort {
     readonly kind: 'tcp' | 'tls' | 'ws',
   ) {
     this.framer = new PacketFramer(broker.config.maxPacketBytes);
+    this.address = clientAddress(link.address);
   }
 
   /** A getter, so the check reads the state after an await (narrowing would not). */

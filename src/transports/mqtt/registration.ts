@@ -1,4 +1,4 @@
-import { clientAddress, type ConnectionInfo } from '../../core/connections.js';
+import type { ConnectionInfo } from '../../core/connections.js';
 import type { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { MqttConnection } from './connection.js';
@@ -40,12 +40,17 @@ export class MqttRegistration implements ConnectionInfo {
     readonly id: string,
   ) {
     this.principal = conn.principal;
-    this.address = clientAddress(conn.link.address);
+    this.address = conn.address;
   }
 
   subscriptions(): string[] {
     const s = this.conn.session;
     return s ? [...s.subs.keys(), ...s.shared.keys()] : [];
+  }
+
+  subscriptionCount(): number {
+    const s = this.conn.session;
+    return s ? s.subs.size + s.shared.size : 0;
   }
 
   close(reason: OmnipushError): void {

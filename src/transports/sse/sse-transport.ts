@@ -21,7 +21,6 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo 
   readonly door = 'sse';
   readonly writer: SocketWriter;
   readonly id: string;
-  readonly address: string;
   readonly since = Date.now();
   private ended = false;
   private readonly expiry: Deadline | undefined;
@@ -32,15 +31,19 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo 
     private readonly json: boolean,
     private readonly owner: SseTransport,
     private readonly filters: string[],
+    readonly address: string,
   ) {
     this.writer = new SocketWriter(socket, owner.ctx.config.limits.maxQueueBytes, this);
     this.expiry = expiryDeadline(principal.expiresAt, () => this.end(new OmnipushError('unauthorized', 'token expired')));
     this.id = owner.ctx.registry.nextId('sse');
-    this.address = clientAddress(socket.remoteAddress);
   }
 
   subscriptions(): string[] {
     return [...this.filters];
+  }
+
+  subscriptionCount(): number {
+    return this.filters.length;
   }
 
   overflowed(): void {
@@ -142,6 +145,11 @@ export class SseTransport {
       const format = url.searchParams.get('format') ?? 'raw';
       if (format !== 'raw' && format !== 'json') throw new OmnipushError('invalid_request', 'format must be raw or json');
       const plan = ctx.hub.checkSubscribe(principal, topicParams(url), since);
+      const address = clientAddress(req.socket.remoteAddress);
+      const [conns, subs] = await Promise.all([ctx.quotas.connectionsElsewhere(principal), ctx.quotas.subscriptionsElsewhere(principal)]);
+      // from here to the registration nothing awaits: no other connection can slip in between
+      ctx.quotas.checkConnection(principal, address, conns);
+      ctx.quotas.checkSubscriptions(principal, 0, plan.filters.length, false, subs);
       ctx.connections.acquire();
       acquired = true;
 
@@ -155,7 +163,7 @@ export class SseTransport {
       socket.write(head);
       takeOverSocket(req, res, socket);
 
-      const conn = new SseConnection(principal, socket, format === 'json', this, plan.filters);
+      const conn = new SseConnection(principal, socket, format === 'json', this, plan.filters, address);
       this.conns.add(conn);
       ctx.registry.add(conn);
       ctx.metrics.connections.inc({ transport: 'sse' });

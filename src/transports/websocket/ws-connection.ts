@@ -4,7 +4,8 @@ import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
-import { clientAddress, type ConnectionInfo } from '../../core/connections.js';
+import { clientAddress } from '../../core/connections.js';
+import { WsRegistration } from './ws-registration.js';
 import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
 import type { TransportContext } from '../context.js';
 import { expiryDeadline, type Deadline } from '../deadline.js';
@@ -89,7 +90,11 @@ export class WsConnection implements SocketWriterOwner {
   private nextSub = 1;
   private readonly writer: SocketWriter | null;
   private closed = false;
-  private readonly socketAddress: string | undefined;
+  /** The client's address, as quotas count it. */
+  readonly address: string;
+  /** Requests refused for a quota lately (see {@link refused}). */
+  private refusals = 0;
+  private refusalsSince = 0;
   /** Answered the last ping (liveness sweep). */
   alive = true;
   /** Its place in the pre-auth pool while it must still send `auth` (no credentials on the upgrade). */
@@ -111,7 +116,7 @@ export class WsConnection implements SocketWriterOwner {
     readonly slice: number,
   ) {
     this.writer = deflate ? null : new SocketWriter(socket, ctx.config.limits.maxQueueBytes, this);
-    this.socketAddress = socket.remoteAddress;
+    this.address = clientAddress(socket.remoteAddress);
     (ws as TaggedSocket)[CONN] = this;
     ws.on('message', onWsMessage);
     ws.on('pong', onWsPong);
@@ -126,11 +131,18 @@ export class WsConnection implements SocketWriterOwner {
   }
 
   /** Enters the connection registry (at the upgrade, or at the first `auth` of a socket that came without credentials). */
-  register(address: string | undefined): void {
+  register(): void {
     const { registry } = this.ctx;
     if (this.registration) return registry.updatePrincipal(this.registration, this.principal);
-    this.registration = new WsRegistration(this, registry.nextId('websocket'), clientAddress(address));
+    this.registration = new WsRegistration(this, registry.nextId('websocket'), this.address);
     registry.add(this.registration);
+  }
+
+  /** Filters held by this socket's subscriptions. */
+  filterCount(): number {
+    let n = 0;
+    for (const s of this.subs.values()) n += s.filters.length;
+    return n;
   }
 
   /** Filters of every subscription of this socket. */
@@ -218,7 +230,22 @@ export class WsConnection implements SocketWriterOwner {
         }
       }
       this.reply(id, { type: 'error', code: err.code, message: err.message, ...(err.details ?? {}) });
+      if (err.code === 'rate_limited' || err.code === 'quota_exceeded') this.refused(err);
     }
+  }
+
+  /**
+   * A request was refused for a quota. A client that keeps going — `quotas.wsRefusalsBeforeClose`
+   * refusals within `quotas.refusalWindow` seconds — is closed with 1008 rather than answered for ever.
+   */
+  private refused(err: OmnipushError): void {
+    const now = Date.now();
+    const q = this.ctx.config.quotas;
+    if (now - this.refusalsSince > q.refusalWindow * 1000) {
+      this.refusals = 0;
+      this.refusalsSince = now;
+    }
+    if (++this.refusals >= q.wsRefusalsBeforeClose) this.close(CLOSE.policy, `${err.code}: refused ${this.refusals} times; slow down`);
   }
 
   private async handle(msg: ClientMessage): Promise<void> {
@@ -227,12 +254,21 @@ export class WsConnection implements SocketWriterOwner {
     if (msg.type === 'auth') return this.authenticate(msg.token, msg.id);
     if (this.authPlace) throw new OmnipushError('unauthorized', 'send an auth message first');
     if (msg.type === 'publish') {
+      const refusal = this.ctx.quotas.checkPublish(this.principal, this.address, 1, msg.request.payload.length);
+      if (refusal) throw refusal;
       const m = await hub.publish(this.principal, msg.request);
       return this.reply(msg.id, { type: 'ack', cursor: m.cursor });
     }
     if (msg.type === 'subscribe') {
       const checkedFor = this.principal;
       const plan = hub.checkSubscribe(checkedFor, msg.topics, msg.since);
+      const { quotas } = this.ctx;
+      let elsewhere = 0;
+      if (quotas.subscriptionsShared(this.principal)) {
+        elsewhere = await quotas.subscriptionsElsewhere(this.principal);
+        if (this.closed) return;
+      }
+      quotas.checkSubscriptions(this.principal, this.filterCount(), plan.filters.length, this.registration !== null, elsewhere);
       const sub = new WsSubscription(`s${this.nextSub++}`, this, plan.filters);
       this.subs.set(sub.id, sub);
       // the reply goes first: the replay and live messages queue behind it
@@ -270,6 +306,19 @@ export class WsConnection implements SocketWriterOwner {
       this.close(CLOSE.policy, 'credentials of another principal');
       return;
     }
+    if (!this.registration || this.registration.principal.id !== p.id) {
+      // the socket becomes a connection of this principal now: its quotas apply (the address
+      // quota counted it already if it was registered as anonymous)
+      const elsewhere = await this.ctx.quotas.connectionsElsewhere(p);
+      if (this.closed) return;
+      try {
+        if (this.registration) this.ctx.quotas.checkPrincipalConnections(p, elsewhere);
+        else this.ctx.quotas.checkConnection(p, this.address, elsewhere);
+      } catch (e) {
+        if (e instanceof OmnipushError) this.closeFor(e);
+        throw e;
+      }
+    }
     if (this.authPlace) {
       this.authPlace.leave();
       this.authPlace = null;
@@ -283,7 +332,7 @@ export class WsConnection implements SocketWriterOwner {
       }
     }
     this.principal = p;
-    this.register(this.socketAddress);
+    this.register();
     this.expiry?.cancel();
     this.expiry = expiryDeadline(p.expiresAt, () => this.close(CLOSE.credentials, 'credentials expired'));
     this.reply(id, { type: 'ok' });
@@ -358,32 +407,5 @@ export class WsConnection implements SocketWriterOwner {
   private dropSubscriptions(): void {
     for (const s of this.subs.values()) this.ctx.hub.unsubscribe(s);
     this.subs.clear();
-  }
-}
-
-/** A WebSocket as the connection registry sees it. */
-class WsRegistration implements ConnectionInfo {
-  readonly door = 'websocket';
-  readonly since = Date.now();
-  principal: Principal;
-
-  constructor(
-    private readonly conn: WsConnection,
-    readonly id: string,
-    readonly address: string,
-  ) {
-    this.principal = conn.principal;
-  }
-
-  subscriptions(): string[] {
-    return this.conn.filters();
-  }
-
-  close(reason: OmnipushError): void {
-    this.conn.closeFor(reason);
-  }
-
-  unsubscribe(filter: string): number {
-    return this.conn.dropFilter(filter);
   }
 }

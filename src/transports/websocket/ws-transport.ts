@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { OmnipushError } from '../../core/errors.js';
 import { DENY_ALL, type Principal } from '../../core/grants.js';
+import { clientAddress } from '../../core/connections.js';
 import { errorBody, statusFor } from '../../wire/http-respond.js';
 import { requestToken } from '../../wire/http-request.js';
 import type { TransportContext } from '../context.js';
@@ -75,7 +76,11 @@ export class WebSocketTransport {
         const held = place;
         socket.once('close', () => held.leave());
       }
-      if (!place) ctx.connections.acquire();
+      // a socket without credentials yet is no connection of anyone: counted once it authenticates
+      if (!place) {
+        ctx.quotas.checkConnection(principal, clientAddress(socket.remoteAddress), await ctx.quotas.connectionsElsewhere(principal));
+        ctx.connections.acquire();
+      }
     } catch (e) {
       refuse(socket, e, ctx.commonHeaders(req));
       return;
@@ -97,7 +102,7 @@ export class WebSocketTransport {
     const conn = new WsConnection(ws, socket, principal, ctx, ctx.config.websocket.perMessageDeflate, this, slice);
     conn.authPlace = place;
     conn.budgeted = place === null;
-    if (place === null) conn.register(socket.remoteAddress);
+    if (place === null) conn.register();
     this.slices[slice].add(conn);
     this.count++;
     ctx.metrics.connections.inc({ transport: 'websocket' });
@@ -153,6 +158,7 @@ function refuse(socket: Socket, e: unknown, headers: Record<string, string>): vo
   let head = `HTTP/1.1 ${status} ${err.code}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n`;
   if (status === 401) head += 'WWW-Authenticate: Bearer realm="omnipush"\r\n';
   if (status === 503) head += 'Retry-After: 5\r\n';
+  if (status === 429) head += `Retry-After: ${Math.max(1, Math.ceil(Number(err.details?.retryAfter ?? 1)))}\r\n`;
   for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
   if (socket.writable) socket.end(`${head}\r\n${body}`);
   else socket.destroy();

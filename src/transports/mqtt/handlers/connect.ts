@@ -13,6 +13,7 @@ import { ownerOf } from '../session-owner.js';
 import { notSaved } from '../session-store.js';
 import { willOf } from './will-spec.js';
 import { MqttRegistration } from '../registration.js';
+import { OmnipushError } from '../../../core/errors.js';
 
 /**
  * Answers CONNECT with a refusal (v5 reason code, or the closest 3.1.1 return code) and closes.
@@ -130,8 +131,33 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
     if (holder !== undefined && holder !== owner) return refuseForeign(conn, clientId, holder);
   }
 
-  // takeover: the older connection goes first, so its session is free (MQTT 5 §3.1.4-3)
+  // the connection quotas, before anything changes; a takeover by the same principal from the
+  // same address replaces a connection rather than adding one
+  const { quotas } = broker.ctx;
+  const principal = conn.principal;
+  const elsewhere = await quotas.connectionsElsewhere(principal);
+  if (conn.closed) return;
   const old = broker.live.get(clientId);
+  const replacing = old && old !== conn && old.principal.id === principal.id && old.address === conn.address ? 1 : 0;
+  try {
+    quotas.checkConnection(principal, conn.address, elsewhere, replacing);
+  } catch (e) {
+    if (e instanceof OmnipushError && e.code === 'quota_exceeded') return refuse(conn, RC.quotaExceeded, e.message);
+    throw e;
+  }
+  // counted from here: connections admitted while this one is at work see it
+  quotas.reserve(principal, conn.address);
+  try {
+    await connectAdmitted(conn, p, clientId, assigned, ack, expiry, clean, old);
+  } finally {
+    quotas.unreserve(principal, conn.address);
+  }
+}
+
+/** CONNECT once the connection quotas let it in: takeover, claim, session. */
+async function connectAdmitted(conn: MqttConnection, p: IConnectPacket, clientId: string, assigned: boolean, ack: IConnackPacket, expiry: number, clean: boolean, old: MqttConnection | undefined): Promise<void> {
+  const { broker } = conn;
+  // takeover: the older connection goes first, so its session is free (MQTT 5 §3.1.4-3)
   if (old && old !== conn) old.disconnect(RC.sessionTakenOver, 'another connection took over this session');
 
   // a cluster: a node that holds the session lets go of it (0x8E there, session saved) before we

@@ -80,6 +80,11 @@ export function handlePublish(conn: MqttConnection, p: InboundPublish): void {
     if (qos > 0) ack(conn, qos as 1 | 2, pid, v5 ? rc : RC.success);
     return;
   }
+  const { quotas } = broker.ctx;
+  if (quotas.ratesOn) {
+    const refusal = quotas.checkPublish(conn.principal, conn.address, 1, payload.length);
+    if (refusal) return overRate(conn, qos, pid, refusal);
+  }
   if (props.payloadFormatIndicator !== undefined) input.payloadFormat = props.payloadFormatIndicator ? 1 : 0;
   if (props.responseTopic !== undefined) input.responseTopic = props.responseTopic;
   if (props.correlationData !== undefined) input.correlationData = props.correlationData;
@@ -95,6 +100,22 @@ export function handlePublish(conn: MqttConnection, p: InboundPublish): void {
   // a QoS 2 id counts from PUBLISH to PUBREL (in inQos2), a QoS 1 one until its PUBACK
   if (qos === 1) conn.inflightIn++;
   broker.hub.submit(input, new AckWhenStored(conn, qos as 1 | 2, pid));
+}
+
+/**
+ * A publish over a `quotas.publish` rate. v5 QoS 1/2: PUBACK/PUBREC 0x97 Quota exceeded (0x96
+ * Message rate too high is not among the codes those packets may carry, MQTT 5 §3.4.2.1), and
+ * the reason string names the rate; v5 QoS 0, which has no answer: DISCONNECT 0x96. 3.1.1 has no
+ * way to refuse a publish: the connection is closed, and an unacknowledged QoS 1/2 publish comes
+ * again once the client reconnects.
+ */
+function overRate(conn: MqttConnection, qos: number, pid: number, e: OmnipushError): void {
+  conn.broker.stats.dropped++;
+  if (conn.version === 5 && qos > 0) {
+    conn.send({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId: pid, reasonCode: RC.quotaExceeded, properties: { reasonString: e.message } });
+    return;
+  }
+  conn.disconnect(RC.messageRateTooHigh, e.message);
 }
 
 /** A QoS 1/2 publish is acknowledged once the hub has stored it. */

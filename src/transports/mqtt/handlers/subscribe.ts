@@ -36,6 +36,14 @@ interface Grant {
  * Resolves once SUBACK is sent (the connection holds the packets behind it until then).
  */
 export function handleSubscribe(conn: MqttConnection, p: ISubscribePacket): Promise<void> | void {
+  const { quotas } = conn.broker.ctx;
+  // alone (or anonymous) the quota needs nothing but this node's counts: no await, no allocation
+  if (!quotas.subscriptionsShared(conn.principal)) return subscribe(conn, p, 0);
+  return quotas.subscriptionsElsewhere(conn.principal).then((elsewhere) => (conn.closed ? undefined : subscribe(conn, p, elsewhere)));
+}
+
+/** SUBSCRIBE with `elsewhere` subscriptions of the principal on other nodes. */
+function subscribe(conn: MqttConnection, p: ISubscribePacket, elsewhere: number): Promise<void> | void {
   const { broker } = conn;
   const s = conn.session!;
   const v5 = conn.version === 5;
@@ -45,6 +53,8 @@ export function handleSubscribe(conn: MqttConnection, p: ISubscribePacket): Prom
   // the whole packet is checked before the session changes, so a protocol error leaves it as it was
   const asked = new Set<string>();
   let count = s.subs.size;
+  // `quotas.subscriptionsPerConnection` / `PerPrincipal`: what may still be added, shared or not
+  let room = broker.ctx.quotas.subscriptionRoom(conn.principal, s.subs.size + s.shared.size, true, elsewhere);
   for (const sub of p.subscriptions) {
     const opts: SubOptions = { qos: sub.qos, nl: sub.nl === true, rap: sub.rap === true, rh: (sub.rh ?? 0) as 0 | 1 | 2 };
     if (id !== undefined) opts.id = id;
@@ -67,6 +77,11 @@ export function handleSubscribe(conn: MqttConnection, p: ISubscribePacket): Prom
     const map = shared ? s.shared : s.subs;
     // a filter repeated in one packet: the later options win, as if in two packets
     const existed = asked.has(key) || map.has(key);
+    if (!existed && room <= 0) {
+      // 3.1.1 SUBACK can only say Failure (0x80)
+      codes.push(v5 ? RC.quotaExceeded : 0x80);
+      continue;
+    }
     if (!shared && !existed) {
       if (count >= MAX_FILTERS_PER_SESSION) {
         codes.push(v5 ? RC.quotaExceeded : 0x80);
@@ -74,6 +89,7 @@ export function handleSubscribe(conn: MqttConnection, p: ISubscribePacket): Prom
       }
       count++;
     }
+    if (!existed) room--;
     asked.add(key);
     const earlier = grants.find((g) => g.key === key);
     grants.push({ at: codes.length, key, filter, shared: shared !== null, opts, before: earlier ? earlier.before : map.get(key), retained: !shared && (opts.rh === 0 || (opts.rh === 1 && !existed)) });

@@ -1,0 +1,35 @@
+import type { ConnectionInfo } from '../../core/connections.js';
+import type { OmnipushError } from '../../core/errors.js';
+import type { Principal } from '../../core/grants.js';
+import type { WsConnection } from './ws-connection.js';
+
+/** A WebSocket as the connection registry sees it. */
+export class WsRegistration implements ConnectionInfo {
+  readonly door = 'websocket';
+  readonly since = Date.now();
+  principal: Principal;
+
+  constructor(
+    private readonly conn: WsConnection,
+    readonly id: string,
+    readonly address: string,
+  ) {
+    this.principal = conn.principal;
+  }
+
+  subscriptions(): string[] {
+    return this.conn.filters();
+  }
+
+  subscriptionCount(): number {
+    return this.conn.filterCount();
+  }
+
+  close(reason: OmnipushError): void {
+    this.conn.closeFor(reason);
+  }
+
+  unsubscribe(filter: string): number {
+    return this.conn.dropFilter(filter);
+  }
+}
