@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { destination, pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { createBus, type Bus } from './cluster/index.js';
 import { createAuthenticator } from './auth/authenticator.js';
 import { createControl } from './cluster/control-factory.js';
@@ -9,7 +9,9 @@ import type { Config } from './config/schema.js';
 import { Hub } from './core/hub.js';
 import { ConnectionRegistry } from './core/connections.js';
 import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
+import { createLogger } from './log/logger.js';
 import { Metrics } from './metrics/metrics.js';
+import { listenError } from './port-clash.js';
 import { createStore } from './store/index.js';
 import { RedisStore } from './store/redis.js';
 import { ConnectionBudget, type TransportContext } from './transports/context.js';
@@ -39,13 +41,13 @@ export interface RunningServer {
 }
 
 export interface StartOptions {
-  /** Logger to use; by default pino to stderr at `config.log.level`. */
+  /** Logger to use; by default pino to stderr at `config.log.level`, formatted by `config.log.format`. */
   log?: Logger;
 }
 
 /** Builds store, hub, auth and doors from `config` and starts listening. */
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
-  const log = opts.log ?? pino({ level: config.log.level, base: undefined }, destination(2));
+  const log = opts.log ?? (await createLogger(config.log));
   if (config.bus.kind === 'redis' && config.store.kind !== 'redis') {
     throw new Error(`bus.kind "redis" needs store.kind "redis" (the bus carries the Redis store's appends), not "${config.store.kind}"`);
   }
@@ -65,6 +67,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     observer: metrics.hubObserver(),
     externalFanOut: bus.external,
   });
+  metrics.pendingPublishes = () => hub.pendingPublishes;
   try {
     await bus.start(hub);
   } catch (e) {
@@ -108,7 +111,18 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const door = new HttpDoor(ctx, { webpush });
   const mqtt = config.mqtt.enabled ? new MqttTransport(ctx, createUserDirectory(config.auth.users)) : null;
   if (mqtt) door.addUpgradeHandler(mqtt);
-  const addr = await door.listen(config.http.host, config.http.port);
+  let addr;
+  try {
+    addr = await door.listen(config.http.host, config.http.port);
+  } catch (e) {
+    await mqtt?.close();
+    await door.close();
+    await webpush?.close();
+    await cluster.close();
+    await bus.close();
+    await store.close();
+    throw listenError(e, { door: 'HTTP', port: config.http.port, moveWith: '--port or http.port' });
+  }
   const urlOf = (scheme: string, a: { host: string; port: number }) => `${scheme}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
   const httpUrl = urlOf('http', addr);
   let mqttUrl: string | undefined;
@@ -122,10 +136,16 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     } catch (e) {
       await mqtt.close();
       await door.close();
+      await webpush?.close();
       await cluster.close();
       await bus.close();
       await store.close();
-      throw e;
+      const tls = config.mqtt.tls;
+      const onTls = tls !== undefined && (e as { port?: number }).port === tls.port && tls.port !== config.mqtt.port;
+      throw listenError(
+        e,
+        onTls ? { door: 'MQTT TLS', port: tls.port, moveWith: 'mqtt.tls.port' } : { door: 'MQTT', port: config.mqtt.port, moveWith: '--mqtt-port or mqtt.port', alternative: 'turn MQTT off with mqtt.enabled: false' },
+      );
     }
   }
 
@@ -149,6 +169,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     mqttDoor: mqtt ?? undefined,
     close() {
       closing ??= (async () => {
+        const t0 = Date.now();
+        // what was open when the drain began, for the last log line
+        const open: Record<string, number> = {};
+        for (const v of (await metrics.connections.get()).values) if (v.value > 0) open[String(v.labels.transport)] = v.value;
+        const drained = { connections: open, publishesInFlight: hub.pendingPublishes, mqttSessions: mqtt?.broker.sessions.size ?? 0 };
         draining = true;
         clearInterval(pruneTimer);
         // MQTT first, while the hub still takes publishes: wills of the closed connections go out,
@@ -161,7 +186,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         await cluster.close();
         await bus.close();
         await store.close();
-        log.info('omnipush stopped');
+        log.info({ drained, ms: Date.now() - t0 }, 'omnipush stopped');
       })();
       return closing;
     },

@@ -60,7 +60,10 @@ program
     } catch (e) {
       fail(`cannot start: ${(e as Error).message}`);
     }
-    process.stdout.write(`${JSON.stringify({ event: 'listening', http: server.http, mqtt: server.mqtt, mqtts: server.mqtts })}\n`);
+    const { bannerLines } = await import('./banner.js');
+    process.stdout.write(`${bannerLines(server, config).join('\n')}\n`);
+    // scripts and orchestration read this line; a person at a terminal has the banner
+    if (!process.stdout.isTTY) process.stdout.write(`${JSON.stringify({ event: 'listening', http: server.http, mqtt: server.mqtt, mqtts: server.mqtts })}\n`);
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
@@ -178,6 +181,29 @@ program
     if (password === '') fail('give the password on stdin, e.g. printf %s "$PASSWORD" | omnipush passwd');
     const { hashPassword } = await import('../auth/users.js');
     process.stdout.write(`${await hashPassword(password)}\n`);
+  });
+
+const configCmd = program.command('config').description('configuration files');
+configCmd
+  .command('init')
+  .description('write a starter configuration: every key with a description and its default, commented out')
+  .argument('[file]', 'where to write it (.yaml); default: stdout')
+  .option('--force', 'overwrite an existing file')
+  .action(async (file: string | undefined, o: { force?: boolean }) => {
+    const { starterConfig } = await import('../config/starter.js');
+    const text = starterConfig();
+    if (!file) {
+      process.stdout.write(text);
+      return;
+    }
+    const { writeFileSync } = await import('node:fs');
+    try {
+      writeFileSync(file, text, { flag: o.force ? 'w' : 'wx' });
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      fail(err.code === 'EEXIST' ? `${file} exists; use --force to overwrite it` : `cannot write ${file}: ${err.message}`);
+    }
+    process.stderr.write(`wrote ${file}\n`);
   });
 
 program

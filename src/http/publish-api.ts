@@ -28,11 +28,18 @@ export async function handlePublishJson(ctx: TransportContext, req: IncomingMess
     if (batch.length === 0 || batch.length > MAX_BATCH) fail(`a batch holds 1..${MAX_BATCH} messages`);
     const reqs = batch.map((m, i) => publishRequestFromJson(m, `messages[${i}]: `));
     const stored = await ctx.hub.publishMany(principal, reqs);
+    for (const m of stored) countHttpPublish(ctx, m.payload.length);
     sendJson(res, 200, { cursors: stored.map((m) => m.cursor) }, ctx.commonHeaders(req));
     return;
   }
   const m = await ctx.hub.publish(principal, publishRequestFromJson(body));
+  countHttpPublish(ctx, m.payload.length);
   sendJson(res, 200, { cursor: m.cursor, topic: m.topic }, ctx.commonHeaders(req));
+}
+
+function countHttpPublish(ctx: TransportContext, bytes: number): void {
+  ctx.metrics.publishCounts.http++;
+  ctx.metrics.publishBytes.http += bytes;
 }
 
 const IGNORED_CONTENT_TYPES = new Set(['application/x-www-form-urlencoded', 'application/octet-stream']);
@@ -57,6 +64,7 @@ export async function handlePublishRaw(ctx: TransportContext, req: IncomingMessa
   const ct = req.headers['content-type']?.split(';')[0].trim().toLowerCase();
   if (ct && !IGNORED_CONTENT_TYPES.has(ct)) r.contentType = req.headers['content-type'];
   const m = await ctx.hub.publish(principal, r);
+  countHttpPublish(ctx, m.payload.length);
   sendJson(res, 200, { cursor: m.cursor, topic: m.topic }, ctx.commonHeaders(req));
 }
 

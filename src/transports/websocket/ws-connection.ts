@@ -157,6 +157,8 @@ export class WsConnection implements SocketWriterOwner {
     if (this.authDeadline !== undefined) throw new OmnipushError('unauthorized', 'send an auth message first');
     if (msg.type === 'publish') {
       const m = await hub.publish(this.principal, msg.request);
+      this.ctx.metrics.publishCounts.websocket++;
+      this.ctx.metrics.publishBytes.websocket += m.payload.length;
       return this.reply(msg.id, { type: 'ack', cursor: m.cursor });
     }
     if (msg.type === 'subscribe') {
