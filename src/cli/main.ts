@@ -1,8 +1,11 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { checkBindSafety } from '../auth/authenticator.js';
 import { mintToken } from '../auth/token.js';
+import { parseDuration } from '../config/duration.js';
 import { loadConfig } from '../config/load.js';
+import { parseConfig } from '../config/schema.js';
 import { VERSION } from '../version.js';
+import { readAll, readHidden } from './prompt.js';
 import { subscribeCommand } from './sub.js';
 
 function int(v: string): number {
@@ -82,53 +85,105 @@ program
     process.on('SIGTERM', () => stop('SIGTERM'));
   });
 
+/** Options whose default comes from the environment: resolved at run time so `--help` never shows a token. */
+const URL_HELP = 'server URL (default: $OMNIPUSH_URL, else http://127.0.0.1:8080)';
+const TOKEN_HELP = 'bearer token (default: $OMNIPUSH_TOKEN)';
+const serverUrl = (u?: string) => u ?? process.env.OMNIPUSH_URL ?? 'http://127.0.0.1:8080';
+const bearer = (t?: string) => t ?? process.env.OMNIPUSH_TOKEN;
+
+function span(v: string): number {
+  const n = parseDuration(v);
+  if (n === undefined || n <= 0) throw new InvalidArgumentError('expected seconds or a duration like 90s, 5m, 1d');
+  return n;
+}
+
+function errorMessage(text: string): string {
+  try {
+    return (JSON.parse(text) as { error: { code: string; message: string } }).error.message;
+  } catch {
+    return text;
+  }
+}
+
+interface PubOptions {
+  url?: string;
+  token?: string;
+  retain?: boolean;
+  event?: string;
+  ttl?: number;
+  file?: string;
+  lines?: boolean;
+}
+
+/** Publishes one payload through `POST /v1/topics/<topic>` (raw body, so binary files go as they are). */
+async function publishOnce(topic: string, payload: Buffer, o: PubOptions): Promise<void> {
+  const base = serverUrl(o.url);
+  const url = new URL(`/v1/topics/${topic.split('/').map(encodeURIComponent).join('/')}`, base);
+  if (o.retain) url.searchParams.set('retain', 'true');
+  if (o.event) url.searchParams.set('event', o.event);
+  if (o.ttl !== undefined) url.searchParams.set('ttl', String(o.ttl));
+  const token = bearer(o.token);
+  let r: Response;
+  try {
+    r = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: payload,
+    });
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string } }).cause?.code;
+    fail(`cannot reach ${base}: ${cause ?? (e as Error).message}`);
+  }
+  const text = await r.text();
+  if (!r.ok) fail(`${r.status}: ${errorMessage(text)}`);
+  process.stdout.write(`${text}\n`);
+}
+
 program
   .command('pub')
-  .description('publish a message')
+  .description('publish a message: the payload as an argument, from stdin (-), from a file (-f), or one message per stdin line (-l)')
   .argument('<topic>', 'topic name')
-  .argument('<data>', 'payload (text)')
-  .option('--url <url>', 'server URL', process.env.OMNIPUSH_URL ?? 'http://127.0.0.1:8080')
-  .option('--token <jwt>', 'bearer token', process.env.OMNIPUSH_TOKEN)
+  .argument('[data]', 'payload (text); - reads it from stdin')
+  .option('--url <url>', URL_HELP)
+  .option('--token <jwt>', TOKEN_HELP)
+  .option('-f, --file <path>', 'send the file as the payload (bytes as they are)')
+  .option('-l, --lines', 'read stdin and publish each line as its own message')
   .option('--retain', 'keep as the retained message of the topic')
   .option('--event <name>', 'SSE event name')
-  .option('--ttl <seconds>', 'expire after this many seconds', Number)
-  .action(async (topic: string, data: string, o: { url: string; token?: string; retain?: boolean; event?: string; ttl?: number }) => {
-    const body: Record<string, unknown> = { topic, data };
-    if (o.retain) body.retain = true;
-    if (o.event) body.event = o.event;
-    if (o.ttl !== undefined) body.ttl = o.ttl;
-    let r: Response;
-    try {
-      r = await fetch(new URL('/v1/publish', o.url), {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...(o.token ? { authorization: `Bearer ${o.token}` } : {}) },
-        body: JSON.stringify(body),
-      });
-    } catch (e) {
-      fail(`cannot reach ${o.url}: ${(e as Error).message}`);
+  .option('--ttl <seconds>', 'expire after this long (seconds, or 90s, 5m, 1d)', span)
+  .action(async (topic: string, data: string | undefined, o: PubOptions) => {
+    const sources = [data !== undefined, o.file !== undefined, o.lines === true].filter(Boolean).length;
+    if (sources !== 1) fail('give the payload once: as an argument, - for stdin, -f <file>, or -l for one message per line');
+    if (o.lines) {
+      const { createInterface } = await import('node:readline');
+      for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) await publishOnce(topic, Buffer.from(line), o);
+      return;
     }
-    const text = await r.text();
-    if (!r.ok) {
-      let msg = text;
+    let payload: Buffer;
+    if (o.file !== undefined) {
+      const { readFileSync } = await import('node:fs');
       try {
-        msg = (JSON.parse(text) as { error: { code: string; message: string } }).error.message;
-      } catch {
-        /* not JSON */
+        payload = readFileSync(o.file);
+      } catch (e) {
+        fail(`cannot read ${o.file}: ${(e as Error).message}`);
       }
-      fail(`${r.status}: ${msg}`);
-    }
-    process.stdout.write(`${text}\n`);
+    } else if (data === '-') payload = Buffer.from(await readAll());
+    else payload = Buffer.from(data!);
+    await publishOnce(topic, payload, o);
   });
 
 program
   .command('sub')
-  .description('subscribe and print messages as they arrive (one JSON line each); resumes on reconnect')
+  .description('subscribe and print each message as "topic payload" (or --format, --json); resumes on reconnect')
   .argument('<filter...>', 'topic filters')
-  .option('--url <url>', 'server URL', process.env.OMNIPUSH_URL ?? 'http://127.0.0.1:8080')
-  .option('--token <jwt>', 'bearer token', process.env.OMNIPUSH_TOKEN)
+  .option('--url <url>', URL_HELP)
+  .option('--token <jwt>', TOKEN_HELP)
   .option('--since <cursor>', 'start after this cursor (or all, now)')
-  .action(async (filters: string[], o: { url: string; token?: string; since?: string }) => {
-    await subscribeCommand(filters, o);
+  .option('--format <template>', 'line template: {topic} {data} {cursor} {event} {time} {json}, \\n and \\t')
+  .option('--json', 'print each message as its JSON envelope (topic, cursor, data, event, publishedAt ...)')
+  .option('--retries <n>', 'failed connection attempts in a row before giving up (default: keep trying)', int)
+  .action(async (filters: string[], o: { url?: string; token?: string; since?: string; format?: string; json?: boolean; retries?: number }) => {
+    await subscribeCommand(filters, { ...o, url: serverUrl(o.url), token: bearer(o.token) });
   });
 
 program
@@ -159,6 +214,12 @@ program
       }
     }
     if (!secret) fail('give --secret, or --config with auth.jwt.secret');
+    // a token signed with a secret the server would not load verifies nowhere: say so now
+    try {
+      parseConfig({ auth: { jwt: { secret } } });
+    } catch (e) {
+      fail(`--secret: the server refuses this secret (${(e as Error).message.replace(/^invalid configuration:\s*/, '')})`);
+    }
     const token = await mintToken({
       secret,
       sub: o.sub,
@@ -173,12 +234,24 @@ program
 
 program
   .command('passwd')
-  .description('print an scrypt hash of a password for auth.users[].passwordHash (reads the password from stdin)')
+  .description('print an scrypt hash of a password for auth.users[].passwordHash (asks twice without echo on a terminal; else reads stdin: one line, or two that must match)')
   .action(async () => {
-    const chunks: Buffer[] = [];
-    for await (const c of process.stdin) chunks.push(c as Buffer);
-    const password = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
-    if (password === '') fail('give the password on stdin, e.g. printf %s "$PASSWORD" | omnipush passwd');
+    let password: string;
+    if (process.stdin.isTTY) {
+      try {
+        password = await readHidden('Password: ');
+        const again = await readHidden('Again: ');
+        if (again !== password) fail('the passwords do not match');
+      } catch (e) {
+        fail((e as Error).message);
+      }
+    } else {
+      const lines = (await readAll()).replace(/\r?\n$/, '').split(/\r?\n/);
+      if (lines.length > 2) fail('give the password on one line (or twice, on two lines)');
+      if (lines.length === 2 && lines[0] !== lines[1]) fail('the passwords do not match');
+      password = lines[0];
+    }
+    if (password === '') fail('the password is empty; type it at the prompt, or: printf %s "$PASSWORD" | omnipush passwd');
     const { hashPassword } = await import('../auth/users.js');
     process.stdout.write(`${await hashPassword(password)}\n`);
   });

@@ -68,13 +68,14 @@ export class Metrics {
       publishedByDoor.inc({ door }, 0);
       bytesByDoor.inc({ door }, 0);
     }
-    const self = this;
+    const pending = () => this.pendingPublishes();
+    const sessions = () => this.mqttSessions?.() ?? { connected: 0, total: 0 };
     new Gauge({
       name: 'omnipush_hub_pending_publishes',
       help: 'Publishes accepted and waiting for the store',
       registers,
       collect() {
-        this.set(self.pendingPublishes());
+        this.set(pending());
       },
     });
     new Gauge({
@@ -83,7 +84,7 @@ export class Metrics {
       labelNames: ['state'],
       registers,
       collect() {
-        const s = self.mqttSessions?.() ?? { connected: 0, total: 0 };
+        const s = sessions();
         this.set({ state: 'connected' }, s.connected);
         this.set({ state: 'offline' }, Math.max(0, s.total - s.connected));
       },
