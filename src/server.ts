@@ -30,6 +30,8 @@ export interface RunningServer {
   /** How messages reach this process's subscribers (`local`, or `redis` in a cluster). */
   readonly bus: Bus;
   readonly metrics: Metrics;
+  /** The server's logger. */
+  readonly log: Logger;
   /** The Web Push door, when `webpush.subject` is configured. */
   readonly webpush?: WebPushTransport;
   /** This node's id and view of the cluster. */
@@ -164,6 +166,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     hub,
     bus,
     metrics,
+    log,
     webpush,
     cluster,
     mqttDoor: mqtt ?? undefined,
