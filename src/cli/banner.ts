@@ -12,7 +12,7 @@ function consoleOn(config: Config): boolean {
  * The plain-text lines `omnipush serve` prints first: where each door listens, so a person can
  * copy a URL without reading JSON logs.
  */
-export function bannerLines(server: Pick<RunningServer, 'http' | 'mqtt' | 'mqtts' | 'webpush'>, config: Config): string[] {
+export function bannerLines(server: Pick<RunningServer, 'http' | 'mqtt' | 'mqtts'>, config: Config): string[] {
   const http = server.http;
   const ws = http.replace(/^http/, 'ws');
   const rows: Array<[string, string]> = [
@@ -24,7 +24,7 @@ export function bannerLines(server: Pick<RunningServer, 'http' | 'mqtt' | 'mqtts
   if (server.mqtt) rows.push(['MQTT', server.mqtt]);
   if (server.mqtts) rows.push(['MQTT TLS', server.mqtts]);
   if (config.mqtt.enabled && config.mqtt.wsPath) rows.push(['MQTT/WS', `${ws}${config.mqtt.wsPath}`]);
-  if (server.webpush) rows.push(['Web Push', `${http}/v1/webpush/`]);
+  if (config.webpush.subject) rows.push(['Web Push', `${http}/v1/webpush/`]);
   if (consoleOn(config)) rows.push(['Console', `${http}/admin`]);
   rows.push(['Metrics', `${http}/metrics`]);
   const store = config.store.kind === 'sqlite' ? `sqlite (${config.store.dir})` : config.store.kind;

@@ -54,7 +54,14 @@ program
       if (o.workers < 1) fail('--workers must be at least 1');
       const why = workersRefusal(config);
       if (why) fail(why);
-      return runPrimary(o.workers, (line) => process.stdout.write(`${line}\n`), fail);
+      const { bannerLines } = await import('./banner.js');
+      const out = (line: string) => {
+        // the workers' shared addresses, once all listen: the banner goes before the line scripts read
+        const j = line.startsWith('{') ? (JSON.parse(line) as { event?: string; http?: string; mqtt?: string; mqtts?: string; workers?: number }) : undefined;
+        if (j?.event === 'listening' && j.http) process.stdout.write(`${bannerLines({ http: j.http, mqtt: j.mqtt, mqtts: j.mqtts }, config).join('\n')}\n  Workers    ${j.workers}\n`);
+        process.stdout.write(`${line}\n`);
+      };
+      return runPrimary(o.workers, out, fail);
     }
     const { startServer } = await import('../server.js');
     let server;
