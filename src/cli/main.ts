@@ -58,7 +58,10 @@ program
       const out = (line: string) => {
         // the workers' shared addresses, once all listen: the banner goes before the line scripts read
         const j = line.startsWith('{') ? (JSON.parse(line) as { event?: string; http?: string; mqtt?: string; mqtts?: string; workers?: number }) : undefined;
-        if (j?.event === 'listening' && j.http) process.stdout.write(`${bannerLines({ http: j.http, mqtt: j.mqtt, mqtts: j.mqtts }, config).join('\n')}\n  Workers    ${j.workers}\n`);
+        if (j?.event === 'listening' && j.http) {
+          process.stdout.write(`${bannerLines({ http: j.http, mqtt: j.mqtt, mqtts: j.mqtts }, config).join('\n')}\n  Workers    ${j.workers}\n`);
+          if (process.stdout.isTTY) return;
+        }
         process.stdout.write(`${line}\n`);
       };
       return runPrimary(o.workers, out, fail);
