@@ -5,7 +5,9 @@ import { parseDuration } from '../config/duration.js';
 import { loadConfig } from '../config/load.js';
 import { parseConfig } from '../config/schema.js';
 import { VERSION } from '../version.js';
+import { fail } from './fail.js';
 import { readAll, readHidden } from './prompt.js';
+import { publishCommand, type PubOptions } from './pub.js';
 import { subscribeCommand } from './sub.js';
 
 function int(v: string): number {
@@ -16,11 +18,6 @@ function int(v: string): number {
 
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
-}
-
-function fail(message: string): never {
-  process.stderr.write(`omnipush: ${message}\n`);
-  process.exit(1);
 }
 
 const program = new Command();
@@ -107,48 +104,6 @@ function span(v: string): number {
   return n;
 }
 
-function errorMessage(text: string): string {
-  try {
-    return (JSON.parse(text) as { error: { code: string; message: string } }).error.message;
-  } catch {
-    return text;
-  }
-}
-
-interface PubOptions {
-  url?: string;
-  token?: string;
-  retain?: boolean;
-  event?: string;
-  ttl?: number;
-  file?: string;
-  lines?: boolean;
-}
-
-/** Publishes one payload through `POST /v1/topics/<topic>` (raw body, so binary files go as they are). */
-async function publishOnce(topic: string, payload: Buffer, o: PubOptions): Promise<void> {
-  const base = serverUrl(o.url);
-  const url = new URL(`/v1/topics/${topic.split('/').map(encodeURIComponent).join('/')}`, base);
-  if (o.retain) url.searchParams.set('retain', 'true');
-  if (o.event) url.searchParams.set('event', o.event);
-  if (o.ttl !== undefined) url.searchParams.set('ttl', String(o.ttl));
-  const token = bearer(o.token);
-  let r: Response;
-  try {
-    r = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/octet-stream', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: payload,
-    });
-  } catch (e) {
-    const cause = (e as { cause?: { code?: string } }).cause?.code;
-    fail(`cannot reach ${base}: ${cause ?? (e as Error).message}`);
-  }
-  const text = await r.text();
-  if (!r.ok) fail(`${r.status}: ${errorMessage(text)}`);
-  process.stdout.write(`${text}\n`);
-}
-
 program
   .command('pub')
   .description('publish a message: the payload as an argument, from stdin (-), from a file (-f), or one message per stdin line (-l)')
@@ -162,24 +117,7 @@ program
   .option('--event <name>', 'SSE event name')
   .option('--ttl <seconds>', 'expire after this long (seconds, or 90s, 5m, 1d)', span)
   .action(async (topic: string, data: string | undefined, o: PubOptions) => {
-    const sources = [data !== undefined, o.file !== undefined, o.lines === true].filter(Boolean).length;
-    if (sources !== 1) fail('give the payload once: as an argument, - for stdin, -f <file>, or -l for one message per line');
-    if (o.lines) {
-      const { createInterface } = await import('node:readline');
-      for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) await publishOnce(topic, Buffer.from(line), o);
-      return;
-    }
-    let payload: Buffer;
-    if (o.file !== undefined) {
-      const { readFileSync } = await import('node:fs');
-      try {
-        payload = readFileSync(o.file);
-      } catch (e) {
-        fail(`cannot read ${o.file}: ${(e as Error).message}`);
-      }
-    } else if (data === '-') payload = Buffer.from(await readAll());
-    else payload = Buffer.from(data!);
-    await publishOnce(topic, payload, o);
+    await publishCommand(topic, data, { ...o, url: serverUrl(o.url), token: bearer(o.token) });
   });
 
 program
