@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
@@ -86,6 +86,58 @@ describe('omnipush serve output', () => {
     assert.match(line, /INFO/);
     s.kill('SIGTERM');
     assert.equal(await within(s.exited, 20_000, 'exit'), 0);
+  });
+
+  it('on a terminal: readable logs by default, and the banner without the JSON line', async (t) => {
+    // a pseudo-terminal from Python's pty module stands in for a person's terminal
+    if (spawnSync('python3', ['-c', 'import pty']).status !== 0) {
+      if (process.env.OMNIPUSH_REQUIRE_ALL === '1') assert.fail('python3 with the pty module is required');
+      t.skip('SKIPPED: python3 (pty module) not found; logs on a terminal are not tested');
+      return;
+    }
+    const script = `
+import os, pty, signal, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+out = b''
+end = time.time() + 20
+# the banner's last line comes once the server is up and SIGTERM drains it
+while not (b'omnipush listening' in out and b'/metrics' in out) and time.time() < end:
+    try:
+        out += os.read(fd, 4096)
+    except OSError:
+        break
+os.kill(pid, signal.SIGTERM)
+try:
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk: break
+        out += chunk
+except OSError:
+    pass
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode('utf8', 'replace'))
+sys.exit(os.waitstatus_to_exitcode(status))
+`;
+    const r = await within(
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const p = spawn('python3', ['-c', script, process.execPath, BIN, 'serve', '--store', 'memory', '--port', '0', '--mqtt-port', '0'], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        p.on('exit', (code) => resolve({ code, out }));
+      }),
+      40_000,
+      'serve on a pty',
+    );
+    assert.equal(r.code, 0, r.out);
+    // eslint-disable-next-line no-control-regex
+    const text = r.out.replace(/\x1b\[[0-9;]*m/g, '');
+    assert.match(text, /^omnipush \S+ listening; store memory/m);
+    assert.match(text, /^ {2}SSE +http:\/\/127\.0\.0\.1:\d+\/v1\/sse/m);
+    assert.match(text, /INFO.*omnipush listening/);
+    assert.doesNotMatch(text, /"level":/, 'no JSON log lines');
+    assert.doesNotMatch(text, /"event":"listening"/, 'no JSON listening line');
   });
 
   it('names the door, the port and the flag that moves it when a port is taken', async () => {

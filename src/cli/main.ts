@@ -70,10 +70,6 @@ program
     } catch (e) {
       fail(`cannot start: ${(e as Error).message}`);
     }
-    const { bannerLines } = await import('./banner.js');
-    process.stdout.write(`${bannerLines(server, config).join('\n')}\n`);
-    // scripts and orchestration read this line; a person at a terminal has the banner
-    if (!process.stdout.isTTY) process.stdout.write(`${JSON.stringify({ event: 'listening', http: server.http, mqtt: server.mqtt, mqtts: server.mqtts })}\n`);
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
@@ -88,8 +84,13 @@ program
         (e: unknown) => fail(`shutdown failed: ${(e as Error).message}`),
       );
     };
+    // before the banner: whoever reads it may signal at once, and must get a drain, not a kill
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
+    const { bannerLines } = await import('./banner.js');
+    process.stdout.write(`${bannerLines(server, config).join('\n')}\n`);
+    // scripts and orchestration read this line; a person at a terminal has the banner
+    if (!process.stdout.isTTY) process.stdout.write(`${JSON.stringify({ event: 'listening', http: server.http, mqtt: server.mqtt, mqtts: server.mqtts })}\n`);
   });
 
 /** Options whose default comes from the environment: resolved at run time so `--help` never shows a token. */
