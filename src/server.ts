@@ -172,12 +172,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     mqttDoor: mqtt ?? undefined,
     close() {
       closing ??= (async () => {
+        draining = true;
         const t0 = Date.now();
         // what was open when the drain began, for the last log line
         const open: Record<string, number> = {};
         for (const v of (await metrics.connections.get()).values) if (v.value > 0) open[String(v.labels.transport)] = v.value;
         const drained = { connections: open, publishesInFlight: hub.pendingPublishes, mqttSessions: mqtt?.broker.sessions.size ?? 0 };
-        draining = true;
         clearInterval(pruneTimer);
         // MQTT first, while the hub still takes publishes: wills of the closed connections go out,
         // and the sessions are saved; whatever is published after is replayed to them from history
