@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { destination, pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { createBus, type Bus } from './cluster/index.js';
 import { checkBindSafety, createAuthenticator } from './auth/authenticator.js';
 import { createControl } from './cluster/control-factory.js';
@@ -12,8 +12,10 @@ import { QuotaGate } from './core/quota.js';
 import { ControlQuotaCounts } from './cluster/quota-counts.js';
 import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
 import { httpsOptions } from './http/https-options.js';
+import { createLogger } from './log/logger.js';
 import { Metrics } from './metrics/metrics.js';
 import { AdminApi } from './admin/admin-api.js';
+import { listenError } from './port-clash.js';
 import { createStore } from './store/index.js';
 import { RedisStore } from './store/redis.js';
 import { ConnectionBudget, type TransportContext } from './transports/context.js';
@@ -33,6 +35,8 @@ export interface RunningServer {
   /** How messages reach this process's subscribers (`local`, or `redis` in a cluster). */
   readonly bus: Bus;
   readonly metrics: Metrics;
+  /** The server's logger. */
+  readonly log: Logger;
   /** The Web Push door, when `webpush.subject` is configured. */
   readonly webpush?: WebPushTransport;
   /** This node's id and view of the cluster. */
@@ -50,7 +54,7 @@ export interface RunningServer {
 }
 
 export interface StartOptions {
-  /** Logger to use; by default pino to stderr at `config.log.level`. */
+  /** Logger to use; by default pino to stderr at `config.log.level`, formatted by `config.log.format`. */
   log?: Logger;
 }
 
@@ -61,7 +65,7 @@ export interface StartOptions {
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   // an embedding application gets the CLI's rule: no open network listener without authentication
   checkBindSafety(config);
-  const log = opts.log ?? pino({ level: config.log.level, base: undefined }, destination(2));
+  const log = opts.log ?? (await createLogger(config.log));
   const tls = httpsOptions(config.http.tls);
   if (config.bus.kind === 'redis' && config.store.kind !== 'redis') {
     throw new Error(`bus.kind "redis" needs store.kind "redis" (the bus carries the Redis store's appends), not "${config.store.kind}"`);
@@ -82,6 +86,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     observer: metrics.hubObserver(),
     externalFanOut: bus.external,
   });
+  metrics.pendingPublishes = () => hub.pendingPublishes;
   try {
     await bus.start(hub);
   } catch (e) {
@@ -136,7 +141,18 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   door.mountAdmin(new AdminApi(ctx, webpush));
   const mqtt = config.mqtt.enabled ? new MqttTransport(ctx, createUserDirectory(config.auth.users)) : null;
   if (mqtt) door.addUpgradeHandler(mqtt);
-  const addr = await door.listen(config.http.host, config.http.port);
+  let addr;
+  try {
+    addr = await door.listen(config.http.host, config.http.port);
+  } catch (e) {
+    await mqtt?.close();
+    await door.close();
+    await webpush?.close();
+    await cluster.close();
+    await bus.close();
+    await store.close();
+    throw listenError(e, { door: 'HTTP', port: config.http.port, moveWith: '--port or http.port' });
+  }
   const urlOf = (scheme: string, a: { host: string; port: number }) => `${scheme}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
   const httpUrl = urlOf(tls ? 'https' : 'http', addr);
   let mqttUrl: string | undefined;
@@ -150,10 +166,16 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     } catch (e) {
       await mqtt.close();
       await door.close();
+      await webpush?.close();
       await cluster.close();
       await bus.close();
       await store.close();
-      throw e;
+      const tls = config.mqtt.tls;
+      const onTls = tls !== undefined && (e as { port?: number }).port === tls.port && tls.port !== config.mqtt.port;
+      throw listenError(
+        e,
+        onTls ? { door: 'MQTT TLS', port: tls.port, moveWith: 'mqtt.tls.port' } : { door: 'MQTT', port: config.mqtt.port, moveWith: '--mqtt-port or mqtt.port', alternative: 'turn MQTT off with mqtt.enabled: false' },
+      );
     }
   }
 
@@ -172,6 +194,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     hub,
     bus,
     metrics,
+    log,
     webpush,
     cluster,
     mqttDoor: mqtt ?? undefined,
@@ -181,6 +204,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     close() {
       closing ??= (async () => {
         draining = true;
+        const t0 = Date.now();
+        // what was open when the drain began, for the last log line
+        const open: Record<string, number> = {};
+        for (const v of (await metrics.connections.get()).values) if (v.value > 0) open[String(v.labels.transport)] = v.value;
+        const drained = { connections: open, publishesInFlight: hub.pendingPublishes, mqttSessions: mqtt?.broker.sessions.size ?? 0 };
         clearInterval(pruneTimer);
         // MQTT first, while the hub still takes publishes: wills of the closed connections go out,
         // and the sessions are saved; whatever is published after is replayed to them from history
@@ -194,7 +222,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         await cluster.close();
         await bus.close();
         await store.close();
-        log.info('omnipush stopped');
+        log.info({ drained, ms: Date.now() - t0 }, 'omnipush stopped');
       })();
       return closing;
     },

@@ -7,9 +7,10 @@ import type { RunningServer } from '../src/server.js';
 import { startProxy } from './helpers/proxy.js';
 import { startTestServer, waitFor } from './helpers/server.js';
 
+// the `ws` and `eventsource` classes fit the option types as they are (typecheck covers this file)
 const nodeImpls: ClientOptions = {
-  WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
-  EventSource: EventSource as unknown as ClientOptions['EventSource'],
+  WebSocket,
+  EventSource,
   backoff: { min: 20, max: 300 },
   openTimeout: 3000,
 };

@@ -1,9 +1,14 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { checkBindSafety } from '../auth/authenticator.js';
 import { mintToken } from '../auth/token.js';
+import { parseDuration } from '../config/duration.js';
 import { loadConfig } from '../config/load.js';
+import { parseConfig } from '../config/schema.js';
 import { VERSION } from '../version.js';
 import { stopWithNpmParent } from './parent-watch.js';
+import { fail } from './fail.js';
+import { readAll, readHidden } from './prompt.js';
+import { publishCommand, type PubOptions } from './pub.js';
 import { subscribeCommand } from './sub.js';
 
 function int(v: string): number {
@@ -14,11 +19,6 @@ function int(v: string): number {
 
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
-}
-
-function fail(message: string): never {
-  process.stderr.write(`omnipush: ${message}\n`);
-  process.exit(1);
 }
 
 const program = new Command();
@@ -54,7 +54,17 @@ program
       if (why) fail(why);
       // the primary drains its workers on SIGTERM: the same when npm's shell is gone
       stopWithNpmParent(() => process.kill(process.pid, 'SIGTERM'));
-      return runPrimary(o.workers, (line) => process.stdout.write(`${line}\n`), fail);
+      const { bannerLines } = await import('./banner.js');
+      const out = (line: string) => {
+        // the workers' shared addresses, once all listen: the banner goes before the line scripts read
+        const j = line.startsWith('{') ? (JSON.parse(line) as { event?: string; http?: string; mqtt?: string; mqtts?: string; workers?: number }) : undefined;
+        if (j?.event === 'listening' && j.http) {
+          process.stdout.write(`${bannerLines({ http: j.http, mqtt: j.mqtt, mqtts: j.mqtts }, config).join('\n')}\n  Workers    ${j.workers}\n`);
+          if (process.stdout.isTTY) return;
+        }
+        process.stdout.write(`${line}\n`);
+      };
+      return runPrimary(o.workers, out, fail);
     }
     const { startServer } = await import('../server.js');
     let server;
@@ -77,60 +87,56 @@ program
         (e: unknown) => fail(`shutdown failed: ${(e as Error).message}`),
       );
     };
+    // before the banner: whoever reads it may signal at once, and must get a drain, not a kill
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
     stopWithNpmParent(() => stop('parent exit'));
-    // only now: whoever reads this line may signal us at once, and must find the handlers in place
-    process.stdout.write(`${JSON.stringify({ event: 'listening', http: server.http, mqtt: server.mqtt, mqtts: server.mqtts })}\n`);
+    const { bannerLines } = await import('./banner.js');
+    process.stdout.write(`${bannerLines(server, config).join('\n')}\n`);
+    // scripts and orchestration read this line; a person at a terminal has the banner
+    if (!process.stdout.isTTY) process.stdout.write(`${JSON.stringify({ event: 'listening', http: server.http, mqtt: server.mqtt, mqtts: server.mqtts })}\n`);
   });
+
+/** Options whose default comes from the environment: resolved at run time so `--help` never shows a token. */
+const URL_HELP = 'server URL (default: $OMNIPUSH_URL, else http://127.0.0.1:8080)';
+const TOKEN_HELP = 'bearer token (default: $OMNIPUSH_TOKEN)';
+const serverUrl = (u?: string) => u ?? process.env.OMNIPUSH_URL ?? 'http://127.0.0.1:8080';
+const bearer = (t?: string) => t ?? process.env.OMNIPUSH_TOKEN;
+
+function span(v: string): number {
+  const n = parseDuration(v);
+  if (n === undefined || n <= 0) throw new InvalidArgumentError('expected seconds or a duration like 90s, 5m, 1d');
+  return n;
+}
 
 program
   .command('pub')
-  .description('publish a message')
+  .description('publish a message: the payload as an argument, from stdin (-), from a file (-f), or one message per stdin line (-l)')
   .argument('<topic>', 'topic name')
-  .argument('<data>', 'payload (text)')
-  .option('--url <url>', 'server URL', process.env.OMNIPUSH_URL ?? 'http://127.0.0.1:8080')
-  .option('--token <jwt>', 'bearer token', process.env.OMNIPUSH_TOKEN)
+  .argument('[data]', 'payload (text); - reads it from stdin')
+  .option('--url <url>', URL_HELP)
+  .option('--token <jwt>', TOKEN_HELP)
+  .option('-f, --file <path>', 'send the file as the payload (bytes as they are)')
+  .option('-l, --lines', 'read stdin and publish each line as its own message')
   .option('--retain', 'keep as the retained message of the topic')
   .option('--event <name>', 'SSE event name')
-  .option('--ttl <seconds>', 'expire after this many seconds', Number)
-  .action(async (topic: string, data: string, o: { url: string; token?: string; retain?: boolean; event?: string; ttl?: number }) => {
-    const body: Record<string, unknown> = { topic, data };
-    if (o.retain) body.retain = true;
-    if (o.event) body.event = o.event;
-    if (o.ttl !== undefined) body.ttl = o.ttl;
-    let r: Response;
-    try {
-      r = await fetch(new URL('/v1/publish', o.url), {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...(o.token ? { authorization: `Bearer ${o.token}` } : {}) },
-        body: JSON.stringify(body),
-      });
-    } catch (e) {
-      fail(`cannot reach ${o.url}: ${(e as Error).message}`);
-    }
-    const text = await r.text();
-    if (!r.ok) {
-      let msg = text;
-      try {
-        msg = (JSON.parse(text) as { error: { code: string; message: string } }).error.message;
-      } catch {
-        /* not JSON */
-      }
-      fail(`${r.status}: ${msg}`);
-    }
-    process.stdout.write(`${text}\n`);
+  .option('--ttl <seconds>', 'expire after this long (seconds, or 90s, 5m, 1d)', span)
+  .action(async (topic: string, data: string | undefined, o: PubOptions) => {
+    await publishCommand(topic, data, { ...o, url: serverUrl(o.url), token: bearer(o.token) });
   });
 
 program
   .command('sub')
-  .description('subscribe and print messages as they arrive (one JSON line each); resumes on reconnect')
+  .description('subscribe and print each message as "topic payload" (or --format, --json); resumes on reconnect')
   .argument('<filter...>', 'topic filters')
-  .option('--url <url>', 'server URL', process.env.OMNIPUSH_URL ?? 'http://127.0.0.1:8080')
-  .option('--token <jwt>', 'bearer token', process.env.OMNIPUSH_TOKEN)
+  .option('--url <url>', URL_HELP)
+  .option('--token <jwt>', TOKEN_HELP)
   .option('--since <cursor>', 'start after this cursor (or all, now)')
-  .action(async (filters: string[], o: { url: string; token?: string; since?: string }) => {
-    await subscribeCommand(filters, o);
+  .option('--format <template>', 'line template: {topic} {data} {cursor} {event} {time} {json}, \\n and \\t')
+  .option('--json', 'print each message as its JSON envelope (topic, cursor, data, event, publishedAt ...)')
+  .option('--retries <n>', 'failed connection attempts in a row before giving up (default: keep trying)', int)
+  .action(async (filters: string[], o: { url?: string; token?: string; since?: string; format?: string; json?: boolean; retries?: number }) => {
+    await subscribeCommand(filters, { ...o, url: serverUrl(o.url), token: bearer(o.token) });
   });
 
 program
@@ -162,6 +168,12 @@ program
       }
     }
     if (!secret) fail('give --secret, or --config with auth.jwt.secret');
+    // a token signed with a secret the server would not load verifies nowhere: say so now
+    try {
+      parseConfig({ auth: { jwt: { secret } } });
+    } catch (e) {
+      fail(`--secret: the server refuses this secret (${(e as Error).message.replace(/^invalid configuration:\s*/, '')})`);
+    }
     const token = await mintToken({
       secret,
       sub: o.sub,
@@ -176,14 +188,49 @@ program
 
 program
   .command('passwd')
-  .description('print an scrypt hash of a password for auth.users[].passwordHash (reads the password from stdin)')
+  .description('print an scrypt hash of a password for auth.users[].passwordHash (asks twice without echo on a terminal; else reads stdin: one line, or two that must match)')
   .action(async () => {
-    const chunks: Buffer[] = [];
-    for await (const c of process.stdin) chunks.push(c as Buffer);
-    const password = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
-    if (password === '') fail('give the password on stdin, e.g. printf %s "$PASSWORD" | omnipush passwd');
+    let password: string;
+    if (process.stdin.isTTY) {
+      try {
+        password = await readHidden('Password: ');
+        const again = await readHidden('Again: ');
+        if (again !== password) fail('the passwords do not match');
+      } catch (e) {
+        fail((e as Error).message);
+      }
+    } else {
+      const lines = (await readAll()).replace(/\r?\n$/, '').split(/\r?\n/);
+      if (lines.length > 2) fail('give the password on one line (or twice, on two lines)');
+      if (lines.length === 2 && lines[0] !== lines[1]) fail('the passwords do not match');
+      password = lines[0];
+    }
+    if (password === '') fail('the password is empty; type it at the prompt, or: printf %s "$PASSWORD" | omnipush passwd');
     const { hashPassword } = await import('../auth/users.js');
     process.stdout.write(`${await hashPassword(password)}\n`);
+  });
+
+const configCmd = program.command('config').description('configuration files');
+configCmd
+  .command('init')
+  .description('write a starter configuration: every key with a description and its default, commented out')
+  .argument('[file]', 'where to write it (.yaml); default: stdout')
+  .option('--force', 'overwrite an existing file')
+  .action(async (file: string | undefined, o: { force?: boolean }) => {
+    const { starterConfig } = await import('../config/starter.js');
+    const text = starterConfig();
+    if (!file) {
+      process.stdout.write(text);
+      return;
+    }
+    const { writeFileSync } = await import('node:fs');
+    try {
+      writeFileSync(file, text, { flag: o.force ? 'w' : 'wx' });
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      fail(err.code === 'EEXIST' ? `${file} exists; use --force to overwrite it` : `cannot write ${file}: ${err.message}`);
+    }
+    process.stderr.write(`wrote ${file}\n`);
   });
 
 program

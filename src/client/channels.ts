@@ -1,11 +1,16 @@
+import { errorFromResponse, isFinalStatus, OmnipushClientError } from './errors.js';
 import type { ClientSubscription } from './subscription.js';
-import type { ClientOptions, EventSourceLike, PublishOptions, TransportName, WireMessage } from './types.js';
+import type { ClientOptions, EventSourceLike, PublishOptions, TransportName, WebSocketLike, WireMessage } from './types.js';
 
 /** What a transport channel tells the client. */
 export interface ChannelEvents {
   /** An open channel dropped; the client reconnects (and may fall back). */
   down(reason: string): void;
   gap(filter: string, info: unknown): void;
+  /** The server refused a subscription for good (bad filter, no grant): the client drops it. */
+  refused(sub: ClientSubscription, err: OmnipushClientError): void;
+  /** A channel that retries by itself (long-poll) lost the server; told once per outage. */
+  trouble(err: OmnipushClientError): void;
 }
 
 /** One transport's connection, carrying every subscription of the client. */
@@ -35,7 +40,7 @@ function withToken(url: string, token: string | undefined): string {
 /** WebSocket: one socket, subscriptions as protocol messages (docs/websocket.md). */
 export class WebSocketChannel implements Channel {
   readonly name = 'websocket';
-  private ws: WebSocket | undefined;
+  private ws: WebSocketLike | undefined;
   private nextId = 1;
   private readonly serverIds = new Map<ClientSubscription, string>();
   private readonly pending = new Map<number, { resolve(v: Record<string, unknown>): void; reject(e: Error): void }>();
@@ -61,7 +66,7 @@ export class WebSocketChannel implements Channel {
         for (const s of this.subs) this.sendSubscribe(s);
         resolve();
       };
-      ws.onmessage = (ev: MessageEvent) => this.onFrame(String(ev.data));
+      ws.onmessage = (ev: { data: unknown }) => this.onFrame(String(ev.data));
       ws.onerror = () => undefined;
       ws.onclose = (ev: { code: number; reason: string }) => {
         for (const p of this.pending.values()) p.reject(new Error(`socket closed (${ev.code})`));
@@ -99,7 +104,7 @@ export class WebSocketChannel implements Channel {
       this.subscribing.delete(id!);
       if (f.type === 'subscribed' && this.subs.has(sub)) this.serverIds.set(sub, String(f.sub));
     }
-    if (f.type === 'error') p.reject(new Error(`${String(f.code)}: ${String(f.message)}`));
+    if (f.type === 'error') p.reject(new OmnipushClientError(String(f.message), { code: String(f.code), filter: sub?.filter }));
     else p.resolve(f);
   }
 
@@ -113,7 +118,10 @@ export class WebSocketChannel implements Channel {
   }
 
   private sendSubscribe(s: ClientSubscription): void {
-    this.request({ type: 'subscribe', topics: [s.filter], since: s.since }, s).catch(() => undefined);
+    this.request({ type: 'subscribe', topics: [s.filter], since: s.since }, s).catch((e: unknown) => {
+      // a refusal stands; a socket that closed meanwhile resubscribes on the next one
+      if (e instanceof OmnipushClientError && e.final && this.subs.has(s)) this.events.refused(s, e);
+    });
   }
 
   add(sub: ClientSubscription): void {
@@ -157,21 +165,47 @@ export class SseChannel implements Channel {
     if (sub.since) url += `&since=${encodeURIComponent(sub.since)}`;
     const es = new ES(withToken(url, this.opts.token));
     this.sources.set(sub, es);
-    es.addEventListener('message', (ev) => sub.offer(JSON.parse(ev.data) as WireMessage));
-    es.addEventListener('gap', (ev) => this.events.gap(sub.filter, JSON.parse(ev.data)));
+    es.addEventListener('message', (ev: { data: string }) => sub.offer(JSON.parse(ev.data) as WireMessage));
+    es.addEventListener('gap', (ev: { data: string }) => this.events.gap(sub.filter, JSON.parse(ev.data)));
     return new Promise((resolve, reject) => {
       let opened = false;
       es.onopen = () => {
         opened = true;
         resolve();
       };
-      es.onerror = () => {
+      es.onerror = (ev: { code?: number }) => {
         // CONNECTING: the EventSource reconnects by itself with Last-Event-ID; CLOSED: it gave up
         if (es.readyState !== 2) return;
-        if (!opened) reject(new Error('EventSource could not open'));
-        else if (!this.closed && this.sources.get(sub) === es) this.events.down('EventSource closed');
+        if (opened) {
+          if (!this.closed && this.sources.get(sub) === es) this.events.down('EventSource closed');
+          return;
+        }
+        // an EventSource does not tell why; the `eventsource` package gives the status, else ask once
+        this.refusal(url, sub, ev.code).then(
+          (err) => {
+            if (!err) return reject(new Error('EventSource could not open'));
+            this.sources.delete(sub);
+            this.events.refused(sub, err);
+            resolve();
+          },
+          () => reject(new Error('EventSource could not open')),
+        );
       };
     });
+  }
+
+  /** The server's refusal of a stream that would not open, when it is one that retrying will not change. */
+  private async refusal(url: string, sub: ClientSubscription, status: number | undefined): Promise<OmnipushClientError | undefined> {
+    if (typeof status === 'number' && !isFinalStatus(status)) return undefined;
+    const f = this.opts.fetch ?? globalThis.fetch;
+    const ac = new AbortController();
+    try {
+      const r = await f(withToken(url, this.opts.token), { headers: { accept: 'text/event-stream' }, signal: ac.signal });
+      if (!isFinalStatus(r.status)) return undefined;
+      return await errorFromResponse(r, sub.filter);
+    } finally {
+      ac.abort();
+    }
   }
 
   async open(): Promise<void> {
@@ -179,6 +213,7 @@ export class SseChannel implements Channel {
       // nothing to stream yet: check the endpoint is reachable (without topics the server answers a JSON 400)
       const f = this.opts.fetch ?? globalThis.fetch;
       const r = await f(withToken(this.url, this.opts.token), { headers: { accept: 'text/event-stream' } });
+      if (r.status === 401 || r.status === 403) throw await errorFromResponse(r);
       const body = (await r.json().catch(() => null)) as unknown;
       if (r.status >= 500 || !body) throw new Error(`SSE endpoint answered ${r.status}`);
       return;
@@ -224,6 +259,7 @@ export class LongPollChannel implements Channel {
     // itself); the loops start as subscriptions are added
     const f = this.opts.fetch ?? globalThis.fetch;
     const r = await f(withToken(`${this.url}?timeout=0`, this.opts.token));
+    if (r.status === 401 || r.status === 403) throw await errorFromResponse(r);
     const body = (await r.json().catch(() => null)) as { error?: unknown } | null;
     if (r.status >= 500 || !body) throw new Error(`long-poll endpoint answered ${r.status}`);
   }
@@ -238,19 +274,28 @@ export class LongPollChannel implements Channel {
     const f = this.opts.fetch ?? globalThis.fetch;
     let cursor = sub.since;
     let delay = 250;
+    let failing = false;
     while (!signal.aborted && !this.closed) {
       try {
         let url = `${this.url}?topic=${encodeURIComponent(sub.filter)}&timeout=25`;
         if (cursor) url += `&since=${encodeURIComponent(cursor)}`;
         const r = await f(withToken(url, this.opts.token), { signal });
+        if (isFinalStatus(r.status)) {
+          const err = await errorFromResponse(r, sub.filter);
+          if (!signal.aborted && !this.closed) this.events.refused(sub, err);
+          return;
+        }
         const body = (await r.json()) as { messages?: WireMessage[]; cursor?: string; gap?: unknown; error?: { code: string } };
         if (r.status !== 200) throw new Error(body.error?.code ?? `status ${r.status}`);
         if (body.gap) this.events.gap(sub.filter, body.gap);
         for (const m of body.messages ?? []) sub.offer(m);
         cursor = body.cursor;
         delay = 250;
-      } catch {
+        failing = false;
+      } catch (e) {
         if (signal.aborted || this.closed) return;
+        if (!failing) this.events.trouble(new OmnipushClientError(`long-poll for ${sub.filter} failed: ${(e as Error).message}; retrying`, { code: 'unreachable', filter: sub.filter, final: false }));
+        failing = true;
         await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random())));
         delay = Math.min(delay * 2, 10_000);
       }
@@ -274,10 +319,14 @@ export async function publishOverHttp(url: string, opts: ClientOptions, body: Re
   const f = opts.fetch ?? globalThis.fetch;
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-  const r = await f(url, { method: 'POST', headers, body: JSON.stringify(body) });
-  const j = (await r.json()) as { cursor?: string; error?: { code: string; message: string } };
-  if (r.status !== 200) throw new Error(`${j.error?.code ?? r.status}: ${j.error?.message ?? ''}`);
-  return j.cursor!;
+  let r: Response;
+  try {
+    r = await f(url, { method: 'POST', headers, body: JSON.stringify(body) });
+  } catch (e) {
+    throw new OmnipushClientError(`cannot reach ${url}: ${(e as Error).message}`, { code: 'unreachable' });
+  }
+  if (r.status !== 200) throw await errorFromResponse(r);
+  return ((await r.json()) as { cursor: string }).cursor;
 }
 
 export type { PublishOptions };

@@ -1,9 +1,11 @@
 import { LongPollChannel, publishOverHttp, SseChannel, WebSocketChannel, type Channel, type ChannelEvents, type Endpoints } from './channels.js';
+import { errorFromResponse, OmnipushClientError } from './errors.js';
 import { ClientSubscription } from './subscription.js';
-import type { ClientOptions, ConnectionState, Message, PublishOptions, TransportName } from './types.js';
+import { TRANSPORT_NAMES, type ClientOptions, type ConnectionState, type Message, type PublishOptions, type TransportName } from './types.js';
 import { disableWebPush, enableWebPush, type WebPushOptions, type WebPushRegistration } from './webpush.js';
 
-export type { ClientOptions, ConnectionState, Message, PublishOptions, TransportName } from './types.js';
+export type { ClientOptions, ConnectionState, Message, PublishOptions, TransportName, WebSocketLike, EventSourceLike } from './types.js';
+export { OmnipushClientError } from './errors.js';
 export { topicMatches } from './subscription.js';
 export { enableWebPush, disableWebPush, type WebPushOptions, type WebPushRegistration, type PushSubscriptionJson } from './webpush.js';
 
@@ -23,8 +25,14 @@ export class OmnipushClient {
   private readonly subs = new Set<ClientSubscription>();
   private channel: Channel | undefined;
   private stateValue: ConnectionState = 'connecting';
-  private readonly listeners = { state: new Set<Listener<{ state: ConnectionState; transport?: TransportName }>>(), gap: new Set<Listener<{ filter: string; info: unknown }>>() };
+  private readonly listeners = {
+    state: new Set<Listener<{ state: ConnectionState; transport?: TransportName }>>(),
+    gap: new Set<Listener<{ filter: string; info: unknown }>>(),
+    error: new Set<Listener<OmnipushClientError>>(),
+  };
   private failures = 0;
+  /** Why the client closed itself, when the server refused it for good. */
+  private refusal: OmnipushClientError | undefined;
   private closed = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private generation = 0;
@@ -38,10 +46,22 @@ export class OmnipushClient {
 
   /** Reads the server's discovery document and opens the first transport that works. */
   static async connect(url: string, opts: ClientOptions = {}): Promise<OmnipushClient> {
+    for (const t of opts.transports ?? []) {
+      if (!(TRANSPORT_NAMES as readonly string[]).includes(t)) throw new TypeError(`unknown transport "${String(t)}"; use ${TRANSPORT_NAMES.join(', ')}`);
+    }
+    if (opts.transports?.length === 0) throw new TypeError(`transports is empty; give at least one of ${TRANSPORT_NAMES.join(', ')}`);
     const f = opts.fetch ?? globalThis.fetch;
     const base = url.replace(/\/+$/, '');
-    const r = await f(`${base}/.well-known/omnipush`);
-    if (r.status !== 200) throw new Error(`discovery failed: ${r.status}`);
+    let r: Response;
+    try {
+      r = await f(`${base}/.well-known/omnipush`);
+    } catch (e) {
+      throw new OmnipushClientError(`cannot reach ${base}: ${(e as Error).message}`, { code: 'unreachable' });
+    }
+    if (r.status !== 200) {
+      const err = await errorFromResponse(r);
+      throw new OmnipushClientError(`discovery failed: ${err.message}`, { code: err.code, status: r.status });
+    }
     const d = (await r.json()) as Discovery;
     const t = d.transports ?? {};
     const client = new OmnipushClient(
@@ -50,6 +70,8 @@ export class OmnipushClient {
     );
     client.base = base;
     await client.start();
+    // refused at the first attempt: the caller hears it here, before it could listen for errors
+    if (client.refusal) throw client.refusal;
     return client;
   }
 
@@ -63,10 +85,15 @@ export class OmnipushClient {
     return this.channel?.name;
   }
 
-  /** Listens to state changes or gap signals (history the server no longer holds). */
+  /**
+   * Listens to state changes, gap signals (history the server no longer holds), or errors. An
+   * error with `final` set ended what it names for good: the subscription of `error.filter`, or
+   * (without a filter) the client, which is then `closed`; other errors are followed by retries.
+   */
   on(event: 'state', cb: Listener<{ state: ConnectionState; transport?: TransportName }>): () => void;
   on(event: 'gap', cb: Listener<{ filter: string; info: unknown }>): () => void;
-  on(event: 'state' | 'gap', cb: Listener<never>): () => void {
+  on(event: 'error', cb: Listener<OmnipushClientError>): () => void;
+  on(event: 'state' | 'gap' | 'error', cb: Listener<never>): () => void {
     const set = this.listeners[event] as Set<Listener<never>>;
     set.add(cb);
     return () => set.delete(cb);
@@ -122,6 +149,10 @@ export class OmnipushClient {
     for (const cb of this.listeners.state) cb({ state, transport: this.channel?.name });
   }
 
+  private emitError(err: OmnipushClientError): void {
+    for (const cb of this.listeners.error) cb(err);
+  }
+
   private makeChannel(name: TransportName, events: ChannelEvents): Channel | undefined {
     const url = this.endpoints[name];
     if (!url) return undefined;
@@ -141,15 +172,33 @@ export class OmnipushClient {
       gap: (filter, info) => {
         for (const cb of this.listeners.gap) cb({ filter, info });
       },
+      trouble: (err) => {
+        if (gen === this.generation) this.emitError(err);
+      },
+      refused: (sub, err) => {
+        if (gen !== this.generation || !this.subs.has(sub)) return;
+        this.subs.delete(sub);
+        this.channel?.remove(sub);
+        this.emitError(err);
+      },
     };
+    const failures: string[] = [];
     for (const name of order) {
       const ch = this.makeChannel(name, events);
       if (!ch) continue;
       if (ch instanceof SseChannel) ch.attach(this.subs);
       try {
         await withTimeout(ch.open(), this.opts.openTimeout ?? 5000);
-      } catch {
+      } catch (e) {
         ch.close();
+        if (e instanceof OmnipushClientError && e.final) {
+          // refused credentials stay refused: retrying with the same token would only hammer the server
+          this.refusal = e;
+          this.emitError(e);
+          if (gen === this.generation) this.close();
+          return;
+        }
+        failures.push(`${name}: ${(e as Error).message}`);
         continue;
       }
       if (this.closed || gen !== this.generation) {
@@ -162,6 +211,8 @@ export class OmnipushClient {
       this.setState('open');
       return;
     }
+    if (this.closed || gen !== this.generation) return;
+    this.emitError(new OmnipushClientError(`no transport could connect (${failures.join('; ') || 'none offered'}); retrying`, { code: 'unreachable', final: false }));
     this.reconnect();
   }
 

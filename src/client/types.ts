@@ -1,5 +1,8 @@
-/** A transport the client can use, in the order it prefers them. */
-export type TransportName = 'websocket' | 'sse' | 'longpoll';
+/** The transports the client knows, in the order it prefers them. */
+export const TRANSPORT_NAMES = ['websocket', 'sse', 'longpoll'] as const;
+
+/** A transport the client can use. */
+export type TransportName = (typeof TRANSPORT_NAMES)[number];
 
 /** A message as the app receives it. */
 export interface Message {
@@ -25,7 +28,9 @@ export interface ClientOptions {
   transports?: TransportName[];
   /** Implementations for environments without globals (defaults: globalThis). */
   fetch?: typeof fetch;
-  WebSocket?: typeof WebSocket;
+  /** A WebSocket class: the browser's, or the `ws` package's `WebSocket` as it is. */
+  WebSocket?: new (url: string) => WebSocketLike;
+  /** An EventSource class: the browser's, or the `eventsource` package's `EventSource` as it is. */
   EventSource?: new (url: string) => EventSourceLike;
   /** Reconnect backoff in ms: exponential between min and max, with full jitter. */
   backoff?: { min: number; max: number };
@@ -33,11 +38,26 @@ export interface ClientOptions {
   openTimeout?: number;
 }
 
+/*
+ * Handlers are typed `(ev: never) => void` so that any implementation's own event types fit: the
+ * client only sets them, and reads the few event fields it needs through narrow types of its own.
+ */
+
+/** The part of a WebSocket the client uses. */
+export interface WebSocketLike {
+  onopen: ((ev: never) => void) | null;
+  onmessage: ((ev: never) => void) | null;
+  onerror: ((ev: never) => void) | null;
+  onclose: ((ev: never) => void) | null;
+  send(data: string): void;
+  close(): void;
+}
+
 /** The part of EventSource the client uses. */
 export interface EventSourceLike {
-  onopen: ((ev: unknown) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
-  addEventListener(type: string, listener: (ev: { data: string; lastEventId?: string }) => void): void;
+  onopen: ((ev: never) => void) | null;
+  onerror: ((ev: never) => void) | null;
+  addEventListener(type: 'message' | 'gap', listener: (ev: { data: string }) => void): void;
   close(): void;
   readonly readyState: number;
 }

@@ -1,4 +1,7 @@
 import { z } from 'zod';
+import { durationSeconds } from './duration.js';
+import { objectAt } from './schema-walk.js';
+import { closestKey } from './suggest.js';
 
 /** A topic-filter list for one action, as written in config files and JWT claims. */
 const filterList = z.array(z.string().min(1)).max(1000);
@@ -19,7 +22,8 @@ export const grantsSchema = z
 
 export type GrantsConfig = z.infer<typeof grantsSchema>;
 
-const seconds = z.number().positive().finite();
+/** A span in seconds, written as a number (`90`) or a duration string (`"90s"`, `"5m"`, `"1d"`, `"500ms"`). */
+const seconds = durationSeconds(z.number().positive().finite());
 const bytes = z.number().int().positive();
 
 /** A publish rate (docs/security.md, quotas); 0 switches a dimension off. */
@@ -259,15 +263,15 @@ export const configSchema = z
         /** Messages waiting behind the in-flight window per session; past it see docs/mqtt.md. */
         maxQueuedMessages: z.number().int().min(1).default(1000),
         /** seconds; highest keepalive granted (announced as Server Keep Alive when lowered); 0 = no cap */
-        maxKeepAlive: z.number().int().min(0).max(65535).default(600),
+        maxKeepAlive: durationSeconds(z.number().int().min(0).max(65535)).default(600),
         /** seconds; highest session expiry interval granted (also for 3.1.1 persistent sessions) */
-        maxSessionExpiry: z.number().int().min(0).max(4294967295).default(7 * 24 * 3600),
+        maxSessionExpiry: durationSeconds(z.number().int().min(0).max(4294967295)).default(7 * 24 * 3600),
         /** Topic aliases a client may set up towards us (Topic Alias Maximum); 0 = none. */
         topicAliasMaximum: z.number().int().min(0).max(65535).default(64),
         /** seconds a new connection has to send a whole CONNECT; also the time its answer may take (plus cluster.takeoverTimeout in a cluster) */
         connectTimeout: seconds.default(10),
         /** seconds between `$SYS/broker/...` updates; 0 = none */
-        sysInterval: z.number().min(0).default(10),
+        sysInterval: durationSeconds(z.number().min(0)).default(10),
         /**
          * What every client identifier must start with; `{sub}` stands for the principal's id (the
          * user name, or the token's `sub`). E.g. `{sub}/`. Empty (default): any identifier.
@@ -287,7 +291,7 @@ export const configSchema = z
         publicKey: z.string().min(1).optional(),
         privateKey: z.string().min(1).optional(),
         /** seconds a push service should keep a message for an offline browser when the message has no ttl */
-        defaultTtl: z.number().int().min(0).max(28 * 86400).default(86400),
+        defaultTtl: durationSeconds(z.number().int().min(0).max(28 * 86400)).default(86400),
         /** concurrent requests per push-service origin (also the size of its keep-alive pool) */
         concurrencyPerOrigin: z.number().int().positive().max(1024).default(32),
         /** seconds to wait for a push service's response before the attempt counts as failed */
@@ -394,6 +398,8 @@ export const configSchema = z
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        /** `auto`: human-readable lines (pino-pretty) when stderr is a terminal, JSON lines otherwise. */
+        format: z.enum(['auto', 'pretty', 'json']).default('auto'),
       })
       .strict()
       .default({}),
@@ -415,7 +421,12 @@ export function parseConfig(input: unknown): Config {
     const path = i.path.join('.') || '(root)';
     if (i.code === 'unrecognized_keys') {
       const base = i.path.length ? `${i.path.join('.')}.` : '';
-      return `unknown key${i.keys.length > 1 ? 's' : ''}: ${i.keys.map((k) => base + k).join(', ')}`;
+      const allowed = Object.keys(objectAt(configSchema, i.path)?.shape ?? {});
+      const named = i.keys.map((k) => {
+        const near = closestKey(k, allowed);
+        return near ? `${base}${k} (did you mean ${base}${near}?)` : base + k;
+      });
+      return `unknown key${i.keys.length > 1 ? 's' : ''}: ${named.join(', ')}`;
     }
     return `${path}: ${i.message}`;
   });

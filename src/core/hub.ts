@@ -269,6 +269,11 @@ export class Hub {
    * {@link enqueue} for a door's hot path: the waiter is called (never synchronously) instead of a
    * promise settling, which spares a promise and its reactions per message.
    */
+  /** Publishes accepted and not yet handed to the store (for metrics). */
+  get pendingPublishes(): number {
+    return this.queue.length;
+  }
+
   submit(input: AppendInput | MessageInput, waiter: PublishWaiter): void {
     if (this.closed) {
       const e = new OmnipushError('shutting_down', 'server is shutting down');

@@ -39,13 +39,20 @@ export async function handlePublishJson(ctx: TransportContext, req: IncomingMess
     const reqs = batch.map((m, i) => publishRequestFromJson(m, `messages[${i}]: `));
     checkRate(ctx, req, principal, reqs);
     const stored = await ctx.hub.publishMany(principal, reqs);
+    for (const m of stored) countHttpPublish(ctx, m.payload.length);
     sendJson(res, 200, { cursors: stored.map((m) => m.cursor) }, ctx.commonHeaders(req));
     return;
   }
   const one = publishRequestFromJson(body);
   checkRate(ctx, req, principal, [one]);
   const m = await ctx.hub.publish(principal, one);
+  countHttpPublish(ctx, m.payload.length);
   sendJson(res, 200, { cursor: m.cursor, topic: m.topic }, ctx.commonHeaders(req));
+}
+
+function countHttpPublish(ctx: TransportContext, bytes: number): void {
+  ctx.metrics.publishCounts.http++;
+  ctx.metrics.publishBytes.http += bytes;
 }
 
 const IGNORED_CONTENT_TYPES = new Set(['application/x-www-form-urlencoded', 'application/octet-stream']);
@@ -71,6 +78,7 @@ export async function handlePublishRaw(ctx: TransportContext, req: IncomingMessa
   if (ct && !IGNORED_CONTENT_TYPES.has(ct)) r.contentType = req.headers['content-type'];
   checkRate(ctx, req, principal, [r]);
   const m = await ctx.hub.publish(principal, r);
+  countHttpPublish(ctx, m.payload.length);
   sendJson(res, 200, { cursor: m.cursor, topic: m.topic }, ctx.commonHeaders(req));
 }
 

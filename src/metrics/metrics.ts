@@ -1,5 +1,21 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { HubObserver } from '../core/hub.js';
+import { VERSION } from '../version.js';
+
+/** The doors a publish can come in by (the in-process API counts as `embedded`). */
+export type PublishDoor = 'http' | 'websocket' | 'mqtt' | 'embedded';
+
+/** Per-door figures the doors bump as plain numbers; the counters catch up when scraped. */
+function catchUp(counts: Record<PublishDoor, number>): (counter: Counter<'door'>) => void {
+  const reported: Record<string, number> = {};
+  return (counter) => {
+    for (const door of Object.keys(counts) as PublishDoor[]) {
+      const delta = counts[door] - (reported[door] ?? 0);
+      if (delta > 0) counter.inc({ door }, delta);
+      reported[door] = counts[door];
+    }
+  };
+}
 
 /** The server's Prometheus figures. One instance per server; doors report into it. */
 export class Metrics {
@@ -18,10 +34,65 @@ export class Metrics {
   readonly mqttDroppedOversize: Counter;
   /** Deliveries per transport, incremented by the doors without label lookups. */
   readonly deliveryCounts: Record<string, number> = { sse: 0, longpoll: 0, websocket: 0 };
+  /** Messages accepted per door, bumped by the doors (no label lookup on their paths). */
+  readonly publishCounts: Record<PublishDoor, number> = { http: 0, websocket: 0, mqtt: 0, embedded: 0 };
+  /** Payload bytes of those messages. */
+  readonly publishBytes: Record<PublishDoor, number> = { http: 0, websocket: 0, mqtt: 0, embedded: 0 };
+  /** Publishes waiting for the store's next batch, read at scrape time (set by the server). */
+  pendingPublishes: () => number = () => 0;
+  /** MQTT sessions this node holds, read at scrape time (set by the MQTT door). */
+  mqttSessions: (() => { connected: number; total: number }) | undefined;
 
   constructor() {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'omnipush_process_' });
+    // standard names (process_cpu_seconds_total, nodejs_heap_size_used_bytes ...) so stock dashboards work
+    collectDefaultMetrics({ register: this.registry });
+    new Gauge({ name: 'omnipush_build_info', help: 'Always 1; the labels say which build runs', labelNames: ['version', 'node'], registers }).set({ version: VERSION, node: process.versions.node }, 1);
+    const publishCatchUp = catchUp(this.publishCounts);
+    const bytesCatchUp = catchUp(this.publishBytes);
+    const publishedByDoor = new Counter({
+      name: 'omnipush_published_messages_total',
+      help: 'Messages accepted for publishing, per door',
+      labelNames: ['door'],
+      registers,
+      collect() {
+        publishCatchUp(this);
+      },
+    });
+    const bytesByDoor = new Counter({
+      name: 'omnipush_published_bytes_total',
+      help: 'Payload bytes accepted for publishing, per door',
+      labelNames: ['door'],
+      registers,
+      collect() {
+        bytesCatchUp(this);
+      },
+    });
+    for (const door of Object.keys(this.publishCounts)) {
+      publishedByDoor.inc({ door }, 0);
+      bytesByDoor.inc({ door }, 0);
+    }
+    const pending = () => this.pendingPublishes();
+    const sessions = () => this.mqttSessions?.() ?? { connected: 0, total: 0 };
+    new Gauge({
+      name: 'omnipush_hub_pending_publishes',
+      help: 'Publishes accepted and waiting for the store',
+      registers,
+      collect() {
+        this.set(pending());
+      },
+    });
+    new Gauge({
+      name: 'omnipush_mqtt_sessions',
+      help: 'MQTT sessions this node holds: connected, or offline (persistent, waiting for their client)',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const s = sessions();
+        this.set({ state: 'connected' }, s.connected);
+        this.set({ state: 'offline' }, Math.max(0, s.total - s.connected));
+      },
+    });
     this.connections = new Gauge({ name: 'omnipush_connections', help: 'Open subscriber connections per transport', labelNames: ['transport'], registers });
     this.published = new Counter({ name: 'omnipush_messages_in_total', help: 'Messages accepted and stored', registers });
     const counts = this.deliveryCounts;

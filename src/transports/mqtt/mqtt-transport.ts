@@ -42,6 +42,8 @@ export class MqttTransport {
     this.sys = new SysTopics(ctx.hub, this.broker);
     ctx.metrics.deliveryCounts.mqtt ??= 0;
     ctx.metrics.connections.set({ transport: 'mqtt' }, 0);
+    const broker = this.broker;
+    ctx.metrics.mqttSessions = () => ({ connected: broker.live.size, total: broker.sessions.size });
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: ctx.config.mqtt.maxPacketBytes + 8,

@@ -257,6 +257,8 @@ export class WsConnection implements SocketWriterOwner {
       const refusal = this.ctx.quotas.checkPublish(this.principal, this.address, 1, msg.request.payload.length);
       if (refusal) throw refusal;
       const m = await hub.publish(this.principal, msg.request);
+      this.ctx.metrics.publishCounts.websocket++;
+      this.ctx.metrics.publishBytes.websocket += m.payload.length;
       return this.reply(msg.id, { type: 'ack', cursor: m.cursor });
     }
     if (msg.type === 'subscribe') {

@@ -89,6 +89,9 @@ export function handlePublish(conn: MqttConnection, p: InboundPublish): void {
   if (props.responseTopic !== undefined) input.responseTopic = props.responseTopic;
   if (props.correlationData !== undefined) input.correlationData = props.correlationData;
   input.origin = conn.clientId;
+  const m = broker.ctx.metrics;
+  m.publishCounts.mqtt++;
+  m.publishBytes.mqtt += payload.length;
   if (qos === 0) {
     broker.hub.submit(input, new StoredQos0(conn));
     return;
