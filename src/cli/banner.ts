@@ -4,8 +4,7 @@ import { VERSION } from '../version.js';
 
 /** The console is on once an API key or a console user is configured (the `admin` section). */
 function consoleOn(config: Config): boolean {
-  const admin = (config as { admin?: { apiKeys?: unknown[]; users?: unknown[] } }).admin;
-  return !!(admin?.apiKeys?.length || admin?.users?.length);
+  return config.admin.apiKeys.length > 0 || config.admin.users.length > 0;
 }
 
 /**
