@@ -16,6 +16,7 @@ import { ConnectionBudget, type TransportContext } from './transports/context.js
 import { MqttTransport } from './transports/mqtt/mqtt-transport.js';
 import { WebPushTransport } from './transports/webpush/webpush-transport.js';
 import { requestToken } from './wire/http-request.js';
+import { startTriggers } from './triggers/index.js';
 
 export interface RunningServer {
   /** Base URL of the HTTP door, e.g. http://127.0.0.1:41234 */
@@ -74,6 +75,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }
   const auth = await createAuthenticator(config.auth);
   const cluster = await createControl(config, log);
+  const triggers = await startTriggers(config, hub, cluster, log);
   let draining = false;
 
   const corsOrigins = config.http.corsOrigins;
@@ -100,6 +102,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     },
     draining: () => draining,
     cluster,
+    publishWith: triggers.publishWith,
     unready: () => bus.unhealthy() ?? (store instanceof RedisStore && !store.connected ? 'store connection to Redis is down' : undefined),
   };
 
@@ -122,6 +125,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     } catch (e) {
       await mqtt.close();
       await door.close();
+      await triggers.close();
       await cluster.close();
       await bus.close();
       await store.close();
@@ -154,6 +158,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         // MQTT first, while the hub still takes publishes: wills of the closed connections go out,
         // and the sessions are saved; whatever is published after is replayed to them from history
         await mqtt?.close();
+        await triggers.close();
         await hub.close();
         await webpush?.close();
         await door.close();

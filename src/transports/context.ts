@@ -7,6 +7,7 @@ import type { Hub } from '../core/hub.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { OmnipushError } from '../core/errors.js';
 import type { ConnectionRegistry } from '../core/connections.js';
+import type { OptionsPublisher } from '../core/publish-options.js';
 
 /** What the server hands every door. */
 export interface TransportContext {
@@ -29,6 +30,8 @@ export interface TransportContext {
   cluster: ClusterControl;
   /** Why this process cannot take publishes now (e.g. Redis unreachable), for `/readyz`; undefined when it can. */
   unready?(): string | undefined;
+  /** Publishes that carry an idempotency key or a due time (docs/triggers.md). */
+  publishWith?: OptionsPublisher;
   /** Ports the MQTT door listens on, once it does (for discovery). */
   mqttPorts?: { tcp?: number; tls?: number };
 }

@@ -156,6 +156,11 @@ export class WsConnection implements SocketWriterOwner {
     }
     if (this.authDeadline !== undefined) throw new OmnipushError('unauthorized', 'send an auth message first');
     if (msg.type === 'publish') {
+      if (msg.options && this.ctx.publishWith) {
+        const r = await this.ctx.publishWith.publish(this.principal, msg.request, msg.options);
+        if (r.cursor === null) return this.reply(msg.id, { type: 'ack', cursor: null, id: r.id, due: new Date(r.due).toISOString() });
+        return this.reply(msg.id, { type: 'ack', cursor: r.cursor, ...(r.repeated ? { repeated: true } : {}) });
+      }
       const m = await hub.publish(this.principal, msg.request);
       return this.reply(msg.id, { type: 'ack', cursor: m.cursor });
     }
