@@ -20,7 +20,19 @@ const BLOCK_MS = 2_000;
 const CLAIM_IDLE_MS = 30_000;
 
 type Entry = [id: string, fields: string[]];
-type StreamReply = Array<[stream: string, entries: Entry[]]> | null;
+/**
+ * XREADGROUP's answer: a list of [stream, entries] pairs (RESP2), or a map of them (RESP3), which
+ * the client hands over as a flat [stream, entries, stream, entries ...] list.
+ */
+type StreamReply = unknown[] | null;
+
+function streamsOf(reply: StreamReply): Array<[string, Entry[]]> {
+  if (!Array.isArray(reply) || reply.length === 0) return [];
+  if (Array.isArray(reply[0])) return reply as Array<[string, Entry[]]>;
+  const out: Array<[string, Entry[]]> = [];
+  for (let i = 0; i + 1 < reply.length; i += 2) out.push([String(reply[i]), reply[i + 1] as Entry[]]);
+  return out;
+}
 
 /**
  * Reads the app's Redis streams as one member of a consumer group: each entry is published once
@@ -78,7 +90,7 @@ export class RedisStreamsConsumer {
         if (!pending) args.push('BLOCK', BLOCK_MS);
         const reply = (await this.redis.call('XREADGROUP', ...args, 'STREAMS', ...this.opts.streams, ...ids)) as StreamReply;
         let n = 0;
-        for (const [stream, entries] of reply ?? []) n += await this.handle(stream, entries);
+        for (const [stream, entries] of streamsOf(reply)) n += await this.handle(stream, entries);
         if (pending && n === 0) pending = false;
         if (Date.now() - this.lastClaim > CLAIM_IDLE_MS) await this.claimAbandoned();
         backoff = 250;
