@@ -37,7 +37,10 @@ export class MemoryStore implements Store {
         if (m.payload.length === 0) this.retainedByTopic.delete(m.topic);
         else this.retainedByTopic.set(m.topic, m);
       }
-      if (input.idempotencyKey !== undefined) this.putRecord(IDEMPOTENCY_KIND, input.idempotencyKey, idempotencyRecord(m));
+      if (input.idempotencyKey !== undefined) {
+        this.putRecord(IDEMPOTENCY_KIND, input.idempotencyKey, idempotencyRecord(m));
+        input.idempotencyKey = undefined; // not part of the stored message (the same object)
+      }
       out.push(m);
     }
     return out;

@@ -139,7 +139,10 @@ export class SqliteStore implements Store {
           if (m.payload.length === 0) s.deleteRetained.run(m.topic);
           else s.upsertRetained.run(m.topic, seq, m.payload, m.contentType ?? null, m.event ?? null, props, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt, extras);
         }
-        if (input.idempotencyKey !== undefined) s.putRecord.run(IDEMPOTENCY_KIND, input.idempotencyKey, idempotencyRecord(m));
+        if (input.idempotencyKey !== undefined) {
+          s.putRecord.run(IDEMPOTENCY_KIND, input.idempotencyKey, idempotencyRecord(m));
+          input.idempotencyKey = undefined;
+        }
         out.push(m);
       }
       return out;
