@@ -140,6 +140,28 @@ describe('PostgreSQL outbox', { skip: postgresMissing || undefined }, () => {
     }
   });
 
+  it('reconnects when PostgreSQL goes away and comes back', async () => {
+    const server = await startTestServer({ triggers: { postgres: { url: pgs.url, table: 'outbox_re', channel: 'outbox_re', pollInterval: 30 } } });
+    try {
+      await waitFor(async () => (await db.query("SELECT to_regclass('outbox_re') AS t")).rows[0].t, 'table');
+      await db.query("INSERT INTO outbox_re (topic, payload) VALUES ('re/x', 'before')");
+      await waitFor(async () => (await allHistory(server.http, 're/#')).length === 1, 'the row before the outage');
+      await db.end();
+      await pgs.stop();
+      await pgs.start();
+      db = await pgs.client();
+      // the 30 s poll is far off: this arrives through the re-established LISTEN (or the drain on reconnect)
+      await db.query("INSERT INTO outbox_re (topic, payload) VALUES ('re/x', 'after')");
+      await waitFor(async () => (await allHistory(server.http, 're/#')).length === 2, 'the row after PostgreSQL came back', 20_000);
+      assert.deepEqual(
+        (await allHistory(server.http, 're/#')).map((m) => m.data),
+        ['before', 'after'],
+      );
+    } finally {
+      await server.close();
+    }
+  });
+
   it('kill -9 while rows flow: after a restart every row is in history exactly once', async () => {
     const dir = tempDir('omnipush-outbox-kill-');
     const config = join(dir.path, 'config.json');

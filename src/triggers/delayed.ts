@@ -34,7 +34,7 @@ interface DelayedRecord {
 export interface DelayedOptions {
   maxDelayMs: number;
   maxPerPrincipal: number;
-  /** Longest wait between looks at the store (items another node scheduled); ms. */
+  /** Longest wait between looks at the store (items another node scheduled); ms. Default 1 s in a cluster, else 60 s. */
   pollMs?: number;
   now?: () => number;
 }
@@ -71,7 +71,8 @@ export class DelayedPublisher {
     private readonly opts: DelayedOptions,
   ) {
     this.now = opts.now ?? Date.now;
-    this.pollMs = opts.pollMs ?? 1000;
+    // alone, every schedule arms the timer itself; in a cluster other nodes schedule too
+    this.pollMs = opts.pollMs ?? (control.clustered ? 1000 : 60_000);
   }
 
   start(): void {
