@@ -140,6 +140,29 @@ describe('PostgreSQL outbox', { skip: postgresMissing || undefined }, () => {
     }
   });
 
+  it('a batch whose DELETE fails after publishing is taken again and stored once', async () => {
+    const server = await startTestServer({ triggers: { postgres: { url: pgs.url, table: 'outbox_fail', channel: 'outbox_fail', pollInterval: 0.2 } } });
+    try {
+      await waitFor(async () => (await db.query("SELECT to_regclass('outbox_fail') AS t")).rows[0].t, 'table');
+      // the first two DELETEs fail (a sequence is outside the rolled-back transaction): the
+      // rows are published, then the transaction rolls back, as a crash before COMMIT would
+      await db.query('CREATE SEQUENCE outbox_fail_seq');
+      await db.query(`CREATE FUNCTION outbox_fail_del() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF nextval('outbox_fail_seq') <= 2 THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN OLD; END $$`);
+      await db.query('CREATE TRIGGER outbox_fail_del BEFORE DELETE ON outbox_fail FOR EACH STATEMENT EXECUTE FUNCTION outbox_fail_del()');
+      await db.query("INSERT INTO outbox_fail (topic, payload) SELECT 'fail/x', 'f' || g FROM generate_series(1, 20) g");
+      await waitFor(async () => (await rowsLeft(db, 'outbox_fail')) === 0, 'table drained after the failures', 20_000);
+      assert.ok(Number((await db.query('SELECT last_value FROM outbox_fail_seq')).rows[0].last_value) >= 3, 'the DELETE failed twice first');
+      const data = (await allHistory(server.http, 'fail/#')).map((m) => m.data);
+      assert.deepEqual(
+        data,
+        Array.from({ length: 20 }, (_, i) => `f${i + 1}`),
+      );
+    } finally {
+      await server.close();
+    }
+  });
+
   it('reconnects when PostgreSQL goes away and comes back', async () => {
     const server = await startTestServer({ triggers: { postgres: { url: pgs.url, table: 'outbox_re', channel: 'outbox_re', pollInterval: 30 } } });
     try {

@@ -22,6 +22,7 @@ export interface PgOutboxOptions {
 }
 
 interface OutboxRow {
+  /** bigint: pg hands it over as a string */
   id: string;
   topic: string;
   payload: string | null;
@@ -65,7 +66,7 @@ export class PgOutbox {
     private readonly opts: PgOutboxOptions,
   ) {
     this.selectSql =
-      `SELECT id::text AS id, topic, payload, event, content_type, properties, retain, ttl, idempotency_key, ` +
+      `SELECT id, topic, payload, event, content_type, properties, retain, ttl, idempotency_key, ` +
       `(extract(epoch FROM created_at) * 1000000)::bigint::text AS created_us ` +
       `FROM ${opts.table} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`;
     this.deleteSql = `DELETE FROM ${opts.table} WHERE id = ANY($1::bigint[])`;
