@@ -96,7 +96,12 @@ describe('delayed publish', () => {
       assert.equal(a.type, 'ack');
       assert.equal(a.cursor, null);
       assert.ok(Number.isFinite(Date.parse(a.due as string)));
-      await waitFor(async () => (await history(server.http, 'later/ws')).length === 1, 'the delayed WS message', 5_000);
+      assert.ok(typeof a.delayed === 'string' && a.delayed.length > 0, 'the scheduled publish has an id of its own');
+      const again = await ws.request({ type: 'publish', topic: 'later/ws', data: 'w', delay: '300ms', idempotencyKey: 'ws-later' });
+      const repeat = await ws.request({ type: 'publish', topic: 'later/ws', data: 'w', delay: '300ms', idempotencyKey: 'ws-later' });
+      assert.equal(repeat.delayed, again.delayed);
+      assert.equal(repeat.repeated, true);
+      await waitFor(async () => (await history(server.http, 'later/ws')).length === 2, 'the two delayed WS messages', 5_000);
     } finally {
       ws.close();
     }
