@@ -23,6 +23,7 @@ import { PreAuthPool } from './transports/pre-auth-pool.js';
 import { MqttTransport } from './transports/mqtt/mqtt-transport.js';
 import { WebPushTransport } from './transports/webpush/webpush-transport.js';
 import { requestToken } from './wire/http-request.js';
+import { startTriggers } from './triggers/index.js';
 
 export interface RunningServer {
   /** Base URL of the HTTP door, e.g. http://127.0.0.1:41234 (https:// with `http.tls`) */
@@ -96,6 +97,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }
   const auth = await createAuthenticator(config.auth);
   const cluster = await createControl(config, log);
+  const triggers = await startTriggers(config, hub, cluster, log);
   let draining = false;
 
   const preAuth = new PreAuthPool(config.limits.preAuth.max, config.limits.preAuth.perAddress, config.limits.preAuth.timeout * 1000, config.limits.preAuth.burst * 1000);
@@ -132,6 +134,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     },
     draining: () => draining,
     cluster,
+    publishWith: triggers.publishWith,
     unready: () => bus.unhealthy() ?? (store instanceof RedisStore && !store.connected ? 'store connection to Redis is down' : undefined),
   };
 
@@ -167,6 +170,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       await mqtt.close();
       await door.close();
       await webpush?.close();
+      await triggers.close();
       await cluster.close();
       await bus.close();
       await store.close();
@@ -213,6 +217,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         // MQTT first, while the hub still takes publishes: wills of the closed connections go out,
         // and the sessions are saved; whatever is published after is replayed to them from history
         await mqtt?.close();
+        await triggers.close();
         await hub.close();
         await webpush?.close();
         await door.close();

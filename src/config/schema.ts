@@ -395,6 +395,60 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /** Pushes triggered by the app's data, idempotent and delayed publish (docs/triggers.md). */
+    triggers: z
+      .object({
+        /** The PostgreSQL outbox: off unless `url` is set. */
+        postgres: z
+          .object({
+            /** Connection string, e.g. postgres://user:pass@db:5432/app */
+            url: z.string().min(1).optional(),
+            /** Outbox table, optionally schema-qualified. */
+            table: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/).default('omnipush_outbox'),
+            /** Create the table, its NOTIFY trigger and index on start when missing. */
+            createTable: z.boolean().default(true),
+            /** seconds between polls when no NOTIFY came (the fallback) */
+            pollInterval: seconds.default(5),
+            /** rows taken per transaction */
+            batchSize: z.number().int().positive().max(10_000).default(100),
+            /** LISTEN channel the table's trigger notifies */
+            channel: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('omnipush_outbox'),
+          })
+          .strict()
+          .default({}),
+        /** A Redis Streams consumer group: off unless `streams` is non-empty. */
+        redisStreams: z
+          .object({
+            /** Redis to read; default the store's Redis (store.redis.url). */
+            url: z.string().min(1).optional(),
+            streams: z.array(z.string().min(1)).max(64).default([]),
+            group: z.string().min(1).default('omnipush'),
+            /** Consumer name in the group; default this node's id. */
+            consumer: z.string().min(1).optional(),
+            /** entries read per call */
+            batchSize: z.number().int().positive().max(10_000).default(100),
+          })
+          .strict()
+          .default({}),
+        idempotency: z
+          .object({
+            /** seconds a publish's idempotency key is remembered */
+            window: seconds.default(24 * 3600),
+          })
+          .strict()
+          .default({}),
+        delayed: z
+          .object({
+            /** longest delay a publish may ask for, seconds */
+            maxDelay: seconds.default(30 * 86400),
+            /** delayed publishes one principal may have pending (quota_exceeded past it) */
+            maxPerPrincipal: z.number().int().positive().default(1000),
+          })
+          .strict()
+          .default({}),
+      })
+      .strict()
+      .default({}),
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -29,6 +29,30 @@ export interface RecordChange {
 
 export interface AppendInput extends MessageInput {
   publishedAt: number;
+  /**
+   * Set by an idempotent publish: the store writes the record `IDEMPOTENCY_KIND`/this key (see
+   * {@link idempotencyRecord}) with the message, so a crash can never leave one without the other.
+   * Not part of the stored message.
+   */
+  idempotencyKey?: string;
+}
+
+/** Record kind of the idempotency keys: key `<principal> <key>`, value {@link idempotencyRecord}. */
+export const IDEMPOTENCY_KIND = 'idempotency';
+
+/** What an idempotency record holds: the first publish's cursor and topic, and when it was stored. */
+export interface IdempotencyEntry {
+  cursor: string;
+  topic: string;
+  /** ms since the epoch */
+  at: number;
+  /** For a delayed publish: its id and due time (ms); `cursor` is then empty. */
+  delayed?: { id: string; due: number };
+}
+
+export function idempotencyRecord(m: StoredMessage): Buffer {
+  const e: IdempotencyEntry = { cursor: m.cursor, topic: m.topic, at: m.publishedAt };
+  return Buffer.from(JSON.stringify(e));
 }
 
 /**

@@ -1,7 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal } from '../core/grants.js';
 import type { PublishRequest } from '../core/hub.js';
-import { fail, publishRequestFromJson } from '../wire/publish-request.js';
+import type { PublishOptions } from '../core/publish-options.js';
+import { OmnipushError } from '../core/errors.js';
+import { fail, publishOptionsFromJson, publishRequestFromJson, refuseBatchOptions } from '../wire/publish-request.js';
+import { dueFrom } from '../wire/publish-timing.js';
 import type { TransportContext } from '../transports/context.js';
 import { sendJson } from '../wire/http-respond.js';
 import { numberParam, parseJson, readBody, topicParams } from '../wire/http-request.js';
@@ -36,16 +39,23 @@ export async function handlePublishJson(ctx: TransportContext, req: IncomingMess
   }
   if (batch) {
     if (batch.length === 0 || batch.length > MAX_BATCH) fail(`a batch holds 1..${MAX_BATCH} messages`);
-    const reqs = batch.map((m, i) => publishRequestFromJson(m, `messages[${i}]: `));
+    if (req.headers['idempotency-key'] !== undefined) fail('Idempotency-Key is for single publishes, not batches');
+    const reqs = batch.map((m, i) => {
+      const r = publishRequestFromJson(m, `messages[${i}]: `);
+      refuseBatchOptions(m, `messages[${i}]: `);
+      return r;
+    });
     checkRate(ctx, req, principal, reqs);
     const stored = await ctx.hub.publishMany(principal, reqs);
     for (const m of stored) countHttpPublish(ctx, m.payload.length);
     sendJson(res, 200, { cursors: stored.map((m) => m.cursor) }, ctx.commonHeaders(req));
     return;
   }
-  const one = publishRequestFromJson(body);
-  checkRate(ctx, req, principal, [one]);
-  const m = await ctx.hub.publish(principal, one);
+  const r = publishRequestFromJson(body);
+  checkRate(ctx, req, principal, [r]);
+  const opts = publishOptionsFromJson(body, Date.now(), headerKey(req));
+  if (opts) return publishWithOptions(ctx, req, res, principal, r, opts);
+  const m = await ctx.hub.publish(principal, r);
   countHttpPublish(ctx, m.payload.length);
   sendJson(res, 200, { cursor: m.cursor, topic: m.topic }, ctx.commonHeaders(req));
 }
@@ -55,11 +65,31 @@ function countHttpPublish(ctx: TransportContext, bytes: number): void {
   ctx.metrics.publishBytes.http += bytes;
 }
 
+function headerKey(req: IncomingMessage): string | undefined {
+  const v = req.headers['idempotency-key'];
+  if (Array.isArray(v)) fail('give one Idempotency-Key header');
+  return v;
+}
+
+/** Scheduled: 202 `{cursor: null, due, id}`; published now: 200 `{cursor, topic}` (a repeat adds `repeated: true`). */
+async function publishWithOptions(ctx: TransportContext, req: IncomingMessage, res: ServerResponse, principal: Principal, r: PublishRequest, opts: PublishOptions): Promise<void> {
+  if (!ctx.publishWith) throw new OmnipushError('invalid_request', 'this server takes no delayed or idempotent publishes');
+  const out = await ctx.publishWith.publish(principal, r, opts);
+  if (out.cursor !== null && !out.repeated) countHttpPublish(ctx, r.payload.length);
+  const headers = ctx.commonHeaders(req);
+  if (out.repeated) headers['Idempotent-Replayed'] = 'true';
+  if (out.cursor === null) {
+    sendJson(res, 202, { cursor: null, due: new Date(out.due).toISOString(), id: out.id, ...(out.repeated ? { repeated: true } : {}) }, headers);
+    return;
+  }
+  sendJson(res, 200, { cursor: out.cursor, topic: out.topic, ...(out.repeated ? { repeated: true } : {}) }, headers);
+}
+
 const IGNORED_CONTENT_TYPES = new Set(['application/x-www-form-urlencoded', 'application/octet-stream']);
 
 /**
  * `POST|PUT /v1/topics/<topic>` with the raw body as payload (so `curl -d hello` works);
- * options as query parameters: `retain`, `event`, `ttl`, `qos`.
+ * options as query parameters: `retain`, `event`, `ttl`, `qos`, `delay`, `at`; `Idempotency-Key` header.
  */
 export async function handlePublishRaw(ctx: TransportContext, req: IncomingMessage, res: ServerResponse, principal: Principal, topic: string, url: URL): Promise<void> {
   const payload = await readBody(req, Math.min(ctx.config.http.maxBodyBytes, ctx.hub.maxPayloadBytes + 1));
@@ -77,6 +107,14 @@ export async function handlePublishRaw(ctx: TransportContext, req: IncomingMessa
   const ct = req.headers['content-type']?.split(';')[0].trim().toLowerCase();
   if (ct && !IGNORED_CONTENT_TYPES.has(ct)) r.contentType = req.headers['content-type'];
   checkRate(ctx, req, principal, [r]);
+  const due = dueFrom(q.get('delay') ?? undefined, q.get('at') ?? undefined, Date.now());
+  const key = headerKey(req);
+  if (due !== undefined || key !== undefined) {
+    const opts: PublishOptions = {};
+    if (due !== undefined) opts.due = due;
+    if (key !== undefined) opts.idempotencyKey = key;
+    return publishWithOptions(ctx, req, res, principal, r, opts);
+  }
   const m = await ctx.hub.publish(principal, r);
   countHttpPublish(ctx, m.payload.length);
   sendJson(res, 200, { cursor: m.cursor, topic: m.topic }, ctx.commonHeaders(req));

@@ -1,6 +1,6 @@
 import type { StoredMessage } from '../core/message.js';
 import { isExpired } from '../core/message.js';
-import { toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetentionRule, type Store } from '../core/store.js';
+import { IDEMPOTENCY_KIND, idempotencyRecord, toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetentionRule, type Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
 import { retentionFor } from './retention.js';
@@ -36,6 +36,10 @@ export class MemoryStore implements Store {
       if (m.retain) {
         if (m.payload.length === 0) this.retainedByTopic.delete(m.topic);
         else this.retainedByTopic.set(m.topic, m);
+      }
+      if (input.idempotencyKey !== undefined) {
+        this.putRecord(IDEMPOTENCY_KIND, input.idempotencyKey, idempotencyRecord(m));
+        input.idempotencyKey = undefined; // not part of the stored message (the same object)
       }
       out.push(m);
     }
@@ -120,12 +124,14 @@ export class MemoryStore implements Store {
   }
 
   async putRecords(changes: RecordChange[]): Promise<void> {
-    for (const c of changes) {
-      let m = this.records.get(c.kind);
-      if (!m) this.records.set(c.kind, (m = new Map()));
-      if (c.value === null) m.delete(c.key);
-      else m.set(c.key, Buffer.from(c.value));
-    }
+    for (const c of changes) this.putRecord(c.kind, c.key, c.value);
+  }
+
+  private putRecord(kind: string, key: string, value: Buffer | null): void {
+    let m = this.records.get(kind);
+    if (!m) this.records.set(kind, (m = new Map()));
+    if (value === null) m.delete(key);
+    else m.set(key, Buffer.from(value));
   }
 
   async listRecords(kind: string, prefix = '', limit = Infinity): Promise<Array<{ key: string; value: Buffer }>> {

@@ -2,7 +2,7 @@ import { Redis, type RedisKey } from 'ioredis';
 import { OmnipushError } from '../core/errors.js';
 import type { StoredMessage } from '../core/message.js';
 import { formatCursor, isExpired } from '../core/message.js';
-import { toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetentionRule, type Store } from '../core/store.js';
+import { IDEMPOTENCY_KIND, idempotencyRecord, toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetentionRule, type Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
 import { decodeBusBatch, decodeFields, encodeFields, splitSeq } from './redis-codec.js';
@@ -122,7 +122,13 @@ export class RedisStore implements Store {
     const k = this.k;
     const ks: RedisKey[] = [k.state, k.msg, k.log, k.topics, k.retained];
     const args: Array<string | Buffer> = [this.epoch, dec(this.seq), k.bus];
-    for (const input of batch) {
+    let idempotent: Array<{ i: number; key: string }> | undefined;
+    for (let i = 0; i < batch.length; i++) {
+      const input = batch[i];
+      if (input.idempotencyKey !== undefined) {
+        (idempotent ??= []).push({ i, key: input.idempotencyKey });
+        input.idempotencyKey = undefined; // not part of the stored message
+      }
       // the input is the store's (Store.append): its retain is made a boolean in place, not in a copy
       const retain = (input.retain = input.retain === true);
       ks.push(k.topic(input.topic));
@@ -131,6 +137,9 @@ export class RedisStore implements Store {
     const first = Number(await this.guard(() => this.run(APPEND, ks, args)));
     const out = batch.map((input, i) => toStored(input, this.epoch, first + i));
     this.noteSeq(first + batch.length - 1);
+    // Right after the script rather than in it: a crash between the two (a short window) can let a
+    // retry store the message again; sqlite writes both in one transaction.
+    if (idempotent) await this.putRecords(idempotent.map(({ i, key }) => ({ kind: IDEMPOTENCY_KIND, key, value: idempotencyRecord(out[i]) })));
     return out;
   }
 

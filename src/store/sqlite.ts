@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Properties, StoredMessage } from '../core/message.js';
 import { formatCursor, isExpired } from '../core/message.js';
-import { toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetentionRule, type Store } from '../core/store.js';
+import { IDEMPOTENCY_KIND, idempotencyRecord, toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetentionRule, type Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
 import { retentionFor } from './retention.js';
@@ -138,6 +138,10 @@ export class SqliteStore implements Store {
         if (m.retain) {
           if (m.payload.length === 0) s.deleteRetained.run(m.topic);
           else s.upsertRetained.run(m.topic, seq, m.payload, m.contentType ?? null, m.event ?? null, props, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt, extras);
+        }
+        if (input.idempotencyKey !== undefined) {
+          s.putRecord.run(IDEMPOTENCY_KIND, input.idempotencyKey, idempotencyRecord(m));
+          input.idempotencyKey = undefined;
         }
         out.push(m);
       }

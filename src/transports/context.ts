@@ -9,6 +9,7 @@ import { OmnipushError } from '../core/errors.js';
 import type { ConnectionRegistry } from '../core/connections.js';
 import type { PreAuthPool } from './pre-auth-pool.js';
 import type { QuotaGate } from '../core/quota.js';
+import type { OptionsPublisher } from '../core/publish-options.js';
 
 /** What the server hands every door. */
 export interface TransportContext {
@@ -35,6 +36,8 @@ export interface TransportContext {
   cluster: ClusterControl;
   /** Why this process cannot take publishes now (e.g. Redis unreachable), for `/readyz`; undefined when it can. */
   unready?(): string | undefined;
+  /** Publishes that carry an idempotency key or a due time (docs/triggers.md). */
+  publishWith?: OptionsPublisher;
   /** Ports the MQTT door listens on, once it does (for discovery). */
   mqttPorts?: { tcp?: number; tls?: number };
 }

@@ -256,6 +256,12 @@ export class WsConnection implements SocketWriterOwner {
     if (msg.type === 'publish') {
       const refusal = this.ctx.quotas.checkPublish(this.principal, this.address, 1, msg.request.payload.length);
       if (refusal) throw refusal;
+      if (msg.options && this.ctx.publishWith) {
+        const r = await this.ctx.publishWith.publish(this.principal, msg.request, msg.options);
+        // `id` is the request's: the scheduled publish's id goes in `delayed`
+        if (r.cursor === null) return this.reply(msg.id, { type: 'ack', cursor: null, delayed: r.id, due: new Date(r.due).toISOString(), ...(r.repeated ? { repeated: true } : {}) });
+        return this.reply(msg.id, { type: 'ack', cursor: r.cursor, ...(r.repeated ? { repeated: true } : {}) });
+      }
       const m = await hub.publish(this.principal, msg.request);
       this.ctx.metrics.publishCounts.websocket++;
       this.ctx.metrics.publishBytes.websocket += m.payload.length;

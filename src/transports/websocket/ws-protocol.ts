@@ -1,13 +1,14 @@
 import { OmnipushError } from '../../core/errors.js';
 import type { PublishRequest } from '../../core/hub.js';
-import { publishRequestFromJson } from '../../wire/publish-request.js';
+import type { PublishOptions } from '../../core/publish-options.js';
+import { publishOptionsFromJson, publishRequestFromJson } from '../../wire/publish-request.js';
 
 /** Client → server messages of docs/websocket.md. */
 export type ClientMessage =
   | { type: 'auth'; id?: RequestId; token: string }
   | { type: 'subscribe'; id?: RequestId; topics: string[]; since?: string }
   | { type: 'unsubscribe'; id?: RequestId; sub: string }
-  | { type: 'publish'; id?: RequestId; request: PublishRequest }
+  | { type: 'publish'; id?: RequestId; request: PublishRequest; options?: PublishOptions }
   | { type: 'ping'; id?: RequestId };
 
 export type RequestId = string | number;
@@ -48,7 +49,7 @@ export function parseClientMessage(text: string): ClientMessage {
       if (typeof rest.sub !== 'string') bad('unsubscribe needs sub');
       return { type, id: rid, sub: rest.sub };
     case 'publish':
-      return { type, id: rid, request: publishRequestFromJson(rest) };
+      return { type, id: rid, request: publishRequestFromJson(rest), options: publishOptionsFromJson(rest, Date.now()) };
     case 'ping':
       return { type, id: rid };
     default:

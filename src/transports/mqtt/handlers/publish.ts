@@ -8,6 +8,7 @@ import type { MqttConnection } from '../connection.js';
 import type { InboundPublish } from '../packet-check.js';
 import { MqttProtocolError, RC } from '../reason-codes.js';
 import { InboundAliases } from '../topic-aliases.js';
+import { mqttPublishOptions, publishWithOptions } from './publish-options.js';
 
 /** Reason code of a refused publish, per the hub's error code. */
 function refusal(e: OmnipushError): number {
@@ -63,6 +64,12 @@ export function handlePublish(conn: MqttConnection, p: InboundPublish): void {
   if (props.contentType !== undefined) req.contentType = props.contentType;
   if (p.users?.length) req.properties = p.users;
   if (props.messageExpiryInterval) req.ttl = props.messageExpiryInterval;
+  // `$` (36) first: an ordinary publish pays one comparison for $delayed, and nothing more unless
+  // it carries user properties (one may be the idempotency key)
+  if (topic.charCodeAt(0) === 36 || req.properties) {
+    const opts = mqttPublishOptions(req, Date.now());
+    if (opts) return publishWithOptions(conn, req, opts, qos, pid);
+  }
   let input: AppendInput;
   try {
     if (props.payloadFormatIndicator && !isUtf8(payload)) throw new MqttProtocolError(RC.payloadFormatInvalid, 'payload is not UTF-8 as its format indicator says');
