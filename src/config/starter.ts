@@ -43,7 +43,10 @@ function render(shape: z.ZodRawShape, values: Tree | undefined, prefix: string):
     if (!prefix) out.push('');
     describe(path, out);
     if (inner instanceof z.ZodObject) {
-      const body = [`${key}:`, ...render(inner.shape as z.ZodRawShape, value as Tree | undefined, `${path}.`).map((l) => `  ${l}`)];
+      const children = render(inner.shape as z.ZodRawShape, value as Tree | undefined, `${path}.`);
+      // a section whose keys all lack defaults would read as null once uncommented: write it as {}
+      const empty = value !== undefined && children.every((l) => l === '' || l.startsWith('#'));
+      const body = [empty ? `${key}: {}  # replace {} with the keys below to set them` : `${key}:`, ...children.map((l) => `  ${l}`)];
       // a section without a default is off until written: keep it a comment even once uncommented
       out.push(...(value === undefined ? body.map((l) => `# ${l}`) : body));
     } else if (value === undefined) out.push(`# ${key}: ${hint(field as z.ZodTypeAny)}`);
