@@ -6,7 +6,10 @@ import { after, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { loadConfig } from '../src/config/load.js';
 import { parseDuration } from '../src/config/duration.js';
-import { parseConfig } from '../src/config/schema.js';
+import { configSchema, parseConfig } from '../src/config/schema.js';
+import { KEY_DESCRIPTIONS } from '../src/config/descriptions.js';
+import { unwrap } from '../src/config/schema-walk.js';
+import { z } from 'zod';
 import { REPO_ROOT, tempDir } from './helpers/server.js';
 
 const dir = tempDir('omnipush-config-conv-');
@@ -22,6 +25,19 @@ function uncommentAll(text: string): string {
 }
 
 describe('configuration conveniences', () => {
+  it('config init describes every key of the schema (grant lists aside, which are described as a whole)', () => {
+    const missing: string[] = [];
+    (function walk(shape: z.ZodRawShape, prefix: string) {
+      for (const [key, field] of Object.entries(shape)) {
+        const path = prefix + key;
+        const inner = unwrap(field as z.ZodTypeAny);
+        if (inner instanceof z.ZodObject) walk(inner.shape as z.ZodRawShape, `${path}.`);
+        else if (!KEY_DESCRIPTIONS[path] && !path.startsWith('auth.anonymous.')) missing.push(path);
+      }
+    })(configSchema.shape, '');
+    assert.deepEqual(missing, [], 'add a line to src/config/descriptions.ts for each');
+  });
+
   it('takes duration strings wherever it takes seconds, and names a bad one', () => {
     assert.equal(parseDuration('90s'), 90);
     assert.equal(parseDuration('5m'), 300);
