@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Properties, StoredMessage } from '../core/message.js';
-import { formatCursor, isExpired } from '../core/message.js';
+import { formatCursor } from '../core/message.js';
 import { allRetained } from '../core/retained-replay.js';
 import { toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetainedRef, type RetentionRule, type Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
