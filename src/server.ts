@@ -64,6 +64,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     defaultRetention: { maxCount: config.history.maxCount, maxAgeMs: config.history.maxAge * 1000 },
     observer: metrics.hubObserver(),
     externalFanOut: bus.external,
+    retainedTopicsPerPrincipal: config.quotas.retainedTopicsPerPrincipal,
   });
   try {
     await bus.start(hub);

@@ -86,6 +86,18 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    quotas: z
+      .object({
+        /**
+         * Topics one principal may hold a retained message on (counted in the store, so across
+         * restarts and, with Redis, the cluster); 0 turns the quota off. 10000 is far above what a
+         * device or an app keeps as state, and low enough that one credential cannot grow the
+         * retained set (read by every wildcard subscriber) without bound.
+         */
+        retainedTopicsPerPrincipal: z.number().int().min(0).default(10_000),
+      })
+      .strict()
+      .default({}),
     history: z
       .object({
         maxCount: z.number().int().positive().default(1000),

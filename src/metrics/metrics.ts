@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { HubObserver } from '../core/hub.js';
+import { registerEventLoopDelay } from './event-loop.js';
 
 /** The server's Prometheus figures. One instance per server; doors report into it. */
 export class Metrics {
@@ -18,6 +19,7 @@ export class Metrics {
   constructor() {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'omnipush_process_' });
+    registerEventLoopDelay(this.registry);
     this.connections = new Gauge({ name: 'omnipush_connections', help: 'Open subscriber connections per transport', labelNames: ['transport'], registers });
     this.published = new Counter({ name: 'omnipush_messages_in_total', help: 'Messages accepted and stored', registers });
     const counts = this.deliveryCounts;
