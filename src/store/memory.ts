@@ -140,8 +140,9 @@ export class MemoryStore implements Store {
   }
 
   /** Entries of the per-topic structures, for checking that memory follows the live data. */
-  indexSizes(): { topics: number; retained: number; publishers: number } {
-    return { topics: this.topics.size + this.droppedMarks.size, retained: this.retainedTrie.size, publishers: this.retainedBy.size };
+  indexSizes(): { topics: number; retained: number; retainedNodes: number; publishers: number } {
+    const t = this.retainedTrie;
+    return { topics: this.topics.size + this.droppedMarks.size, retained: t.size, retainedNodes: t.nodes, publishers: this.retainedBy.size };
   }
 
   lastSeq(): number {

@@ -18,7 +18,10 @@ const VISITS_PER_TICK = 256;
 export class RetainedTrie {
   private readonly root: Node = { name: '', parent: null, children: null, msg: null };
   private visits = 0;
+  /** Retained messages held. */
   size = 0;
+  /** Trie nodes below the root: one per level of every retained topic, shared prefixes once. */
+  nodes = 0;
 
   get(topic: string): StoredMessage | undefined {
     let n: Node | undefined = this.root;
@@ -35,7 +38,10 @@ export class RetainedTrie {
     for (const l of m.topic.split('/')) {
       n.children ??= new Map();
       let c = n.children.get(l);
-      if (!c) n.children.set(l, (c = { name: l, parent: n, children: null, msg: null }));
+      if (!c) {
+        n.children.set(l, (c = { name: l, parent: n, children: null, msg: null }));
+        this.nodes++;
+      }
       n = c;
     }
     const old = n.msg;
@@ -57,6 +63,7 @@ export class RetainedTrie {
     this.size--;
     while (n.parent && !n.msg && !n.children?.size) {
       n.parent.children!.delete(n.name);
+      this.nodes--;
       if (n.parent.children!.size === 0) n.parent.children = null;
       n = n.parent;
     }

@@ -31,16 +31,11 @@ const AFTER_DOLLAR = Buffer.from('%');
 const SEEKS_PER_PAGE = 128;
 
 export function levelKey(topic: string): Buffer {
-  const b = Buffer.from(topic, 'utf8');
-  // UTF-8 never has 0x2f or 0x00 inside a multi-byte character, so a byte swap is exact
-  for (let i = 0; i < b.length; i++) if (b[i] === 0x2f) b[i] = 0;
-  return b;
+  return Buffer.from(topic.replaceAll('/', '\0'), 'utf8');
 }
 
 export function topicOfKey(key: Buffer): string {
-  const b = Buffer.from(key);
-  for (let i = 0; i < b.length; i++) if (b[i] === 0) b[i] = 0x2f;
-  return b.toString('utf8');
+  return key.toString('utf8').replaceAll('\0', '/');
 }
 
 /**

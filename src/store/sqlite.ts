@@ -399,6 +399,11 @@ export class SqliteStore implements Store {
     }
   }
 
+  /** Entries of the in-memory per-topic map, for checking that memory follows the live data. */
+  indexSizes(): { topics: number } {
+    return { topics: this.counts.size };
+  }
+
   async close(): Promise<void> {
     if (!this.db?.open) return;
     this.stmts.setMeta.run('seq_high_water', String(this.seq));
