@@ -55,6 +55,11 @@ export class SqliteStore implements Store {
    * `topics`, so a topic pruned away entirely takes no memory here.
    */
   private counts = new Map<string, number>();
+  /**
+   * topic → publishedAt of its oldest row (a lower bound), for the same topics: a sweep decides
+   * from memory which topics need a look, instead of one query per topic per sweep.
+   */
+  private oldestAt = new Map<string, number>();
   private retainedKeys!: RetainedKeys;
   private stmts!: ReturnType<SqliteStore['prepare']>;
   private appendTx!: (batch: AppendInput[]) => StoredMessage[];
@@ -144,7 +149,10 @@ export class SqliteStore implements Store {
     const maxSeq = (s.maxSeq.get() as { m: number | null }).m ?? 0;
     const hw = Number((s.getMeta.get('seq_high_water') as { value: string } | undefined)?.value ?? 0);
     this.seq = Math.max(maxSeq, hw);
-    for (const r of s.topicCounts.all() as Array<{ topic: string; n: number }>) this.counts.set(r.topic, r.n);
+    for (const r of s.topicCounts.all() as Array<{ topic: string; n: number; oldest: number }>) {
+      this.counts.set(r.topic, r.n);
+      this.oldestAt.set(r.topic, r.oldest);
+    }
     this.retainedKeys = {
       range: (from, to, limit) => (to === null ? s.retainedFrom.all(from, limit) : s.retainedRange.all(from, to, limit)) as KeyedRef[],
     };
@@ -158,7 +166,10 @@ export class SqliteStore implements Store {
         const extras = mqttExtras(m);
         s.insert.run(seq, m.topic, m.payload, m.contentType ?? null, m.event ?? null, props, m.retain ? 1 : 0, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt, extras);
         const n = this.counts.get(m.topic);
-        if (n === undefined) s.insertTopic.run(m.topic);
+        if (n === undefined) {
+          s.insertTopic.run(m.topic);
+          this.oldestAt.set(m.topic, m.publishedAt);
+        }
         this.counts.set(m.topic, (n ?? 0) + 1);
         if (m.retain) {
           if (m.payload.length === 0) s.deleteRetained.run(m.topic);
@@ -190,7 +201,7 @@ export class SqliteStore implements Store {
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
       maxSeq: db.prepare('SELECT MAX(seq) AS m FROM messages'),
       scan: db.prepare('SELECT * FROM messages WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?'),
-      topicCounts: db.prepare('SELECT topic, COUNT(*) AS n FROM messages GROUP BY topic'),
+      topicCounts: db.prepare('SELECT topic, COUNT(*) AS n, MIN(published_at) AS oldest FROM messages GROUP BY topic'),
       oldest: db.prepare('SELECT published_at FROM messages WHERE topic = ? ORDER BY seq LIMIT 1'),
       nthNewest: db.prepare('SELECT seq FROM messages WHERE topic = ? ORDER BY seq DESC LIMIT 1 OFFSET ?'),
       oldBefore: db.prepare('SELECT seq FROM messages WHERE topic = ? AND published_at < ? ORDER BY seq DESC LIMIT 1'),
@@ -334,13 +345,17 @@ export class SqliteStore implements Store {
         slice = performance.now();
       }
       const r = retentionFor(topic, rules, fallback);
-      const oldestAt = (s.oldest.get(topic) as { published_at: number } | undefined)?.published_at ?? now;
+      const oldestAt = this.oldestAt.get(topic) ?? now;
       if (n <= r.maxCount && now - oldestAt <= r.maxAgeMs) continue;
       let cut = 0;
       if (n > r.maxCount) cut = (s.nthNewest.get(topic, r.maxCount) as { seq: number } | undefined)?.seq ?? 0;
       const old = (s.oldBefore.get(topic, now - r.maxAgeMs) as { seq: number } | undefined)?.seq ?? 0;
       cut = Math.max(cut, old);
-      if (cut === 0) continue;
+      if (cut === 0) {
+        // the remembered oldest time was only a lower bound: remember the true one
+        this.oldestAt.set(topic, (s.oldest.get(topic) as { published_at: number } | undefined)?.published_at ?? now);
+        continue;
+      }
       for (;;) {
         // delete in seq ranges of at most PRUNE_CHUNK rows, yielding to I/O between them
         const chunkEnd = (s.nthOldest.get(topic, PRUNE_CHUNK - 1) as { seq: number } | undefined)?.seq ?? cut;
@@ -353,8 +368,13 @@ export class SqliteStore implements Store {
         removed += deleted;
         const left = (this.counts.get(topic) ?? deleted) - deleted;
         // a topic pruned away takes no memory: its mark is on disk (topics), its count goes
-        if (left > 0) this.counts.set(topic, left);
-        else this.counts.delete(topic);
+        if (left > 0) {
+          this.counts.set(topic, left);
+          this.oldestAt.set(topic, (s.oldest.get(topic) as { published_at: number } | undefined)?.published_at ?? now);
+        } else {
+          this.counts.delete(topic);
+          this.oldestAt.delete(topic);
+        }
         if (upTo >= cut) break;
         await turn();
         slice = performance.now();
@@ -401,7 +421,7 @@ export class SqliteStore implements Store {
 
   /** Entries of the in-memory per-topic map, for checking that memory follows the live data. */
   indexSizes(): { topics: number } {
-    return { topics: this.counts.size };
+    return { topics: Math.max(this.counts.size, this.oldestAt.size) };
   }
 
   async close(): Promise<void> {
