@@ -163,7 +163,7 @@ describe('redis store', { skip: redisMissing || false }, () => {
     const raw = new Redis(redis.url);
     try {
       // the layout of a store from before the index
-      await raw.del(`${p}rkeys`, `${p}rmeta`, `${p}rcount`);
+      await raw.del(`${p}retained:index`, `${p}retained:meta`, `${p}retained:count`);
       await raw.hdel(`${p}state`, 'rindex');
       const b = await open(redis.url, p);
       assert.deepEqual(texts(await b.retained(['o/+'], 0)), ['one', 'two']);

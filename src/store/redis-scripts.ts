@@ -11,10 +11,10 @@
  *   topics    zset   score 0, member topic: topics that have history now (lex ranges expand wildcards)
  *   pruned    zset   score = highest pruned seq, member topic: gap detection
  *   retained  hash   topic → "<seq>\n<encoded message>"; apart from history, never pruned
- *   rkeys     zset   score 0, member = the topic with every `/` made byte 0: the retained index,
- *                    walked by lex ranges level by level (src/store/retained-walk.ts)
- *   rmeta     hash   topic → "<seq> <publisher>" of its retained message (no body: for the index walk and the quota)
- *   rcount    hash   publisher → how many retained topics hold a message of theirs (fields at 0 are removed)
+ *   retained:index  zset  score 0, member = the topic with every `/` made byte 0: the retained
+ *                   index, walked by lex ranges level by level (src/store/retained-walk.ts)
+ *   retained:meta   hash  topic → "<seq> <publisher>" of its retained message (no body: for the index walk and the quota)
+ *   retained:count  hash  publisher → how many retained topics hold a message of theirs (fields at 0 are removed)
  *   meta      hash   Store.getMeta / setMeta
  *   rv:<kind> hash   record key → value;  rk:<kind> zset  score 0, member record key (prefix listing by lex range)
  *   bus       channel: every appended batch, in seq order
@@ -26,7 +26,7 @@
  */
 
 /**
- * KEYS: state, msg, log, topics, retained, rkeys, rmeta, rcount, then t:<topic> of each message in order.
+ * KEYS: state, msg, log, topics, retained, retained:index, retained:meta, retained:count, then t:<topic> of each message in order.
  * ARGV: epoch, the highest seq the caller knows, bus channel, then per message:
  *       topic, "<publishedAt>:<expiresAt or empty>", retain op (0 none, 1 set, 2 clear), encoded message,
  *       publisher (or empty).

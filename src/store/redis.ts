@@ -106,7 +106,7 @@ export class RedisStore implements Store {
   }
 
   /**
-   * Builds the retained index (rkeys, rmeta, rcount) of a store written before it existed. Runs
+   * Builds the retained index (retained:index, retained:meta, retained:count) of a store written before it existed. Runs
    * once per store: appends maintain the index from then on.
    */
   private async buildRetainedIndex(): Promise<void> {
@@ -229,7 +229,7 @@ export class RedisStore implements Store {
 
   /**
    * Walks the index in Redis, shared by every node: a node keeps no copy that other nodes' writes
-   * could make stale. The seqs come from `rmeta`, one HMGET per page.
+   * could make stale. The seqs come from `retained:meta`, one HMGET per page.
    */
   async *retainedIndex(filters: string[], pageSize: number): AsyncGenerator<RetainedRef[]> {
     const k = this.k;
