@@ -12,7 +12,7 @@ import { dec, lexRange, redisKeys, type RedisKeys } from './redis-keys.js';
 import { runScript, script, type Script } from './redis-lua.js';
 import { APPEND_LUA, PRUNE_TOPIC_LUA } from './redis-scripts.js';
 import { retentionFor } from './retention.js';
-import { levelKey, walkRetainedKeys, type KeyedRef, type RetainedKeys } from './retained-walk.js';
+import { levelKey, walkRetainedKeysAsync, type KeyedRef, type KeyRange } from './retained-walk.js';
 
 export interface RedisStoreOptions {
   /** `redis://[:password@]host:port[/db]` or `rediss://` for TLS. */
@@ -233,15 +233,13 @@ export class RedisStore implements Store {
    */
   async *retainedIndex(filters: string[], pageSize: number): AsyncGenerator<RetainedRef[]> {
     const k = this.k;
-    const src: RetainedKeys = {
-      range: async (from, to, limit) => {
-        const min = Buffer.concat([Buffer.from('['), from]);
-        const max = to === null ? '+' : Buffer.concat([Buffer.from('('), to]);
-        const keys = await this.guard(() => this.redis.zrangebylexBuffer(k.retainedKeys, min, max, 'LIMIT', 0, limit));
-        return keys.map((key): KeyedRef => ({ key, seq: -1 }));
-      },
+    const range: KeyRange<Promise<KeyedRef[]>> = async (from, to, limit) => {
+      const min = Buffer.concat([Buffer.from('['), from]);
+      const max = to === null ? '+' : Buffer.concat([Buffer.from('('), to]);
+      const keys = await this.guard(() => this.redis.zrangebylexBuffer(k.retainedKeys, min, max, 'LIMIT', 0, limit));
+      return keys.map((key): KeyedRef => ({ key, seq: -1 }));
     };
-    for await (const page of walkRetainedKeys(src, filters, pageSize)) {
+    for await (const page of walkRetainedKeysAsync(range, filters, pageSize)) {
       if (page.length === 0) {
         yield page;
         continue;

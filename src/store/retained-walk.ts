@@ -16,11 +16,11 @@ export interface KeyedRef {
   seq: number;
 }
 
-/** A sorted index of retained topics' keys. */
-export interface RetainedKeys {
-  /** Entries with from <= key < to (to null: no upper bound), ascending bytewise, at most `limit`. */
-  range(from: Buffer, to: Buffer | null, limit: number): KeyedRef[] | Promise<KeyedRef[]>;
-}
+/** A sorted index of retained topics' keys: entries with from <= key < to (to null: no upper bound), ascending bytewise, at most `limit`. */
+export type KeyRange<R> = (from: Buffer, to: Buffer | null, limit: number) => R;
+
+/** What the walk asks for: a range read, or that a page be handed out. */
+type Step = { seek: [Buffer, Buffer | null, number] } | { page: RetainedRef[] };
 
 const SEP = Buffer.from([0]);
 const ONE = Buffer.from([1]);
@@ -39,17 +39,43 @@ export function topicOfKey(key: Buffer): string {
 }
 
 /**
- * Pages of retained topics matching any of `filters` (each topic once), walked through `src`.
- * A page may be empty (the seek budget ran out first); the walk ends when the generator does.
+ * Pages of retained topics matching any of `filters` (each topic once), read through a synchronous
+ * index (sqlite). A page may be empty (the seek budget ran out first). The walk is one synchronous
+ * generator driven here: no promise per seek.
  */
-export async function* walkRetainedKeys(src: RetainedKeys, filters: string[], pageSize: number): AsyncGenerator<RetainedRef[]> {
-  const w = new Walk(src, pageSize);
+export function* walkRetainedKeys(range: KeyRange<KeyedRef[]>, filters: string[], pageSize: number): Generator<RetainedRef[]> {
+  const g = walk(filters, pageSize);
+  for (let r = g.next(); !r.done; ) {
+    const step = r.value;
+    if ('seek' in step) r = g.next(range(...step.seek));
+    else {
+      yield step.page;
+      r = g.next([]);
+    }
+  }
+}
+
+/** {@link walkRetainedKeys} through an index that answers asynchronously (Redis). */
+export async function* walkRetainedKeysAsync(range: KeyRange<Promise<KeyedRef[]>>, filters: string[], pageSize: number): AsyncGenerator<RetainedRef[]> {
+  const g = walk(filters, pageSize);
+  for (let r = g.next(); !r.done; ) {
+    const step = r.value;
+    if ('seek' in step) r = g.next(await range(...step.seek));
+    else {
+      yield step.page;
+      r = g.next([]);
+    }
+  }
+}
+
+function* walk(filters: string[], pageSize: number): Generator<Step, void, KeyedRef[]> {
+  const w = new Walk(pageSize);
   for (let i = 0; i < filters.length; i++) {
     w.levels = filters[i].split('/');
     w.earlier = filters.slice(0, i);
     yield* w.visit(null, 0);
   }
-  if (w.page.length) yield w.page;
+  if (w.page.length) yield { page: w.page };
 }
 
 class Walk {
@@ -59,10 +85,7 @@ class Walk {
   earlier: string[] = [];
   private seeks = 0;
 
-  constructor(
-    private readonly src: RetainedKeys,
-    private readonly pageSize: number,
-  ) {}
+  constructor(private readonly pageSize: number) {}
 
   private emit(e: KeyedRef): void {
     const topic = topicOfKey(e.key);
@@ -70,26 +93,26 @@ class Walk {
     this.page.push({ topic, seq: e.seq });
   }
 
-  private async seek(from: Buffer, to: Buffer | null, limit: number): Promise<KeyedRef[]> {
+  private *seek(from: Buffer, to: Buffer | null, limit: number): Generator<Step, KeyedRef[], KeyedRef[]> {
     this.seeks++;
-    return this.src.range(from, to, limit);
+    return yield { seek: [from, to, limit] };
   }
 
   /** The page, if it is due (full, or the seek budget is spent); the caller yields it. */
-  private due(): RetainedRef[] | null {
+  private due(): Step | null {
     if (this.page.length < this.pageSize && this.seeks < SEEKS_PER_PAGE) return null;
     const p = this.page;
     this.page = [];
     this.seeks = 0;
-    return p;
+    return { page: p };
   }
 
   /** Topics below `prefix` (null: the root) matching levels[i..]. */
-  async *visit(prefix: Buffer | null, i: number): AsyncGenerator<RetainedRef[]> {
+  *visit(prefix: Buffer | null, i: number): Generator<Step, void, KeyedRef[]> {
     const levels = this.levels;
     if (i === levels.length) {
       // prefix is a whole topic name: present or not
-      const [e] = await this.seek(prefix!, Buffer.concat([prefix!, SEP]), 1);
+      const [e] = yield* this.seek(prefix!, Buffer.concat([prefix!, SEP]), 1);
       if (e) this.emit(e);
       const p = this.due();
       if (p) yield p;
@@ -113,7 +136,7 @@ class Walk {
       const base = from.length;
       const last = i === levels.length - 1;
       for (;;) {
-        const [e] = await this.seek(from, to, 1);
+        const [e] = yield* this.seek(from, to, 1);
         if (!e) return;
         let end = e.key.indexOf(0, base);
         if (end < 0) end = e.key.length;
@@ -139,10 +162,10 @@ class Walk {
   }
 
   /** Every key in [from, to), in pages. */
-  private async *scan(from: Buffer, to: Buffer | null): AsyncGenerator<RetainedRef[]> {
+  private *scan(from: Buffer, to: Buffer | null): Generator<Step, void, KeyedRef[]> {
     for (;;) {
       const want = Math.max(1, this.pageSize - this.page.length);
-      const rows = await this.seek(from, to, want);
+      const rows = yield* this.seek(from, to, want);
       for (const e of rows) this.emit(e);
       const p = this.due();
       if (p) yield p;

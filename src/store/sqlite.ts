@@ -8,7 +8,7 @@ import { toStored, type AppendInput, type HistoryQuery, type RecordChange, type 
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
 import { retentionFor } from './retention.js';
-import { levelKey, walkRetainedKeys, type KeyedRef, type RetainedKeys } from './retained-walk.js';
+import { levelKey, walkRetainedKeys, type KeyedRef, type KeyRange } from './retained-walk.js';
 
 const SCHEMA_VERSION = 4;
 
@@ -60,7 +60,7 @@ export class SqliteStore implements Store {
    * from memory which topics need a look, instead of one query per topic per sweep.
    */
   private oldestAt = new Map<string, number>();
-  private retainedKeys!: RetainedKeys;
+  private retainedKeys!: KeyRange<KeyedRef[]>;
   private stmts!: ReturnType<SqliteStore['prepare']>;
   private appendTx!: (batch: AppendInput[]) => StoredMessage[];
 
@@ -153,9 +153,7 @@ export class SqliteStore implements Store {
       this.counts.set(r.topic, r.n);
       this.oldestAt.set(r.topic, r.oldest);
     }
-    this.retainedKeys = {
-      range: (from, to, limit) => (to === null ? s.retainedFrom.all(from, limit) : s.retainedRange.all(from, to, limit)) as KeyedRef[],
-    };
+    this.retainedKeys = (from, to, limit) => (to === null ? s.retainedFrom.all(from, limit) : s.retainedRange.all(from, to, limit)) as KeyedRef[];
 
     this.appendTx = db.transaction((batch: AppendInput[]) => {
       const out: StoredMessage[] = [];
@@ -314,8 +312,8 @@ export class SqliteStore implements Store {
     return allRetained(this, filters, now);
   }
 
-  retainedIndex(filters: string[], pageSize: number): AsyncGenerator<RetainedRef[]> {
-    return walkRetainedKeys(this.retainedKeys, filters, pageSize);
+  async *retainedIndex(filters: string[], pageSize: number): AsyncGenerator<RetainedRef[]> {
+    yield* walkRetainedKeys(this.retainedKeys, filters, pageSize);
   }
 
   async retainedOf(topics: string[], now: number): Promise<StoredMessage[]> {
