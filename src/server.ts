@@ -86,6 +86,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     defaultRetention: { maxCount: config.history.maxCount, maxAgeMs: config.history.maxAge * 1000 },
     observer: metrics.hubObserver(),
     externalFanOut: bus.external,
+    retainedTopicsPerPrincipal: config.quotas.retainedTopicsPerPrincipal,
   });
   metrics.pendingPublishes = () => hub.pendingPublishes;
   try {

@@ -5,7 +5,7 @@ import { OmnipushError } from '../src/core/errors.js';
 import { ALLOW_ALL, type Principal } from '../src/core/grants.js';
 import { Hub, type GapInfo, type HubOptions, type HubSubscriber, type PublishRequest } from '../src/core/hub.js';
 import { formatCursor, type StoredMessage } from '../src/core/message.js';
-import type { HistoryQuery } from '../src/core/store.js';
+import type { HistoryQuery, RetainedRef } from '../src/core/store.js';
 import { filterMatches } from '../src/core/topic.js';
 import { MemoryStore } from '../src/store/memory.js';
 import { prng } from './helpers/prng.js';
@@ -132,10 +132,10 @@ class GatedStore extends MemoryStore {
     if (this.yieldOnRead) await new Promise((r) => setImmediate(r));
     return super.history(q);
   }
-  override async retained(filters: string[], now: number): Promise<StoredMessage[]> {
+  override async *retainedIndex(filters: string[], pageSize: number): AsyncGenerator<RetainedRef[]> {
     if (this.retainedGate) await this.retainedGate.promise;
     if (this.yieldOnRead) await new Promise((r) => setImmediate(r));
-    return super.retained(filters, now);
+    yield* super.retainedIndex(filters, pageSize);
   }
 }
 

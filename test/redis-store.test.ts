@@ -144,6 +144,36 @@ describe('redis store', { skip: redisMissing || false }, () => {
     assert.equal(m.cursor, `${epoch}_4`);
   });
 
+  it('shares its retained index through Redis: one node sees what another retained and cleared, and the quota counts', async () => {
+    const p = prefix();
+    const a = await open(redis.url, p);
+    const b = await open(redis.url, p);
+    await a.append([input('n/1/t', 'one', { retain: true, publisher: 'x' }), input('n/2/t', 'two', { retain: true, publisher: 'x' })]);
+    assert.deepEqual(texts(await b.retained(['n/+/t'], 0)), ['one', 'two']);
+    assert.equal(await b.retainedCount('x', 10), 2);
+    await b.append([input('n/1/t', '', { retain: true, publisher: 'y' })]);
+    assert.deepEqual(texts(await a.retained(['n/#'], 0)), ['two']);
+    assert.equal(await a.retainedCount('x', 10), 1);
+  });
+
+  it('builds the retained index once for a store written before it existed', async () => {
+    const p = prefix();
+    const a = await open(redis.url, p);
+    await a.append([input('o/1', 'one', { retain: true, publisher: 'x' }), input('o/2', 'two', { retain: true }), input('o/3', 'h')]);
+    const raw = new Redis(redis.url);
+    try {
+      // the layout of a store from before the index
+      await raw.del(`${p}retained:index`, `${p}retained:meta`, `${p}retained:count`);
+      await raw.hdel(`${p}state`, 'rindex');
+      const b = await open(redis.url, p);
+      assert.deepEqual(texts(await b.retained(['o/+'], 0)), ['one', 'two']);
+      assert.equal(await b.retainedCount('x', 10), 1);
+      assert.equal(await raw.hget(`${p}state`, 'rindex'), '1');
+    } finally {
+      raw.disconnect();
+    }
+  });
+
   it('reads wildcard history over many topics in seq order, with paging and expired messages left out', async () => {
     const s = await open(redis.url, prefix());
     const batch: AppendInput[] = [];

@@ -6,6 +6,7 @@ import type { Store, AppendInput } from '../src/core/store.js';
 import { MemoryStore } from '../src/store/memory.js';
 import { RedisStore } from '../src/store/redis.js';
 import { SqliteStore } from '../src/store/sqlite.js';
+import { filterMatches } from '../src/core/topic.js';
 import { redisMissing, startRedis, type RedisServer } from './helpers/redis.js';
 import { REPO_ROOT, tempDir, within } from './helpers/server.js';
 
@@ -81,6 +82,33 @@ for (const [kind, make] of kinds) {
       await s.append(Array.from({ length: 5 }, (_, i) => input('r/1', `n${i}`)));
       await s.prune(10_000, [], { maxCount: 1, maxAgeMs: 3600_000 });
       assert.deepEqual(texts(await s.retained(['r/1'], 100)), ['b'], 'retained survives pruning of its history');
+      await s.close();
+    });
+
+    it('indexes retained topics by level: exact, +, # (with its parent), $ topics, empty levels, overlapping filters, counts by publisher', async () => {
+      const s = make();
+      await s.open();
+      const topics = ['a', 'a/b', 'a/b/c', 'a/x/c', 'a//c', '/a', 'ab/b', 'a/b!/c', '$SYS/a', 'é/ü', 'z/1', 'z/2/3'];
+      await s.append(topics.map((t, i) => input(t, t, { retain: true, publisher: i % 2 ? 'odd' : 'even' })));
+      const cases: string[][] = [['a'], ['a/#'], ['a/+'], ['a/+/c'], ['+/b'], ['+'], ['#'], ['+/#'], ['$SYS/#'], ['+/+/c', 'a/#'], ['a/b', 'a/+', '#'], ['é/+'], ['/+'], ['nothing/#']];
+      for (const filters of cases) {
+        const want = topics.filter((t) => filters.some((f) => filterMatches(f, t)));
+        assert.deepEqual(texts(await s.retained(filters, 0)), want, JSON.stringify(filters));
+        const refs: string[] = [];
+        for await (const page of s.retainedIndex(filters, 2)) {
+          assert.ok(page.length <= 2);
+          refs.push(...page.map((r) => r.topic));
+        }
+        assert.deepEqual(refs.sort(), [...want].sort(), `index of ${JSON.stringify(filters)}`);
+      }
+      assert.deepEqual(texts(await s.retainedOf(['a/b', 'missing', 'a'], 0)), ['a/b', 'a']);
+      assert.equal(await s.retainedCount('even', 100), 6);
+      assert.equal(await s.retainedCount('even', 4), 4, 'counted up to the cap');
+      // replaced by another publisher, then cleared
+      await s.append([input('a', 'a2', { retain: true, publisher: 'odd' }), input('a/b', '', { retain: true, publisher: 'odd' })]);
+      assert.equal(await s.retainedCount('even', 100), 5);
+      assert.equal(await s.retainedCount('odd', 100), 6);
+      assert.deepEqual(texts(await s.retained(['a/#'], 0)), ['a/b/c', 'a/x/c', 'a//c', 'a/b!/c', 'a2']);
       await s.close();
     });
 

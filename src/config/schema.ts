@@ -392,6 +392,13 @@ export const configSchema = z
         /** Refusals (over a quota) within `refusalWindow` seconds after which a WebSocket is closed with 1008. */
         wsRefusalsBeforeClose: z.number().int().positive().default(10),
         refusalWindow: seconds.default(10),
+        /**
+         * Topics one principal may hold a retained message on (counted in the store, so across
+         * restarts and, with Redis, the cluster); 0 turns the quota off. 10000 is far above what a
+         * device or an app keeps as state, and low enough that one credential cannot grow the
+         * retained set (read by every wildcard subscriber) without bound.
+         */
+        retainedTopicsPerPrincipal: z.number().int().min(0).default(10_000),
       })
       .strict()
       .default({}),

@@ -2,6 +2,8 @@ import { Delivery } from './encoded.js';
 import { OmnipushError } from './errors.js';
 import { canPublish, canReceive, subscribeVerdict, type Principal } from './grants.js';
 import { formatCursor, isExpired, messageBytes, parseCursor, type MessageInput, type StoredMessage } from './message.js';
+import { RetainedQuota } from './retained-quota.js';
+import { retainedBySeq } from './retained-replay.js';
 import type { AppendInput, RecordChange, RetentionRule, Store } from './store.js';
 import { validateFilter, validateTopic, DEFAULT_TOPIC_LIMITS, type TopicLimits } from './topic.js';
 import { SubscriptionTrie } from './trie.js';
@@ -81,6 +83,8 @@ export interface HubOptions {
    * of the hub right after `append`: then every node fans out one sequence, in seq order.
    */
   externalFanOut?: boolean;
+  /** Retained topics a principal may hold (`quotas.retainedTopicsPerPrincipal`); 0 or absent: no limit. */
+  retainedTopicsPerPrincipal?: number;
   /**
    * With `externalFanOut`: ms a publish waits, once durable, for this node to fan it out before it
    * resolves anyway (the bus is catching up after an outage; the message is stored and will follow).
@@ -140,6 +144,9 @@ export class Hub {
   private idleWaiters: Array<() => void> = [];
   private readonly externalFanOut: boolean;
   private readonly fanOutWaitMs: number;
+  private readonly retainedQuota: RetainedQuota | null;
+  /** Retained publishes queued since the last flush took the queue: only then does the quota look. */
+  private queuedRetained = 0;
   /** Publishes (and subscribes) waiting for `head` to reach a seq, ascending by seq. */
   private headWaiters: Array<{ seq: number; done: () => void; timer: NodeJS.Timeout }> = [];
 
@@ -158,6 +165,8 @@ export class Hub {
     this.head = store.lastSeq();
     this.externalFanOut = opts.externalFanOut ?? false;
     this.fanOutWaitMs = opts.fanOutWaitMs ?? 5_000;
+    const q = opts.retainedTopicsPerPrincipal ?? 0;
+    this.retainedQuota = q > 0 ? new RetainedQuota(store, q) : null;
   }
 
   /** Last seq fanned out by this node (a cluster bus hands over what comes after it). */
@@ -282,6 +291,7 @@ export class Hub {
     }
     const full: AppendInput = 'publishedAt' in input ? (input as AppendInput) : { ...input, publishedAt: this.now() };
     this.queue.push({ input: full, waiter });
+    if (full.retain === true) this.queuedRetained++;
     this.scheduleFlush();
   }
 
@@ -299,11 +309,16 @@ export class Hub {
     this.flushing = true;
     try {
       while (this.queue.length) {
-        const batch = this.queue;
+        let batch = this.queue;
         this.queue = [];
         let stored: StoredMessage[];
         const t0 = performance.now();
         try {
+          if (this.retainedQuota && this.queuedRetained > 0) {
+            this.queuedRetained = 0;
+            batch = await this.retainedQuota.admit(batch);
+            if (batch.length === 0) continue;
+          }
           stored = await this.store.append(batch.map((b) => b.input));
         } catch (e) {
           for (const b of batch) b.waiter.failed(e);
@@ -504,16 +519,22 @@ export class Hub {
       if (st.closed) return;
       if (gap) sub.gap(gap);
       if (plan.mode === 'retained') {
-        const t0 = performance.now();
-        const retained = await this.store.retained(st.filters, this.now());
-        this.observer.storeLatency?.('retained', (performance.now() - t0) / 1000);
-        for (const m of retained) {
-          if (st.closed) return;
-          if (m.seq > upTo) continue; // arrives through `pending`
-          this.replay(st, m);
-          const wait = sub.backpressure?.();
-          if (wait) await wait;
+        // newer ones than upTo arrive through `pending`
+        const pages = retainedBySeq(this.store, st.filters, this.now(), upTo);
+        let reading = 0;
+        for (;;) {
+          const t0 = performance.now();
+          const next = await pages.next();
+          reading += performance.now() - t0;
+          if (next.done || st.closed) break;
+          for (const m of next.value) {
+            if (st.closed) return;
+            this.replay(st, m);
+            const wait = sub.backpressure?.();
+            if (wait) await wait;
+          }
         }
+        this.observer.storeLatency?.('retained', reading / 1000);
       } else {
         let after = plan.afterSeq;
         for (;;) {

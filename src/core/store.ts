@@ -27,6 +27,12 @@ export interface RecordChange {
   value: Buffer | null;
 }
 
+/** A retained topic as the store's retained index knows it: enough to order and fetch, no body. */
+export interface RetainedRef {
+  topic: string;
+  seq: number;
+}
+
 export interface AppendInput extends MessageInput {
   publishedAt: number;
   /**
@@ -93,8 +99,22 @@ export interface Store {
   range(afterSeq: number, toSeq: number, limit: number): Promise<StoredMessage[]>;
   /** The highest seq ever pruned from a topic matching any of the filters (0 if none). */
   prunedThrough(filters: string[]): Promise<number>;
-  /** The retained message of every topic matching the filters, ascending by seq, expired ones left out. */
+  /**
+   * The retained message of every topic matching the filters, ascending by seq, expired ones left
+   * out, all at once: for small sets. The hub pages through {@link retainedIndex} instead.
+   */
   retained(filters: string[], now: number): Promise<StoredMessage[]>;
+  /**
+   * Retained topics matching any of `filters`, each once, through an index that visits only what
+   * the filters can match: the cost follows the matches, not how much else is retained. In pages
+   * of at most `pageSize` refs (a page may be empty), in the index's order (not by seq); each page
+   * is a bounded amount of synchronous work, so a caller that yields between pages never stalls.
+   */
+  retainedIndex(filters: string[], pageSize: number): AsyncIterable<RetainedRef[]>;
+  /** The retained messages of exactly these topics, in the order given; absent and expired ones left out. */
+  retainedOf(topics: string[], now: number): Promise<StoredMessage[]>;
+  /** How many topics have a retained message published by `publisher`, counted up to `cap` at most. */
+  retainedCount(publisher: string, cap: number): Promise<number>;
   /** The last seq assigned (0 for an empty store). */
   lastSeq(): number;
   /** Applies retention rules; returns how many messages were removed. */

@@ -16,6 +16,7 @@ function catchUp(counts: Record<PublishDoor, number>): (counter: Counter<'door'>
     }
   };
 }
+import { registerEventLoopDelay } from './event-loop.js';
 
 /** The server's Prometheus figures. One instance per server; doors report into it. */
 export class Metrics {
@@ -93,6 +94,7 @@ export class Metrics {
         this.set({ state: 'offline' }, Math.max(0, s.total - s.connected));
       },
     });
+    registerEventLoopDelay(this.registry);
     this.connections = new Gauge({ name: 'omnipush_connections', help: 'Open subscriber connections per transport', labelNames: ['transport'], registers });
     this.published = new Counter({ name: 'omnipush_messages_in_total', help: 'Messages accepted and stored', registers });
     const counts = this.deliveryCounts;

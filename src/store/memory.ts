@@ -1,9 +1,14 @@
 import type { StoredMessage } from '../core/message.js';
 import { isExpired } from '../core/message.js';
-import { IDEMPOTENCY_KIND, idempotencyRecord, toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetentionRule, type Store } from '../core/store.js';
+import { allRetained } from '../core/retained-replay.js';
+import { IDEMPOTENCY_KIND, idempotencyRecord, toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetainedRef, type RetentionRule, type Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
+import { RetainedTrie } from './retained-trie.js';
 import { retentionFor } from './retention.js';
+
+/** Topics pruned away whose exact pruned mark is kept (see MemoryStore.droppedMarks). */
+const MAX_DROPPED_MARKS = 10_000;
 
 interface TopicLog {
   messages: StoredMessage[];
@@ -18,7 +23,16 @@ export class MemoryStore implements Store {
   /** Every message in seq order (across topics), for scans by wildcard filters. */
   private all: StoredMessage[] = [];
   private topics = new Map<string, TopicLog>();
-  private retainedByTopic = new Map<string, StoredMessage>();
+  private retainedTrie = new RetainedTrie();
+  /** publisher → retained topics holding a message of theirs (the quota counts it). */
+  private retainedBy = new Map<string, number>();
+  /**
+   * Pruned marks of topics whose history was pruned away entirely (their logs are dropped), the
+   * most recent {@link MAX_DROPPED_MARKS}; older ones are folded into `droppedThrough`, so memory
+   * stays bounded and a resume from before a folded mark is told of a possible gap, never none.
+   */
+  private droppedMarks = new Map<string, number>();
+  private droppedThrough = 0;
   private meta = new Map<string, string>();
   private records = new Map<string, Map<string, Buffer>>();
 
@@ -31,11 +45,17 @@ export class MemoryStore implements Store {
       const m = toStored(input, this.epoch, seq);
       this.all.push(m);
       let log = this.topics.get(m.topic);
-      if (!log) this.topics.set(m.topic, (log = { messages: [], prunedThrough: 0 }));
+      if (!log) {
+        // a topic pruned away and written again takes its mark back
+        const mark = this.droppedMarks.get(m.topic) ?? 0;
+        if (mark) this.droppedMarks.delete(m.topic);
+        this.topics.set(m.topic, (log = { messages: [], prunedThrough: mark }));
+      }
       log.messages.push(m);
       if (m.retain) {
-        if (m.payload.length === 0) this.retainedByTopic.delete(m.topic);
-        else this.retainedByTopic.set(m.topic, m);
+        const old = m.payload.length === 0 ? this.retainedTrie.delete(m.topic) : this.retainedTrie.set(m);
+        if (old) this.countRetained(old.publisher, -1);
+        if (m.payload.length) this.countRetained(m.publisher, 1);
       }
       if (input.idempotencyKey !== undefined) {
         this.putRecord(IDEMPOTENCY_KIND, input.idempotencyKey, idempotencyRecord(m));
@@ -73,20 +93,60 @@ export class MemoryStore implements Store {
   }
 
   async prunedThrough(filters: string[]): Promise<number> {
-    let max = 0;
+    let max = this.droppedThrough;
     for (const [topic, log] of this.topics) {
       if (log.prunedThrough > max && filters.some((f) => filterMatches(f, topic))) max = log.prunedThrough;
+    }
+    for (const [topic, mark] of this.droppedMarks) {
+      if (mark > max && filters.some((f) => filterMatches(f, topic))) max = mark;
     }
     return max;
   }
 
   async retained(filters: string[], now: number): Promise<StoredMessage[]> {
-    const out: StoredMessage[] = [];
-    for (const [topic, m] of this.retainedByTopic) {
-      if (isExpired(m, now)) continue;
-      if (filters.some((f) => filterMatches(f, topic))) out.push(m);
+    return allRetained(this, filters, now);
+  }
+
+  async *retainedIndex(filters: string[], pageSize: number): AsyncGenerator<RetainedRef[]> {
+    let page: RetainedRef[] = [];
+    for (let i = 0; i < filters.length; i++) {
+      const earlier = filters.slice(0, i);
+      for (const m of this.retainedTrie.match(filters[i])) {
+        if (m && !earlier.some((f) => filterMatches(f, m.topic))) page.push({ topic: m.topic, seq: m.seq });
+        if (page.length >= pageSize || m === null) {
+          yield page;
+          page = [];
+        }
+      }
     }
-    return out.sort((a, b) => a.seq - b.seq);
+    if (page.length) yield page;
+  }
+
+  async retainedOf(topics: string[], now: number): Promise<StoredMessage[]> {
+    const out: StoredMessage[] = [];
+    for (const t of topics) {
+      const m = this.retainedTrie.get(t);
+      if (m && !isExpired(m, now)) out.push(m);
+    }
+    return out;
+  }
+
+  async retainedCount(publisher: string, cap: number): Promise<number> {
+    return Math.min(cap, this.retainedBy.get(publisher) ?? 0);
+  }
+
+  /** How many retained topics each publisher holds; an entry lives only while above zero. */
+  private countRetained(publisher: string | undefined, d: number): void {
+    const p = publisher ?? '';
+    const n = (this.retainedBy.get(p) ?? 0) + d;
+    if (n > 0) this.retainedBy.set(p, n);
+    else this.retainedBy.delete(p);
+  }
+
+  /** Entries of the per-topic structures, for checking that memory follows the live data. */
+  indexSizes(): { topics: number; retained: number; retainedNodes: number; publishers: number } {
+    const t = this.retainedTrie;
+    return { topics: this.topics.size + this.droppedMarks.size, retained: t.size, retainedNodes: t.nodes, publishers: this.retainedBy.size };
   }
 
   lastSeq(): number {
@@ -106,6 +166,16 @@ export class MemoryStore implements Store {
       log.prunedThrough = Math.max(log.prunedThrough, msgs[cut - 1].seq);
       log.messages = msgs.slice(cut);
       removed += cut;
+      if (log.messages.length === 0) {
+        this.topics.delete(topic);
+        this.droppedMarks.delete(topic);
+        this.droppedMarks.set(topic, log.prunedThrough);
+        if (this.droppedMarks.size > MAX_DROPPED_MARKS) {
+          const [oldest, mark] = this.droppedMarks.entries().next().value!;
+          this.droppedMarks.delete(oldest);
+          this.droppedThrough = Math.max(this.droppedThrough, mark);
+        }
+      }
     }
     if (removed) this.all = this.all.filter((m) => !gone.has(m.seq));
     return removed;

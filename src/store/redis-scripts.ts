@@ -11,6 +11,10 @@
  *   topics    zset   score 0, member topic: topics that have history now (lex ranges expand wildcards)
  *   pruned    zset   score = highest pruned seq, member topic: gap detection
  *   retained  hash   topic → "<seq>\n<encoded message>"; apart from history, never pruned
+ *   retained:index  zset  score 0, member = the topic with every `/` made byte 0: the retained
+ *                   index, walked by lex ranges level by level (src/store/retained-walk.ts)
+ *   retained:meta   hash  topic → "<seq> <publisher>" of its retained message (no body: for the index walk and the quota)
+ *   retained:count  hash  publisher → how many retained topics hold a message of theirs (fields at 0 are removed)
  *   meta      hash   Store.getMeta / setMeta
  *   rv:<kind> hash   record key → value;  rk:<kind> zset  score 0, member record key (prefix listing by lex range)
  *   bus       channel: every appended batch, in seq order
@@ -22,15 +26,20 @@
  */
 
 /**
- * KEYS: state, msg, log, topics, retained, then t:<topic> of each message in order.
+ * KEYS: state, msg, log, topics, retained, retained:index, retained:meta, retained:count, then t:<topic> of each message in order.
  * ARGV: epoch, the highest seq the caller knows, bus channel, then per message:
- *       topic, "<publishedAt>:<expiresAt or empty>", retain op (0 none, 1 set, 2 clear), encoded message.
+ *       topic, "<publishedAt>:<expiresAt or empty>", retain op (0 none, 1 set, 2 clear), encoded message,
+ *       publisher (or empty).
  * Returns the first assigned seq; the batch's seqs are consecutive from there.
  */
 export const APPEND_LUA = `
 local function fmt(n) return string.format('%d', n) end
 local state, msg, log, topics, retained = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local n = #KEYS - 5
+local rkeys, rmeta, rcount = KEYS[6], KEYS[7], KEYS[8]
+local n = #KEYS - 8
+local function count(pub, d)
+  if redis.call('HINCRBY', rcount, pub, d) <= 0 then redis.call('HDEL', rcount, pub) end
+end
 local epoch = redis.call('HGET', state, 'epoch')
 if epoch ~= ARGV[1] then
   if epoch then
@@ -53,17 +62,33 @@ local first = cur + 1
 redis.call('HSET', state, 'seq', fmt(cur + n))
 local frame = { fmt(first), '\\n' }
 for i = 1, n do
-  local a = 3 + (i - 1) * 4
+  local a = 3 + (i - 1) * 5
   local topic, at, op, body = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local seq = fmt(first + i - 1)
   redis.call('HSET', msg, seq, body)
   redis.call('ZADD', log, seq, seq .. ' ' .. topic)
-  redis.call('ZADD', KEYS[5 + i], seq, seq .. ':' .. at)
+  redis.call('ZADD', KEYS[8 + i], seq, seq .. ':' .. at)
   redis.call('ZADD', topics, 0, topic)
-  if op == '1' then
-    redis.call('HSET', retained, topic, seq .. '\\n' .. body)
-  elseif op == '2' then
-    redis.call('HDEL', retained, topic)
+  if op == '1' or op == '2' then
+    local old = redis.call('HGET', rmeta, topic)
+    local oldPub = old and string.match(old, '^%d+ (.*)$')
+    if op == '1' then
+      local pub = ARGV[a + 5]
+      redis.call('HSET', retained, topic, seq .. '\\n' .. body)
+      redis.call('HSET', rmeta, topic, seq .. ' ' .. pub)
+      if not old then redis.call('ZADD', rkeys, 0, (string.gsub(topic, '/', '\\0'))) end
+      if oldPub ~= pub then
+        if oldPub then count(oldPub, -1) end
+        count(pub, 1)
+      end
+    else
+      redis.call('HDEL', retained, topic)
+    end
+    if op == '2' and old then
+      redis.call('HDEL', rmeta, topic)
+      redis.call('ZREM', rkeys, (string.gsub(topic, '/', '\\0')))
+      count(oldPub, -1)
+    end
   end
   frame[#frame + 1] = fmt(#body) .. '\\n'
   frame[#frame + 1] = body

@@ -2,7 +2,8 @@ import { Redis, type RedisKey } from 'ioredis';
 import { OmnipushError } from '../core/errors.js';
 import type { StoredMessage } from '../core/message.js';
 import { formatCursor, isExpired } from '../core/message.js';
-import { IDEMPOTENCY_KIND, idempotencyRecord, toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetentionRule, type Store } from '../core/store.js';
+import { allRetained } from '../core/retained-replay.js';
+import { IDEMPOTENCY_KIND, idempotencyRecord, toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetainedRef, type RetentionRule, type Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
 import { decodeBusBatch, decodeFields, encodeFields, splitSeq } from './redis-codec.js';
@@ -11,6 +12,7 @@ import { dec, lexRange, redisKeys, type RedisKeys } from './redis-keys.js';
 import { runScript, script, type Script } from './redis-lua.js';
 import { APPEND_LUA, PRUNE_TOPIC_LUA } from './redis-scripts.js';
 import { retentionFor } from './retention.js';
+import { levelKey, walkRetainedKeysAsync, type KeyedRef, type KeyRange } from './retained-walk.js';
 
 export interface RedisStoreOptions {
   /** `redis://[:password@]host:port[/db]` or `rediss://` for TLS. */
@@ -99,7 +101,40 @@ export class RedisStore implements Store {
       this.epoch = epoch!;
       this.seq = Number(seq ?? 0);
       await Promise.all([this.redis.script('LOAD', APPEND.lua), this.redis.script('LOAD', PRUNE.lua)]);
+      if ((await this.redis.hget(this.k.state, 'rindex')) !== '1') await this.buildRetainedIndex();
     });
+  }
+
+  /**
+   * Builds the retained index (retained:index, retained:meta, retained:count) of a store written before it existed. Runs
+   * once per store: appends maintain the index from then on.
+   */
+  private async buildRetainedIndex(): Promise<void> {
+    const k = this.k;
+    await this.redis.del(k.retainedKeys, k.retainedMeta, k.retainedCounts);
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.redis.hscanBuffer(k.retained, cursor, 'COUNT', 500);
+      cursor = next.toString();
+      const p = this.redis.pipeline();
+      for (let i = 0; i < flat.length; i += 2) {
+        const topic = flat[i].toString('utf8');
+        const { seq, rest } = splitSeq(flat[i + 1]);
+        const pub = this.toMessage(seq, rest).publisher ?? '';
+        // HSCAN may return an entry twice: count a topic only when its meta is new
+        p.zadd(k.retainedKeys, 0, levelKey(topic));
+        p.hsetnx(k.retainedMeta, topic, `${seq} ${pub}`);
+      }
+      const res = (await p.exec()) ?? [];
+      const c = this.redis.pipeline();
+      for (let i = 0; i < flat.length; i += 2) {
+        if (res[i + 1]?.[1] !== 1) continue;
+        const { seq, rest } = splitSeq(flat[i + 1]);
+        c.hincrby(k.retainedCounts, this.toMessage(seq, rest).publisher ?? '', 1);
+      }
+      await c.exec();
+    } while (cursor !== '0');
+    await this.redis.hset(k.state, 'rindex', '1');
   }
 
   /** The channel every appended batch is published on, in seq order. */
@@ -120,7 +155,7 @@ export class RedisStore implements Store {
   async append(batch: AppendInput[]): Promise<StoredMessage[]> {
     if (batch.length === 0) return [];
     const k = this.k;
-    const ks: RedisKey[] = [k.state, k.msg, k.log, k.topics, k.retained];
+    const ks: RedisKey[] = [k.state, k.msg, k.log, k.topics, k.retained, k.retainedKeys, k.retainedMeta, k.retainedCounts];
     const args: Array<string | Buffer> = [this.epoch, dec(this.seq), k.bus];
     let idempotent: Array<{ i: number; key: string }> | undefined;
     for (let i = 0; i < batch.length; i++) {
@@ -132,7 +167,7 @@ export class RedisStore implements Store {
       // the input is the store's (Store.append): its retain is made a boolean in place, not in a copy
       const retain = (input.retain = input.retain === true);
       ks.push(k.topic(input.topic));
-      args.push(input.topic, `${input.publishedAt}:${input.expiresAt ?? ''}`, !retain ? '0' : input.payload.length ? '1' : '2', encodeFields(input));
+      args.push(input.topic, `${input.publishedAt}:${input.expiresAt ?? ''}`, !retain ? '0' : input.payload.length ? '1' : '2', encodeFields(input), retain ? (input.publisher ?? '') : '');
     }
     const first = Number(await this.guard(() => this.run(APPEND, ks, args)));
     const out = batch.map((input, i) => toStored(input, this.epoch, first + i));
@@ -198,34 +233,51 @@ export class RedisStore implements Store {
   }
 
   async retained(filters: string[], now: number): Promise<StoredMessage[]> {
-    return this.guard(async () => {
-      const found = new Map<string, Buffer>();
-      if (filters.some(isWildcardFilter)) {
-        // HSCAN may return an entry twice; the map keeps one
-        let cursor = '0';
-        do {
-          const [next, flat] = await this.redis.hscanBuffer(this.k.retained, cursor, 'COUNT', 500);
-          cursor = next.toString();
-          for (let i = 0; i < flat.length; i += 2) {
-            const topic = flat[i].toString('utf8');
-            if (filters.some((f) => filterMatches(f, topic))) found.set(topic, flat[i + 1]);
-          }
-        } while (cursor !== '0');
-      } else {
-        const topics = [...new Set(filters)];
-        if (topics.length) {
-          const values = await this.redis.hmgetBuffer(this.k.retained, ...topics);
-          values.forEach((v, i) => v && found.set(topics[i], v));
-        }
+    return allRetained(this, filters, now);
+  }
+
+  /**
+   * Walks the index in Redis, shared by every node: a node keeps no copy that other nodes' writes
+   * could make stale. The seqs come from `retained:meta`, one HMGET per page.
+   */
+  async *retainedIndex(filters: string[], pageSize: number): AsyncGenerator<RetainedRef[]> {
+    const k = this.k;
+    const range: KeyRange<Promise<KeyedRef[]>> = async (from, to, limit) => {
+      const min = Buffer.concat([Buffer.from('['), from]);
+      const max = to === null ? '+' : Buffer.concat([Buffer.from('('), to]);
+      const keys = await this.guard(() => this.redis.zrangebylexBuffer(k.retainedKeys, min, max, 'LIMIT', 0, limit));
+      return keys.map((key): KeyedRef => ({ key, seq: -1 }));
+    };
+    for await (const page of walkRetainedKeysAsync(range, filters, pageSize)) {
+      if (page.length === 0) {
+        yield page;
+        continue;
       }
+      const metas = await this.guard(() => this.redis.hmget(k.retainedMeta, ...page.map((r) => r.topic)));
+      const out: RetainedRef[] = [];
+      // a null meta was cleared between the two reads: it is gone
+      metas.forEach((v, i) => v && out.push({ topic: page[i].topic, seq: Number(v.slice(0, v.indexOf(' '))) }));
+      yield out;
+    }
+  }
+
+  async retainedOf(topics: string[], now: number): Promise<StoredMessage[]> {
+    if (topics.length === 0) return [];
+    return this.guard(async () => {
+      const values = await this.redis.hmgetBuffer(this.k.retained, ...topics);
       const out: StoredMessage[] = [];
-      for (const v of found.values()) {
+      for (const v of values) {
+        if (!v) continue;
         const { seq, rest } = splitSeq(v);
         const m = this.toMessage(seq, rest);
         if (!isExpired(m, now)) out.push(m);
       }
-      return out.sort((a, b) => a.seq - b.seq);
+      return out;
     });
+  }
+
+  async retainedCount(publisher: string, cap: number): Promise<number> {
+    return this.guard(async () => Math.min(cap, Number((await this.redis.hget(this.k.retainedCounts, publisher)) ?? 0)));
   }
 
   lastSeq(): number {

@@ -2,13 +2,15 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Properties, StoredMessage } from '../core/message.js';
-import { formatCursor, isExpired } from '../core/message.js';
-import { IDEMPOTENCY_KIND, idempotencyRecord, toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetentionRule, type Store } from '../core/store.js';
+import { formatCursor } from '../core/message.js';
+import { allRetained } from '../core/retained-replay.js';
+import { IDEMPOTENCY_KIND, idempotencyRecord, toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetainedRef, type RetentionRule, type Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
 import { retentionFor } from './retention.js';
+import { levelKey, walkRetainedKeys, type KeyedRef, type KeyRange } from './retained-walk.js';
 
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 interface Row {
   seq: number;
@@ -30,6 +32,12 @@ interface Row {
 const PRUNE_CHUNK = 1000;
 /** Longest `topic IN (...)` list; more matching topics fall back to a seq-range scan. */
 const MAX_IN_TOPICS = 200;
+/** Rows one synchronous read takes at most where a request could otherwise ask for many. */
+const READ_CHUNK = 500;
+/** Synchronous work (ms) a prune sweep does before it gives the event loop a turn. */
+const PRUNE_SLICE_MS = 5;
+
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 /**
  * History, retained messages and meta in one SQLite file (WAL). Each `append` is one transaction;
@@ -41,10 +49,18 @@ export class SqliteStore implements Store {
   epoch = '';
   private db!: Database.Database;
   private seq = 0;
-  /** topic → highest pruned seq; every topic ever written is a key (also used to expand wildcards). */
-  private topics = new Map<string, number>();
-  /** topic → rows currently stored; kept in step with appends and prunes so a sweep needs no table scan. */
+  /**
+   * topic → rows currently stored, for topics that have rows (also used to expand wildcards); kept
+   * in step with appends and prunes so a sweep needs no table scan. Pruned marks stay on disk in
+   * `topics`, so a topic pruned away entirely takes no memory here.
+   */
   private counts = new Map<string, number>();
+  /**
+   * topic → publishedAt of its oldest row (a lower bound), for the same topics: a sweep decides
+   * from memory which topics need a look, instead of one query per topic per sweep.
+   */
+  private oldestAt = new Map<string, number>();
+  private retainedKeys!: KeyRange<KeyedRef[]>;
   private stmts!: ReturnType<SqliteStore['prepare']>;
   private appendTx!: (batch: AppendInput[]) => StoredMessage[];
 
@@ -108,6 +124,20 @@ export class SqliteStore implements Store {
         PRAGMA user_version = 3;
       `);
     }
+    if (version < 4) {
+      // the retained index (see retained-walk.ts), the quota's count by publisher, pruned marks by height
+      db.transaction(() => {
+        db.exec('ALTER TABLE retained ADD COLUMN lkey BLOB');
+        const set = db.prepare('UPDATE retained SET lkey = ? WHERE topic = ?');
+        for (const r of db.prepare('SELECT topic FROM retained').all() as Array<{ topic: string }>) set.run(levelKey(r.topic), r.topic);
+        db.exec(`
+          CREATE INDEX retained_lkey ON retained (lkey, seq);
+          CREATE INDEX retained_publisher ON retained (publisher);
+          CREATE INDEX topics_pruned ON topics (pruned_through);
+          PRAGMA user_version = 4;
+        `);
+      })();
+    }
     this.stmts = this.prepare();
     const s = this.stmts;
     let epoch = (s.getMeta.get('epoch') as { value: string } | undefined)?.value;
@@ -119,8 +149,11 @@ export class SqliteStore implements Store {
     const maxSeq = (s.maxSeq.get() as { m: number | null }).m ?? 0;
     const hw = Number((s.getMeta.get('seq_high_water') as { value: string } | undefined)?.value ?? 0);
     this.seq = Math.max(maxSeq, hw);
-    for (const r of s.allTopics.all() as Array<{ topic: string; pruned_through: number }>) this.topics.set(r.topic, r.pruned_through);
-    for (const r of s.topicCounts.all() as Array<{ topic: string; n: number }>) this.counts.set(r.topic, r.n);
+    for (const r of s.topicCounts.all() as Array<{ topic: string; n: number; oldest: number }>) {
+      this.counts.set(r.topic, r.n);
+      this.oldestAt.set(r.topic, r.oldest);
+    }
+    this.retainedKeys = (from, to, limit) => (to === null ? s.retainedFrom.all(from, limit) : s.retainedRange.all(from, to, limit)) as KeyedRef[];
 
     this.appendTx = db.transaction((batch: AppendInput[]) => {
       const out: StoredMessage[] = [];
@@ -130,14 +163,15 @@ export class SqliteStore implements Store {
         const props = m.properties?.length ? JSON.stringify(m.properties) : null;
         const extras = mqttExtras(m);
         s.insert.run(seq, m.topic, m.payload, m.contentType ?? null, m.event ?? null, props, m.retain ? 1 : 0, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt, extras);
-        this.counts.set(m.topic, (this.counts.get(m.topic) ?? 0) + 1);
-        if (!this.topics.has(m.topic)) {
+        const n = this.counts.get(m.topic);
+        if (n === undefined) {
           s.insertTopic.run(m.topic);
-          this.topics.set(m.topic, 0);
+          this.oldestAt.set(m.topic, m.publishedAt);
         }
+        this.counts.set(m.topic, (n ?? 0) + 1);
         if (m.retain) {
           if (m.payload.length === 0) s.deleteRetained.run(m.topic);
-          else s.upsertRetained.run(m.topic, seq, m.payload, m.contentType ?? null, m.event ?? null, props, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt, extras);
+          else s.upsertRetained.run(m.topic, seq, m.payload, m.contentType ?? null, m.event ?? null, props, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt, extras, levelKey(m.topic));
         }
         if (input.idempotencyKey !== undefined) {
           s.putRecord.run(IDEMPOTENCY_KIND, input.idempotencyKey, idempotencyRecord(m));
@@ -155,17 +189,21 @@ export class SqliteStore implements Store {
       insert: db.prepare('INSERT INTO messages (seq, topic, payload, content_type, event, properties, retain, expires_at, publisher, qos, published_at, mqtt) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)'),
       insertTopic: db.prepare('INSERT OR IGNORE INTO topics (topic, pruned_through) VALUES (?, 0)'),
       upsertRetained: db.prepare(
-        'INSERT INTO retained (topic, seq, payload, content_type, event, properties, expires_at, publisher, qos, published_at, mqtt) VALUES (?,?,?,?,?,?,?,?,?,?,?) ' +
+        'INSERT INTO retained (topic, seq, payload, content_type, event, properties, expires_at, publisher, qos, published_at, mqtt, lkey) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ' +
           'ON CONFLICT(topic) DO UPDATE SET seq=excluded.seq, payload=excluded.payload, content_type=excluded.content_type, event=excluded.event, properties=excluded.properties, expires_at=excluded.expires_at, publisher=excluded.publisher, qos=excluded.qos, published_at=excluded.published_at, mqtt=excluded.mqtt',
       ),
       deleteRetained: db.prepare('DELETE FROM retained WHERE topic = ?'),
-      allRetained: db.prepare('SELECT topic, seq, payload, content_type, event, properties, 1 AS retain, expires_at, publisher, qos, published_at, mqtt FROM retained ORDER BY seq'),
+      getRetained: db.prepare('SELECT topic, seq, payload, content_type, event, properties, 1 AS retain, expires_at, publisher, qos, published_at, mqtt FROM retained WHERE topic = ?'),
+      retainedRange: db.prepare('SELECT lkey AS key, seq FROM retained WHERE lkey >= ? AND lkey < ? ORDER BY lkey LIMIT ?'),
+      retainedFrom: db.prepare('SELECT lkey AS key, seq FROM retained WHERE lkey >= ? ORDER BY lkey LIMIT ?'),
+      retainedCount: db.prepare('SELECT COUNT(*) AS n FROM (SELECT 1 FROM retained WHERE publisher = ? LIMIT ?)'),
+      prunedOf: db.prepare('SELECT pruned_through AS p FROM topics WHERE topic = ?'),
+      prunedBelow: db.prepare('SELECT topic, pruned_through AS p FROM topics WHERE pruned_through > ? AND pruned_through < ? ORDER BY pruned_through DESC LIMIT ?'),
       getMeta: db.prepare('SELECT value FROM meta WHERE key = ?'),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
       maxSeq: db.prepare('SELECT MAX(seq) AS m FROM messages'),
-      allTopics: db.prepare('SELECT topic, pruned_through FROM topics'),
       scan: db.prepare('SELECT * FROM messages WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?'),
-      topicCounts: db.prepare('SELECT topic, COUNT(*) AS n FROM messages GROUP BY topic'),
+      topicCounts: db.prepare('SELECT topic, COUNT(*) AS n, MIN(published_at) AS oldest FROM messages GROUP BY topic'),
       oldest: db.prepare('SELECT published_at FROM messages WHERE topic = ? ORDER BY seq LIMIT 1'),
       nthNewest: db.prepare('SELECT seq FROM messages WHERE topic = ? ORDER BY seq DESC LIMIT 1 OFFSET ?'),
       oldBefore: db.prepare('SELECT seq FROM messages WHERE topic = ? AND published_at < ? ORDER BY seq DESC LIMIT 1'),
@@ -175,6 +213,7 @@ export class SqliteStore implements Store {
       putRecord: db.prepare('INSERT INTO records (kind, key, value) VALUES (?, ?, ?) ON CONFLICT(kind, key) DO UPDATE SET value = excluded.value'),
       deleteRecord: db.prepare('DELETE FROM records WHERE kind = ? AND key = ?'),
       listRecords: db.prepare("SELECT key, value FROM records WHERE kind = ? AND key >= ? AND substr(key, 1, length(?)) = ? ORDER BY key LIMIT ?"),
+      listRecordsAfter: db.prepare('SELECT key, value FROM records WHERE kind = ? AND key > ? AND substr(key, 1, length(?)) = ? ORDER BY key LIMIT ?'),
       setPruned: db.prepare('UPDATE topics SET pruned_through = MAX(pruned_through, ?) WHERE topic = ?'),
     };
   }
@@ -189,7 +228,8 @@ export class SqliteStore implements Store {
     const wild = q.filters.filter(isWildcardFilter);
     let topics: string[] | null = [...exact];
     if (wild.length) {
-      for (const t of this.topics.keys()) {
+      let seen = 0;
+      for (const t of this.counts.keys()) {
         if (wild.some((f) => filterMatches(f, t))) {
           topics.push(t);
           if (topics.length > MAX_IN_TOPICS) {
@@ -197,11 +237,13 @@ export class SqliteStore implements Store {
             break;
           }
         }
+        // many live topics: a turn for the event loop now and then (Map iteration survives changes)
+        if (++seen % 5000 === 0) await turn();
       }
     }
     const out: StoredMessage[] = [];
     if (topics !== null) {
-      const known = [...new Set(topics)].filter((t) => this.topics.has(t));
+      const known = [...new Set(topics)].filter((t) => this.counts.has(t));
       if (known.length === 0) return out;
       // expired rows are skipped in JS, so read in pages until the limit is met
       let after = q.afterSeq;
@@ -226,6 +268,7 @@ export class SqliteStore implements Store {
       }
       if (rows.length < page) break;
       after = rows[rows.length - 1].seq;
+      await turn();
     }
     return out;
   }
@@ -249,22 +292,45 @@ export class SqliteStore implements Store {
   }
 
   async prunedThrough(filters: string[]): Promise<number> {
+    const s = this.stmts;
     let max = 0;
-    for (const [topic, pruned] of this.topics) {
-      if (pruned > max && filters.some((f) => filterMatches(f, topic))) max = pruned;
+    const wild: string[] = [];
+    for (const f of filters) {
+      if (isWildcardFilter(f)) wild.push(f);
+      else max = Math.max(max, (s.prunedOf.get(f) as { p: number } | undefined)?.p ?? 0);
     }
-    return max;
+    if (wild.length === 0) return max;
+    // highest mark first: the first topic that matches holds the answer. A topic's mark is a seq
+    // of that topic, so marks are unique and paging by mark is exact.
+    let below = Number.MAX_SAFE_INTEGER;
+    for (;;) {
+      const rows = s.prunedBelow.all(max, below, READ_CHUNK) as Array<{ topic: string; p: number }>;
+      for (const r of rows) if (wild.some((f) => filterMatches(f, r.topic))) return r.p;
+      if (rows.length < READ_CHUNK) return max;
+      below = rows[rows.length - 1].p;
+      await turn();
+    }
   }
 
   async retained(filters: string[], now: number): Promise<StoredMessage[]> {
-    const rows = this.stmts.allRetained.all() as Row[];
+    return allRetained(this, filters, now);
+  }
+
+  async *retainedIndex(filters: string[], pageSize: number): AsyncGenerator<RetainedRef[]> {
+    yield* walkRetainedKeys(this.retainedKeys, filters, pageSize);
+  }
+
+  async retainedOf(topics: string[], now: number): Promise<StoredMessage[]> {
     const out: StoredMessage[] = [];
-    for (const r of rows) {
-      if (!filters.some((f) => filterMatches(f, r.topic))) continue;
-      const m = this.toMessage(r);
-      if (!isExpired(m, now)) out.push(m);
+    for (const t of topics) {
+      const r = this.stmts.getRetained.get(t) as Row | undefined;
+      if (r && !(r.expires_at !== null && r.expires_at <= now)) out.push(this.toMessage(r));
     }
     return out;
+  }
+
+  async retainedCount(publisher: string, cap: number): Promise<number> {
+    return (this.stmts.retainedCount.get(publisher, cap) as { n: number }).n;
   }
 
   lastSeq(): number {
@@ -274,16 +340,24 @@ export class SqliteStore implements Store {
   async prune(now: number, rules: RetentionRule[], fallback: Omit<RetentionRule, 'filter'>): Promise<number> {
     const s = this.stmts;
     let removed = 0;
-    for (const [topic, n] of [...this.counts]) {
-      if (n === 0) continue;
+    let slice = performance.now();
+    for (const [topic, n] of this.counts) {
+      if (performance.now() - slice > PRUNE_SLICE_MS) {
+        await turn();
+        slice = performance.now();
+      }
       const r = retentionFor(topic, rules, fallback);
-      const oldestAt = (s.oldest.get(topic) as { published_at: number } | undefined)?.published_at ?? now;
+      const oldestAt = this.oldestAt.get(topic) ?? now;
       if (n <= r.maxCount && now - oldestAt <= r.maxAgeMs) continue;
       let cut = 0;
       if (n > r.maxCount) cut = (s.nthNewest.get(topic, r.maxCount) as { seq: number } | undefined)?.seq ?? 0;
       const old = (s.oldBefore.get(topic, now - r.maxAgeMs) as { seq: number } | undefined)?.seq ?? 0;
       cut = Math.max(cut, old);
-      if (cut === 0) continue;
+      if (cut === 0) {
+        // the remembered oldest time was only a lower bound: remember the true one
+        this.oldestAt.set(topic, (s.oldest.get(topic) as { published_at: number } | undefined)?.published_at ?? now);
+        continue;
+      }
       for (;;) {
         // delete in seq ranges of at most PRUNE_CHUNK rows, yielding to I/O between them
         const chunkEnd = (s.nthOldest.get(topic, PRUNE_CHUNK - 1) as { seq: number } | undefined)?.seq ?? cut;
@@ -294,11 +368,19 @@ export class SqliteStore implements Store {
           return info.changes;
         })();
         removed += deleted;
-        this.counts.set(topic, (this.counts.get(topic) ?? deleted) - deleted);
+        const left = (this.counts.get(topic) ?? deleted) - deleted;
+        // a topic pruned away takes no memory: its mark is on disk (topics), its count goes
+        if (left > 0) {
+          this.counts.set(topic, left);
+          this.oldestAt.set(topic, (s.oldest.get(topic) as { published_at: number } | undefined)?.published_at ?? now);
+        } else {
+          this.counts.delete(topic);
+          this.oldestAt.delete(topic);
+        }
         if (upTo >= cut) break;
-        await new Promise((r) => setImmediate(r));
+        await turn();
+        slice = performance.now();
       }
-      this.topics.set(topic, Math.max(this.topics.get(topic) ?? 0, cut));
     }
     if (removed) s.setMeta.run('seq_high_water', String(this.seq));
     return removed;
@@ -326,9 +408,22 @@ export class SqliteStore implements Store {
     })();
   }
 
-  async listRecords(kind: string, prefix = '', limit = -1): Promise<Array<{ key: string; value: Buffer }>> {
-    const lim = Number.isFinite(limit) && limit >= 0 ? limit : -1;
-    return this.stmts.listRecords.all(kind, prefix, prefix, prefix, lim) as Array<{ key: string; value: Buffer }>;
+  async listRecords(kind: string, prefix = '', limit = Infinity): Promise<Array<{ key: string; value: Buffer }>> {
+    const want = Number.isFinite(limit) && limit >= 0 ? limit : Infinity;
+    const out: Array<{ key: string; value: Buffer }> = [];
+    // in chunks with a turn between them: a namespace with many records never blocks the loop
+    let rows = this.stmts.listRecords.all(kind, prefix, prefix, prefix, Math.min(want, READ_CHUNK)) as Array<{ key: string; value: Buffer }>;
+    for (;;) {
+      for (const r of rows) out.push(r);
+      if (rows.length < READ_CHUNK || out.length >= want) return out;
+      await turn();
+      rows = this.stmts.listRecordsAfter.all(kind, rows[rows.length - 1].key, prefix, prefix, Math.min(want - out.length, READ_CHUNK)) as Array<{ key: string; value: Buffer }>;
+    }
+  }
+
+  /** Entries of the in-memory per-topic map, for checking that memory follows the live data. */
+  indexSizes(): { topics: number } {
+    return { topics: Math.max(this.counts.size, this.oldestAt.size) };
   }
 
   async close(): Promise<void> {

@@ -19,6 +19,10 @@ function refusal(e: OmnipushError): number {
       return RC.packetTooLarge;
     case 'invalid_topic':
       return RC.topicNameInvalid;
+    // PUBACK/PUBREC cannot carry 0x96 (Message rate too high, DISCONNECT only): 0x97 is the closest
+    case 'quota_exceeded':
+    case 'rate_limited':
+      return RC.quotaExceeded;
     default:
       return RC.implementationSpecific;
   }
@@ -145,6 +149,7 @@ class AckWhenStored implements PublishWaiter {
     const { conn, qos, pid } = this;
     if (qos === 1) conn.inflightIn--;
     else conn.session?.inQos2.delete(pid);
+    if (isLimit(e)) return refusedLater(conn, e, qos, pid);
     if (conn.version !== 5) return notStored(conn, e);
     conn.broker.log.warn({ err: e, client: conn.clientId }, 'mqtt publish not stored');
     // 0x80 (Unspecified error) is the closest code PUBACK/PUBREC allow for "the store is down";
@@ -160,8 +165,31 @@ class StoredQos0 implements PublishWaiter {
   stored(): void {}
 
   failed(e: unknown): void {
+    if (isLimit(e)) return refusedLater(this.conn, e, 0, 0);
     notStored(this.conn, e);
   }
+}
+
+/** A limit the hub applies once the publish is queued (the retained-topics quota, rates). */
+function isLimit(e: unknown): e is OmnipushError {
+  return e instanceof OmnipushError && (e.code === 'quota_exceeded' || e.code === 'rate_limited');
+}
+
+/**
+ * A publish refused by a limit after it was queued, told as a refusal at check time is: v5 gets
+ * PUBACK/PUBREC with 0x97, and for QoS 0 (no acknowledgement to carry it) DISCONNECT with 0x97
+ * (0x96 for a rate); 3.1.1 has no way to say no, so the publish is acknowledged and dropped, as there.
+ */
+function refusedLater(conn: MqttConnection, e: OmnipushError, qos: 0 | 1 | 2, pid: number): void {
+  conn.broker.log.info({ client: conn.clientId, principal: conn.principal.id, err: e.message }, 'mqtt publish refused');
+  conn.broker.stats.dropped++;
+  const rc = refusal(e);
+  if (qos === 0) {
+    if (conn.version === 5) conn.disconnect(e.code === 'rate_limited' ? RC.messageRateTooHigh : RC.quotaExceeded, reasonOf(e));
+    return;
+  }
+  if (conn.version === 5) conn.send({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId: pid, reasonCode: rc, properties: { reasonString: reasonOf(e) } });
+  else ack(conn, qos as 1 | 2, pid, RC.success);
 }
 
 function reasonOf(e: unknown): string {
