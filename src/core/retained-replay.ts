@@ -5,7 +5,32 @@ import type { RetainedRef, Store } from './store.js';
 const INDEX_PAGE = 256;
 const BODY_PAGE = 64;
 
-const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+/**
+ * Waits for a loop iteration of its own. Replays take turns through one queue, one page per
+ * iteration: with a setImmediate each, every replay that waited would run its page in the same
+ * iteration (Node runs all immediates queued before the check phase), and 20 subscribes at once
+ * would hold the loop for 20 pages.
+ */
+function turn(): Promise<void> {
+  return new Promise((r) => {
+    waiting.push(r);
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(nextTurn);
+    }
+  });
+}
+
+const waiting: Array<() => void> = [];
+let scheduled = false;
+
+function nextTurn(): void {
+  const w = waiting.shift();
+  // queued from inside the check phase: the next one runs in the next iteration
+  if (waiting.length) setImmediate(nextTurn);
+  else scheduled = false;
+  w?.();
+}
 
 /** One index page, sorted by seq; `at` is the next ref to hand out. */
 interface Run {
@@ -23,15 +48,14 @@ interface Run {
  */
 export async function* retainedBySeq(store: Store, filters: string[], now: number, upTo: number): AsyncGenerator<StoredMessage[]> {
   const heap = new RunHeap();
+  await turn();
   for await (const page of store.retainedIndex(filters, INDEX_PAGE)) {
     const refs = page.filter((r) => r.seq <= upTo);
     if (refs.length) heap.push({ refs: refs.sort((a, b) => a.seq - b.seq), at: 0 });
     await turn();
   }
-  let first = true;
   while (heap.size) {
-    if (!first) await turn();
-    first = false;
+    await turn();
     const topics: string[] = [];
     while (topics.length < BODY_PAGE && heap.size) topics.push(heap.take().topic);
     const out: StoredMessage[] = [];
