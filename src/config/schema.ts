@@ -203,6 +203,14 @@ export const configSchema = z
             publicKeys: z.array(z.string().min(1)).default([]),
             /** Path to a JWKS file. */
             jwksFile: z.string().min(1).optional(),
+            /** URL of a JWKS, fetched when needed and again when a token names an unknown `kid` (docs/hooks.md). */
+            jwksUrl: z.string().url().optional(),
+            /** An OIDC issuer: its `/.well-known/openid-configuration` names the JWKS; also the default `issuer`. */
+            oidcIssuer: z.string().url().optional(),
+            /** seconds a fetched JWKS is trusted before it is fetched again */
+            jwksCacheMaxAge: seconds.default(600),
+            /** seconds between two fetches of the JWKS caused by unknown `kid`s (bounds what a forged token can cause) */
+            jwksCooldown: seconds.default(30),
             issuer: z.string().optional(),
             audience: z.string().optional(),
             /** Name of the claim holding the grants. */
@@ -392,6 +400,40 @@ export const configSchema = z
         /** Refusals (over a quota) within `refusalWindow` seconds after which a WebSocket is closed with 1008. */
         wsRefusalsBeforeClose: z.number().int().positive().default(10),
         refusalWindow: seconds.default(10),
+      })
+      .strict()
+      .default({}),
+    /** Asking the app: who connects, with which grants (docs/hooks.md). */
+    hooks: z
+      .object({
+        connect: z
+          .object({
+            /** The app's URL that answers connect hooks (POST, JSON). Unset: no connect hook. */
+            url: z.string().url().optional(),
+            /**
+             * `fallback`: a bearer token that verifies as a JWT is used as is, anything else asks the
+             * hook; `always`: every connection asks the hook (JWT keys are not consulted).
+             */
+            mode: z.enum(['fallback', 'always']).default('fallback'),
+            /** Request headers (lower case) passed to the hook from HTTP doors; others are not sent. */
+            headers: z.array(z.string().min(1).toLowerCase()).default([]),
+            /** Cookie names passed to the hook from HTTP doors; others are not sent. */
+            cookies: z.array(z.string().min(1)).default([]),
+            /** seconds the hook has to answer (a slower answer counts as a failure) */
+            timeout: seconds.default(2),
+            /** hook requests in flight at once; more wait */
+            concurrency: z.number().int().positive().default(32),
+            /** hook requests that may wait for a free slot; past it, a connection fails as if the hook were down */
+            maxQueued: z.number().int().min(0).default(1000),
+            /** seconds an answer is reused for the same credentials (never beyond the answer's own expiry) */
+            cacheTtl: durationSeconds(z.number().min(0).finite()).default(30),
+            /** answers kept at most (oldest go first) */
+            cacheMax: z.number().int().min(0).default(10000),
+            /** when the hook fails (down, slow, garbage): false refuses the connection; true treats it as anonymous */
+            failOpen: z.boolean().default(false),
+          })
+          .strict()
+          .default({}),
       })
       .strict()
       .default({}),

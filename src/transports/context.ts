@@ -25,9 +25,14 @@ export interface TransportContext {
   /** May this principal, from this address, connect / subscribe / publish now (`quotas`). */
   quotas: QuotaGate;
   /** Principal of an HTTP request (header, `access_token` or cookie); rejects with `unauthorized`. */
-  authenticate(req: IncomingMessage, url: URL): Promise<Principal>;
+  authenticate(req: IncomingMessage, url: URL, door?: 'http' | 'websocket'): Promise<Principal>;
   /** Principal of a bearer token (undefined: none), for doors that carry tokens themselves. */
   authenticateToken(token: string | undefined): Promise<Principal>;
+  /**
+   * Principal of MQTT CONNECT credentials other than a static user's: the password as a JWT, or
+   * the app's connect hook. Rejects with `unauthorized`, `forbidden` or `unavailable`.
+   */
+  authenticateMqtt(username: string | undefined, password: Buffer | undefined, clientId: string, address: string): Promise<Principal>;
   /** Headers every HTTP response carries (CORS, discovery Link). */
   commonHeaders(req: IncomingMessage): Record<string, string>;
   /** True once shutdown began: new streams are refused with 503 + Retry-After. */

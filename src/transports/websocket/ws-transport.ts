@@ -62,10 +62,11 @@ export class WebSocketTransport {
       if (ctx.draining()) throw new OmnipushError('shutting_down', 'server is shutting down; retry shortly');
       const token = requestToken(req, url, ctx.config.auth.cookieName);
       try {
-        principal = await ctx.authenticateToken(token);
+        principal = await ctx.authenticate(req, url, 'websocket');
       } catch (e) {
-        // no credentials on the upgrade: the socket may still send an `auth` message first
-        if (token !== undefined || !(e instanceof OmnipushError) || e.code !== 'unauthorized') throw e;
+        // no credentials on the upgrade: the socket may still send an `auth` message first (unless
+        // the app's connect hook refused what the upgrade carried: that answer stands)
+        if (token !== undefined || !(e instanceof OmnipushError) || e.code !== 'unauthorized' || e.details?.hook) throw e;
         principal = { id: 'unauthenticated', kind: 'anonymous', grants: DENY_ALL };
         // it waits in the pre-auth pool, not in the budget of authenticated connections
         place = ctx.preAuth.enter(socket.remoteAddress ?? '?', ctx.config.websocket.authTimeout * 1000, (why) => {
