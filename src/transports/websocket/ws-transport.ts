@@ -64,9 +64,9 @@ export class WebSocketTransport {
       try {
         principal = await ctx.authenticate(req, url, 'websocket');
       } catch (e) {
-        // no credentials on the upgrade: the socket may still send an `auth` message first (unless
-        // the app's connect hook refused what the upgrade carried: that answer stands)
-        if (token !== undefined || !(e instanceof OmnipushError) || e.code !== 'unauthorized' || e.details?.hook) throw e;
+        // no token on the upgrade: the socket may still send an `auth` message first (a 403 from
+        // the app's connect hook, or a hook that failed, is final)
+        if (token !== undefined || !(e instanceof OmnipushError) || e.code !== 'unauthorized') throw e;
         principal = { id: 'unauthenticated', kind: 'anonymous', grants: DENY_ALL };
         // it waits in the pre-auth pool, not in the budget of authenticated connections
         place = ctx.preAuth.enter(socket.remoteAddress ?? '?', ctx.config.websocket.authTimeout * 1000, (why) => {
