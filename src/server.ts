@@ -23,6 +23,7 @@ import { PreAuthPool } from './transports/pre-auth-pool.js';
 import { MqttTransport } from './transports/mqtt/mqtt-transport.js';
 import { WebPushTransport } from './transports/webpush/webpush-transport.js';
 import { ConnectAuth } from './hooks/connect-auth.js';
+import { RuleHooks } from './hooks/rule-hooks.js';
 import { startTriggers } from './triggers/index.js';
 
 export interface RunningServer {
@@ -136,6 +137,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     draining: () => draining,
     cluster,
     publishWith: triggers.publishWith,
+    ruleHooks: RuleHooks.create(config.hooks, metrics, log),
     unready: () => bus.unhealthy() ?? (store instanceof RedisStore && !store.connected ? 'store connection to Redis is down' : undefined),
   };
 
@@ -225,6 +227,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         quotas.close();
         await quotaCounts?.close();
         await auth.close();
+        await ctx.ruleHooks?.close();
         // after the doors: they hand their leases and claims back through it
         await cluster.close();
         await bus.close();

@@ -46,6 +46,24 @@ const retentionRuleSchema = z
   })
   .strict();
 
+/** A subscribe or publish hook: topics its filter covers are checked by the app (docs/hooks.md). */
+const ruleHookSchema = z
+  .object({
+    /** topic filter (`+`, `#`) this rule applies to; topics outside every rule never ask the app */
+    filter: z.string().min(1),
+    /** the app's URL (POST, JSON) */
+    url: z.string().url(),
+    /** seconds the app has to answer */
+    timeout: seconds.default(2),
+    /** requests in flight at once to this rule's URL */
+    concurrency: z.number().int().positive().default(32),
+    /** requests that may wait for a slot; past it, the action fails as if the app were down */
+    maxQueued: z.number().int().min(0).default(1000),
+    /** when the app fails (down, slow, garbage): false refuses the action; true lets it through unchanged */
+    failOpen: z.boolean().default(false),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     http: z
@@ -434,6 +452,10 @@ export const configSchema = z
           })
           .strict()
           .default({}),
+        /** Subscriptions the app is asked about: the first rule whose filter overlaps the subscribed filter. */
+        subscribe: z.array(ruleHookSchema).max(100).default([]),
+        /** Publishes the app is asked about (allow, refuse, or replace payload and properties): the first rule whose filter matches the topic. */
+        publish: z.array(ruleHookSchema).max(100).default([]),
       })
       .strict()
       .default({}),

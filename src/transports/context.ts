@@ -10,6 +10,7 @@ import type { ConnectionRegistry } from '../core/connections.js';
 import type { PreAuthPool } from './pre-auth-pool.js';
 import type { QuotaGate } from '../core/quota.js';
 import type { OptionsPublisher } from '../core/publish-options.js';
+import type { RuleHooks } from '../hooks/rule-hooks.js';
 
 /** What the server hands every door. */
 export interface TransportContext {
@@ -43,6 +44,8 @@ export interface TransportContext {
   unready?(): string | undefined;
   /** Publishes that carry an idempotency key or a due time (docs/triggers.md). */
   publishWith?: OptionsPublisher;
+  /** Subscribe and publish hooks (hooks.subscribe, hooks.publish); undefined when none is configured. */
+  ruleHooks?: RuleHooks;
   /** Ports the MQTT door listens on, once it does (for discovery). */
   mqttPorts?: { tcp?: number; tls?: number };
 }
