@@ -7,6 +7,7 @@
  *   slow          answers after 5 s         garbage: answers text that is not JSON
  *   shapeless     answers JSON of the wrong shape;  badfilter: grants with a bad filter
  *   expired       allow, but with an expiry in the past
+ * POST /subscribe and /publish answer subscribe and publish hooks (see there).
  */
 import { createServer, type IncomingMessage } from 'node:http';
 
@@ -29,6 +30,31 @@ const server = createServer((req, res) => {
     res.end(text);
   };
   if (req.method === 'GET' && req.url === '/asked') return send(200, asked);
+  if (req.method === 'POST' && req.url === '/subscribe') {
+    // a filter naming `forbidden` is refused, one naming `garbage` gets an answer of the wrong shape
+    readJson(req).then((body) => {
+      asked.push({ hook: 'subscribe', ...body });
+      const filter = String(body.filter);
+      if (filter.includes('forbidden')) return send(200, { result: 'deny', reason: 'members only' });
+      if (filter.includes('garbage')) return send(200, { result: 'perhaps' });
+      return send(200, { result: 'allow' });
+    }, () => send(400, { error: 'bad json' }));
+    return;
+  }
+  if (req.method === 'POST' && req.url === '/publish') {
+    // `<x>/deny` is refused, `<x>/upper` gets its payload in capitals and a property, others pass
+    readJson(req).then((body) => {
+      asked.push({ hook: 'publish', ...body });
+      const topic = String(body.topic);
+      if (topic.endsWith('/deny')) return send(200, { result: 'deny', reason: 'not on a Sunday' });
+      if (topic.endsWith('/upper')) {
+        const text = Buffer.from(String(body.payload), 'base64').toString('utf8');
+        return send(200, { result: 'replace', payload: text.toUpperCase(), contentType: 'text/plain', properties: [['checked', 'yes']] });
+      }
+      return send(200, { result: 'allow' });
+    }, () => send(400, { error: 'bad json' }));
+    return;
+  }
   if (req.method !== 'POST' || req.url !== '/connect') return send(404, { error: 'no such hook' });
   readJson(req).then(
     (body) => {
