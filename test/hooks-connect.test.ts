@@ -181,6 +181,29 @@ describe('connect hook on every door', () => {
   });
 });
 
+describe('connect hook in mode always', () => {
+  let app: HookApp;
+  let server: RunningServer;
+  before(async () => {
+    app = await startHookApp();
+    server = await startTestServer({ auth: { jwt: { secret: SECRET } }, hooks: { connect: { url: `${app.url}/connect`, mode: 'always', headers: ['authorization'] } } });
+  });
+  after(async () => {
+    await server.close();
+    await app.stop();
+  });
+
+  it('a valid JWT is the app\'s to judge too; an Authorization header of another scheme reaches the app', async () => {
+    const jwt = await mintToken({ secret: SECRET, sub: 'jwt-user', grants: { subscribe: ['#'], publish: [], deny: { publish: [], subscribe: [] } } });
+    const r = await fetch(`${server.http}/v1/poll?topic=j/x&timeout=0`, { headers: { authorization: `Bearer ${jwt}` } });
+    assert.equal(r.status, 401, 'the app does not know the JWT');
+    assert.equal((await app.asked()).at(-1)?.token, jwt);
+    const basic = `Basic ${Buffer.from('kate:allow-kate').toString('base64')}`;
+    assert.equal((await fetch(`${server.http}/v1/poll?topic=kate/x&timeout=0`, { headers: { authorization: basic } })).status, 200);
+    assert.equal(((await app.asked()).at(-1)?.headers as Record<string, string>).authorization, basic);
+  });
+});
+
 describe('connect hook failures', () => {
   let app: HookApp;
   let server: RunningServer;

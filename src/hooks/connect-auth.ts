@@ -33,8 +33,14 @@ export class ConnectAuth {
 
   /** An HTTP request (SSE, long-poll, WebSocket upgrade, publish API): header, `access_token` or cookie. */
   async request(req: IncomingMessage, url: URL, door: 'http' | 'websocket' = 'http'): Promise<Principal> {
-    const token = requestToken(req, url, this.config.auth.cookieName);
-    if (!this.hook) return this.jwt.authenticate(token);
+    if (!this.hook) return this.jwt.authenticate(requestToken(req, url, this.config.auth.cookieName));
+    let token: string | undefined;
+    try {
+      token = requestToken(req, url, this.config.auth.cookieName);
+    } catch (e) {
+      // an Authorization header of another scheme (Basic, the app's own) is the app's to read
+      if (!(e instanceof OmnipushError) || !this.headers.includes('authorization') || !req.headers.authorization) throw e;
+    }
     const jwt = await this.viaJwt(token);
     if (jwt) return jwt;
     const r: ConnectHookRequest = { door, method: req.method, path: url.pathname, address: req.socket.remoteAddress };

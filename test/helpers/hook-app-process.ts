@@ -14,6 +14,8 @@ import { createServer, type IncomingMessage } from 'node:http';
 const asked: unknown[] = [];
 
 function credentialOf(body: { token?: string; cookies?: Record<string, string>; mqtt?: { password?: string }; headers?: Record<string, string> }): string {
+  const basic = /^Basic (.+)$/.exec(body.headers?.authorization ?? '');
+  if (basic) return Buffer.from(basic[1], 'base64').toString('utf8').split(':')[1] ?? '';
   return body.token ?? body.cookies?.session ?? body.mqtt?.password ?? body.headers?.['x-app-session'] ?? '';
 }
 
