@@ -204,6 +204,26 @@ describe('connect hook in mode always', () => {
   });
 });
 
+describe('connect hook cache bound', () => {
+  let app: HookApp;
+  let server: RunningServer;
+  before(async () => {
+    app = await startHookApp();
+    server = await startTestServer({ hooks: { connect: { url: `${app.url}/connect`, cookies: ['session'], cacheMax: 1 } } });
+  });
+  after(async () => {
+    await server.close();
+    await app.stop();
+  });
+
+  it('keeps at most cacheMax answers: with room for one, two credentials in turn ask the app every time', async () => {
+    const poll = (who: string) => fetch(`${server.http}/v1/poll?topic=${who}/x&timeout=0`, { headers: { cookie: `session=allow-${who}` } });
+    for (const who of ['lea', 'lea', 'max', 'lea', 'max']) assert.equal((await poll(who)).status, 200);
+    // lea, (cached), max evicts lea, lea evicts max, max
+    assert.equal((await app.asked()).length, 4);
+  });
+});
+
 describe('connect hook failures', () => {
   let app: HookApp;
   let server: RunningServer;
