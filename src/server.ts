@@ -22,7 +22,8 @@ import { ConnectionBudget, type TransportContext } from './transports/context.js
 import { PreAuthPool } from './transports/pre-auth-pool.js';
 import { MqttTransport } from './transports/mqtt/mqtt-transport.js';
 import { WebPushTransport } from './transports/webpush/webpush-transport.js';
-import { requestToken } from './wire/http-request.js';
+import { ConnectAuth } from './hooks/connect-auth.js';
+import { RuleHooks } from './hooks/rule-hooks.js';
 import { startTriggers } from './triggers/index.js';
 
 export interface RunningServer {
@@ -96,7 +97,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     await store.close();
     throw e;
   }
-  const auth = await createAuthenticator(config.auth);
+  const auth = new ConnectAuth(await createAuthenticator(config.auth, !!config.hooks.connect.url), config, metrics, log);
   const cluster = await createControl(config, log);
   const triggers = await startTriggers(config, hub, cluster, log);
   let draining = false;
@@ -119,8 +120,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     preAuth,
     registry,
     quotas,
-    authenticate: (req: IncomingMessage, url: URL) => auth.authenticate(requestToken(req, url, config.auth.cookieName)),
-    authenticateToken: (token) => auth.authenticate(token),
+    authenticate: (req: IncomingMessage, url: URL, door?: 'http' | 'websocket') => auth.request(req, url, door),
+    authenticateToken: (token) => auth.token(token),
+    authenticateMqtt: (username, password, clientId, address) => auth.mqtt(username, password, clientId, address),
     commonHeaders: (req: IncomingMessage) => {
       const h: Record<string, string> = { Link: `<${DISCOVERY_PATH}>; rel="omnipush"` };
       const origin = req.headers.origin;
@@ -136,6 +138,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     draining: () => draining,
     cluster,
     publishWith: triggers.publishWith,
+    ruleHooks: RuleHooks.create(config.hooks, metrics, log),
     unready: () => bus.unhealthy() ?? (store instanceof RedisStore && !store.connected ? 'store connection to Redis is down' : undefined),
   };
 
@@ -224,6 +227,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         await door.close();
         quotas.close();
         await quotaCounts?.close();
+        await auth.close();
+        await ctx.ruleHooks?.close();
         // after the doors: they hand their leases and claims back through it
         await cluster.close();
         await bus.close();

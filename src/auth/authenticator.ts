@@ -6,6 +6,7 @@ import { OmnipushError } from '../core/errors.js';
 import { ALLOW_ALL, DENY_ALL, type Grants, type Principal } from '../core/grants.js';
 import { validateFilter } from '../core/topic.js';
 import type { Authenticator } from './types.js';
+import { remoteKeySet } from './remote-jwks.js';
 
 type AuthConfig = Config['auth'];
 
@@ -52,6 +53,7 @@ function explain(e: unknown): string {
   if (e instanceof joseErrors.JWTClaimValidationFailed) return `token claim "${e.claim}" is not valid: ${e.reason}`;
   if (e instanceof joseErrors.JOSEAlgNotAllowed) return 'token algorithm is not allowed';
   if (e instanceof joseErrors.JWKSNoMatchingKey) return 'no key matches the token';
+  if (e instanceof joseErrors.JWKSTimeout || e instanceof joseErrors.JWKSInvalid) return 'the key set could not be fetched';
   if (e instanceof joseErrors.JWSInvalid || e instanceof joseErrors.JWTInvalid) return 'token is malformed';
   return 'token is not valid';
 }
@@ -60,7 +62,7 @@ function explain(e: unknown): string {
  * Builds the authenticator for every door. Anonymous access is allowed by default only when no
  * JWT key is configured (and then the server must bind to loopback — see checkBindSafety).
  */
-export async function createAuthenticator(auth: AuthConfig): Promise<Authenticator> {
+export async function createAuthenticator(auth: AuthConfig, hooked = false): Promise<Authenticator> {
   const jwt = auth.jwt;
   const secret = jwt?.secret ? new TextEncoder().encode(jwt.secret) : undefined;
   const keys = (jwt?.publicKeys ?? []).map(publicKeyOf);
@@ -70,15 +72,20 @@ export async function createAuthenticator(auth: AuthConfig): Promise<Authenticat
     if (!Array.isArray(parsed.keys)) throw new Error(`auth.jwt.jwksFile: ${jwt.jwksFile} has no "keys" array`);
     jwks = createLocalJWKSet(parsed as Parameters<typeof createLocalJWKSet>[0]);
   }
-  const configured = !!(secret || keys.length || jwks);
-  // static users (MQTT user name + password) are credentials too: with them, anonymous is opt-in
-  const credentials = configured || auth.users.length > 0;
+  const remote =
+    jwt?.jwksUrl || jwt?.oidcIssuer
+      ? remoteKeySet({ jwksUrl: jwt.jwksUrl, oidcIssuer: jwt.oidcIssuer, cacheMaxAgeMs: jwt.jwksCacheMaxAge * 1000, cooldownMs: jwt.jwksCooldown * 1000, timeoutMs: 5000 })
+      : undefined;
+  const configured = !!(secret || keys.length || jwks || remote);
+  // static users (MQTT user name + password) are credentials too, and so is the app's connect hook:
+  // with them, anonymous is opt-in
+  const credentials = configured || auth.users.length > 0 || hooked;
   const allowAnonymous = auth.allowAnonymous ?? !credentials;
   if (auth.anonymous?.admin) throw new Error('auth.anonymous.admin: the admin grant (server API) needs credentials; it cannot be given to anonymous clients');
   const anonymousGrants: Grants = auth.anonymous ? toGrants(grantsSchema.parse(auth.anonymous)) : credentials ? DENY_ALL : ALLOW_ALL;
   const anonymous: Principal = { id: 'anonymous', kind: 'anonymous', grants: anonymousGrants };
   const claim = jwt?.claim ?? 'omnipush';
-  const verifyOpts = { issuer: jwt?.issuer, audience: jwt?.audience };
+  const verifyOpts = { issuer: jwt?.issuer ?? jwt?.oidcIssuer, audience: jwt?.audience };
   const maxLifetimeMs = jwt?.maxLifetime !== undefined ? jwt.maxLifetime * 1000 : undefined;
 
   async function verify(token: string): Promise<JWTPayload> {
@@ -102,6 +109,9 @@ export async function createAuthenticator(auth: AuthConfig): Promise<Authenticat
     }
     if (jwks && (alg === 'RS256' || alg === 'ES256' || alg === 'EdDSA')) {
       return (await jwtVerify(token, jwks, { ...verifyOpts, algorithms: ['RS256', 'ES256', 'EdDSA'] })).payload;
+    }
+    if (remote && (alg === 'RS256' || alg === 'ES256' || alg === 'EdDSA')) {
+      return (await jwtVerify(token, remote, { ...verifyOpts, algorithms: ['RS256', 'ES256', 'EdDSA'] })).payload;
     }
     if (last) throw last;
     throw new OmnipushError('unauthorized', typeof alg === 'string' ? `token algorithm ${alg} is not accepted here` : 'token is malformed');
@@ -156,7 +166,7 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost|\[::1\])$/i;
  */
 export function checkBindSafety(config: Config): void {
   const auth = config.auth;
-  const configured = !!(auth.jwt?.secret || auth.jwt?.publicKeys.length || auth.jwt?.jwksFile) || auth.users.length > 0;
+  const configured = !!(auth.jwt?.secret || auth.jwt?.publicKeys.length || auth.jwt?.jwksFile || auth.jwt?.jwksUrl || auth.jwt?.oidcIssuer || config.hooks.connect.url) || auth.users.length > 0;
   const hosts = [config.http.host];
   if (config.mqtt.enabled && config.mqtt.host) hosts.push(config.mqtt.host);
   for (const host of hosts) {

@@ -46,6 +46,24 @@ const retentionRuleSchema = z
   })
   .strict();
 
+/** A subscribe or publish hook: topics its filter covers are checked by the app (docs/hooks.md). */
+const ruleHookSchema = z
+  .object({
+    /** topic filter (`+`, `#`) this rule applies to; topics outside every rule never ask the app */
+    filter: z.string().min(1),
+    /** the app's URL (POST, JSON) */
+    url: z.string().url(),
+    /** seconds the app has to answer */
+    timeout: seconds.default(2),
+    /** requests in flight at once to this rule's URL */
+    concurrency: z.number().int().positive().default(32),
+    /** requests that may wait for a slot; past it, the action fails as if the app were down */
+    maxQueued: z.number().int().min(0).default(1000),
+    /** when the app fails (down, slow, garbage): false refuses the action; true lets it through unchanged */
+    failOpen: z.boolean().default(false),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     http: z
@@ -203,6 +221,14 @@ export const configSchema = z
             publicKeys: z.array(z.string().min(1)).default([]),
             /** Path to a JWKS file. */
             jwksFile: z.string().min(1).optional(),
+            /** URL of a JWKS, fetched when needed and again when a token names an unknown `kid` (docs/hooks.md). */
+            jwksUrl: z.string().url().optional(),
+            /** An OIDC issuer: its `/.well-known/openid-configuration` names the JWKS; also the default `issuer`. */
+            oidcIssuer: z.string().url().optional(),
+            /** seconds a fetched JWKS is trusted before it is fetched again */
+            jwksCacheMaxAge: seconds.default(600),
+            /** seconds between two fetches of the JWKS caused by unknown `kid`s (bounds what a forged token can cause) */
+            jwksCooldown: seconds.default(30),
             issuer: z.string().optional(),
             audience: z.string().optional(),
             /** Name of the claim holding the grants. */
@@ -399,6 +425,44 @@ export const configSchema = z
          * retained set (read by every wildcard subscriber) without bound.
          */
         retainedTopicsPerPrincipal: z.number().int().min(0).default(10_000),
+      })
+      .strict()
+      .default({}),
+    /** Asking the app: who connects, with which grants (docs/hooks.md). */
+    hooks: z
+      .object({
+        connect: z
+          .object({
+            /** The app's URL that answers connect hooks (POST, JSON). Unset: no connect hook. */
+            url: z.string().url().optional(),
+            /**
+             * `fallback`: a bearer token that verifies as a JWT is used as is, anything else asks the
+             * hook; `always`: every connection asks the hook (JWT keys are not consulted).
+             */
+            mode: z.enum(['fallback', 'always']).default('fallback'),
+            /** Request headers (lower case) passed to the hook from HTTP doors; others are not sent. */
+            headers: z.array(z.string().min(1).toLowerCase()).default([]),
+            /** Cookie names passed to the hook from HTTP doors; others are not sent. */
+            cookies: z.array(z.string().min(1)).default([]),
+            /** seconds the hook has to answer (a slower answer counts as a failure) */
+            timeout: seconds.default(2),
+            /** hook requests in flight at once; more wait */
+            concurrency: z.number().int().positive().default(32),
+            /** hook requests that may wait for a free slot; past it, a connection fails as if the hook were down */
+            maxQueued: z.number().int().min(0).default(1000),
+            /** seconds an answer is reused for the same credentials (never beyond the answer's own expiry) */
+            cacheTtl: durationSeconds(z.number().min(0).finite()).default(30),
+            /** answers kept at most (oldest go first) */
+            cacheMax: z.number().int().min(0).default(10000),
+            /** when the hook fails (down, slow, garbage): false refuses the connection; true treats it as anonymous */
+            failOpen: z.boolean().default(false),
+          })
+          .strict()
+          .default({}),
+        /** Subscriptions the app is asked about: the first rule whose filter overlaps the subscribed filter. */
+        subscribe: z.array(ruleHookSchema).max(100).default([]),
+        /** Publishes the app is asked about (allow, refuse, or replace payload and properties): the first rule whose filter matches the topic. */
+        publish: z.array(ruleHookSchema).max(100).default([]),
       })
       .strict()
       .default({}),

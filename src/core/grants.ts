@@ -21,6 +21,8 @@ export interface Principal {
   grants: Grants;
   /** ms since the epoch after which the credentials are no longer valid (JWT `exp`). */
   expiresAt?: number;
+  /** What the app said about the client when its connect hook let it in (docs/hooks.md). */
+  info?: Record<string, unknown>;
 }
 
 export const ALLOW_ALL: Grants = {

@@ -46,13 +46,15 @@ export async function handlePublishJson(ctx: TransportContext, req: IncomingMess
       return r;
     });
     checkRate(ctx, req, principal, reqs);
+    if (ctx.ruleHooks) for (let i = 0; i < reqs.length; i++) reqs[i] = await ctx.ruleHooks.publish(principal, reqs[i], 'http');
     const stored = await ctx.hub.publishMany(principal, reqs);
     for (const m of stored) countHttpPublish(ctx, m.payload.length);
     sendJson(res, 200, { cursors: stored.map((m) => m.cursor) }, ctx.commonHeaders(req));
     return;
   }
-  const r = publishRequestFromJson(body);
+  let r = publishRequestFromJson(body);
   checkRate(ctx, req, principal, [r]);
+  if (ctx.ruleHooks) r = await ctx.ruleHooks.publish(principal, r, 'http');
   const opts = publishOptionsFromJson(body, Date.now(), headerKey(req));
   if (opts) return publishWithOptions(ctx, req, res, principal, r, opts);
   const m = await ctx.hub.publish(principal, r);
@@ -107,15 +109,16 @@ export async function handlePublishRaw(ctx: TransportContext, req: IncomingMessa
   const ct = req.headers['content-type']?.split(';')[0].trim().toLowerCase();
   if (ct && !IGNORED_CONTENT_TYPES.has(ct)) r.contentType = req.headers['content-type'];
   checkRate(ctx, req, principal, [r]);
+  const hooked = ctx.ruleHooks ? await ctx.ruleHooks.publish(principal, r, 'http') : r;
   const due = dueFrom(q.get('delay') ?? undefined, q.get('at') ?? undefined, Date.now());
   const key = headerKey(req);
   if (due !== undefined || key !== undefined) {
     const opts: PublishOptions = {};
     if (due !== undefined) opts.due = due;
     if (key !== undefined) opts.idempotencyKey = key;
-    return publishWithOptions(ctx, req, res, principal, r, opts);
+    return publishWithOptions(ctx, req, res, principal, hooked, opts);
   }
-  const m = await ctx.hub.publish(principal, r);
+  const m = await ctx.hub.publish(principal, hooked);
   countHttpPublish(ctx, m.payload.length);
   sendJson(res, 200, { cursor: m.cursor, topic: m.topic }, ctx.commonHeaders(req));
 }

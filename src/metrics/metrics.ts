@@ -33,6 +33,10 @@ export class Metrics {
   readonly mqttForeignConnects: Counter;
   /** MQTT PUBLISHes left out for one client because they exceed its Maximum Packet Size. */
   readonly mqttDroppedOversize: Counter;
+  /** Questions to the app (hooks) by hook and outcome: allow, deny, cached, timeout, unavailable, invalid, busy. */
+  readonly hookRequests: Counter<'hook' | 'result'>;
+  /** Time the app took to answer a hook (cache hits are not timed). */
+  readonly hookLatency: Histogram<'hook'>;
   /** Deliveries per transport, incremented by the doors without label lookups. */
   readonly deliveryCounts: Record<string, number> = { sse: 0, longpoll: 0, websocket: 0 };
   /** Messages accepted per door, bumped by the doors (no label lookup on their paths). */
@@ -131,6 +135,14 @@ export class Metrics {
     this.httpRequests = new Counter({ name: 'omnipush_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'status'], registers });
     this.mqttForeignConnects = new Counter({ name: 'omnipush_mqtt_foreign_connects_total', help: 'MQTT CONNECTs refused: the session belongs to another principal', registers });
     this.mqttDroppedOversize = new Counter({ name: 'omnipush_mqtt_dropped_oversize_total', help: "MQTT messages not sent to a client because they exceed its Maximum Packet Size", registers });
+    this.hookRequests = new Counter({ name: 'omnipush_hook_requests_total', help: 'Hook questions to the app by hook and result', labelNames: ['hook', 'result'], registers });
+    this.hookLatency = new Histogram({
+      name: 'omnipush_hook_duration_seconds',
+      help: 'Time the app took to answer a hook',
+      labelNames: ['hook'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
     for (const t of ['sse', 'longpoll', 'websocket']) this.connections.set({ transport: t }, 0);
   }
 

@@ -10,6 +10,7 @@ import type { ConnectionRegistry } from '../core/connections.js';
 import type { PreAuthPool } from './pre-auth-pool.js';
 import type { QuotaGate } from '../core/quota.js';
 import type { OptionsPublisher } from '../core/publish-options.js';
+import type { RuleHooks } from '../hooks/rule-hooks.js';
 
 /** What the server hands every door. */
 export interface TransportContext {
@@ -25,9 +26,14 @@ export interface TransportContext {
   /** May this principal, from this address, connect / subscribe / publish now (`quotas`). */
   quotas: QuotaGate;
   /** Principal of an HTTP request (header, `access_token` or cookie); rejects with `unauthorized`. */
-  authenticate(req: IncomingMessage, url: URL): Promise<Principal>;
+  authenticate(req: IncomingMessage, url: URL, door?: 'http' | 'websocket'): Promise<Principal>;
   /** Principal of a bearer token (undefined: none), for doors that carry tokens themselves. */
   authenticateToken(token: string | undefined): Promise<Principal>;
+  /**
+   * Principal of MQTT CONNECT credentials other than a static user's: the password as a JWT, or
+   * the app's connect hook. Rejects with `unauthorized`, `forbidden` or `unavailable`.
+   */
+  authenticateMqtt(username: string | undefined, password: Buffer | undefined, clientId: string, address: string): Promise<Principal>;
   /** Headers every HTTP response carries (CORS, discovery Link). */
   commonHeaders(req: IncomingMessage): Record<string, string>;
   /** True once shutdown began: new streams are refused with 503 + Retry-After. */
@@ -38,6 +44,8 @@ export interface TransportContext {
   unready?(): string | undefined;
   /** Publishes that carry an idempotency key or a due time (docs/triggers.md). */
   publishWith?: OptionsPublisher;
+  /** Subscribe and publish hooks (hooks.subscribe, hooks.publish); undefined when none is configured. */
+  ruleHooks?: RuleHooks;
   /** Ports the MQTT door listens on, once it does (for discovery). */
   mqttPorts?: { tcp?: number; tls?: number };
 }

@@ -158,6 +158,7 @@ export class LongPollTransport {
       const limit = numberParam(url, 'limit', cfg.maxMessages, 1, cfg.maxMessages);
       const since = url.searchParams.get('since') ?? undefined;
       const plan = ctx.hub.checkSubscribe(principal, topicParams(url), since);
+      if (ctx.ruleHooks) await ctx.ruleHooks.checkSubscribe(principal, plan.filters, 'longpoll');
       const address = clientAddress(req.socket.remoteAddress);
       const [conns, subs] = await Promise.all([ctx.quotas.connectionsElsewhere(principal), ctx.quotas.subscriptionsElsewhere(principal)]);
       // from here to the registration nothing awaits: no other poll can slip in between

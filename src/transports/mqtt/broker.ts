@@ -145,18 +145,21 @@ export class Broker {
    * Username/password → principal: a static user (scrypt), else the password as a JWT, else
    * anonymous when allowed. Throws MqttProtocolError 0x86 (bad credentials) or 0x87.
    */
-  async authenticate(username: string | undefined, password: Buffer | undefined): Promise<Principal> {
+  async authenticate(username: string | undefined, password: Buffer | undefined, clientId: string, address: string): Promise<Principal> {
     if (username !== undefined && this.users.has(username)) {
       const p = await this.users.verify(username, password ?? Buffer.alloc(0));
       if (!p) throw new MqttProtocolError(RC.badUsernameOrPassword, 'bad user name or password');
       return p;
     }
     try {
-      return await this.ctx.authenticateToken(password?.length ? password.toString('utf8') : undefined);
+      return await this.ctx.authenticateMqtt(username, password, clientId, address);
     } catch (e) {
       if (e instanceof OmnipushError && e.code === 'unauthorized') {
         throw new MqttProtocolError(password?.length ? RC.badUsernameOrPassword : RC.notAuthorized, e.message);
       }
+      // the app's connect hook: a 403 refusal, or no usable answer (fail closed)
+      if (e instanceof OmnipushError && e.code === 'forbidden') throw new MqttProtocolError(RC.notAuthorized, e.message);
+      if (e instanceof OmnipushError && e.code === 'unavailable') throw new MqttProtocolError(RC.serverUnavailable, e.message);
       throw e;
     }
   }

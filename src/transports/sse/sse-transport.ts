@@ -145,6 +145,7 @@ export class SseTransport {
       const format = url.searchParams.get('format') ?? 'raw';
       if (format !== 'raw' && format !== 'json') throw new OmnipushError('invalid_request', 'format must be raw or json');
       const plan = ctx.hub.checkSubscribe(principal, topicParams(url), since);
+      if (ctx.ruleHooks) await ctx.ruleHooks.checkSubscribe(principal, plan.filters, 'sse');
       const address = clientAddress(req.socket.remoteAddress);
       const [conns, subs] = await Promise.all([ctx.quotas.connectionsElsewhere(principal), ctx.quotas.subscriptionsElsewhere(principal)]);
       // from here to the registration nothing awaits: no other connection can slip in between

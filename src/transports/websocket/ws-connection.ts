@@ -256,6 +256,10 @@ export class WsConnection implements SocketWriterOwner {
     if (msg.type === 'publish') {
       const refusal = this.ctx.quotas.checkPublish(this.principal, this.address, 1, msg.request.payload.length);
       if (refusal) throw refusal;
+      if (this.ctx.ruleHooks) {
+        msg.request = await this.ctx.ruleHooks.publish(this.principal, msg.request, 'websocket');
+        if (this.closed) return;
+      }
       if (msg.options && this.ctx.publishWith) {
         const r = await this.ctx.publishWith.publish(this.principal, msg.request, msg.options);
         // `id` is the request's: the scheduled publish's id goes in `delayed`
@@ -270,6 +274,10 @@ export class WsConnection implements SocketWriterOwner {
     if (msg.type === 'subscribe') {
       const checkedFor = this.principal;
       const plan = hub.checkSubscribe(checkedFor, msg.topics, msg.since);
+      if (this.ctx.ruleHooks) {
+        await this.ctx.ruleHooks.checkSubscribe(checkedFor, plan.filters, 'websocket');
+        if (this.closed) return;
+      }
       const { quotas } = this.ctx;
       let elsewhere = 0;
       if (quotas.subscriptionsShared(this.principal)) {

@@ -62,9 +62,10 @@ export class WebSocketTransport {
       if (ctx.draining()) throw new OmnipushError('shutting_down', 'server is shutting down; retry shortly');
       const token = requestToken(req, url, ctx.config.auth.cookieName);
       try {
-        principal = await ctx.authenticateToken(token);
+        principal = await ctx.authenticate(req, url, 'websocket');
       } catch (e) {
-        // no credentials on the upgrade: the socket may still send an `auth` message first
+        // no token on the upgrade: the socket may still send an `auth` message first (a 403 from
+        // the app's connect hook, or a hook that failed, is final)
         if (token !== undefined || !(e instanceof OmnipushError) || e.code !== 'unauthorized') throw e;
         principal = { id: 'unauthenticated', kind: 'anonymous', grants: DENY_ALL };
         // it waits in the pre-auth pool, not in the budget of authenticated connections

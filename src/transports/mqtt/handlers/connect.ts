@@ -81,7 +81,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   }
 
   try {
-    conn.principal = await broker.authenticate(p.username, p.password);
+    conn.principal = await broker.authenticate(p.username, p.password, clientId, conn.address);
   } catch (e) {
     if (e instanceof MqttProtocolError) return refuse(conn, e.reasonCode, e.message);
     throw e;

@@ -41,10 +41,9 @@ function ack(conn: MqttConnection, qos: 1 | 2, messageId: number, rc: number): v
  * into the hub. QoS 1/2 are acknowledged once the message is durable; a QoS 2 packet id seen again
  * before PUBREL is acknowledged without publishing twice.
  */
-export function handlePublish(conn: MqttConnection, p: InboundPublish): void {
+export function handlePublish(conn: MqttConnection, p: InboundPublish): Promise<void> | void {
   const { broker } = conn;
   const s = conn.session!;
-  const v5 = conn.version === 5;
   const qos = p.qos;
   const pid = p.messageId ?? 0;
   broker.stats.messagesIn++;
@@ -74,6 +73,35 @@ export function handlePublish(conn: MqttConnection, p: InboundPublish): void {
     const opts = mqttPublishOptions(req, Date.now());
     if (opts) return publishWithOptions(conn, req, opts, qos, pid);
   }
+  // only a topic a publish hook covers waits for the app (the connection holds later packets meanwhile)
+  const hooks = broker.ctx.ruleHooks;
+  if (hooks !== undefined && hooks.publishRule(topic) !== undefined) {
+    return hooks.publish(conn.principal, req, 'mqtt').then(
+      (r) => {
+        if (!conn.closed) publishChecked(conn, r, props, qos, pid);
+      },
+      (e: unknown) => {
+        if (conn.closed) return;
+        if (!(e instanceof OmnipushError)) throw e;
+        broker.log.info({ client: conn.clientId, principal: conn.principal.id, topic, err: e.message }, 'mqtt publish refused by a publish hook');
+        broker.stats.dropped++;
+        const rc = e.code === 'forbidden' ? RC.notAuthorized : RC.unspecified;
+        if (qos > 0) {
+          if (conn.version === 5) conn.send({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId: pid, reasonCode: rc, properties: { reasonString: e.message.slice(0, 200) } });
+          else ack(conn, qos as 1 | 2, pid, RC.success);
+        }
+      },
+    );
+  }
+  publishChecked(conn, req, props, qos, pid);
+}
+
+/** PUBLISH once aliases, options and hooks are done: grants, rates, then into the hub. */
+function publishChecked(conn: MqttConnection, req: PublishRequest, props: NonNullable<InboundPublish['properties']>, qos: 0 | 1 | 2, pid: number): void {
+  const { broker } = conn;
+  const s = conn.session!;
+  const v5 = conn.version === 5;
+  const { topic, payload } = req;
   let input: AppendInput;
   try {
     if (props.payloadFormatIndicator && !isUtf8(payload)) throw new MqttProtocolError(RC.payloadFormatInvalid, 'payload is not UTF-8 as its format indicator says');

@@ -36,14 +36,45 @@ interface Grant {
  * Resolves once SUBACK is sent (the connection holds the packets behind it until then).
  */
 export function handleSubscribe(conn: MqttConnection, p: ISubscribePacket): Promise<void> | void {
-  const { quotas } = conn.broker.ctx;
+  const { quotas, ruleHooks } = conn.broker.ctx;
+  // filters a subscribe hook covers wait for the app; the others never do
+  if (ruleHooks && p.subscriptions.some((s) => hookedFilter(conn, s.topic))) {
+    const filters = p.subscriptions.map((s) => hookedFilter(conn, s.topic)).filter((f): f is string => f !== undefined);
+    return ruleHooks.refusedFilters(conn.principal, filters, 'mqtt').then(
+      async (refused) => {
+        if (conn.closed) return;
+        const elsewhere = quotas.subscriptionsShared(conn.principal) ? await quotas.subscriptionsElsewhere(conn.principal) : 0;
+        if (!conn.closed) return subscribe(conn, p, elsewhere, refused);
+      },
+      (e: unknown) => {
+        // the app could not be asked (fail closed): every filter is refused, the connection stays
+        if (conn.closed) return;
+        const why = e instanceof Error ? e.message : 'subscribe hook failed';
+        const ack: ISubackPacket = { cmd: 'suback', messageId: p.messageId, granted: p.subscriptions.map(() => (conn.version === 5 ? RC.unspecified : 0x80)) };
+        if (conn.version === 5) ack.properties = { reasonString: why.slice(0, 200) };
+        conn.send(ack);
+      },
+    );
+  }
   // alone (or anonymous) the quota needs nothing but this node's counts: no await, no allocation
   if (!quotas.subscriptionsShared(conn.principal)) return subscribe(conn, p, 0);
   return quotas.subscriptionsElsewhere(conn.principal).then((elsewhere) => (conn.closed ? undefined : subscribe(conn, p, elsewhere)));
 }
 
+/** The filter of `topic` (a shared one's inner filter) when a subscribe hook covers it and the grants allow it. */
+function hookedFilter(conn: MqttConnection, topic: string): string | undefined {
+  let filter: string;
+  try {
+    const shared = parseShared(topic);
+    filter = validateFilter(shared ? shared.filter : topic, conn.broker.hub.limits);
+  } catch {
+    return undefined;
+  }
+  return conn.broker.ctx.ruleHooks!.subscribeRule(filter) && subscribeVerdict(conn.principal, filter) !== 'deny' ? filter : undefined;
+}
+
 /** SUBSCRIBE with `elsewhere` subscriptions of the principal on other nodes. */
-function subscribe(conn: MqttConnection, p: ISubscribePacket, elsewhere: number): Promise<void> | void {
+function subscribe(conn: MqttConnection, p: ISubscribePacket, elsewhere: number, refused?: Map<string, string>): Promise<void> | void {
   const { broker } = conn;
   const s = conn.session!;
   const v5 = conn.version === 5;
@@ -68,7 +99,7 @@ function subscribe(conn: MqttConnection, p: ISubscribePacket, elsewhere: number)
       continue;
     }
     if (shared && opts.nl) throw new MqttProtocolError(RC.protocolError, 'No Local on a shared subscription');
-    if (subscribeVerdict(conn.principal, filter) === 'deny') {
+    if (subscribeVerdict(conn.principal, filter) === 'deny' || refused?.has(filter)) {
       broker.log.info({ client: conn.clientId, principal: conn.principal.id, filter: sub.topic }, 'mqtt subscription denied');
       codes.push(v5 ? RC.notAuthorized : 0x80);
       continue;
