@@ -58,6 +58,8 @@ export class WebPushTransport {
   /** The durable queue; a fresh one each time this node starts sending (see {@link activate}). */
   queue: OutboundQueue<QueueEntry>;
   readonly metrics: WebPushMetrics;
+  /** Told of each subscription removed because its push service said it is gone (webhooks). */
+  onGone: ((rec: PushSubscriptionRecord) => void) | null = null;
   private readonly sender: WebPushSender;
   private readonly attached = new Map<string, PushHubSubscriber>();
   /** Parsed forms of each subscription's endpoint and keys, so a send does not re-parse them. */
@@ -342,6 +344,7 @@ export class WebPushTransport {
       this.metrics.count(origin, 'gone');
       this.ctx.log.info(log, 'push subscription gone; removed');
       await this.remove(rec.id);
+      this.onGone?.(rec);
       return { done: true };
     }
     if (s === 413 && !small) {
