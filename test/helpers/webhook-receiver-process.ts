@@ -57,8 +57,8 @@ export class ReceiverProcess {
   }
 
   /** Sets the status the receiver answers verified requests with. */
-  async answer(status: number, retryAfter?: string): Promise<void> {
-    const r = await fetch(`http://127.0.0.1:${this.port}/control`, { method: 'POST', body: JSON.stringify({ status, retryAfter }) });
+  async answer(status: number, retryAfter?: string, delayMs = 0): Promise<void> {
+    const r = await fetch(`http://127.0.0.1:${this.port}/control`, { method: 'POST', body: JSON.stringify({ status, retryAfter, delayMs }) });
     await r.text();
   }
 

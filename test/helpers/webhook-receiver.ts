@@ -1,7 +1,7 @@
 /**
  * A webhook receiver run as its own process: it verifies every request with the off-the-shelf
  * `standardwebhooks` verifier and prints one JSON line per request to stdout. `POST /control`
- * sets the status it answers with (and an optional Retry-After).
+ * sets the status it answers with (and an optional Retry-After, and a delay before answering).
  *   node webhook-receiver.js <port|0> <secret>
  */
 import { createServer } from 'node:http';
@@ -9,7 +9,7 @@ import { Webhook } from 'standardwebhooks';
 
 const port = Number(process.argv[2] ?? 0);
 const verifier = new Webhook(process.argv[3] ?? '');
-let answer = { status: 200, retryAfter: undefined as string | undefined };
+let answer = { status: 200, retryAfter: undefined as string | undefined, delayMs: 0 };
 
 const server = createServer((req, res) => {
   const chunks: Buffer[] = [];
@@ -38,10 +38,13 @@ const server = createServer((req, res) => {
     } catch {
       parsed = null;
     }
-    process.stdout.write(`${JSON.stringify({ webhookId: headers['webhook-id'], signature: headers['webhook-signature'], verified, error, status, path: req.url, body: parsed })}\n`);
+    // printed when answered: a line means the server got (or was being sent) this answer
+    const line = `${JSON.stringify({ webhookId: headers['webhook-id'], signature: headers['webhook-signature'], verified, error, status, path: req.url, body: parsed })}\n`;
+    res.once('finish', () => process.stdout.write(line));
     if (answer.retryAfter && status >= 300) res.setHeader('retry-after', answer.retryAfter);
     res.statusCode = status;
-    res.end();
+    if (answer.delayMs) setTimeout(() => res.end(), answer.delayMs);
+    else res.end();
   });
 });
 server.listen(port, '127.0.0.1', () => {
