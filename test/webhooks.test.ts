@@ -7,6 +7,7 @@ import { startPushService, webpushConfig, type PushService } from './helpers/pus
 import { startTestServer, waitFor } from './helpers/server.js';
 import { ReceiverProcess, type EventJson } from './helpers/webhook-receiver-process.js';
 import { openWs } from './helpers/ws.js';
+import { mqttClient } from './helpers/mqtt.js';
 
 const SECRET = 'a-test-secret-of-enough-length';
 const ADMIN_KEY = 'admin-key-for-webhook-tests-0123456789';
@@ -47,7 +48,7 @@ describe('webhooks: each event kind, signed and verified by standardwebhooks in 
     server = await startTestServer({
       auth: AUTH,
       webpush: webpushConfig(svc, { retryMinDelay: 20, retryMaxDelay: 200 }),
-      webhooks: { endpoints: [{ url: rx.url, secret, events: ['connect', 'disconnect', 'subscribe', 'unsubscribe', 'message', 'webpush.gone'], filters: ['news/#'] }] },
+      webhooks: { endpoints: [{ url: rx.url, secret, events: ['connect', 'disconnect', 'subscribe', 'unsubscribe', 'message', 'webpush.gone'], filters: ['news/#'], concurrency: 1 }] },
     });
   });
   after(async () => {
@@ -56,6 +57,7 @@ describe('webhooks: each event kind, signed and verified by standardwebhooks in 
     await rx.kill();
   });
 
+  // concurrency 1: one request at a time, so the receiver sees events in the order they happened
   const ofType = (t: string): EventJson[] => rx.events().filter((e) => e.type === t);
 
   it('connect, subscribe, unsubscribe and disconnect (with the reason) of a WebSocket', async () => {
@@ -76,6 +78,36 @@ describe('webhooks: each event kind, signed and verified by standardwebhooks in 
     assert.equal(gone.data.reason, 'client closed');
     assert.ok(!Number.isNaN(Date.parse(gone.timestamp)));
     for (const h of rx.received) assert.ok(h.verified, `signature of ${h.webhookId} verified: ${h.error}`);
+  });
+
+  it('the same for MQTT (v5), and SSE with its filters from the start', async () => {
+    const m = await mqttClient(server, { protocolVersion: 5, clientId: 'hooked' });
+    await m.subscribeAsync('m/+');
+    await m.subscribeAsync('m/other');
+    await m.unsubscribeAsync('m/+');
+    await m.endAsync();
+    const connect = await waitFor(() => ofType('connect').find((e) => e.data.door === 'mqtt'), 'mqtt connect event');
+    const id = connect.data.connection;
+    await waitFor(() => ofType('disconnect').find((e) => e.data.connection === id), 'mqtt disconnect event');
+    const mine = rx.events().filter((e) => e.data.connection === id);
+    assert.deepEqual(
+      mine.filter((e) => e.type !== 'connect').map((e) => [e.type, e.data.filters ?? e.data.reason]),
+      [
+        ['subscribe', ['m/+']],
+        ['subscribe', ['m/other']],
+        ['unsubscribe', ['m/+']],
+        ['unsubscribe', ['m/other']],
+        ['disconnect', 'client sent DISCONNECT 0x00'],
+      ],
+    );
+
+    const ac = new AbortController();
+    const r = await fetch(`${server.http}/v1/sse?topic=s/1&topic=s/2`, { signal: ac.signal });
+    assert.equal(r.status, 200);
+    const sse = await waitFor(() => ofType('subscribe').find((e) => e.data.door === 'sse'), 'sse subscribe event');
+    assert.deepEqual([...(sse.data.filters as string[])].sort(), ['s/1', 's/2']);
+    ac.abort();
+    await waitFor(() => ofType('disconnect').find((e) => e.data.connection === sse.data.connection), 'sse disconnect event');
   });
 
   it('messages on the chosen filters only, with the message in the event', async () => {
