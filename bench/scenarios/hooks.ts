@@ -13,6 +13,7 @@ import { startServerProcess, trackChild } from '../lib/procs.js';
 import { postgresMissing, startPostgres } from '../../test/helpers/postgres.js';
 import { SseParser } from '../../test/helpers/sse.js';
 import type { Row } from './adversarial.js';
+import { webhookDelivery } from './webhook-delivery.js';
 
 export interface HooksOptions {
   quick: boolean;
@@ -40,6 +41,7 @@ function subscribe(url: string, onData: (data: string) => void): Promise<() => v
 }
 
 export async function hooks(o: HooksOptions): Promise<void> {
+  await webhookDelivery(o);
   if (postgresMissing) {
     o.row('hooks: outbox', `skipped: ${postgresMissing}`);
     return;
