@@ -306,7 +306,7 @@ export class Webhooks {
       if (now + delayMs - e.createdAt < giveUpMs) kept++;
       else await this.giveUp(e, now);
     }
-    this.ctx.log.info({ endpoint: ep.url.href, events: entries.length, error, retryInMs: kept ? delayMs : undefined }, kept ? 'webhook delivery failed; will retry' : 'webhook delivery given up');
+    this.ctx.log.info({ endpoint: ep.url.origin + ep.url.pathname, events: entries.length, error, retryInMs: kept ? delayMs : undefined }, kept ? 'webhook delivery failed; will retry' : 'webhook delivery given up');
     return kept ? { done: false, delayMs } : { done: true };
   }
 
