@@ -182,6 +182,10 @@ describe('webhooks: receiver down for a while, then back', () => {
     assert.equal(ackCounts(rx).size, want.size);
     assert.equal(server.webhooks!.queue.size, 0);
     for (const h of rx.received) assert.ok(h.verified);
+    const metrics = await (await fetch(`${server.http}/metrics`)).text();
+    const figure = (outcome: string) => Number(new RegExp(`^omnipush_webhooks_events_total\\{endpoint="127\\.0\\.0\\.1:${rx.port}/hooks",outcome="${outcome}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+    assert.equal(figure('delivered'), want.size);
+    assert.ok(figure('retry') > 0, 'retries counted');
   });
 });
 

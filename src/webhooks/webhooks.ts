@@ -15,6 +15,8 @@ import { OutboundQueue, type OutboundEntry, type Verdict } from '../outbound/que
 import { SenderLease } from '../outbound/sender-lease.js';
 import { toMessageJson } from '../wire/json-message.js';
 import { WebhookEndpoint, type WebhookEvent } from './endpoint.js';
+import { WebhookMetrics } from './webhook-metrics.js';
+import type { Metrics } from '../metrics/metrics.js';
 
 export const QUEUE_KIND = 'webhooks.queue';
 export const FAILED_KIND = 'webhooks.failed';
@@ -47,6 +49,7 @@ export interface WebhooksContext {
   config: Config;
   log: Logger;
   cluster: ClusterControl;
+  metrics: Metrics;
 }
 
 /** Subscribes the sending node to the `message` endpoints' filters. */
@@ -89,6 +92,7 @@ export class Webhooks {
   private remote: WebhookEntry[] = [];
   private remoteScheduled = false;
   private remoteWriting: Promise<void> = Promise.resolve();
+  private readonly metrics: WebhookMetrics;
 
   private constructor(private readonly ctx: WebhooksContext) {
     this.endpoints = ctx.config.webhooks.endpoints.map((c) => new WebhookEndpoint(c));
@@ -102,6 +106,7 @@ export class Webhooks {
     }
     this.messageEndpoints = this.endpoints.filter((e) => e.events.has('message') && e.filters.length > 0);
     this.queue = this.newQueue();
+    this.metrics = new WebhookMetrics(ctx.metrics, () => this.queue.size);
     this.lease = new SenderLease(ctx.cluster, SENDER_LEASE, ctx.config.cluster.nodeTimeout * 1000, ctx.log, {
       gained: () => (this.activation = this.activate().catch((e: unknown) => ctx.log.error({ err: e }, 'webhook sending not started'))),
       lost: () => this.deactivate(),
@@ -291,10 +296,15 @@ export class Webhooks {
     if (!ep) {
       // the endpoint left the configuration: its events have nowhere to go
       this.ctx.log.warn({ endpoint: entries[0].endpoint, events: entries.length }, 'webhook endpoint no longer configured; events dropped');
+      this.metrics.count('-', 'dropped', entries.length);
       return { done: true };
     }
     const res = await ep.post(entries.map((e) => e.event));
-    if (res.status >= 200 && res.status < 300) return { done: true };
+    const label = ep.url.host + ep.url.pathname;
+    if (res.status >= 200 && res.status < 300) {
+      this.metrics.count(label, 'delivered', entries.length);
+      return { done: true };
+    }
     const error = res.status ? `status ${res.status}${res.detail ? `: ${res.detail}` : ''}` : `no answer: ${res.detail ?? ''}`;
     const r = this.ctx.config.webhooks.retry;
     const delayMs = retryDelay(Math.min(...entries.map((e) => e.attempts)), r.minDelay, r.maxDelay, res.retryAfterMs);
@@ -306,6 +316,8 @@ export class Webhooks {
       if (now + delayMs - e.createdAt < giveUpMs) kept++;
       else await this.giveUp(e, now);
     }
+    if (kept) this.metrics.count(label, 'retry', kept);
+    if (kept < entries.length) this.metrics.count(label, 'given_up', entries.length - kept);
     this.ctx.log.info({ endpoint: ep.url.origin + ep.url.pathname, events: entries.length, error, retryInMs: kept ? delayMs : undefined }, kept ? 'webhook delivery failed; will retry' : 'webhook delivery given up');
     return kept ? { done: false, delayMs } : { done: true };
   }
