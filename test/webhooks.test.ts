@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { mintToken } from '../src/auth/token.js';
+import { parseConfig } from '../src/config/schema.js';
 import type { RunningServer } from '../src/server.js';
 import { startPushService, webpushConfig, type PushService } from './helpers/push-service.js';
 import { startTestServer, waitFor } from './helpers/server.js';
@@ -269,5 +270,22 @@ describe('webhooks: batching, secret rotation, give-up and the admin retry', () 
     const bad = await admin(server.http, 'webhooks/retry', { id: 3 });
     assert.equal(bad.status, 400);
     assert.equal((bad.body.error as { code: string }).code, 'invalid_request');
+  });
+});
+
+describe('webhooks configuration', () => {
+  it('refuses endpoints without a usable secret, with a bad url, or filters without message events', () => {
+    const ok = { url: 'https://app.example/hooks', secret: newSecret() };
+    assert.doesNotThrow(() => parseConfig({ webhooks: { endpoints: [ok] } }));
+    const bad: Array<[Record<string, unknown>, RegExp]> = [
+      [{ url: ok.url }, /`secret` or `secrets`/],
+      [{ ...ok, secrets: [newSecret()] }, /one of them/],
+      [{ ...ok, secret: 'not-whsec' }, /whsec_/],
+      [{ ...ok, secret: 'whsec_c2hvcnQ=' }, /at least 16 bytes/],
+      [{ ...ok, url: 'ftp://app.example/x' }, /http: or https:/],
+      [{ ...ok, filters: ['a/#'], events: ['connect'] }, /"message"/],
+      [{ ...ok, events: ['presence'] }, /events/],
+    ];
+    for (const [endpoint, msg] of bad) assert.throws(() => parseConfig({ webhooks: { endpoints: [endpoint] } }), msg, JSON.stringify(endpoint));
   });
 });

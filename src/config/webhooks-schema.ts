@@ -38,7 +38,7 @@ const endpoint = z
     timeout: durationSeconds(z.number().positive().max(300)).default(10),
   })
   .strict()
-  .refine((e) => e.secret !== undefined || e.secrets !== undefined, 'a webhook endpoint needs `secret` or `secrets`')
+  .refine((e) => (e.secret !== undefined) !== (e.secrets !== undefined), 'a webhook endpoint needs `secret` or `secrets` (one of them)')
   .refine((e) => e.filters.length === 0 || e.events.includes('message'), 'webhook `filters` need "message" in `events`');
 
 /** Signed webhooks to the app (docs/webhooks.md): off while `endpoints` is empty. */
