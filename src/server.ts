@@ -25,6 +25,8 @@ import { WebPushTransport } from './transports/webpush/webpush-transport.js';
 import { ConnectAuth } from './hooks/connect-auth.js';
 import { RuleHooks } from './hooks/rule-hooks.js';
 import { startTriggers } from './triggers/index.js';
+import { Webhooks } from './webhooks/webhooks.js';
+import { ConnectionEvents } from './webhooks/connection-events.js';
 
 export interface RunningServer {
   /** Base URL of the HTTP door, e.g. http://127.0.0.1:41234 (https:// with `http.tls`) */
@@ -41,6 +43,8 @@ export interface RunningServer {
   readonly log: Logger;
   /** The Web Push door, when `webpush.subject` is configured. */
   readonly webpush?: WebPushTransport;
+  /** Signed webhooks, when endpoints are configured. */
+  readonly webhooks?: Webhooks;
   /** This node's id and view of the cluster. */
   readonly cluster: ClusterControl;
   /** The MQTT door, when MQTT is on. */
@@ -144,8 +148,16 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 
   // Web Push is on when a VAPID subject is configured (push services refuse requests without one).
   const webpush = config.webpush.subject ? await WebPushTransport.start(ctx) : undefined;
+  // webhooks (docs/webhooks.md) hear the registry and Web Push; off without endpoints
+  const webhooks = await Webhooks.start(ctx);
+  if (webhooks) {
+    registry.observer = new ConnectionEvents(webhooks, cluster.nodeId);
+    if (webpush && webhooks.wanted('webpush.gone')) {
+      webpush.onGone = (r) => webhooks.emit('webpush.gone', { subscription: r.id, endpoint: r.endpoint, principal: r.principal.id, topics: r.filters });
+    }
+  }
   const door = new HttpDoor(ctx, { webpush, tls });
-  door.mountAdmin(new AdminApi(ctx, webpush));
+  door.mountAdmin(new AdminApi(ctx, webpush, webhooks));
   const mqtt = config.mqtt.enabled ? new MqttTransport(ctx, createUserDirectory(config.auth.users)) : null;
   if (mqtt) door.addUpgradeHandler(mqtt);
   let addr;
@@ -155,6 +167,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     await mqtt?.close();
     await door.close();
     await webpush?.close();
+    await webhooks?.close();
     await cluster.close();
     await bus.close();
     await store.close();
@@ -174,6 +187,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       await mqtt.close();
       await door.close();
       await webpush?.close();
+      await webhooks?.close();
       await triggers.close();
       await cluster.close();
       await bus.close();
@@ -204,6 +218,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     metrics,
     log,
     webpush,
+    webhooks,
     cluster,
     mqttDoor: mqtt ?? undefined,
     preAuth,
@@ -225,6 +240,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         await hub.close();
         await webpush?.close();
         await door.close();
+        // after the doors: their last disconnects are queued and written
+        await webhooks?.close();
         quotas.close();
         await quotaCounts?.close();
         await auth.close();

@@ -14,6 +14,7 @@ import { postgresMissing, startPostgres } from '../../test/helpers/postgres.js';
 import { SseParser } from '../../test/helpers/sse.js';
 import type { Row } from './adversarial.js';
 import { connectHookRows } from './hooks-connect.js';
+import { webhookDelivery } from './webhook-delivery.js';
 
 export interface HooksOptions {
   quick: boolean;
@@ -42,6 +43,7 @@ function subscribe(url: string, onData: (data: string) => void): Promise<() => v
 
 export async function hooks(o: HooksOptions): Promise<void> {
   await connectHookRows(o);
+  await webhookDelivery(o);
   if (postgresMissing) {
     o.row('hooks: outbox', `skipped: ${postgresMissing}`);
     return;

@@ -6,6 +6,7 @@ import { validateFilter } from '../core/topic.js';
 import type { TransportContext } from '../transports/context.js';
 import { SESSION_KIND } from '../transports/mqtt/session-record.js';
 import type { WebPushTransport } from '../transports/webpush/webpush-transport.js';
+import type { Webhooks } from '../webhooks/webhooks.js';
 import { numberParam, parseJson, readBody } from '../wire/http-request.js';
 import { sendError, sendJson } from '../wire/http-respond.js';
 import { toMessageJson } from '../wire/json-message.js';
@@ -54,6 +55,7 @@ export class AdminApi {
   constructor(
     private readonly ctx: TransportContext,
     private readonly webpush?: WebPushTransport,
+    private readonly webhooks?: Webhooks,
   ) {
     this.auth = new AdminAuth(ctx.config, (t) => ctx.authenticateToken(t));
     this.calls = new ClusterCalls(ctx.cluster, ctx.log);
@@ -165,8 +167,32 @@ export class AdminApi {
       case 'webpush':
         if (!get) break;
         return this.webpushView(url);
+      case 'webhooks/failed': {
+        if (!get) break;
+        const page = await this.hooks().listFailed(this.limit(url), url.searchParams.get('after') ?? '');
+        return { failed: page.items, next: page.next };
+      }
+      case 'webhooks/retry': {
+        if (!post) break;
+        const b = (body ?? {}) as Record<string, unknown>;
+        if (typeof b !== 'object' || Array.isArray(b) || Object.keys(b).some((k) => k !== 'id' && k !== 'all')) fail('body is {"id": "<key of a failed delivery>"} or {"all": true}');
+        if (b.all === true && b.id === undefined) {
+          this.ctx.log.info({ admin: caller.who }, 'server API: retry every failed webhook');
+          return { retried: await this.hooks().retry() };
+        }
+        if (typeof b.id !== 'string' || b.all !== undefined) fail('body is {"id": "<key of a failed delivery>"} or {"all": true}');
+        const n = await this.hooks().retry(b.id);
+        if (n === 0) throw new OmnipushError('not_found', `no failed webhook delivery ${JSON.stringify(b.id)}`);
+        this.ctx.log.info({ admin: caller.who, id: b.id }, 'server API: retry a failed webhook');
+        return { retried: n };
+      }
     }
     throw new OmnipushError('not_found', `no server API call ${post ? 'POST' : 'GET'} ${ADMIN_PREFIX}${route}`);
+  }
+
+  private hooks(): Webhooks {
+    if (!this.webhooks) throw new OmnipushError('not_found', 'webhooks are off: no webhooks.endpoints configured');
+    return this.webhooks;
   }
 
   private limit(url: URL): number {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { durationSeconds } from './duration.js';
 import { objectAt } from './schema-walk.js';
 import { closestKey } from './suggest.js';
+import { webhooksSchema } from './webhooks-schema.js';
 
 /** A topic-filter list for one action, as written in config files and JWT claims. */
 const filterList = z.array(z.string().min(1)).max(1000);
@@ -466,6 +467,8 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /** Signed webhooks telling the app about connections, subscriptions and messages (docs/webhooks.md). */
+    webhooks: webhooksSchema,
     /** Pushes triggered by the app's data, idempotent and delayed publish (docs/triggers.md). */
     triggers: z
       .object({

@@ -28,6 +28,18 @@ export interface ConnectionInfo {
 }
 
 /**
+ * Told of connections coming and going and of their subscriptions changing (webhooks). Never on
+ * the fan-out path: only connects, disconnects, subscribes and unsubscribes reach it.
+ */
+export interface ConnectionObserver {
+  connected(c: ConnectionInfo): void;
+  /** `reason`: why it ended, as the door knows it (`closed` when it does not say). */
+  disconnected(c: ConnectionInfo, reason: string): void;
+  /** The connection's {@link ConnectionInfo.subscriptions} may have changed. */
+  subscriptionsChanged(c: ConnectionInfo): void;
+}
+
+/**
  * Every live authenticated connection of this node, by id, by principal and by address. Doors
  * register once authenticated and unregister when closed; quotas count from it, the server API lists
  * and acts on it. No I/O: cluster-wide views live behind the cluster control channel.
@@ -39,6 +51,7 @@ export class ConnectionRegistry {
   private seq = 0;
   /** Told the principal whose connections changed (cluster-wide quota counts publish it). */
   onPrincipalChange: ((principalId: string) => void) | null = null;
+  observer: ConnectionObserver | null = null;
 
   get size(): number {
     return this.byId.size;
@@ -55,14 +68,21 @@ export class ConnectionRegistry {
     addTo(this.byPrincipal, c.principal.id, c);
     addTo(this.byAddress, c.address, c);
     this.onPrincipalChange?.(c.principal.id);
+    this.observer?.connected(c);
   }
 
-  remove(c: ConnectionInfo): void {
+  remove(c: ConnectionInfo, reason = 'closed'): void {
     if (this.byId.get(c.id) !== c) return;
     this.byId.delete(c.id);
     removeFrom(this.byPrincipal, c.principal.id, c);
     removeFrom(this.byAddress, c.address, c);
     this.onPrincipalChange?.(c.principal.id);
+    this.observer?.disconnected(c, reason);
+  }
+
+  /** Doors whose connections subscribe after connecting call this after each (un)subscribe. */
+  subscriptionsChanged(c: ConnectionInfo): void {
+    if (this.observer && this.byId.get(c.id) === c) this.observer.subscriptionsChanged(c);
   }
 
   /** A connection's principal changed identity-preservingly (re-auth with new grants): same `id`, new object. */

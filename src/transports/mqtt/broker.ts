@@ -267,7 +267,7 @@ export class Broker {
     conn.place = null;
     conn.expiry?.cancel();
     if (conn.registration) {
-      this.ctx.registry.remove(conn.registration);
+      this.ctx.registry.remove(conn.registration, conn.closeReason);
       conn.registration = null;
     }
     if (conn.budgeted) {

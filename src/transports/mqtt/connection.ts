@@ -73,6 +73,8 @@ export class MqttConnection implements SessionPort {
   expiry: Deadline | undefined;
   /** Taken over or closed by us: its socket's close is no longer the session's business. */
   superseded = false;
+  /** Why it ended, for the registry's observers (webhooks' `disconnect` event). */
+  closeReason: string | undefined;
   private readonly framer: PacketFramer;
   /**
    * Packets that arrived while a handler was still at work (CONNECT, a session write): they wait,
@@ -333,6 +335,7 @@ export class MqttConnection implements SessionPort {
   /** Ends the connection, telling a v5 client why (after CONNACK; before it, CONNACK carries the code). */
   disconnect(rc: number, reason?: string): void {
     if (this.state === 'closed') return;
+    this.closeReason ??= `server disconnected 0x${rc.toString(16).padStart(2, '0')}${reason ? `: ${reason}` : ''}`;
     if (this.version === 5 && this.state === 'open') {
       const packet: Packet = { cmd: 'disconnect', reasonCode: rc };
       if (reason) packet.properties = { reasonString: reason.slice(0, 200) };
@@ -348,6 +351,7 @@ export class MqttConnection implements SessionPort {
   onClosed(): void {
     this.dropHeld();
     if (this.state !== 'closed') {
+      this.closeReason ??= 'connection lost';
       this.state = 'closed';
       this.broker.connectionClosed(this);
     }

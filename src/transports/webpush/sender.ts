@@ -2,6 +2,9 @@ import { readFileSync } from 'node:fs';
 import { Pool } from 'undici';
 import type { Urgency } from './payload.js';
 import type { VapidSigner } from './vapid.js';
+import { parseRetryAfter } from '../../outbound/retry-after.js';
+
+export { parseRetryAfter };
 
 export interface SenderOptions {
   /** Sockets (and so concurrent requests) per push-service origin. */
@@ -33,15 +36,6 @@ export interface PushResponse {
 /** Reads CA files once at start (a missing file is a configuration error). */
 export function readCaFiles(files: string[]): string[] | undefined {
   return files.length ? files.map((f) => readFileSync(f, 'utf8')) : undefined;
-}
-
-/** `Retry-After`: delay-seconds or an HTTP date (RFC 9110 section 10.2.3). */
-export function parseRetryAfter(v: string | string[] | undefined, now = Date.now()): number | undefined {
-  const s = Array.isArray(v) ? v[0] : v;
-  if (!s) return undefined;
-  if (/^\d+$/.test(s.trim())) return Number(s.trim()) * 1000;
-  const t = Date.parse(s);
-  return Number.isFinite(t) ? Math.max(0, t - now) : undefined;
 }
 
 /**

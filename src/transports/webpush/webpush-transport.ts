@@ -4,10 +4,13 @@ import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
 import { parseCursor, type StoredMessage } from '../../core/message.js';
 import { withLease } from '../../cluster/control.js';
+import { retryDelay } from '../../outbound/backoff.js';
+import { OutboundQueue, type Verdict } from '../../outbound/queue.js';
+import { SenderLease } from '../../outbound/sender-lease.js';
 import type { TransportContext } from '../context.js';
 import { encryptWebPush } from './ece.js';
 import { pushJobFor, type PushJob } from './payload.js';
-import { DeliveryQueue, entryKey, type QueueEntry, type Verdict } from './queue.js';
+import { entryKey, HEAD_KEY, META_KIND, QUEUE_KIND, type QueueEntry } from './queue.js';
 import { SUB_KIND, SubscriptionRegistry, type PushSubscriptionRecord } from './registry.js';
 import { readCaFiles, WebPushSender } from './sender.js';
 import { VapidSigner } from './vapid.js';
@@ -53,8 +56,10 @@ export class WebPushTransport {
   /** The newest deliveries given up on by this node (expired or rejected), oldest first. */
   readonly givenUp: Array<{ subscription: string; cursor: string; attempts: number; reason: string; at: number }> = [];
   /** The durable queue; a fresh one each time this node starts sending (see {@link activate}). */
-  queue: DeliveryQueue;
+  queue: OutboundQueue<QueueEntry>;
   readonly metrics: WebPushMetrics;
+  /** Told of each subscription removed because its push service said it is gone (webhooks). */
+  onGone: ((rec: PushSubscriptionRecord) => void) | null = null;
   private readonly sender: WebPushSender;
   private readonly attached = new Map<string, PushHubSubscriber>();
   /** Parsed forms of each subscription's endpoint and keys, so a send does not re-parse them. */
@@ -65,9 +70,9 @@ export class WebPushTransport {
   private closing = false;
   /** This node sends Web Push: always when alone; in a cluster while it holds the sender lease. */
   private active = false;
-  private leaseToken: string | null = null;
-  private lastRenewal = 0;
-  private leading: Promise<void> | null = null;
+  private readonly lease: SenderLease;
+  /** The head cursor last written with the queue. */
+  private lastHead: string | undefined;
   private activation: Promise<void> = Promise.resolve();
 
   private constructor(
@@ -78,17 +83,32 @@ export class WebPushTransport {
     this.registry = new SubscriptionRegistry(ctx.hub);
     this.sender = new WebPushSender(vapid, { connectionsPerOrigin: cfg.concurrencyPerOrigin, timeoutMs: cfg.requestTimeout * 1000, ca: readCaFiles(cfg.caFiles) });
     this.queue = this.newQueue();
+    this.lease = new SenderLease(ctx.cluster, SENDER_LEASE, ctx.config.cluster.nodeTimeout * 1000, ctx.log, {
+      // not awaited: loading a long queue must not hold up the renewals that keep the lease
+      gained: () => (this.activation = this.activate().catch((e: unknown) => this.ctx.log.error({ err: e }, 'web push sending not started'))),
+      lost: () => this.deactivate(),
+    });
     this.metrics = new WebPushMetrics(ctx.metrics, () => this.queue.size, () => this.registry.size);
     // The push job (payload JSON, TTL, urgency, replacement key) is the same for every
     // subscription of a message: built once per message, like every other wire format.
     this.jobFormat = { name: 'webpush-job', encode: (m: StoredMessage) => pushJobFor(m, cfg.defaultTtl, Date.now()) };
   }
 
-  private newQueue(): DeliveryQueue {
-    return new DeliveryQueue(this.ctx.hub, {
-      concurrencyPerOrigin: this.ctx.config.webpush.concurrencyPerOrigin,
-      attempt: (e) => this.attempt(e),
-      head: () => this.headCursor,
+  private newQueue(): OutboundQueue<QueueEntry> {
+    const perOrigin = this.ctx.config.webpush.concurrencyPerOrigin;
+    return new OutboundQueue<QueueEntry>(this.ctx.hub, {
+      kind: QUEUE_KIND,
+      target: (e) => e.origin,
+      group: (e) => e.sub,
+      concurrency: () => perOrigin,
+      attempt: (batch) => this.attempt(batch[0]),
+      extra: () => {
+        // the head moves durably with the entries it produced (see activate)
+        const head = this.headCursor;
+        if (head === undefined || head === this.lastHead) return [];
+        this.lastHead = head;
+        return [{ kind: META_KIND, key: HEAD_KEY, value: Buffer.from(head) }];
+      },
       log: this.ctx.log,
     });
   }
@@ -120,40 +140,7 @@ export class WebPushTransport {
 
   /** Takes, keeps or loses the sender lease (one node of the cluster sends, so each push goes once). */
   private lead(): Promise<void> {
-    this.leading ??= (async () => {
-      const c = this.ctx.cluster;
-      const ttl = this.ctx.config.cluster.nodeTimeout * 1000;
-      try {
-        if (this.closing) return;
-        if (this.leaseToken) {
-          if (await c.renew(SENDER_LEASE, this.leaseToken, ttl)) this.lastRenewal = Date.now();
-          else {
-            this.ctx.log.warn('web push sender lease lost; another node sends now');
-            this.leaseToken = null;
-            await this.deactivate();
-          }
-        } else {
-          const token = await c.acquire(SENDER_LEASE, ttl);
-          if (token && !this.closing) {
-            this.leaseToken = token;
-            this.lastRenewal = Date.now();
-            this.ctx.log.info({ node: c.nodeId }, 'web push sender lease taken; this node sends');
-            // not awaited: loading a long queue must not hold up the renewals that keep the lease
-            this.activation = this.activate().catch((e: unknown) => this.ctx.log.error({ err: e }, 'web push sending not started'));
-          }
-        }
-      } catch (e) {
-        // Redis unreachable: past half the lease another node may take it after expiry, so stop
-        if (this.leaseToken && Date.now() - this.lastRenewal > ttl / 2) {
-          this.ctx.log.warn({ err: e }, 'web push sender lease not renewed; stopping sends');
-          this.leaseToken = null;
-          await this.deactivate();
-        }
-      } finally {
-        this.leading = null;
-      }
-    })();
-    return this.leading;
+    return this.lease.tick();
   }
 
   /**
@@ -168,7 +155,9 @@ export class WebPushTransport {
     this.headSeq = 0;
     this.headCursor = undefined;
     const subs = this.ctx.cluster.clustered ? await this.registry.reload() : [...this.registry.all()];
-    const head = await this.queue.load();
+    const head = (await this.ctx.hub.getRecord(META_KIND, HEAD_KEY))?.toString('utf8');
+    this.lastHead = head;
+    await this.queue.load();
     // Messages stored after the last head but never queued (a crash in between) are replayed to
     // every subscription; anything at or before the head was queued or deliberately skipped.
     let since = 'now';
@@ -268,7 +257,7 @@ export class WebPushTransport {
       this.attached.delete(id);
       this.ctx.hub.unsubscribe(sub);
     }
-    await this.queue.dropSubscription(id, [this.registry.forget(id)]);
+    await this.queue.dropGroup(id, [this.registry.forget(id)]);
     if (announce && this.ctx.cluster.clustered) this.ctx.cluster.publish(SUB_EVENT, { id });
   }
 
@@ -309,13 +298,6 @@ export class WebPushTransport {
       attempts: 0,
       notBefore: 0,
     });
-  }
-
-  private backoff(attempts: number): number {
-    const { retryMinDelay, retryMaxDelay } = this.ctx.config.webpush;
-    const cap = Math.min(retryMaxDelay, retryMinDelay * 2 ** Math.min(attempts, 30));
-    // "equal jitter": at least half the step, so retries spread out but never bunch near zero
-    return Math.round(cap / 2 + Math.random() * (cap / 2));
   }
 
   private async attempt(e: QueueEntry): Promise<Verdict> {
@@ -362,6 +344,7 @@ export class WebPushTransport {
       this.metrics.count(origin, 'gone');
       this.ctx.log.info(log, 'push subscription gone; removed');
       await this.remove(rec.id);
+      this.onGone?.(rec);
       return { done: true };
     }
     if (s === 413 && !small) {
@@ -378,7 +361,7 @@ export class WebPushTransport {
       return { done: true };
     }
     if (s === 0 || s === 429 || s >= 500) {
-      const delayMs = res.retryAfterMs ?? this.backoff(e.attempts);
+      const delayMs = retryDelay(e.attempts, this.ctx.config.webpush.retryMinDelay, this.ctx.config.webpush.retryMaxDelay, res.retryAfterMs);
       if (Date.now() + delayMs >= e.giveUpAt) {
         this.metrics.count(origin, 'expired');
         this.ctx.log.info(log, 'web push given up: TTL over before the next retry');
@@ -403,17 +386,14 @@ export class WebPushTransport {
 
   async close(): Promise<void> {
     this.closing = true;
-    if (this.leading) await this.leading;
+    await this.lease.stop();
     await this.activation;
     for (const sub of this.attached.values()) this.ctx.hub.unsubscribe(sub);
     this.attached.clear();
     this.active = false;
     await this.queue.close();
-    if (this.leaseToken) {
-      // the queue is written: the next sender takes it over at its next heartbeat, not after expiry
-      await this.ctx.cluster.release(SENDER_LEASE, this.leaseToken).catch(() => undefined);
-      this.leaseToken = null;
-    }
+    // the queue is written: the next sender takes it over at its next heartbeat, not after expiry
+    await this.lease.release();
     await this.sender.close();
   }
 }

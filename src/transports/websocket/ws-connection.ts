@@ -165,6 +165,7 @@ export class WsConnection implements SocketWriterOwner {
       this.send({ type: 'unsubscribed', sub: sub.id });
       n++;
     }
+    if (n && this.registration) this.ctx.registry.subscriptionsChanged(this.registration);
     return n;
   }
 
@@ -289,6 +290,7 @@ export class WsConnection implements SocketWriterOwner {
       this.subs.set(sub.id, sub);
       // the reply goes first: the replay and live messages queue behind it
       this.reply(msg.id, { type: 'subscribed', sub: sub.id, topics: plan.filters });
+      if (this.registration) this.ctx.registry.subscriptionsChanged(this.registration);
       try {
         await hub.subscribe(sub, plan);
       } catch (e) {
@@ -305,6 +307,7 @@ export class WsConnection implements SocketWriterOwner {
     this.subs.delete(msg.sub);
     hub.unsubscribe(sub);
     this.reply(msg.id, { type: 'unsubscribed', sub: msg.sub });
+    if (this.registration) this.ctx.registry.subscriptionsChanged(this.registration);
   }
 
   /**
@@ -395,7 +398,7 @@ export class WsConnection implements SocketWriterOwner {
     if (this.closed) return;
     this.expiry?.cancel();
     this.authPlace?.leave();
-    this.unregister();
+    this.unregister(`server closed ${code}: ${reason}`);
     this.writer?.close(code !== CLOSE.slowConsumer);
     this.closed = true;
     this.dropSubscriptions();
@@ -410,13 +413,13 @@ export class WsConnection implements SocketWriterOwner {
     this.expiry?.cancel();
     this.authPlace?.leave();
     this.authPlace = null;
-    this.unregister();
+    this.unregister('client closed');
     this.writer?.close(false);
     this.dropSubscriptions();
   }
 
-  private unregister(): void {
-    if (this.registration) this.ctx.registry.remove(this.registration);
+  private unregister(reason: string): void {
+    if (this.registration) this.ctx.registry.remove(this.registration, reason);
     this.registration = null;
   }
 

@@ -15,6 +15,7 @@ export function handleDisconnect(conn: MqttConnection, p: IDisconnectPacket): vo
     s.expiry = Math.min(expiry, conn.broker.config.maxSessionExpiry);
   }
   if (rc === RC.success) conn.will = undefined;
+  conn.closeReason = `client sent DISCONNECT 0x${rc.toString(16).padStart(2, '0')}`;
   conn.state = 'closed';
   conn.broker.connectionClosed(conn);
   conn.link.end();

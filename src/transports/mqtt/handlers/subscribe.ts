@@ -135,6 +135,7 @@ function subscribe(conn: MqttConnection, p: ISubscribePacket, elsewhere: number,
     if (conn.closed) return;
     for (const g of grants) if (g.shared) broker.shared.join(g.key, s, g.opts);
     if (grants.some((g) => !g.shared)) broker.refreshFeed(conn, false);
+    if (conn.registration) broker.ctx.registry.subscriptionsChanged(conn.registration);
     for (const g of grants) if (g.retained) broker.sendRetained(conn, g.filter, g.opts);
   };
   if (grants.length === 0 || !s.persistent) {
