@@ -180,7 +180,9 @@ export class LongPollTransport {
       res.once('close', () => poll.abandon());
       // a held poll outlives no token: past `exp` it is answered 401, as a new poll would be
       const expiresIn = principal.expiresAt === undefined ? Infinity : principal.expiresAt - Date.now();
-      poll.timer = expiresIn < timeout * 1000 ? setTimeout(() => poll.fail(EXPIRED), Math.max(0, expiresIn)) : setTimeout(() => poll.finish(), timeout * 1000);
+      // timeout 0 answers once the replay is handed over (below), not at a timer that may fire first
+      if (expiresIn < timeout * 1000) poll.timer = setTimeout(() => poll.fail(EXPIRED), Math.max(0, expiresIn));
+      else if (timeout > 0) poll.timer = setTimeout(() => poll.finish(), timeout * 1000);
       await ctx.hub.subscribe(poll, plan);
       poll.caughtUp = true;
       if (timeout === 0 || poll.hasGap) poll.finish();
