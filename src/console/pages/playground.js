@@ -124,10 +124,11 @@ function Publisher({ log, token, mqttInfo }) {
     <label
       >Publish through
       <select name="via" id="pg-via">
-        <option value="api">Server API (as the console)</option>
-        ${mqttInfo?.websocket && html`<option value="mqtt">MQTT over WebSocket (as the client token)</option>`}
+        <option value="api">Server API</option>
+        ${mqttInfo?.websocket && html`<option value="mqtt">MQTT over WebSocket</option>`}
       </select></label
     >
+    <p class="muted">The server API publishes as the console; MQTT as the client token, or anonymously.</p>
     <label>Topics (comma-separated) <input name="topics" id="pg-topics" value="demo/hello" required /></label>
     <label>Message <input name="data" id="pg-data" value="hello" /></label>
     <label class="check"><input type="checkbox" name="retain" /> Retain</label>
