@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
@@ -71,6 +71,18 @@ describe('the console in Chromium', { skip: missing ? 'chromium missing' : false
     const demo = await fetch(`${server.http}/demo/`, { redirect: 'manual' });
     assert.equal(demo.status, 302);
     assert.equal(demo.headers.get('location'), '/admin/#playground');
+    // the lazily loaded chunks are served under the same headers; other names are not
+    const chunk = readdirSync(new URL('../console/', import.meta.url)).find((f) => /^mqtt-door-[A-Z0-9]{8}\.js$/.test(f));
+    assert.ok(chunk, 'the build made an MQTT chunk');
+    const c = await fetch(`${server.http}/admin/${chunk}`);
+    assert.equal(c.status, 200);
+    assert.match(c.headers.get('content-type') ?? '', /^text\/javascript/);
+    assert.match(c.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+    for (const name of ['mqtt-door-AAAAAAAA.js', '..%2Fserver.js', 'mqtt-door-../../server.js']) {
+      const r = await fetch(`${server.http}/admin/${name}`);
+      assert.equal(r.status, 404, name);
+      assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'not_found');
+    }
   });
 
   it('refuses a wrong password, then logs in', async () => {
