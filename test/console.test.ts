@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
@@ -71,6 +71,18 @@ describe('the console in Chromium', { skip: missing ? 'chromium missing' : false
     const demo = await fetch(`${server.http}/demo/`, { redirect: 'manual' });
     assert.equal(demo.status, 302);
     assert.equal(demo.headers.get('location'), '/admin/#playground');
+    // the lazily loaded chunks are served under the same headers; other names are not
+    const chunk = readdirSync(new URL('../console/', import.meta.url)).find((f) => /^mqtt-door-[A-Z0-9]{8}\.js$/.test(f));
+    assert.ok(chunk, 'the build made an MQTT chunk');
+    const c = await fetch(`${server.http}/admin/${chunk}`);
+    assert.equal(c.status, 200);
+    assert.match(c.headers.get('content-type') ?? '', /^text\/javascript/);
+    assert.match(c.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+    for (const name of ['mqtt-door-AAAAAAAA.js', '..%2Fserver.js', 'mqtt-door-../../server.js']) {
+      const r = await fetch(`${server.http}/admin/${name}`);
+      assert.equal(r.status, 404, name);
+      assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'not_found');
+    }
   });
 
   it('refuses a wrong password, then logs in', async () => {
@@ -157,6 +169,63 @@ describe('the console in Chromium', { skip: missing ? 'chromium missing' : false
     assert.deepEqual(sub.received.map((m) => m.topic).sort(), ['demo/pg', 'demo/pg2']);
     await waitFor(async () => (await page.textContent('#pg-log'))?.includes('sse ← demo/pg2: from the playground'), 'the playground’s own SSE subscription got it');
     sub.end(true);
+  });
+
+  it('subscribes and publishes over MQTT from the playground, loading MQTT.js only then, under the console’s CSP', async () => {
+    // a context of its own that keeps the CSP: the lazily loaded MQTT.js chunk must run under it
+    const strict = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    try {
+      const p = await strict.newPage();
+      const scripts: string[] = [];
+      p.on('request', (r) => {
+        if (r.resourceType() === 'script') scripts.push(new URL(r.url()).pathname);
+      });
+      const cspErrors: string[] = [];
+      p.on('console', (m) => {
+        if (/Content Security Policy/i.test(m.text())) cspErrors.push(m.text());
+      });
+      await p.goto(`${server.http}/admin/#playground`);
+      await p.getByLabel('Username').fill('op');
+      await p.getByLabel('Password').fill('s3cret pass');
+      await p.getByRole('button', { name: 'Log in' }).click();
+      await p.locator('#pg-door option[value="mqtt"]').waitFor({ state: 'attached', timeout: 10_000 });
+      assert.deepEqual(
+        scripts.filter((u) => u.includes('mqtt')),
+        [],
+        'MQTT.js is not loaded before the MQTT door is used',
+      );
+
+      // subscribe over MQTT (anonymous: no token), receive what HTTP publishes
+      await p.getByLabel('Door').selectOption('mqtt');
+      await p.getByLabel('Topic filter').fill('demo/mq/#');
+      await p.getByRole('button', { name: 'Subscribe' }).click();
+      await waitFor(async () => (await p.textContent('#pg-state')) === 'open over mqtt', 'the playground subscribed over MQTT', 20_000);
+      assert.equal(scripts.filter((u) => /\/admin\/mqtt-door-[A-Z0-9]+\.js$/.test(u)).length, 1, `the MQTT chunk was loaded once: ${scripts.join(' ')}`);
+      await publish(server.http, 'demo/mq/a', 'over http');
+      await waitFor(async () => (await p.textContent('#pg-log'))?.includes('mqtt ← demo/mq/a: over http'), 'the playground’s MQTT subscription got the HTTP publish');
+
+      // publish over MQTT: anonymous grants stop it at priv/, the client token as MQTT password lets it through
+      const sub = await mqttClient(server, { protocolVersion: 5, username: 'ivy', password: Buffer.from(await token('ivy')) });
+      await sub.subscribeAsync('priv/#');
+      await p.getByLabel('Publish through').selectOption('mqtt');
+      await p.locator('#pg-topics').fill('priv/pg');
+      await p.locator('#pg-data').fill('over mqtt');
+      await p.locator('#pg-publish').click();
+      await waitFor(async () => /publish failed: .*not authorized/i.test((await p.textContent('#pg-log')) ?? ''), 'the anonymous MQTT publish refused');
+      assert.equal(sub.received.length, 0);
+      await p.getByLabel('Client token (optional)').fill(await token('pia'));
+      await p.locator('#pg-publish').click();
+      await waitFor(() => sub.received.find((m) => m.topic === 'priv/pg' && m.payload === 'over mqtt'), 'the independent MQTT client got the playground’s MQTT publish');
+      await waitFor(async () => (await p.textContent('#pg-log'))?.includes('published to priv/pg over mqtt'), 'the playground logged the PUBACK');
+      assert.deepEqual(cspErrors, []);
+      for (const w of [390, 1280]) {
+        await p.setViewportSize({ width: w, height: w === 390 ? 844 : 800 });
+        await p.screenshot({ path: `${SHOTS}/playground-mqtt-${w}.png`, fullPage: true });
+      }
+      sub.end(true);
+    } finally {
+      await strict.close();
+    }
   });
 
   it('browses retained messages and history on the Topics page', async () => {

@@ -10,15 +10,24 @@ const TYPES: Record<string, string> = {
   'console.css': 'text/css; charset=utf-8',
 };
 
+// the bundle's lazily loaded chunks (scripts/build-console.js names them); no slash, no dot-dot
+const CHUNK = /^[a-z][a-z-]*-[A-Z0-9]{8}\.js$/;
+
+function typeOf(name: string): string | undefined {
+  return TYPES[name] ?? (CHUNK.test(name) ? TYPES['console.js'] : undefined);
+}
+
 function file(name: string): Buffer | null {
-  if (!FILES.has(name)) {
-    try {
-      FILES.set(name, readFileSync(new URL(`../../console/${name}`, import.meta.url)));
-    } catch {
-      FILES.set(name, null);
-    }
+  const cached = FILES.get(name);
+  if (cached !== undefined) return cached;
+  try {
+    const body = readFileSync(new URL(`../../console/${name}`, import.meta.url));
+    FILES.set(name, body);
+    return body;
+  } catch {
+    // a miss is not remembered: chunk names come from the request, and the map must stay bounded
+    return null;
   }
-  return FILES.get(name)!;
 }
 
 export const CONSOLE_PATH = '/admin';
@@ -39,8 +48,9 @@ export function serveConsole(path: string, res: ServerResponse): void {
     return;
   }
   const name = path === `${CONSOLE_PATH}/` ? 'index.html' : path.slice(CONSOLE_PATH.length + 1);
-  const body = name in TYPES ? file(name) : null;
+  const type = typeOf(name);
+  const body = type ? file(name) : null;
   if (!body) throw new OmnipushError('not_found', `no console file ${JSON.stringify(name)}${name === 'index.html' ? ' (run npm run build)' : ''}`);
-  res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': TYPES[name], 'Content-Length': body.length, 'Cache-Control': 'no-cache' });
+  res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': type!, 'Content-Length': body.length, 'Cache-Control': 'no-cache' });
   res.end(body);
 }

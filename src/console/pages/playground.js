@@ -1,5 +1,5 @@
-// Playground: subscribe over a chosen door with the client SDK, publish through the server API,
-// read history. It replaces the old demo page.
+// Playground: subscribe over a chosen door (the client SDK's doors, or MQTT over WebSocket with
+// MQTT.js), publish through the server API or over MQTT, read history. It replaces the old demo page.
 import { html } from 'htm/preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { connect } from '../../client/index.ts';
@@ -10,18 +10,33 @@ const DOORS = [
   ['sse', 'Server-Sent Events'],
   ['longpoll', 'Long-poll'],
 ];
+const MQTT_DOOR = ['mqtt', 'MQTT over WebSocket'];
 
-function Subscriber({ log }) {
+// MQTT.js is loaded (a separate chunk) the first time the MQTT door is used
+const loadMqtt = () => import('../mqtt-door.js');
+
+/** Subscribes over MQTT; `handle.close` ends it, and state reports stop once it is replaced. */
+async function subscribeMqtt(url, token, filter, handle, isCurrent, setState, log) {
+  const { openMqtt } = await loadMqtt();
+  const m = await openMqtt(url, token, (s) => isCurrent() && setState(`${s} (mqtt)`));
+  handle.close = () => m.end(true);
+  if (!isCurrent()) return handle.close();
+  m.on('message', (topic, payload) => log(`mqtt ← ${topic}: ${payload.toString()}`));
+  const [grant] = await m.subscribeAsync(filter, { qos: 1 });
+  // MQTT 5 SUBACK puts the refusal's reason code where the granted QoS would be
+  if (grant.qos >= 0x80) {
+    setState('refused');
+    log(`subscription to ${filter} over mqtt refused: reason code 0x${grant.qos.toString(16)}`);
+    return handle.close();
+  }
+  setState('open over mqtt');
+  log(`subscribed to ${filter} over mqtt`);
+}
+
+function Subscriber({ log, token, mqttInfo }) {
   const client = useRef(null);
   const [state, setState] = useState('not connected');
-  const [mqttPort, setMqttPort] = useState(null);
-  useEffect(() => {
-    fetch('/.well-known/omnipush')
-      .then((r) => r.json())
-      .then((d) => setMqttPort(d.transports?.mqtt?.port ?? null))
-      .catch(() => undefined);
-    return () => client.current?.close();
-  }, []);
+  useEffect(() => () => client.current?.close(), []);
   const submit = async (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
@@ -29,8 +44,18 @@ function Subscriber({ log }) {
     const filter = f.get('filter');
     client.current?.close();
     setState('connecting');
+    if (door === 'mqtt') {
+      const handle = { close() {} };
+      client.current = handle;
+      try {
+        await subscribeMqtt(mqttInfo.websocket, token, filter, handle, () => client.current === handle, setState, log);
+      } catch (err) {
+        if (client.current === handle) setState('failed');
+        log(`could not subscribe over mqtt: ${err.message}`);
+      }
+      return;
+    }
     try {
-      const token = String(f.get('token') ?? '').trim();
       const c = await connect(location.origin, { transports: [door], ...(token ? { token } : {}) });
       client.current = c;
       c.on('state', (s) => setState(`${s.state} over ${s.transport ?? door}`));
@@ -44,16 +69,36 @@ function Subscriber({ log }) {
   };
   return html`<form onSubmit=${submit} class="card stack" aria-labelledby="pg-sub">
     <h2 id="pg-sub">Subscribe</h2>
-    <label>Door <select name="door">${DOORS.map(([v, l]) => html`<option value=${v}>${l}</option>`)}</select></label>
+    <label>Door <select name="door" id="pg-door">${[...DOORS, ...(mqttInfo?.websocket ? [MQTT_DOOR] : [])].map(([v, l]) => html`<option value=${v}>${l}</option>`)}</select></label>
     <label>Topic filter <input name="filter" value="demo/#" required /></label>
-    <label>Client token (optional) <input name="token" autocomplete="off" placeholder="JWT, when anonymous access is off" /></label>
     <button type="submit">Subscribe</button>
     <p class="muted" role="status">State: <span id="pg-state">${state}</span></p>
-    ${mqttPort && html`<p class="muted">MQTT: <code>mosquitto_sub -h ${location.hostname} -p ${mqttPort} -t 'demo/#' -V mqttv5</code></p>`}
+    ${mqttInfo?.port && html`<p class="muted">From a shell: <code>mosquitto_sub -h ${location.hostname} -p ${mqttInfo.port} -t 'demo/#' -V mqttv5</code></p>`}
   </form>`;
 }
 
-function Publisher({ log }) {
+/** Publishes each topic over one MQTT connection, kept open while the token stays the same. */
+async function publishMqtt(conn, url, token, topics, data, retain, log) {
+  if (conn.current && (conn.current.token !== token || !conn.current.client.connected)) {
+    conn.current.client.end(true);
+    conn.current = null;
+  }
+  if (!conn.current) {
+    const { openMqtt } = await loadMqtt();
+    const entry = { client: null, token };
+    // a connection replaced on purpose ends quietly
+    entry.client = await openMqtt(url, token, (s) => conn.current === entry && log(`mqtt publisher: ${s}`));
+    conn.current = entry;
+  }
+  for (const topic of topics) {
+    await conn.current.client.publishAsync(topic, data, { qos: 1, retain });
+    log(`published to ${topic} over mqtt (PUBACK)`);
+  }
+}
+
+function Publisher({ log, token, mqttInfo }) {
+  const mqttConn = useRef(null);
+  useEffect(() => () => mqttConn.current?.client.end(true), []);
   const submit = async (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
@@ -61,8 +106,14 @@ function Publisher({ log }) {
       .split(',')
       .map((t) => t.trim())
       .filter(Boolean);
+    const data = String(f.get('data') ?? '');
+    const retain = f.get('retain') === 'on';
     try {
-      const r = await post('publish', { topics, data: f.get('data'), retain: f.get('retain') === 'on' });
+      if (f.get('via') === 'mqtt') {
+        await publishMqtt(mqttConn, mqttInfo.websocket, token, topics, data, retain, log);
+        return;
+      }
+      const r = await post('publish', { topics, data, retain });
       for (const m of r.messages) log(`published to ${m.topic} at ${m.cursor}`);
     } catch (err) {
       log(`publish failed: ${err.message}`);
@@ -70,6 +121,14 @@ function Publisher({ log }) {
   };
   return html`<form onSubmit=${submit} class="card stack" aria-labelledby="pg-pub">
     <h2 id="pg-pub">Publish</h2>
+    <label
+      >Publish through
+      <select name="via" id="pg-via">
+        <option value="api">Server API</option>
+        ${mqttInfo?.websocket && html`<option value="mqtt">MQTT over WebSocket</option>`}
+      </select></label
+    >
+    <p class="muted">The server API publishes as the console; MQTT as the client token, or anonymously.</p>
     <label>Topics (comma-separated) <input name="topics" id="pg-topics" value="demo/hello" required /></label>
     <label>Message <input name="data" id="pg-data" value="hello" /></label>
     <label class="check"><input type="checkbox" name="retain" /> Retain</label>
@@ -98,12 +157,27 @@ function History({ log }) {
 
 export function Playground() {
   const [lines, setLines] = useState([]);
+  const [token, setToken] = useState('');
+  const [mqttInfo, setMqttInfo] = useState(null);
+  useEffect(() => {
+    fetch('/.well-known/omnipush')
+      .then((r) => r.json())
+      .then((d) => setMqttInfo(d.transports?.mqtt ?? null))
+      .catch(() => undefined);
+  }, []);
   const log = (t) => setLines((l) => [...l, t].slice(-200));
   return html`
     <h1>Playground</h1>
+    <div class="card row">
+      <label
+        >Client token (optional)
+        <input id="pg-token" autocomplete="off" placeholder="JWT, when anonymous access is off" value=${token} onInput=${(e) => setToken(e.target.value.trim())}
+      /></label>
+      <p class="muted">Used by the subscribing doors, and as the password of MQTT connections.</p>
+    </div>
     <div class="grid">
-      <${Subscriber} log=${log} />
-      <${Publisher} log=${log} />
+      <${Subscriber} log=${log} token=${token} mqttInfo=${mqttInfo} />
+      <${Publisher} log=${log} token=${token} mqttInfo=${mqttInfo} />
       <${History} log=${log} />
     </div>
     <h2 id="pg-log-h">Log</h2>
