@@ -1,23 +1,14 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { RunningServer } from '../src/server.js';
-import { exerciseDoors } from './helpers/doors.js';
-import { accepting } from './helpers/npm-run.js';
+import { assertDoorsThrough, proxyMissing, runProxy, startProxiedServer, type ProxiedServer, type ProxyProcess } from './helpers/proxied-doors.js';
 import { freePort } from './helpers/ports.js';
-import { REPO_ROOT, startTestServer, tempDir, waitFor } from './helpers/server.js';
-import { opensslMissing, selfSignedCert, type SelfSigned } from './helpers/tls-cert.js';
+import { REPO_ROOT, tempDir } from './helpers/server.js';
+import { opensslMissing, type SelfSigned } from './helpers/tls-cert.js';
 
 const CADDY = '/usr/bin/caddy';
-const caddyMissing = ((): string => {
-  if (existsSync(CADDY)) return '';
-  const why = `Caddy is not installed at ${CADDY} (Debian package "caddy")`;
-  if (process.env.OMNIPUSH_REQUIRE_ALL === '1') throw new Error(`${why}, and OMNIPUSH_REQUIRE_ALL=1 requires it`);
-  console.error(`\n*** SKIPPING Caddy tests: ${why} ***\n`);
-  return 'caddy missing';
-})();
+const caddyMissing = proxyMissing(CADDY, 'Caddy', 'caddy');
 
 /**
  * docs/deploy/Caddyfile with only the lines under its `# adapt` comments changed: the site address
@@ -40,50 +31,33 @@ function adapt(caddyfile: string, to: { upstream: number; https: number; cert: S
 
 describe('Omnipush behind Caddy with docs/deploy/Caddyfile', { skip: caddyMissing || opensslMissing || undefined }, () => {
   const dir = tempDir('omnipush-caddy-');
-  let cert: SelfSigned;
-  let server: RunningServer;
-  let caddy: ChildProcess | undefined;
-  let base = '';
-  let output = '';
+  let proxied: ProxiedServer | undefined;
+  let caddy: ProxyProcess | undefined;
 
   before(async () => {
-    cert = selfSignedCert(dir.path);
-    const httpsPort = await freePort();
-    base = `https://127.0.0.1:${httpsPort}`;
-    server = await startTestServer({ http: { publicUrl: base }, sse: { heartbeat: 60 } });
-    const site = adapt(readFileSync(join(REPO_ROOT, 'docs/deploy/Caddyfile'), 'utf8'), { upstream: Number(new URL(server.http).port), https: httpsPort, cert });
+    proxied = await startProxiedServer(dir.path);
+    const { base, cert, httpsPort, upstream } = proxied;
+    const site = adapt(readFileSync(join(REPO_ROOT, 'docs/deploy/Caddyfile'), 'utf8'), { upstream, https: httpsPort, cert });
     // global options of the test run only: no admin endpoint, no port-80 redirect listener
     const global = `{\n\tadmin off\n\tauto_https disable_redirects\n\thttp_port ${await freePort()}\n\tstorage file_system ${join(dir.path, 'data')}\n}\n\n`;
     writeFileSync(join(dir.path, 'Caddyfile'), global + site);
-    caddy = spawn(CADDY, ['run', '--config', join(dir.path, 'Caddyfile'), '--adapter', 'caddyfile'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+    caddy = await runProxy({
+      name: 'caddy',
+      command: CADDY,
+      args: ['run', '--config', join(dir.path, 'Caddyfile'), '--adapter', 'caddyfile'],
       env: { ...process.env, HOME: dir.path, XDG_DATA_HOME: join(dir.path, 'data'), XDG_CONFIG_HOME: join(dir.path, 'config') },
+      base,
+      startMs: 20_000,
     });
-    caddy.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    caddy.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    const proc = caddy;
-    // whatever way this file's process ends, the proxy must not outlive it
-    process.once('exit', () => proc.kill('SIGKILL'));
-    let exited = false;
-    caddy.once('exit', () => (exited = true));
-    await waitFor(async () => {
-      if (exited) throw new Error(`caddy exited: ${output}`);
-      return accepting(base);
-    }, 'caddy listening', 20_000);
   });
 
   after(async () => {
-    if (caddy && caddy.exitCode === null) {
-      const gone = new Promise((r) => caddy!.once('exit', r));
-      caddy.kill('SIGKILL');
-      await gone;
-    }
-    await server?.close();
+    await caddy?.stop('SIGKILL');
+    await proxied?.server.close();
     dir.remove();
   });
 
   it('passes SSE unbuffered, WebSocket, a held long-poll and MQTT over WebSocket, over TLS', async () => {
-    const report = await exerciseDoors({ base, ca: cert.cert });
-    assert.ok(report.sseLatencyMs < 5000);
+    await assertDoorsThrough(proxied!);
   });
 });

@@ -1,24 +1,15 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { RunningServer } from '../src/server.js';
-import { exerciseDoors } from './helpers/doors.js';
-import { accepting } from './helpers/npm-run.js';
+import { assertDoorsThrough, proxyMissing, runProxy, startProxiedServer, type ProxiedServer, type ProxyProcess } from './helpers/proxied-doors.js';
 import { freePort } from './helpers/ports.js';
-import { REPO_ROOT, startTestServer, tempDir, waitFor } from './helpers/server.js';
-import { opensslMissing, selfSignedCert, type SelfSigned } from './helpers/tls-cert.js';
+import { REPO_ROOT, tempDir } from './helpers/server.js';
+import { opensslMissing, type SelfSigned } from './helpers/tls-cert.js';
 
 const NGINX = '/usr/sbin/nginx';
-const nginxMissing = ((): string => {
-  if (existsSync(NGINX)) return '';
-  const why = `nginx is not installed at ${NGINX} (Debian package "nginx")`;
-  if (process.env.OMNIPUSH_REQUIRE_ALL === '1') throw new Error(`${why}, and OMNIPUSH_REQUIRE_ALL=1 requires it`);
-  console.error(`\n*** SKIPPING nginx tests: ${why} ***\n`);
-  return 'nginx missing';
-})();
+const nginxMissing = proxyMissing(NGINX, 'nginx', 'nginx');
 
 /** The site configuration of docs/deploy/nginx.conf with only its `# adapt` lines changed: ports and certificate paths. */
 function adapt(conf: string, to: { upstream: number; http: number; https: number; cert: SelfSigned }): string {
@@ -47,21 +38,15 @@ function adapt(conf: string, to: { upstream: number; http: number; https: number
 
 describe('Omnipush behind nginx with docs/deploy/nginx.conf', { skip: nginxMissing || opensslMissing || undefined }, () => {
   const dir = tempDir('omnipush-nginx-');
-  let cert: SelfSigned;
-  let server: RunningServer;
-  let nginx: ChildProcess | undefined;
-  let base = '';
+  let proxied: ProxiedServer | undefined;
+  let nginx: ProxyProcess | undefined;
   let plainPort = 0;
-  let nginxOutput = '';
 
   before(async () => {
-    cert = selfSignedCert(dir.path);
-    const httpsPort = await freePort();
     plainPort = await freePort();
-    base = `https://127.0.0.1:${httpsPort}`;
-    // a heartbeat far beyond the SSE deadline: a buffering proxy cannot pass by luck
-    server = await startTestServer({ http: { publicUrl: base }, sse: { heartbeat: 60 } });
-    const site = adapt(readFileSync(join(REPO_ROOT, 'docs/deploy/nginx.conf'), 'utf8'), { upstream: Number(new URL(server.http).port), http: plainPort, https: httpsPort, cert });
+    proxied = await startProxiedServer(dir.path);
+    const { base, cert, httpsPort, upstream } = proxied;
+    const site = adapt(readFileSync(join(REPO_ROOT, 'docs/deploy/nginx.conf'), 'utf8'), { upstream, http: plainPort, https: httpsPort, cert });
     writeFileSync(join(dir.path, 'omnipush.conf'), site);
     // the rest of what Debian's /etc/nginx/nginx.conf would say, pointed at the temp dir
     const temp = (name: string) => `${name}_temp_path ${join(dir.path, name)};`;
@@ -79,34 +64,24 @@ describe('Omnipush behind nginx with docs/deploy/nginx.conf', { skip: nginxMissi
         '}',
       ].join('\n'),
     );
-    nginx = spawn(NGINX, ['-p', dir.path, '-e', join(dir.path, 'error.log'), '-c', join(dir.path, 'nginx.conf'), '-g', `daemon off; pid ${join(dir.path, 'nginx.pid')};`], { stdio: ['ignore', 'pipe', 'pipe'] });
-    nginx.stdout!.on('data', (d: Buffer) => (nginxOutput += d.toString()));
-    nginx.stderr!.on('data', (d: Buffer) => (nginxOutput += d.toString()));
-    const proc = nginx;
-    // whatever way this file's process ends, the proxy must not outlive it
-    process.once('exit', () => proc.kill('SIGKILL'));
-    let exited = false;
-    nginx.once('exit', () => (exited = true));
-    await waitFor(async () => {
-      if (exited) throw new Error(`nginx exited: ${nginxOutput} ${readLog(dir.path)}`);
-      return accepting(base);
-    }, 'nginx listening');
+    nginx = await runProxy({
+      name: 'nginx',
+      command: NGINX,
+      args: ['-p', dir.path, '-e', join(dir.path, 'error.log'), '-c', join(dir.path, 'nginx.conf'), '-g', `daemon off; pid ${join(dir.path, 'nginx.pid')};`],
+      base,
+      more: () => readLog(dir.path),
+    });
   });
 
   after(async () => {
-    if (nginx && nginx.exitCode === null) {
-      const gone = new Promise((r) => nginx!.once('exit', r));
-      // SIGTERM, the fast stop: a graceful one (SIGQUIT) would wait for open streams
-      nginx.kill('SIGTERM');
-      await gone;
-    }
-    await server?.close();
+    // SIGTERM, the fast stop: a graceful one (SIGQUIT) would wait for open streams
+    await nginx?.stop('SIGTERM');
+    await proxied?.server.close();
     dir.remove();
   });
 
   it('passes SSE unbuffered, WebSocket, a held long-poll and MQTT over WebSocket, over TLS', async () => {
-    const report = await exerciseDoors({ base, ca: cert.cert });
-    assert.ok(report.sseLatencyMs < 5000);
+    await assertDoorsThrough(proxied!);
     // the requests went through nginx, not around it
     assert.match(readFileSync(join(dir.path, 'access.log'), 'utf8'), /"GET \/v1\/sse\?topic=doors\/sse[^"]*" 200 /);
     assert.match(readFileSync(join(dir.path, 'access.log'), 'utf8'), /"GET \/mqtt HTTP\/1\.1" 101 /);

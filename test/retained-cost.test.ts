@@ -13,8 +13,9 @@ import { filterMatches } from '../src/core/topic.js';
 import { MemoryStore } from '../src/store/memory.js';
 import { RedisStore } from '../src/store/redis.js';
 import { SqliteStore } from '../src/store/sqlite.js';
-import { redisMissing, startRedis, type RedisServer } from './helpers/redis.js';
-import { tempDir, within } from './helpers/server.js';
+import { redisMissing } from './helpers/redis.js';
+import { within } from './helpers/server.js';
+import { storeKinds } from './helpers/store-kinds.js';
 
 /** Unrelated retained topics: a tree of 1000 × 100 leaves under `noise`. */
 const N = 100_000;
@@ -126,28 +127,7 @@ async function timeSubscribes(hub: Hub, filters: string[], reps: number): Promis
   return median(ms);
 }
 
-const dirs: Array<{ remove(): void }> = [];
-after(() => dirs.forEach((d) => d.remove()));
-function sqliteDir(): string {
-  const d = tempDir('omnipush-retained-');
-  dirs.push(d);
-  return d.path;
-}
-
-let redis: RedisServer | undefined;
-let prefixes = 0;
-if (!redisMissing) {
-  before(async () => {
-    redis = await startRedis();
-  });
-  after(() => redis?.remove());
-}
-
-const kinds: Array<[string, () => Store]> = [
-  ['memory', () => new MemoryStore()],
-  ['sqlite', () => new SqliteStore(sqliteDir())],
-];
-if (!redisMissing) kinds.push(['redis', () => new RedisStore({ url: redis!.url, prefix: `rc${++prefixes}:` })]);
+const { kinds, sqliteDir, redisUrl, redisPrefix } = storeKinds('retained');
 
 for (const [kind, make] of kinds) {
   describe(`${kind} store: retained subscribes cost what they match`, () => {
@@ -274,10 +254,10 @@ describe('memory follows the live data', () => {
   });
 
   it('redis: cleared retained topics leave the index, the metadata and the counts', { skip: redisMissing || false }, async () => {
-    const prefix = `rc-mem${++prefixes}:`;
-    const s = new RedisStore({ url: redis!.url, prefix });
+    const prefix = redisPrefix('retained-mem');
+    const s = new RedisStore({ url: redisUrl(), prefix });
     await s.open();
-    const raw = new Redis(redis!.url);
+    const raw = new Redis(redisUrl());
     try {
       await seed(s, Array.from({ length: 3000 }, (_, i) => `r/${i % 30}/${i}`));
       assert.deepEqual(await Promise.all([raw.zcard(`${prefix}retained:index`), raw.hlen(`${prefix}retained:meta`), raw.hget(`${prefix}retained:count`, 'seed')]), [3000, 3000, '3000']);

@@ -1,42 +1,17 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { after, before, describe, it } from 'node:test';
-import type { Store, AppendInput } from '../src/core/store.js';
-import { MemoryStore } from '../src/store/memory.js';
-import { RedisStore } from '../src/store/redis.js';
+import { describe, it } from 'node:test';
+import type { AppendInput } from '../src/core/store.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 import { filterMatches } from '../src/core/topic.js';
-import { redisMissing, startRedis, type RedisServer } from './helpers/redis.js';
-import { REPO_ROOT, tempDir, within } from './helpers/server.js';
+import { REPO_ROOT, within } from './helpers/server.js';
+import { storeKinds } from './helpers/store-kinds.js';
 
 const input = (topic: string, data: string, extra: Partial<AppendInput> = {}): AppendInput => ({ topic, payload: Buffer.from(data), publishedAt: 1_000, ...extra });
 const texts = (ms: Array<{ payload: Buffer }>) => ms.map((m) => m.payload.toString());
 
-const dirs: Array<{ remove(): void }> = [];
-after(() => dirs.forEach((d) => d.remove()));
-
-function sqliteDir(): string {
-  const d = tempDir('omnipush-store-');
-  dirs.push(d);
-  return d.path;
-}
-
-// One redis-server for the file; each store gets its own key prefix, so tests never see each other's data.
-let redis: RedisServer | undefined;
-let redisStores = 0;
-if (!redisMissing) {
-  before(async () => {
-    redis = await startRedis();
-  });
-  after(() => redis?.remove());
-}
-
-const kinds: Array<[string, () => Store]> = [
-  ['memory', () => new MemoryStore()],
-  ['sqlite', () => new SqliteStore(sqliteDir())],
-];
-if (!redisMissing) kinds.push(['redis', () => new RedisStore({ url: redis!.url, prefix: `conformance${++redisStores}:` })]);
+const { kinds, sqliteDir } = storeKinds('store');
 
 for (const [kind, make] of kinds) {
   describe(`${kind} store`, () => {

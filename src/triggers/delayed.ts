@@ -17,18 +17,12 @@ const LEASE_MS = 15_000;
 /** Principal id under which due items' idempotency keys live; no client can be called this. */
 const KEY_SPACE = 'omnipush:delayed';
 
-interface DelayedRecord {
+/** A scheduled publish as stored: the request (as JSON, so the payload in base64), its id, due time and publisher. */
+interface DelayedRecord extends Omit<PublishRequest, 'payload'> {
   id: string;
   due: number;
   publisher: string;
-  topic: string;
   payload: string; // base64
-  contentType?: string;
-  event?: string;
-  properties?: Array<[string, string]>;
-  retain?: boolean;
-  ttl?: number;
-  qos?: 0 | 1 | 2;
 }
 
 export interface DelayedOptions {
@@ -44,6 +38,19 @@ export interface Scheduled {
   /** ms since the epoch */
   due: number;
   repeated: boolean;
+}
+
+/** The optional fields of a publish, which the record keeps as the request has them. */
+type PublishFields = Omit<PublishRequest, 'topic' | 'payload'>;
+
+/** Scheduling and publishing carry the same fields; unset, false and empty ones stay out, so records stay small. */
+function copyOptions(from: PublishFields, to: PublishFields): void {
+  if (from.contentType) to.contentType = from.contentType;
+  if (from.event) to.event = from.event;
+  if (from.properties?.length) to.properties = from.properties;
+  if (from.retain) to.retain = true;
+  if (from.ttl !== undefined) to.ttl = from.ttl;
+  if (from.qos !== undefined) to.qos = from.qos;
 }
 
 const dueKey = (due: number, id: string) => `${String(due).padStart(15, '0')} ${id}`;
@@ -107,12 +114,7 @@ export class DelayedPublisher {
     }
     const id = randomUUID();
     const rec: DelayedRecord = { id, due, publisher: p.id, topic: input.topic, payload: req.payload.toString('base64') };
-    if (req.contentType) rec.contentType = req.contentType;
-    if (req.event) rec.event = req.event;
-    if (req.properties?.length) rec.properties = req.properties;
-    if (req.retain) rec.retain = true;
-    if (req.ttl !== undefined) rec.ttl = req.ttl;
-    if (req.qos !== undefined) rec.qos = req.qos;
+    copyOptions(req, rec);
     const dk = dueKey(due, id);
     const changes = [
       { kind: DELAYED_KIND, key: dk, value: Buffer.from(JSON.stringify(rec)) },
@@ -198,12 +200,7 @@ export class DelayedPublisher {
     // grants were checked when it was scheduled; what is published is what was accepted then
     const principal: Principal = { id: rec.publisher, kind: 'user', grants: ALLOW_ALL };
     const req: PublishRequest = { topic: rec.topic, payload: Buffer.from(rec.payload, 'base64') };
-    if (rec.contentType) req.contentType = rec.contentType;
-    if (rec.event) req.event = rec.event;
-    if (rec.properties) req.properties = rec.properties;
-    if (rec.retain) req.retain = true;
-    if (rec.ttl !== undefined) req.ttl = rec.ttl;
-    if (rec.qos !== undefined) req.qos = rec.qos;
+    copyOptions(rec, req);
     try {
       await this.idempotency.publishUnder(principal, req, idempotencyRecordKey(KEY_SPACE, rec.id));
     } catch (e) {

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
-import { createInterface } from 'node:readline';
-import { within } from './server.js';
+import { listeningLine, within, type Listening } from './server.js';
 
 /** `omnipush serve` started through npm (`npm start`, `npx omnipush serve`, `npm exec ...`). */
 export interface NpmServer {
@@ -29,36 +28,17 @@ export async function startUnderNpm(command: string, args: string[], cwd: string
   // the pipes end only when the last process holding them (the server, if it outlives npm) exits
   const closed = Promise.all([new Promise((r) => npm.stdout!.once('end', r)), new Promise((r) => npm.stderr!.once('end', r))]);
   const exited = new Promise<void>((r) => npm.once('exit', () => r()));
-  let mqtt: string | undefined;
-  const lines = createInterface({ input: npm.stdout! });
-  let http: string;
+  let listening: Listening;
   try {
-    http = await within(
-      new Promise<string>((resolve, reject) => {
-        lines.on('line', (l) => {
-          try {
-            const j = JSON.parse(l) as { event?: string; http?: string; mqtt?: string };
-            if (j.event === 'listening' && j.http) {
-              mqtt = j.mqtt;
-              resolve(j.http);
-            }
-          } catch {
-            /* npm's own lines */
-          }
-        });
-        void exited.then(() => reject(new Error(`${command} ${args.join(' ')} exited before listening: ${err}`)));
-      }),
-      60_000,
-      `listening line of ${command} ${args.join(' ')}`,
-    );
+    listening = await listeningLine(npm.stdout!, exited, () => `${command} ${args.join(' ')} exited before listening: ${err}`, 60_000, `listening line of ${command} ${args.join(' ')}`);
   } catch (e) {
     killGroup(npm);
     throw e;
   }
   return {
     npm,
-    http,
-    mqtt,
+    http: listening.http,
+    mqtt: listening.mqtt,
     stderr: () => err,
     gone: async (ms) => {
       await within(Promise.all([closed, exited]), ms, `npm and the server it started to exit; stderr so far: ${err.slice(-2000)}`);

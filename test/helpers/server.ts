@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import { parseConfig, type ConfigInput } from '../../src/config/schema.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 
@@ -77,26 +78,7 @@ export async function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}): 
     if (err.length > 100_000) err = err.slice(-50_000);
   });
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  const lines = createInterface({ input: proc.stdout! });
-  let mqtt: string | undefined;
-  const http = await within(
-    new Promise<string>((resolve, reject) => {
-      lines.on('line', (l) => {
-        try {
-          const j = JSON.parse(l) as { event?: string; http?: string; mqtt?: string };
-          if (j.event === 'listening' && j.http) {
-            mqtt = j.mqtt;
-            resolve(j.http);
-          }
-        } catch {
-          /* not our line */
-        }
-      });
-      void exited.then((code) => reject(new Error(`server exited with ${code} before listening: ${err}`)));
-    }),
-    20_000,
-    'server listening line',
-  );
+  const { http, mqtt } = await listeningLine(proc.stdout!, exited, (code) => `server exited with ${code} before listening: ${err}`, 20_000, 'server listening line');
   return {
     proc,
     http,
@@ -111,4 +93,34 @@ export async function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}): 
       await within(exited, 15_000, 'server exit after SIGKILL');
     },
   };
+}
+
+/** The addresses `omnipush serve` announces in its JSON listening line. */
+export interface Listening {
+  http: string;
+  mqtt?: string;
+}
+
+/**
+ * Reads `stdout` of a process that runs `omnipush serve` (perhaps behind npm, whose own lines are
+ * passed over) until the listening line. Rejects with `early(result)` when `exited` settles first,
+ * or after `ms` with `what` in the message.
+ */
+export function listeningLine<T>(stdout: Readable, exited: Promise<T>, early: (result: T) => string, ms: number, what: string): Promise<Listening> {
+  const lines = createInterface({ input: stdout });
+  return within(
+    new Promise<Listening>((resolve, reject) => {
+      lines.on('line', (l) => {
+        try {
+          const j = JSON.parse(l) as { event?: string; http?: string; mqtt?: string };
+          if (j.event === 'listening' && j.http) resolve({ http: j.http, mqtt: j.mqtt });
+        } catch {
+          /* not the server's line */
+        }
+      });
+      void exited.then((result) => reject(new Error(early(result))));
+    }),
+    ms,
+    what,
+  );
 }
