@@ -354,8 +354,8 @@ describe('server API across a cluster', { skip: redisMissing || false }, () => {
     const mq3 = await mqttClient(b, { protocolVersion: 4, username: 'erin', password: Buffer.from(erin) });
     await mq3.subscribeAsync('c/2');
 
-    // the counts settle: under load a listing taken at once has shown c/2 twice (seen three times, not
-    // understood; see the notes); a count that stays wrong still fails here at the deadline
+    // the counts settle: under load a listing taken at once has shown c/2 twice (cause not found yet);
+    // a count that stays wrong still fails here at the deadline
     const want = [
       { filter: 'c/1', subscribers: 2 },
       { filter: 'c/2', subscribers: 1 },
