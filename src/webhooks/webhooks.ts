@@ -7,12 +7,12 @@ import type { Delivery } from '../core/encoded.js';
 import type { OmnipushError } from '../core/errors.js';
 import { ALLOW_ALL, type Principal } from '../core/grants.js';
 import type { GapInfo, Hub, HubSubscriber } from '../core/hub.js';
-import { parseCursor } from '../core/message.js';
 import type { RecordChange } from '../core/store.js';
 import { filterMatches } from '../core/topic.js';
 import { retryDelay } from '../outbound/backoff.js';
 import { OutboundQueue, type OutboundEntry, type Verdict } from '../outbound/queue.js';
 import { SenderLease } from '../outbound/sender-lease.js';
+import { FeedHead } from '../outbound/feed-head.js';
 import { toMessageJson } from '../wire/json-message.js';
 import { WebhookEndpoint, type WebhookEvent } from './endpoint.js';
 import { WebhookMetrics } from './webhook-metrics.js';
@@ -84,9 +84,7 @@ export class Webhooks {
   private closing = false;
   private activation: Promise<void> = Promise.resolve();
   private feed: MessageFeed | null = null;
-  private headSeq = 0;
-  private headCursor: string | undefined;
-  private lastHead: string | undefined;
+  private readonly head: FeedHead;
   private seq = 0;
   /** Entries written here while another node sends: stored and announced once per tick. */
   private remote: WebhookEntry[] = [];
@@ -105,6 +103,7 @@ export class Webhooks {
       }
     }
     this.messageEndpoints = this.endpoints.filter((e) => e.events.has('message') && e.filters.length > 0);
+    this.head = new FeedHead(ctx.hub, META_KIND, HEAD_KEY);
     this.queue = this.newQueue();
     this.metrics = new WebhookMetrics(ctx.metrics, () => this.queue.size);
     this.lease = new SenderLease(ctx.cluster, SENDER_LEASE, ctx.config.cluster.nodeTimeout * 1000, ctx.log, {
@@ -150,12 +149,8 @@ export class Webhooks {
         return { maxEntries: ep?.maxEvents ?? 1, maxDelayMs: ep?.maxDelayMs ?? 0 };
       },
       attempt: (entries) => this.attempt(entries),
-      extra: () => {
-        const head = this.headCursor;
-        if (head === undefined || head === this.lastHead) return [];
-        this.lastHead = head;
-        return [{ kind: META_KIND, key: HEAD_KEY, value: Buffer.from(head) }];
-      },
+      // the head moves durably with the entries it produced (see FeedHead)
+      extra: () => this.head.changes(),
       log: this.ctx.log,
     });
   }
@@ -217,10 +212,7 @@ export class Webhooks {
   /** A message on a filter some endpoint watches (only the sending node is subscribed). */
   message(d: Delivery): void {
     const m = d.message;
-    if (m.seq > this.headSeq) {
-      this.headSeq = m.seq;
-      this.headCursor = m.cursor;
-    }
+    this.head.advance(m);
     const now = Date.now();
     let event: WebhookEvent | undefined;
     for (const ep of this.messageEndpoints) {
@@ -261,24 +253,8 @@ export class Webhooks {
     if (this.active) return;
     this.active = true;
     this.queue = this.newQueue();
-    this.headSeq = 0;
-    this.headCursor = undefined;
-    const head = (await this.ctx.hub.getRecord(META_KIND, HEAD_KEY))?.toString('utf8');
-    this.lastHead = head;
+    const since = await this.head.load();
     await this.queue.load();
-    let since = 'now';
-    if (head) {
-      try {
-        const c = parseCursor(head);
-        if (c.epoch === this.ctx.hub.epoch && c.seq <= this.ctx.hub.headSeq) {
-          since = head;
-          this.headSeq = c.seq;
-          this.headCursor = head;
-        }
-      } catch {
-        /* an unreadable head: start live */
-      }
-    }
     await this.attachFeed(since);
   }
 

@@ -2,7 +2,7 @@ import type { Delivery, WireFormat } from '../../core/encoded.js';
 import type { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
-import { parseCursor, type StoredMessage } from '../../core/message.js';
+import type { StoredMessage } from '../../core/message.js';
 import { withLease } from '../../cluster/control.js';
 import { retryDelay } from '../../outbound/backoff.js';
 import { OutboundQueue, type Verdict } from '../../outbound/queue.js';
@@ -11,6 +11,7 @@ import type { TransportContext } from '../context.js';
 import { encryptWebPush } from './ece.js';
 import { pushJobFor, type PushJob } from './payload.js';
 import { entryKey, HEAD_KEY, META_KIND, QUEUE_KIND, type QueueEntry } from './queue.js';
+import { FeedHead } from '../../outbound/feed-head.js';
 import { SUB_KIND, SubscriptionRegistry, type PushSubscriptionRecord } from './registry.js';
 import { readCaFiles, WebPushSender } from './sender.js';
 import { VapidSigner } from './vapid.js';
@@ -65,14 +66,11 @@ export class WebPushTransport {
   /** Parsed forms of each subscription's endpoint and keys, so a send does not re-parse them. */
   private readonly parsed = new WeakMap<PushSubscriptionRecord, { url: URL; origin: string; p256dh: Buffer; auth: Buffer }>();
   private readonly jobFormat: WireFormat<PushJob>;
-  private headSeq = 0;
-  private headCursor: string | undefined;
+  private readonly head: FeedHead;
   private closing = false;
   /** This node sends Web Push: always when alone; in a cluster while it holds the sender lease. */
   private active = false;
   private readonly lease: SenderLease;
-  /** The head cursor last written with the queue. */
-  private lastHead: string | undefined;
   private activation: Promise<void> = Promise.resolve();
 
   private constructor(
@@ -82,6 +80,7 @@ export class WebPushTransport {
     const cfg = ctx.config.webpush;
     this.registry = new SubscriptionRegistry(ctx.hub);
     this.sender = new WebPushSender(vapid, { connectionsPerOrigin: cfg.concurrencyPerOrigin, timeoutMs: cfg.requestTimeout * 1000, ca: readCaFiles(cfg.caFiles) });
+    this.head = new FeedHead(ctx.hub, META_KIND, HEAD_KEY);
     this.queue = this.newQueue();
     this.lease = new SenderLease(ctx.cluster, SENDER_LEASE, ctx.config.cluster.nodeTimeout * 1000, ctx.log, {
       // not awaited: loading a long queue must not hold up the renewals that keep the lease
@@ -102,13 +101,8 @@ export class WebPushTransport {
       group: (e) => e.sub,
       concurrency: () => perOrigin,
       attempt: (batch) => this.attempt(batch[0]),
-      extra: () => {
-        // the head moves durably with the entries it produced (see activate)
-        const head = this.headCursor;
-        if (head === undefined || head === this.lastHead) return [];
-        this.lastHead = head;
-        return [{ kind: META_KIND, key: HEAD_KEY, value: Buffer.from(head) }];
-      },
+      // the head moves durably with the entries it produced (see FeedHead)
+      extra: () => this.head.changes(),
       log: this.ctx.log,
     });
   }
@@ -152,27 +146,11 @@ export class WebPushTransport {
     if (this.active) return;
     this.active = true;
     this.queue = this.newQueue();
-    this.headSeq = 0;
-    this.headCursor = undefined;
     const subs = this.ctx.cluster.clustered ? await this.registry.reload() : [...this.registry.all()];
-    const head = (await this.ctx.hub.getRecord(META_KIND, HEAD_KEY))?.toString('utf8');
-    this.lastHead = head;
-    await this.queue.load();
     // Messages stored after the last head but never queued (a crash in between) are replayed to
     // every subscription; anything at or before the head was queued or deliberately skipped.
-    let since = 'now';
-    if (head) {
-      try {
-        const c = parseCursor(head);
-        if (c.epoch === this.ctx.hub.epoch && c.seq <= this.ctx.hub.headSeq) {
-          since = head;
-          this.headSeq = c.seq;
-          this.headCursor = head;
-        }
-      } catch {
-        /* an unreadable head: start live */
-      }
-    }
+    const since = await this.head.load();
+    await this.queue.load();
     for (const rec of subs) await this.attachHere(rec, since);
   }
 
@@ -272,10 +250,7 @@ export class WebPushTransport {
   /** Called by the hub, in seq order per subscription; must not throw. */
   offer(sub: PushHubSubscriber, d: Delivery): void {
     const m = d.message;
-    if (m.seq > this.headSeq) {
-      this.headSeq = m.seq;
-      this.headCursor = m.cursor;
-    }
+    this.head.advance(m);
     const rec = this.registry.get(sub.rec.id) ?? sub.rec;
     if (rec.failing) {
       this.metrics.count('-', 'skipped_failing');
