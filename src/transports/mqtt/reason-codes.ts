@@ -1,3 +1,5 @@
+import type { OmnipushError } from '../../core/errors.js';
+
 /** MQTT 5 reason codes the broker sends (spec §2.4), by name. */
 export const RC = {
   success: 0x00,
@@ -74,5 +76,44 @@ export class MqttProtocolError extends Error {
   ) {
     super(message);
     this.name = 'MqttProtocolError';
+  }
+}
+
+/** Reason code of a refused publish, per the hub's error code. */
+export function publishRefusalCode(e: OmnipushError): number {
+  switch (e.code) {
+    case 'forbidden':
+      return RC.notAuthorized;
+    case 'payload_too_large':
+      return RC.packetTooLarge;
+    case 'invalid_topic':
+      return RC.topicNameInvalid;
+    // PUBACK/PUBREC cannot carry 0x96 (Message rate too high, DISCONNECT only): 0x97 is the closest
+    case 'quota_exceeded':
+    case 'rate_limited':
+      return RC.quotaExceeded;
+    default:
+      return RC.implementationSpecific;
+  }
+}
+
+/** The DISCONNECT reason code (MQTT 5 §3.14.2.1) that says why the server ends a connection for `reason`. */
+export function disconnectCodeFor(reason: OmnipushError): number {
+  switch (reason.code) {
+    case 'unauthorized':
+    case 'forbidden':
+      return RC.notAuthorized;
+    case 'quota_exceeded':
+    case 'slow_consumer':
+      return RC.quotaExceeded;
+    case 'rate_limited':
+      return RC.messageRateTooHigh;
+    case 'shutting_down':
+      return RC.serverShuttingDown;
+    case 'unavailable':
+    case 'too_many_connections':
+      return RC.serverBusy;
+    default:
+      return RC.administrativeAction;
   }
 }

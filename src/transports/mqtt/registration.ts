@@ -2,28 +2,7 @@ import type { ConnectionInfo } from '../../core/connections.js';
 import type { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { MqttConnection } from './connection.js';
-import { RC } from './reason-codes.js';
-
-/** The DISCONNECT reason code (MQTT 5 §3.14.2.1) that says why the server ends a connection for `reason`. */
-export function disconnectCodeFor(reason: OmnipushError): number {
-  switch (reason.code) {
-    case 'unauthorized':
-    case 'forbidden':
-      return RC.notAuthorized;
-    case 'quota_exceeded':
-    case 'slow_consumer':
-      return RC.quotaExceeded;
-    case 'rate_limited':
-      return RC.messageRateTooHigh;
-    case 'shutting_down':
-      return RC.serverShuttingDown;
-    case 'unavailable':
-    case 'too_many_connections':
-      return RC.serverBusy;
-    default:
-      return RC.administrativeAction;
-  }
-}
+import { disconnectCodeFor } from './reason-codes.js';
 
 /**
  * An MQTT connection as the connection registry sees it, from CONNACK on. Its subscriptions are its

@@ -2,7 +2,8 @@ import { OmnipushError } from '../../../core/errors.js';
 import type { PublishRequest } from '../../../core/hub.js';
 import type { PublishOptions } from '../../../core/publish-options.js';
 import type { MqttConnection } from '../connection.js';
-import { MqttProtocolError, RC } from '../reason-codes.js';
+import { MqttProtocolError, publishRefusalCode, RC } from '../reason-codes.js';
+import { ackPublish } from './publish-ack.js';
 
 const DELAYED_PREFIX = '$delayed/';
 const DELAYED_RE = /^\$delayed\/(\d{1,10})\/(.+)$/s;
@@ -34,20 +35,6 @@ export function mqttPublishOptions(req: PublishRequest, now: number): PublishOpt
   return opts;
 }
 
-function refusal(e: OmnipushError): number {
-  switch (e.code) {
-    case 'forbidden':
-      return RC.notAuthorized;
-    case 'quota_exceeded':
-      return RC.quotaExceeded;
-    case 'payload_too_large':
-      return RC.packetTooLarge;
-    case 'invalid_topic':
-      return RC.topicNameInvalid;
-    default:
-      return RC.implementationSpecific;
-  }
-}
 
 /**
  * A publish with options: scheduled or published idempotently, then acknowledged (QoS 1/2) with
@@ -63,16 +50,14 @@ export function publishWithOptions(conn: MqttConnection, req: PublishRequest, op
     if (qos === 1) conn.inflightIn--;
     if (qos === 2 && rc !== RC.success) s.inQos2.delete(pid);
     if (qos === 0) return;
-    if (conn.version === 5 && rc !== RC.success) {
-      conn.send({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId: pid, reasonCode: rc, properties: reason ? { reasonString: reason.slice(0, 200) } : undefined });
-    } else conn.send({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId: pid });
+    ackPublish(conn, qos, pid, rc, reason);
   };
   if (!pw) return done(RC.implementationSpecific, 'this server takes no delayed or idempotent publishes');
   req.qos = qos;
   pw.publish(conn.principal, req, opts).then(
     () => done(RC.success),
     (e: unknown) => {
-      const rc = e instanceof OmnipushError ? refusal(e) : RC.unspecified;
+      const rc = e instanceof OmnipushError ? publishRefusalCode(e) : RC.unspecified;
       broker.log.info({ client: conn.clientId, principal: conn.principal.id, topic: req.topic, rc, err: (e as Error).message }, 'mqtt publish with options refused');
       broker.stats.dropped++;
       done(rc, e instanceof Error ? e.message : undefined);

@@ -3,38 +3,12 @@ import { OmnipushError } from '../../../core/errors.js';
 import type { PublishRequest, PublishWaiter } from '../../../core/hub.js';
 import type { AppendInput } from '../../../core/store.js';
 import { validateTopic } from '../../../core/topic.js';
-import { successAck } from '../codec.js';
 import type { MqttConnection } from '../connection.js';
 import type { InboundPublish } from '../packet-check.js';
-import { MqttProtocolError, RC } from '../reason-codes.js';
+import { MqttProtocolError, publishRefusalCode, RC } from '../reason-codes.js';
 import { InboundAliases } from '../topic-aliases.js';
+import { ackPublish } from './publish-ack.js';
 import { mqttPublishOptions, publishWithOptions } from './publish-options.js';
-
-/** Reason code of a refused publish, per the hub's error code. */
-function refusal(e: OmnipushError): number {
-  switch (e.code) {
-    case 'forbidden':
-      return RC.notAuthorized;
-    case 'payload_too_large':
-      return RC.packetTooLarge;
-    case 'invalid_topic':
-      return RC.topicNameInvalid;
-    // PUBACK/PUBREC cannot carry 0x96 (Message rate too high, DISCONNECT only): 0x97 is the closest
-    case 'quota_exceeded':
-    case 'rate_limited':
-      return RC.quotaExceeded;
-    default:
-      return RC.implementationSpecific;
-  }
-}
-
-function ack(conn: MqttConnection, qos: 1 | 2, messageId: number, rc: number): void {
-  if (conn.version === 5 && rc !== RC.success) {
-    conn.send({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId, reasonCode: rc });
-    return;
-  }
-  conn.sendBytes(successAck(qos === 1 ? 'puback' : 'pubrec', messageId));
-}
 
 /**
  * PUBLISH from a client (MQTT 5 §3.3): aliases, checks and grants as every door has them, then
@@ -55,7 +29,7 @@ export function handlePublish(conn: MqttConnection, p: InboundPublish): Promise<
     topic = conn.inAliases.resolve(p.topic, alias);
   }
   if (qos === 2 && s.inQos2.has(pid)) {
-    ack(conn, 2, pid, RC.success);
+    ackPublish(conn, 2, pid, RC.success);
     return;
   }
   if (qos > 0 && conn.inflightIn + s.inQos2.size >= broker.config.receiveMaximum) {
@@ -86,10 +60,7 @@ export function handlePublish(conn: MqttConnection, p: InboundPublish): Promise<
         broker.log.info({ client: conn.clientId, principal: conn.principal.id, topic, err: e.message }, 'mqtt publish refused by a publish hook');
         broker.stats.dropped++;
         const rc = e.code === 'forbidden' ? RC.notAuthorized : RC.unspecified;
-        if (qos > 0) {
-          if (conn.version === 5) conn.send({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId: pid, reasonCode: rc, properties: { reasonString: e.message.slice(0, 200) } });
-          else ack(conn, qos as 1 | 2, pid, RC.success);
-        }
+        if (qos > 0) ackPublish(conn, qos as 1 | 2, pid, rc, e.message);
       },
     );
   }
@@ -100,7 +71,6 @@ export function handlePublish(conn: MqttConnection, p: InboundPublish): Promise<
 function publishChecked(conn: MqttConnection, req: PublishRequest, props: NonNullable<InboundPublish['properties']>, qos: 0 | 1 | 2, pid: number): void {
   const { broker } = conn;
   const s = conn.session!;
-  const v5 = conn.version === 5;
   const { topic, payload } = req;
   let input: AppendInput;
   try {
@@ -111,12 +81,12 @@ function publishChecked(conn: MqttConnection, req: PublishRequest, props: NonNul
     if (e instanceof OmnipushError && e.code === 'invalid_topic' && e.message.includes('wildcard')) {
       throw new MqttProtocolError(RC.topicNameInvalid, e.message);
     }
-    const rc = e instanceof MqttProtocolError ? e.reasonCode : e instanceof OmnipushError ? refusal(e) : RC.implementationSpecific;
+    const rc = e instanceof MqttProtocolError ? e.reasonCode : e instanceof OmnipushError ? publishRefusalCode(e) : RC.implementationSpecific;
     if (!(e instanceof OmnipushError) && !(e instanceof MqttProtocolError)) throw e;
     broker.log.info({ client: conn.clientId, principal: conn.principal.id, topic, rc, err: e.message }, 'mqtt publish refused');
     broker.stats.dropped++;
     // 3.1.1 has no way to say no: the publish is acknowledged and dropped
-    if (qos > 0) ack(conn, qos as 1 | 2, pid, v5 ? rc : RC.success);
+    if (qos > 0) ackPublish(conn, qos as 1 | 2, pid, rc);
     return;
   }
   const { quotas } = broker.ctx;
@@ -154,7 +124,7 @@ function publishChecked(conn: MqttConnection, req: PublishRequest, props: NonNul
 function overRate(conn: MqttConnection, qos: number, pid: number, e: OmnipushError): void {
   conn.broker.stats.dropped++;
   if (conn.version === 5 && qos > 0) {
-    conn.send({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId: pid, reasonCode: RC.quotaExceeded, properties: { reasonString: e.message } });
+    ackPublish(conn, qos as 1 | 2, pid, RC.quotaExceeded, e.message);
     return;
   }
   conn.disconnect(RC.messageRateTooHigh, e.message);
@@ -170,7 +140,7 @@ class AckWhenStored implements PublishWaiter {
 
   stored(): void {
     if (this.qos === 1) this.conn.inflightIn--;
-    ack(this.conn, this.qos, this.pid, RC.success);
+    ackPublish(this.conn, this.qos, this.pid, RC.success);
   }
 
   failed(e: unknown): void {
@@ -211,13 +181,12 @@ function isLimit(e: unknown): e is OmnipushError {
 function refusedLater(conn: MqttConnection, e: OmnipushError, qos: 0 | 1 | 2, pid: number): void {
   conn.broker.log.info({ client: conn.clientId, principal: conn.principal.id, err: e.message }, 'mqtt publish refused');
   conn.broker.stats.dropped++;
-  const rc = refusal(e);
+  const rc = publishRefusalCode(e);
   if (qos === 0) {
     if (conn.version === 5) conn.disconnect(e.code === 'rate_limited' ? RC.messageRateTooHigh : RC.quotaExceeded, reasonOf(e));
     return;
   }
-  if (conn.version === 5) conn.send({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId: pid, reasonCode: rc, properties: { reasonString: reasonOf(e) } });
-  else ack(conn, qos as 1 | 2, pid, RC.success);
+  ackPublish(conn, qos, pid, rc, reasonOf(e));
 }
 
 function reasonOf(e: unknown): string {
