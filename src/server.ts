@@ -160,17 +160,24 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   door.mountAdmin(new AdminApi(ctx, webpush, webhooks));
   const mqtt = config.mqtt.enabled ? new MqttTransport(ctx, createUserDirectory(config.auth.users)) : null;
   if (mqtt) door.addUpgradeHandler(mqtt);
-  let addr;
-  try {
-    addr = await door.listen(config.http.host, config.http.port);
-  } catch (e) {
+  // a listener that cannot open undoes the start: everything started so far is closed, then the
+  // error names the door and how to move it
+  const abort = async (): Promise<void> => {
     await mqtt?.close();
     await door.close();
     await webpush?.close();
     await webhooks?.close();
+    await triggers.close();
+    quotas.close();
     await cluster.close();
     await bus.close();
     await store.close();
+  };
+  let addr;
+  try {
+    addr = await door.listen(config.http.host, config.http.port);
+  } catch (e) {
+    await abort();
     throw listenError(e, { door: 'HTTP', port: config.http.port, moveWith: '--port or http.port' });
   }
   const urlOf = (scheme: string, a: { host: string; port: number }) => `${scheme}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
@@ -184,14 +191,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       if (m.tls) mqttsUrl = urlOf('mqtts', m.tls);
       ctx.mqttPorts = { tcp: m.tcp?.port, tls: m.tls?.port };
     } catch (e) {
-      await mqtt.close();
-      await door.close();
-      await webpush?.close();
-      await webhooks?.close();
-      await triggers.close();
-      await cluster.close();
-      await bus.close();
-      await store.close();
+      await abort();
       const tls = config.mqtt.tls;
       const onTls = tls !== undefined && (e as { port?: number }).port === tls.port && tls.port !== config.mqtt.port;
       throw listenError(
