@@ -188,12 +188,19 @@ export class Hub {
   }
 
   /**
-   * Up to `limit` retained messages matching `filter`, ascending by seq (the server API's view).
-   * The store reads every match before the cut: fine for an operator's narrow filter, not for `#`
-   * over millions of retained topics.
+   * The retained messages matching `filter`, oldest first, at most `limit` (the server API's view).
+   * Read page by page as subscribe replays are, and cut as soon as `limit` is reached: bodies past
+   * it are never read, and the event loop gets its turns between pages.
    */
   async retainedMessages(filter: string, limit: number): Promise<StoredMessage[]> {
-    return (await this.store.retained([validateFilter(filter)], this.now())).slice(0, limit);
+    const out: StoredMessage[] = [];
+    for await (const page of retainedBySeq(this.store, [validateFilter(filter)], this.now(), Infinity)) {
+      for (const m of page) {
+        out.push(m);
+        if (out.length === limit) return out;
+      }
+    }
+    return out;
   }
 
   /** Every subscribed filter with its number of subscribers on this node, in no order (the server API's listing). */
