@@ -19,7 +19,7 @@ export interface MqttResult {
   fanout: { deliveriesPerSec: number; messages: number; lost: number; serverCpuPct: number; closed: number };
   /** `undelivered`: deliveries still missing 5 s after the last publish (a broker slower than the target is still catching up) */
   fixedRate: { targetDeliveriesPerSec: number; deliveriesPerSec: number; undelivered: number; p50ms: number; p99ms: number; serverCpuPct: number };
-  qos1: { pairs: number; window: number; messagesPerSec: number; inFlightLeft: number; p50ms: number; p99ms: number; serverCpuPct: number };
+  qos1: Qos1Result;
 }
 
 export interface MqttOptions {
@@ -192,28 +192,60 @@ export async function mqttScenario(server: ServerProc, o: MqttOptions): Promise<
     };
     await Promise.all(gens.map((g) => call(g, { cmd: 'close' })));
 
-    // QoS 1 point to point: half the pairs in each load generator
-    const halfPairs = Math.ceil(o.pairs / 2);
-    await Promise.all(gens.map((g, i) => call(g, { cmd: 'pairs', ...addr, count: i === 0 ? halfPairs : o.pairs - halfPairs })));
-    const cpu2 = cpuSeconds(pid);
-    const runs = await Promise.all(
-      gens.map((g) => call<{ completed: number; elapsedSec: number; inFlightLeft: number; hist: number[] }>(g, { cmd: 'run-pairs', seconds: o.seconds, window: QOS1_WINDOW })),
-    );
-    const qosElapsed = Math.max(...runs.map((r) => r.elapsedSec));
-    const qhist = new Histogram();
-    for (const r of runs) qhist.merge(r.hist);
-    const qos1 = {
-      pairs: o.pairs,
-      window: QOS1_WINDOW,
-      messagesPerSec: Math.round(runs.reduce((n, r) => n + r.completed, 0) / qosElapsed),
-      inFlightLeft: runs.reduce((n, r) => n + r.inFlightLeft, 0),
-      p50ms: qhist.percentile(0.5),
-      p99ms: qhist.percentile(0.99),
-      serverCpuPct: Math.round(((cpuSeconds(pid) - cpu2) / qosElapsed) * 100),
-    };
+    const qos1 = await runPairs(gens, addr, pid, o.pairs, o.seconds);
     return { clients: o.clients, rssPerIdleConnBytes: Math.round((rss1 - rss0) / o.clients), rssMarginalPerConnBytes: Math.round((rss1 - rssHalf) / (o.clients - half)), fanout, fixedRate, qos1 };
   } finally {
     pub?.destroy();
+    await Promise.all(gens.map((g) => g.ask({ cmd: 'close' }).catch(() => undefined)));
+    gens.forEach((g) => g.stop());
+  }
+}
+
+export interface Qos1Result {
+  pairs: number;
+  window: number;
+  messagesPerSec: number;
+  inFlightLeft: number;
+  p50ms: number;
+  p99ms: number;
+  serverCpuPct: number;
+  /** Server CPU time per completed message. */
+  serverCpuUsPerMsg: number;
+}
+
+/** QoS 1 point to point: half the pairs in each load generator, each pair keeping QOS1_WINDOW in flight. */
+async function runPairs(gens: LoadGen[], addr: { host: string; port: number }, pid: number, pairs: number, seconds: number): Promise<Qos1Result> {
+  const halfPairs = Math.ceil(pairs / 2);
+  await Promise.all(gens.map((g, i) => call(g, { cmd: 'pairs', ...addr, count: i === 0 ? halfPairs : pairs - halfPairs })));
+  const cpu0 = cpuSeconds(pid);
+  const runs = await Promise.all(
+    gens.map((g) => call<{ completed: number; elapsedSec: number; inFlightLeft: number; hist: number[] }>(g, { cmd: 'run-pairs', seconds, window: QOS1_WINDOW })),
+  );
+  const cpu = cpuSeconds(pid) - cpu0;
+  const elapsed = Math.max(...runs.map((r) => r.elapsedSec));
+  const completed = runs.reduce((n, r) => n + r.completed, 0);
+  const hist = new Histogram();
+  for (const r of runs) hist.merge(r.hist);
+  return {
+    pairs,
+    window: QOS1_WINDOW,
+    messagesPerSec: Math.round(completed / elapsed),
+    inFlightLeft: runs.reduce((n, r) => n + r.inFlightLeft, 0),
+    p50ms: hist.percentile(0.5),
+    p99ms: hist.percentile(0.99),
+    serverCpuPct: Math.round((cpu / elapsed) * 100),
+    serverCpuUsPerMsg: completed > 0 ? Math.round((cpu / completed) * 1e7) / 10 : 0,
+  };
+}
+
+/** The QoS 1 phase alone, on a broker with no other clients: for comparisons that the fan-out phases before it would only make noisier. */
+export async function mqttQos1(server: ServerProc, pairs: number, seconds: number): Promise<Qos1Result> {
+  const addr = server.mqtt;
+  if (!addr) throw new Error('server has no MQTT listener');
+  const gens = [0, 1].map(() => forkLoadGen(join(LOADGEN_DIR, 'mqtt-clients.js'), []));
+  try {
+    return await runPairs(gens, addr, server.proc.pid!, pairs, seconds);
+  } finally {
     await Promise.all(gens.map((g) => g.ask({ cmd: 'close' }).catch(() => undefined)));
     gens.forEach((g) => g.stop());
   }
