@@ -109,7 +109,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const preAuth = new PreAuthPool(config.limits.preAuth.max, config.limits.preAuth.perAddress, config.limits.preAuth.timeout * 1000, config.limits.preAuth.burst * 1000);
   metrics.watchPreAuth(preAuth);
   const corsOrigins = config.http.corsOrigins;
-  const registry = new ConnectionRegistry();
+  const registry = new ConnectionRegistry(cluster.nodeId);
   // connections and subscriptions per principal hold cluster-wide; the rest per node (docs/security.md)
   const perPrincipal = config.quotas.connectionsPerPrincipal > 0 || config.quotas.subscriptionsPerPrincipal > 0;
   const quotaCounts = cluster.clustered && perPrincipal ? new ControlQuotaCounts(cluster, registry, log) : null;

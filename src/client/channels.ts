@@ -32,6 +32,18 @@ export interface Endpoints {
   publish: string;
 }
 
+/** The client's options, with the connection id it keeps on every transport and across reconnects. */
+export interface ChannelOptions extends ClientOptions {
+  connection: string;
+}
+
+/** Names the client's connection (and asks for no echo) on a transport's URL. */
+function withConnection(url: string, opts: ChannelOptions): string {
+  let out = `${url}${url.includes('?') ? '&' : '?'}connection=${encodeURIComponent(opts.connection)}`;
+  if (opts.noEcho) out += '&noEcho=1';
+  return out;
+}
+
 function withToken(url: string, token: string | undefined): string {
   if (!token) return url;
   return `${url}${url.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(token)}`;
@@ -52,14 +64,14 @@ export class WebSocketChannel implements Channel {
 
   constructor(
     private readonly url: string,
-    private readonly opts: ClientOptions,
+    private readonly opts: ChannelOptions,
     private readonly events: ChannelEvents,
   ) {}
 
   open(): Promise<void> {
     const WS = this.opts.WebSocket ?? globalThis.WebSocket;
     return new Promise((resolve, reject) => {
-      const ws = new WS(withToken(this.url, this.opts.token));
+      const ws = new WS(withToken(withConnection(this.url, this.opts), this.opts.token));
       this.ws = ws;
       ws.onopen = () => {
         this.opened = true;
@@ -118,7 +130,7 @@ export class WebSocketChannel implements Channel {
   }
 
   private sendSubscribe(s: ClientSubscription): void {
-    this.request({ type: 'subscribe', topics: [s.filter], since: s.since }, s).catch((e: unknown) => {
+    this.request({ type: 'subscribe', topics: [s.filter], since: s.since, ...(this.opts.noEcho ? { noEcho: true } : {}) }, s).catch((e: unknown) => {
       // a refusal stands; a socket that closed meanwhile resubscribes on the next one
       if (e instanceof OmnipushClientError && e.final && this.subs.has(s)) this.events.refused(s, e);
     });
@@ -155,13 +167,13 @@ export class SseChannel implements Channel {
 
   constructor(
     private readonly url: string,
-    private readonly opts: ClientOptions,
+    private readonly opts: ChannelOptions,
     private readonly events: ChannelEvents,
   ) {}
 
   private source(sub: ClientSubscription): Promise<void> {
     const ES = this.opts.EventSource ?? (globalThis as unknown as { EventSource: new (url: string) => EventSourceLike }).EventSource;
-    let url = `${this.url}?topic=${encodeURIComponent(sub.filter)}&format=json`;
+    let url = withConnection(`${this.url}?topic=${encodeURIComponent(sub.filter)}&format=json`, this.opts);
     if (sub.since) url += `&since=${encodeURIComponent(sub.since)}`;
     const es = new ES(withToken(url, this.opts.token));
     this.sources.set(sub, es);
@@ -250,7 +262,7 @@ export class LongPollChannel implements Channel {
 
   constructor(
     private readonly url: string,
-    private readonly opts: ClientOptions,
+    private readonly opts: ChannelOptions,
     private readonly events: ChannelEvents,
   ) {}
 
@@ -277,7 +289,7 @@ export class LongPollChannel implements Channel {
     let failing = false;
     while (!signal.aborted && !this.closed) {
       try {
-        let url = `${this.url}?topic=${encodeURIComponent(sub.filter)}&timeout=25`;
+        let url = withConnection(`${this.url}?topic=${encodeURIComponent(sub.filter)}&timeout=25`, this.opts);
         if (cursor) url += `&since=${encodeURIComponent(cursor)}`;
         const r = await f(withToken(url, this.opts.token), { signal });
         if (isFinalStatus(r.status)) {
@@ -315,9 +327,10 @@ export class LongPollChannel implements Channel {
 }
 
 /** Publishes over HTTP (for one-way transports). */
-export async function publishOverHttp(url: string, opts: ClientOptions, body: Record<string, unknown>): Promise<string> {
+export async function publishOverHttp(url: string, opts: ChannelOptions, body: Record<string, unknown>): Promise<string> {
   const f = opts.fetch ?? globalThis.fetch;
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  // the connection it speaks for: its own streams skip it when they asked for no echo
+  const headers: Record<string, string> = { 'content-type': 'application/json', 'omnipush-connection': opts.connection };
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
   let r: Response;
   try {

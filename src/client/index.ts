@@ -1,4 +1,4 @@
-import { LongPollChannel, publishOverHttp, SseChannel, WebSocketChannel, type Channel, type ChannelEvents, type Endpoints } from './channels.js';
+import { LongPollChannel, publishOverHttp, SseChannel, WebSocketChannel, type Channel, type ChannelEvents, type ChannelOptions, type Endpoints } from './channels.js';
 import { errorFromResponse, OmnipushClientError } from './errors.js';
 import { ClientSubscription } from './subscription.js';
 import { TRANSPORT_NAMES, type ClientOptions, type ConnectionState, type Message, type PublishOptions, type TransportName } from './types.js';
@@ -39,10 +39,22 @@ export class OmnipushClient {
   /** The server URL given to connect(), for the Web Push functions. */
   private base = '';
 
+  private readonly opts: ChannelOptions;
+
   private constructor(
     private readonly endpoints: Endpoints,
-    private readonly opts: ClientOptions,
-  ) {}
+    opts: ClientOptions,
+  ) {
+    this.opts = { ...opts, connection: newConnectionId() };
+  }
+
+  /**
+   * This client's connection id, the same on every transport and across reconnects: a backend that
+   * relays this user's action passes it as `exclude` so that the action is not echoed back here.
+   */
+  get connectionId(): string {
+    return this.opts.connection;
+  }
 
   /** Reads the server's discovery document and opens the first transport that works. */
   static async connect(url: string, opts: ClientOptions = {}): Promise<OmnipushClient> {
@@ -231,6 +243,12 @@ export class OmnipushClient {
 /** Connects to an Omnipush server; see {@link OmnipushClient}. */
 export function connect(url: string, opts?: ClientOptions): Promise<OmnipushClient> {
   return OmnipushClient.connect(url, opts);
+}
+
+/** 16 random bytes, base64url: unguessable, so no other client names it by chance. */
+function newConnectionId(): string {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return 'c_' + btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

@@ -36,6 +36,8 @@ export interface ClientOptions {
   backoff?: { min: number; max: number };
   /** How long a transport may take to open before the next one is tried (ms). */
   openTimeout?: number;
+  /** Leave out of every subscription the messages this client publishes itself, on every transport. */
+  noEcho?: boolean;
 }
 
 /*
@@ -68,6 +70,8 @@ export interface PublishOptions {
   ttl?: number;
   contentType?: string;
   properties?: Record<string, string> | Array<[string, string]>;
+  /** A connection id (another client's `connectionId`) that must not receive this message. */
+  exclude?: string;
 }
 
 /** The wire JSON of a message (docs/http-api.md). */

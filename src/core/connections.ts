@@ -49,6 +49,17 @@ export class ConnectionRegistry {
   private readonly byPrincipal = new Map<string, Set<ConnectionInfo>>();
   private readonly byAddress = new Map<string, Set<ConnectionInfo>>();
   private seq = 0;
+
+  /** `node`: this node's id, which makes {@link publicId} unique in a cluster. */
+  constructor(readonly node = '') {}
+
+  /**
+   * The id a client is told for its connection (and may name in `exclude`, or as its publishes'
+   * sender): the node's id and the local id, so it is unique in a cluster and across restarts.
+   */
+  publicId(localId: string): string {
+    return this.node ? `${this.node}/${localId}` : localId;
+  }
   /** Told the principal whose connections changed (cluster-wide quota counts publish it). */
   onPrincipalChange: ((principalId: string) => void) | null = null;
   observer: ConnectionObserver | null = null;
@@ -123,6 +134,11 @@ export class ConnectionRegistry {
   all(): IterableIterator<ConnectionInfo> {
     return this.byId.values();
   }
+}
+
+/** What a connection id given by a client may look like: 1..128 printable ASCII characters. */
+export function isConnectionId(v: string): boolean {
+  return /^[\x21-\x7e]{1,128}$/.test(v);
 }
 
 /**

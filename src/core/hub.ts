@@ -1,3 +1,4 @@
+import { isConnectionId } from './connections.js';
 import { Delivery } from './encoded.js';
 import { OmnipushError } from './errors.js';
 import { canPublish, canReceive, subscribeVerdict, type Principal } from './grants.js';
@@ -33,6 +34,13 @@ export interface HubSubscriber {
    * null when it can now. Live messages meanwhile wait in the (bounded) pending list.
    */
   backpressure?(): Promise<void> | null;
+  /**
+   * The connection this subscriber belongs to, as its door told the client: messages published with
+   * it as `exclude`, or with it as `sender` when {@link noEcho} is set, skip this subscriber.
+   */
+  readonly connectionId?: string;
+  /** Skip the messages this connection published itself (MQTT's No Local for the other doors). */
+  readonly noEcho?: boolean;
 }
 
 export interface GapInfo {
@@ -66,6 +74,10 @@ export interface PublishRequest {
   /** Seconds until the message expires. */
   ttl?: number;
   qos?: 0 | 1 | 2;
+  /** A connection id (as told to its client) that must not receive the message. */
+  exclude?: string;
+  /** The connection id the publisher speaks for: that connection's no-echo subscriptions skip it. */
+  sender?: string;
 }
 
 export interface HubOptions {
@@ -116,6 +128,18 @@ interface PendingPublish {
 }
 
 const CONTROL_RE = /[\r\n\0]/;
+
+function connectionIdField(name: string, v: unknown): string {
+  if (typeof v !== 'string' || !isConnectionId(v)) throw new OmnipushError('invalid_request', `${name} must be a connection id (1..128 printable ASCII characters)`);
+  return v;
+}
+
+/** `m` names `sub`'s connection as the one to leave out, or as its sender to a subscriber that asked for no echo. */
+function skips(sub: HubSubscriber, m: MessageInput): boolean {
+  const id = sub.connectionId;
+  if (id === undefined) return false;
+  return m.exclude === id || (m.sender === id && sub.noEcho === true);
+}
 
 /**
  * The hub: validates and stores publishes in groups, fans them out to matching subscribers
@@ -257,6 +281,8 @@ export class Hub {
     if (req.properties && req.properties.length) input.properties = req.properties;
     if (expiresAt !== undefined) input.expiresAt = expiresAt;
     if (req.qos !== undefined) input.qos = req.qos;
+    if (req.exclude !== undefined) input.exclude = connectionIdField('exclude', req.exclude);
+    if (req.sender !== undefined) input.sender = connectionIdField('sender', req.sender);
     return input;
   }
 
@@ -408,7 +434,8 @@ export class Hub {
     this.fanMessage = m;
     this.fanDelivery = new Delivery(m);
     this.fanCount = 0;
-    this.trie.match(m.topic, this.fanOutTo);
+    // only a message naming a connection pays for the check, once per subscriber it matches
+    this.trie.match(m.topic, m.exclude === undefined && m.sender === undefined ? this.fanOutTo : this.fanOutToOthers);
     const n = this.fanCount;
     this.fanMessage = outer;
     this.fanDelivery = outerDelivery;
@@ -435,6 +462,10 @@ export class Hub {
     st.lastSeq = m.seq;
     this.fanCount++;
     st.sub.deliver(this.fanDelivery!);
+  };
+
+  private readonly fanOutToOthers = (st: SubState): void => {
+    if (!skips(st.sub, this.fanMessage!)) this.fanOutTo(st);
   };
 
   private closeSlow(st: SubState): void {
@@ -584,6 +615,10 @@ export class Hub {
 
   private replay(st: SubState, m: StoredMessage): void {
     if (st.perMessageCheck && !canReceive(st.sub.principal, m.topic)) return;
+    if ((m.exclude !== undefined || m.sender !== undefined) && skips(st.sub, m)) {
+      st.lastSeq = Math.max(st.lastSeq, m.seq);
+      return;
+    }
     st.lastSeq = Math.max(st.lastSeq, m.seq);
     st.sub.deliver(new Delivery(m));
   }

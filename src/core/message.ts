@@ -28,6 +28,14 @@ export interface MessageInput {
    * to its publisher (MQTT No Local). Lives with the message in memory only; stores do not keep it.
    */
   origin?: string;
+  /**
+   * The connection id (as its door told the client) of the live connection that published it, or
+   * that the publisher says it speaks for; subscribers of that connection that asked for no echo
+   * skip it. Kept by stores that keep every field (memory, Redis), so it holds across a cluster.
+   */
+  sender?: string;
+  /** A connection id that must not receive it at all (a backend relaying a user's action). */
+  exclude?: string;
 }
 
 /** A message as stored: the input plus its place in the total order. */

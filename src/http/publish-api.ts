@@ -46,6 +46,7 @@ export async function handlePublishJson(ctx: TransportContext, req: IncomingMess
       return r;
     });
     checkRate(ctx, req, principal, reqs);
+    senderOf(req, reqs);
     if (ctx.ruleHooks) for (let i = 0; i < reqs.length; i++) reqs[i] = await ctx.ruleHooks.publish(principal, reqs[i], 'http');
     const stored = await ctx.hub.publishMany(principal, reqs);
     for (const m of stored) countHttpPublish(ctx, m.payload.length);
@@ -54,12 +55,24 @@ export async function handlePublishJson(ctx: TransportContext, req: IncomingMess
   }
   let r = publishRequestFromJson(body);
   checkRate(ctx, req, principal, [r]);
+  senderOf(req, [r]);
   if (ctx.ruleHooks) r = await ctx.ruleHooks.publish(principal, r, 'http');
   const opts = publishOptionsFromJson(body, Date.now(), headerKey(req));
   if (opts) return publishWithOptions(ctx, req, res, principal, r, opts);
   const m = await ctx.hub.publish(principal, r);
   countHttpPublish(ctx, m.payload.length);
   sendJson(res, 200, { cursor: m.cursor, topic: m.topic }, ctx.commonHeaders(req));
+}
+
+/**
+ * The connection a request speaks for (`Omnipush-Connection`, the id its SSE, WebSocket or
+ * long-poll connection was told): that connection's no-echo subscriptions skip what it publishes.
+ */
+function senderOf(req: IncomingMessage, reqs: PublishRequest[]): void {
+  const v = req.headers['omnipush-connection'];
+  if (v === undefined) return;
+  if (Array.isArray(v)) fail('give one Omnipush-Connection header');
+  for (const r of reqs) r.sender = v;
 }
 
 function countHttpPublish(ctx: TransportContext, bytes: number): void {
@@ -106,9 +119,12 @@ export async function handlePublishRaw(ctx: TransportContext, req: IncomingMessa
   if (event !== null) r.event = event;
   if (q.has('ttl')) r.ttl = numberParam(url, 'ttl', 0, 0.001, 10 * 365 * 86400);
   if (q.has('qos')) r.qos = numberParam(url, 'qos', 1, 0, 2) as 0 | 1 | 2;
+  const exclude = q.get('exclude');
+  if (exclude !== null) r.exclude = exclude;
   const ct = req.headers['content-type']?.split(';')[0].trim().toLowerCase();
   if (ct && !IGNORED_CONTENT_TYPES.has(ct)) r.contentType = req.headers['content-type'];
   checkRate(ctx, req, principal, [r]);
+  senderOf(req, [r]);
   const hooked = ctx.ruleHooks ? await ctx.ruleHooks.publish(principal, r, 'http') : r;
   const due = dueFrom(q.get('delay') ?? undefined, q.get('at') ?? undefined, Date.now());
   const key = headerKey(req);

@@ -98,3 +98,11 @@ export function numberParam(url: URL, name: string, def: number, min: number, ma
   }
   return n;
 }
+
+/** A yes/no query parameter: absent, `0` or `false` is no; empty, `1` or `true` is yes; anything else is `invalid_request`. */
+export function flagParam(url: URL, name: string): boolean {
+  const raw = url.searchParams.get(name);
+  if (raw === null || raw === '0' || raw === 'false') return false;
+  if (raw === '' || raw === '1' || raw === 'true') return true;
+  throw new OmnipushError('invalid_request', `${name} must be 1 or 0`);
+}

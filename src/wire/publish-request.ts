@@ -3,7 +3,7 @@ import type { PublishRequest } from '../core/hub.js';
 import type { PublishOptions } from '../core/publish-options.js';
 import { dueFrom } from './publish-timing.js';
 
-const FIELDS = new Set(['topic', 'data', 'data_base64', 'encoding', 'event', 'retain', 'ttl', 'properties', 'contentType', 'qos', 'delay', 'at', 'idempotencyKey']);
+const FIELDS = new Set(['topic', 'data', 'data_base64', 'encoding', 'event', 'retain', 'ttl', 'properties', 'contentType', 'qos', 'delay', 'at', 'idempotencyKey', 'exclude']);
 
 /** Throws `invalid_request` with `message`. */
 export function fail(message: string): never {
@@ -34,6 +34,10 @@ export function publishRequestFromJson(o: unknown, where = ''): PublishRequest {
     payload = Buffer.from(JSON.stringify(m.data), 'utf8');
   }
   const req: PublishRequest = { topic: m.topic, payload };
+  if (m.exclude !== undefined) {
+    if (typeof m.exclude !== 'string') fail(`${where}exclude must be a connection id`);
+    req.exclude = m.exclude;
+  }
   if (m.event !== undefined) {
     if (typeof m.event !== 'string') fail(`${where}event must be a string`);
     req.event = m.event;

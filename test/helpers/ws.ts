@@ -17,8 +17,8 @@ export interface WsClient {
 
 let nextId = 1;
 
-export async function openWs(url: string, opts: { headers?: Record<string, string> } = {}): Promise<WsClient> {
-  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/ws`, { headers: opts.headers });
+export async function openWs(url: string, opts: { headers?: Record<string, string>; query?: string } = {}): Promise<WsClient> {
+  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/ws${opts.query ? `?${opts.query}` : ''}`, { headers: opts.headers });
   const frames: Frame[] = [];
   ws.on('message', (d: Buffer) => frames.push(JSON.parse(d.toString()) as Frame));
   const closed = new Promise<{ code: number; reason: string }>((r) => ws.on('close', (code, reason) => r({ code, reason: reason.toString() })));

@@ -3,10 +3,10 @@ import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
-import { clientAddress, type ConnectionInfo } from '../../core/connections.js';
+import { clientAddress, isConnectionId, type ConnectionInfo } from '../../core/connections.js';
 import { JSON_MESSAGE } from '../../wire/json-message.js';
 import { sendError } from '../../wire/http-respond.js';
-import { numberParam, topicParams } from '../../wire/http-request.js';
+import { flagParam, numberParam, topicParams } from '../../wire/http-request.js';
 import type { TransportContext } from '../context.js';
 
 const OPEN = Buffer.from('{"messages":[');
@@ -43,8 +43,20 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
     private readonly filters: string[],
     readonly address: string,
     private readonly onDone: () => void,
+    /** The id the client keeps across its polls (`connection=`), told to it by its first answer. */
+    private readonly keptId: string | undefined,
+    readonly noEcho: boolean,
   ) {
     this.id = ctx.registry.nextId('longpoll');
+  }
+
+  /**
+   * A long-poll client's connection outlives each poll: the id its first poll was told, passed back
+   * on every later one. It only ever names this client's own deliveries (what to leave out of them),
+   * so a client naming another's id takes nothing from anyone but itself.
+   */
+  get connectionId(): string {
+    return this.keptId ?? this.ctx.registry.publicId(this.id);
   }
 
   subscriptions(): string[] {
@@ -98,7 +110,7 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
       if (i) parts.push(COMMA);
       parts.push(f);
     });
-    let tail = `],"cursor":${JSON.stringify(cursor)},"more":${full || !this.caughtUp}`;
+    let tail = `],"cursor":${JSON.stringify(cursor)},"more":${full || !this.caughtUp},"connection":${JSON.stringify(this.connectionId)}`;
     if (this.gapInfo) tail += `,"gap":${JSON.stringify(this.gapInfo)}`;
     parts.push(Buffer.from(tail + '}'));
     const body = Buffer.concat(parts);
@@ -157,6 +169,9 @@ export class LongPollTransport {
       const timeout = numberParam(url, 'timeout', cfg.defaultTimeout, 0, cfg.maxTimeout);
       const limit = numberParam(url, 'limit', cfg.maxMessages, 1, cfg.maxMessages);
       const since = url.searchParams.get('since') ?? undefined;
+      const kept = url.searchParams.get('connection') ?? undefined;
+      if (kept !== undefined && !isConnectionId(kept)) throw new OmnipushError('invalid_request', 'connection must be the id an earlier poll answered with');
+      const noEcho = flagParam(url, 'noEcho');
       const plan = ctx.hub.checkSubscribe(principal, topicParams(url), since);
       if (ctx.ruleHooks) await ctx.ruleHooks.checkSubscribe(principal, plan.filters, 'longpoll');
       const address = clientAddress(req.socket.remoteAddress);
@@ -173,7 +188,7 @@ export class LongPollTransport {
         ctx.registry.remove(poll);
         ctx.connections.release();
         ctx.metrics.connections.dec({ transport: 'longpoll' });
-      });
+      }, kept, noEcho);
       poll.sinceCursor = since && plan.mode === 'history' && !plan.gap ? since : ctx.hub.headCursor();
       this.held.add(poll);
       ctx.registry.add(poll);

@@ -4,10 +4,10 @@ import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
-import { clientAddress, type ConnectionInfo } from '../../core/connections.js';
+import { clientAddress, isConnectionId, type ConnectionInfo } from '../../core/connections.js';
 import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
 import { sendError } from '../../wire/http-respond.js';
-import { topicParams } from '../../wire/http-request.js';
+import { flagParam, topicParams } from '../../wire/http-request.js';
 import { takeOverSocket } from '../../wire/http-takeover.js';
 import type { TransportContext } from '../context.js';
 import { expiryDeadline, type Deadline } from '../deadline.js';
@@ -32,10 +32,17 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo 
     private readonly owner: SseTransport,
     private readonly filters: string[],
     readonly address: string,
+    readonly noEcho: boolean,
+    private readonly keptId: string | undefined,
   ) {
     this.writer = new SocketWriter(socket, owner.ctx.config.limits.maxQueueBytes, this);
     this.expiry = expiryDeadline(principal.expiresAt, () => this.end(new OmnipushError('unauthorized', 'token expired')));
     this.id = owner.ctx.registry.nextId('sse');
+  }
+
+  /** Made when asked (a message naming a connection), not kept per stream. */
+  get connectionId(): string {
+    return this.keptId ?? this.owner.ctx.registry.publicId(this.id);
   }
 
   subscriptions(): string[] {
@@ -143,6 +150,10 @@ export class SseTransport {
       const lastEventId = req.headers['last-event-id'];
       const since = (typeof lastEventId === 'string' && lastEventId !== '' ? lastEventId : undefined) ?? url.searchParams.get('since') ?? undefined;
       const format = url.searchParams.get('format') ?? 'raw';
+      const noEcho = flagParam(url, 'noEcho');
+      // a client may keep one id across its streams and reconnects (the SDK does); else the stream's own
+      const kept = url.searchParams.get('connection') ?? undefined;
+      if (kept !== undefined && !isConnectionId(kept)) throw new OmnipushError('invalid_request', 'connection must be 1..128 printable ASCII characters');
       if (format !== 'raw' && format !== 'json') throw new OmnipushError('invalid_request', 'format must be raw or json');
       const plan = ctx.hub.checkSubscribe(principal, topicParams(url), since);
       if (ctx.ruleHooks) await ctx.ruleHooks.checkSubscribe(principal, plan.filters, 'sse');
@@ -160,11 +171,13 @@ export class SseTransport {
       let head = 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache, no-store, no-transform\r\nX-Accel-Buffering: no\r\nConnection: close\r\n';
       for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
       head += `\r\nretry: ${ctx.config.sse.retry}\n: ok\n\n`;
+      const conn = new SseConnection(principal, socket, format === 'json', this, plan.filters, address, noEcho, kept);
+      // told to a client that asked about connections: the id to name as its publishes' sender, or for a backend to exclude
+      if (noEcho || kept !== undefined) head += sseEvent(JSON.stringify({ id: conn.connectionId }), undefined, 'connection');
       // The response is ours from here: the socket carries a close-delimited event stream.
       socket.write(head);
       takeOverSocket(req, res, socket);
 
-      const conn = new SseConnection(principal, socket, format === 'json', this, plan.filters, address);
       this.conns.add(conn);
       ctx.registry.add(conn);
       ctx.metrics.connections.inc({ transport: 'sse' });

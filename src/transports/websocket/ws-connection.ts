@@ -44,7 +44,12 @@ class WsSubscription implements HubSubscriber {
     private readonly conn: WsConnection,
     /** Filters it holds (re-authentication may drop some). */
     public filters: string[],
+    readonly noEcho: boolean,
   ) {}
+
+  get connectionId(): string | undefined {
+    return this.conn.connectionId;
+  }
 
   /** The socket's principal: renewed credentials apply to every subscription at once. */
   get principal(): Principal {
@@ -139,6 +144,20 @@ export class WsConnection implements SocketWriterOwner {
   }
 
   /** Filters held by this socket's subscriptions. */
+  /** The id the client is told (in `ok` and `subscribed`) once the socket is a connection of a principal. */
+  get connectionId(): string | undefined {
+    return this.keptId ?? (this.registration ? this.ctx.registry.publicId(this.registration.id) : undefined);
+  }
+
+  /** The id the client keeps across its sockets (`connection=` on the upgrade; the SDK's). */
+  keptId: string | undefined = undefined;
+
+  /** Its publishes name it as their sender only while one of its subscriptions asked for no echo. */
+  private get wantsNoEcho(): boolean {
+    for (const s of this.subs.values()) if (s.noEcho) return true;
+    return false;
+  }
+
   filterCount(): number {
     let n = 0;
     for (const s of this.subs.values()) n += s.filters.length;
@@ -255,6 +274,7 @@ export class WsConnection implements SocketWriterOwner {
     if (msg.type === 'auth') return this.authenticate(msg.token, msg.id);
     if (this.authPlace) throw new OmnipushError('unauthorized', 'send an auth message first');
     if (msg.type === 'publish') {
+      if (this.wantsNoEcho) msg.request.sender = this.connectionId;
       const refusal = this.ctx.quotas.checkPublish(this.principal, this.address, 1, msg.request.payload.length);
       if (refusal) throw refusal;
       if (this.ctx.ruleHooks) {
@@ -286,10 +306,10 @@ export class WsConnection implements SocketWriterOwner {
         if (this.closed) return;
       }
       quotas.checkSubscriptions(this.principal, this.filterCount(), plan.filters.length, this.registration !== null, elsewhere);
-      const sub = new WsSubscription(`s${this.nextSub++}`, this, plan.filters);
+      const sub = new WsSubscription(`s${this.nextSub++}`, this, plan.filters, msg.noEcho === true);
       this.subs.set(sub.id, sub);
       // the reply goes first: the replay and live messages queue behind it
-      this.reply(msg.id, { type: 'subscribed', sub: sub.id, topics: plan.filters });
+      this.reply(msg.id, { type: 'subscribed', sub: sub.id, topics: plan.filters, connection: this.connectionId });
       if (this.registration) this.ctx.registry.subscriptionsChanged(this.registration);
       try {
         await hub.subscribe(sub, plan);
@@ -354,7 +374,7 @@ export class WsConnection implements SocketWriterOwner {
     this.register();
     this.expiry?.cancel();
     this.expiry = expiryDeadline(p.expiresAt, () => this.close(CLOSE.credentials, 'credentials expired'));
-    this.reply(id, { type: 'ok' });
+    this.reply(id, { type: 'ok', connection: this.connectionId });
     for (const sub of [...this.subs.values()]) this.regrant(sub);
   }
 

@@ -6,7 +6,7 @@ import { publishOptionsFromJson, publishRequestFromJson } from '../../wire/publi
 /** Client → server messages of docs/websocket.md. */
 export type ClientMessage =
   | { type: 'auth'; id?: RequestId; token: string }
-  | { type: 'subscribe'; id?: RequestId; topics: string[]; since?: string }
+  | { type: 'subscribe'; id?: RequestId; topics: string[]; since?: string; noEcho?: boolean }
   | { type: 'unsubscribe'; id?: RequestId; sub: string }
   | { type: 'publish'; id?: RequestId; request: PublishRequest; options?: PublishOptions }
   | { type: 'ping'; id?: RequestId };
@@ -43,7 +43,8 @@ export function parseClientMessage(text: string): ClientMessage {
       const topics = rest.topics;
       if (!Array.isArray(topics) || !topics.every((t) => typeof t === 'string')) bad('subscribe needs topics: an array of filters');
       if (rest.since !== undefined && typeof rest.since !== 'string') bad('since must be a string');
-      return { type, id: rid, topics, since: rest.since as string | undefined };
+      if (rest.noEcho !== undefined && typeof rest.noEcho !== 'boolean') bad('noEcho must be true or false');
+      return { type, id: rid, topics, since: rest.since as string | undefined, noEcho: rest.noEcho === true };
     }
     case 'unsubscribe':
       if (typeof rest.sub !== 'string') bad('unsubscribe needs sub');

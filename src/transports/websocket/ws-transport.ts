@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { OmnipushError } from '../../core/errors.js';
 import { DENY_ALL, type Principal } from '../../core/grants.js';
-import { clientAddress } from '../../core/connections.js';
+import { clientAddress, isConnectionId } from '../../core/connections.js';
 import { errorBody, statusFor } from '../../wire/http-respond.js';
 import { requestToken } from '../../wire/http-request.js';
 import type { TransportContext } from '../context.js';
@@ -58,8 +58,11 @@ export class WebSocketTransport {
     let principal: Principal;
     let place: PreAuthPlace | null = null;
     let conn: WsConnection | undefined;
+    let kept: string | undefined;
     try {
       if (ctx.draining()) throw new OmnipushError('shutting_down', 'server is shutting down; retry shortly');
+      kept = url.searchParams.get('connection') ?? undefined;
+      if (kept !== undefined && !isConnectionId(kept)) throw new OmnipushError('invalid_request', 'connection must be 1..128 printable ASCII characters');
       const token = requestToken(req, url, ctx.config.auth.cookieName);
       try {
         principal = await ctx.authenticate(req, url, 'websocket');
@@ -93,6 +96,7 @@ export class WebSocketTransport {
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       conn = this.accept(ws, socket, principal, place);
+      if (kept !== undefined) conn.keptId = kept;
     });
   }
 
