@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { hashPassword } from '../src/auth/users.js';
 import type { RunningServer } from '../src/server.js';
+import { IdempotentPublisher } from '../src/core/idempotency.js';
+import { Hub } from '../src/core/hub.js';
+import { IDEMPOTENCY_KIND } from '../src/core/store.js';
 import { mqttClient } from './helpers/mqtt.js';
+import { storeKinds } from './helpers/store-kinds.js';
 import { spawnServer, startTestServer, tempDir, waitFor } from './helpers/server.js';
 import { openWs } from './helpers/ws.js';
 
@@ -177,4 +181,33 @@ describe('idempotent publish across a restart (sqlite)', () => {
       await second.stop();
     }
   });
+});
+
+const { kinds } = storeKinds('idem');
+
+describe('idempotency records are written with their message, in every store', () => {
+  for (const [kind, make] of kinds) {
+    it(`${kind}: the record is there once append returns, and a repeat finds the first cursor`, async () => {
+      const store = make();
+      await store.open();
+      const hub = new Hub(store);
+      try {
+        const [m] = await store.append([{ topic: 'idem/rec', payload: Buffer.from('x'), publishedAt: Date.now(), publisher: 'p', idempotencyKey: 'p k1' }]);
+        assert.equal((m as { idempotencyKey?: string }).idempotencyKey, undefined, 'the key is not part of the stored message');
+        // nothing written after append returned: the record came with the message (one script, one transaction)
+        const raw = await store.getRecord(IDEMPOTENCY_KIND, 'p k1');
+        assert.ok(raw, 'the record exists');
+        const e = JSON.parse(raw.toString()) as { cursor?: string; seq?: number; topic: string };
+        assert.equal(e.topic, 'idem/rec');
+        // Redis writes it inside the append script, which knows the seq but makes no cursor
+        if (kind === 'redis') assert.equal(e.seq, m.seq, JSON.stringify(e));
+        else assert.equal(e.cursor, m.cursor, JSON.stringify(e));
+        const seen = await new IdempotentPublisher(hub, 60_000).lookup('p k1');
+        assert.equal(seen?.cursor, m.cursor);
+      } finally {
+        await hub.close();
+        await store.close();
+      }
+    });
+  }
 });

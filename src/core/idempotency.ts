@@ -1,4 +1,5 @@
 import { OmnipushError } from './errors.js';
+import { formatCursor } from './message.js';
 import type { Principal } from './grants.js';
 import type { Hub, PublishRequest } from './hub.js';
 import { IDEMPOTENCY_KIND, type IdempotencyEntry } from './store.js';
@@ -56,6 +57,7 @@ export class IdempotentPublisher {
     } catch {
       return undefined;
     }
+    if (e.seq !== undefined && !e.cursor) e.cursor = formatCursor(this.hub.epoch, e.seq);
     return this.now() - e.at < this.windowMs ? e : undefined;
   }
 

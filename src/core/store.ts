@@ -46,9 +46,14 @@ export interface AppendInput extends MessageInput {
 /** Record kind of the idempotency keys: key `<principal> <key>`, value {@link idempotencyRecord}. */
 export const IDEMPOTENCY_KIND = 'idempotency';
 
-/** What an idempotency record holds: the first publish's cursor and topic, and when it was stored. */
+/**
+ * What an idempotency record holds: the first publish's cursor and topic, and when it was stored.
+ * The Redis store writes the record inside its append script, where the cursor is not made: it
+ * writes `seq` instead, and the reader makes the cursor from it.
+ */
 export interface IdempotencyEntry {
   cursor: string;
+  seq?: number;
   topic: string;
   /** ms since the epoch */
   at: number;

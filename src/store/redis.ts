@@ -3,7 +3,7 @@ import { OmnipushError } from '../core/errors.js';
 import type { StoredMessage } from '../core/message.js';
 import { formatCursor, isExpired } from '../core/message.js';
 import { allRetained } from '../core/retained-replay.js';
-import { IDEMPOTENCY_KIND, idempotencyRecord, toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetainedRef, type RetentionRule, type Store } from '../core/store.js';
+import { IDEMPOTENCY_KIND, toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetainedRef, type RetentionRule, type Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
 import { decodeBusBatch, decodeFields, encodeFields, splitSeq } from './redis-codec.js';
@@ -155,26 +155,21 @@ export class RedisStore implements Store {
   async append(batch: AppendInput[]): Promise<StoredMessage[]> {
     if (batch.length === 0) return [];
     const k = this.k;
-    const ks: RedisKey[] = [k.state, k.msg, k.log, k.topics, k.retained, k.retainedKeys, k.retainedMeta, k.retainedCounts];
+    const ks: RedisKey[] = [k.state, k.msg, k.log, k.topics, k.retained, k.retainedKeys, k.retainedMeta, k.retainedCounts, k.recordValues(IDEMPOTENCY_KIND), k.recordKeys(IDEMPOTENCY_KIND)];
     const args: Array<string | Buffer> = [this.epoch, dec(this.seq), k.bus];
-    let idempotent: Array<{ i: number; key: string }> | undefined;
     for (let i = 0; i < batch.length; i++) {
       const input = batch[i];
-      if (input.idempotencyKey !== undefined) {
-        (idempotent ??= []).push({ i, key: input.idempotencyKey });
-        input.idempotencyKey = undefined; // not part of the stored message
-      }
+      const idem = input.idempotencyKey ?? '';
+      input.idempotencyKey = undefined; // not part of the stored message
       // the input is the store's (Store.append): its retain is made a boolean in place, not in a copy
       const retain = (input.retain = input.retain === true);
       ks.push(k.topic(input.topic));
-      args.push(input.topic, `${input.publishedAt}:${input.expiresAt ?? ''}`, !retain ? '0' : input.payload.length ? '1' : '2', encodeFields(input), retain ? (input.publisher ?? '') : '');
+      args.push(input.topic, `${input.publishedAt}:${input.expiresAt ?? ''}`, !retain ? '0' : input.payload.length ? '1' : '2', encodeFields(input), retain ? (input.publisher ?? '') : '', idem);
     }
+    // the script writes each idempotency record with its message (one atomic step, as sqlite's transaction)
     const first = Number(await this.guard(() => this.run(APPEND, ks, args)));
     const out = batch.map((input, i) => toStored(input, this.epoch, first + i));
     this.noteSeq(first + batch.length - 1);
-    // Right after the script rather than in it: a crash between the two (a short window) can let a
-    // retry store the message again; sqlite writes both in one transaction.
-    if (idempotent) await this.putRecords(idempotent.map(({ i, key }) => ({ kind: IDEMPOTENCY_KIND, key, value: idempotencyRecord(out[i]) })));
     return out;
   }
 
