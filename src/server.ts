@@ -26,6 +26,7 @@ import { ConnectAuth } from './hooks/connect-auth.js';
 import { RuleHooks } from './hooks/rule-hooks.js';
 import { startTriggers } from './triggers/index.js';
 import { Webhooks } from './webhooks/webhooks.js';
+import { ClientAddresses } from './wire/client-address.js';
 import { ConnectionEvents } from './webhooks/connection-events.js';
 
 export interface RunningServer {
@@ -101,7 +102,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     await store.close();
     throw e;
   }
-  const auth = new ConnectAuth(await createAuthenticator(config.auth, !!config.hooks.connect.url), config, metrics, log);
+  const addresses = new ClientAddresses(config.http.trustedProxies);
+  const auth = new ConnectAuth(await createAuthenticator(config.auth, !!config.hooks.connect.url), config, metrics, log, addresses);
   const cluster = await createControl(config, log);
   const triggers = await startTriggers(config, hub, cluster, log);
   let draining = false;
@@ -124,6 +126,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     preAuth,
     registry,
     quotas,
+    addresses,
     authenticate: (req: IncomingMessage, url: URL, door?: 'http' | 'websocket') => auth.request(req, url, door),
     authenticateToken: (token) => auth.token(token),
     authenticateMqtt: (username, password, clientId, address) => auth.mqtt(username, password, clientId, address),

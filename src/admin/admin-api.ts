@@ -293,8 +293,9 @@ export class AdminApi {
 
   private async login(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = parseJson(await readBody(req, 4096));
-    const s = await this.auth.login(body, req.socket.remoteAddress ?? 'unknown');
-    this.ctx.log.info({ admin: s.who, address: req.socket.remoteAddress }, 'console login');
+    const address = this.ctx.addresses.of(req);
+    const s = await this.auth.login(body, address);
+    this.ctx.log.info({ admin: s.who, address }, 'console login');
     res.setHeader('Set-Cookie', this.auth.cookie(req, s.id));
     sendJson(res, 200, { who: s.who, csrf: s.csrf, expiresAt: s.expiresAt });
   }

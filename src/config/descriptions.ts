@@ -6,6 +6,7 @@ export const KEY_DESCRIPTIONS: Readonly<Record<string, string>> = {
   http: 'The HTTP door: SSE, WebSocket, long-poll, the publish API, discovery, health and metrics.',
   'http.host': 'listen address',
   'http.port': 'listen port; 0 picks a free one',
+  'http.trustedProxies': 'reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; [] never reads it',
   'http.corsOrigins': 'allowed CORS origins; "*" for any, [] for no CORS headers',
   'http.maxHeaderBytes': 'larger request heads get 431',
   'http.maxBodyBytes': 'largest publish request body (a batch may hold many messages)',

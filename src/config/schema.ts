@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseRange } from './address-range.js';
 import { durationSeconds } from './duration.js';
 import { objectAt } from './schema-walk.js';
 import { closestKey } from './suggest.js';
@@ -76,6 +77,22 @@ export const configSchema = z
         maxHeaderBytes: bytes.default(16 * 1024),
         /** Largest request body accepted by the publish API (a batch may carry many messages). */
         maxBodyBytes: bytes.default(4 * 1024 * 1024),
+        /**
+         * Reverse proxies in front of the server (addresses or CIDR ranges): from their sockets the
+         * client's address is read from `X-Forwarded-For`, for per-address quotas, the pre-auth pool,
+         * hooks and logs. Empty: the socket's address is the client's, and the header is never read.
+         */
+        trustedProxies: z
+          .array(
+            z.string().superRefine((v, c) => {
+              try {
+                parseRange(v);
+              } catch (e) {
+                c.addIssue({ code: z.ZodIssueCode.custom, message: (e as Error).message });
+              }
+            }),
+          )
+          .default([]),
         /** Serve the public URL under this base in discovery (default: derived from the request's Host). */
         publicUrl: z.string().url().optional(),
         /**

@@ -7,6 +7,7 @@ import type { Principal } from '../core/grants.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { requestToken } from '../wire/http-request.js';
 import { ConnectHook, type ConnectHookRequest } from './connect-hook.js';
+import type { ClientAddresses } from '../wire/client-address.js';
 import { HookFailure } from './hook-client.js';
 
 /**
@@ -24,6 +25,7 @@ export class ConnectAuth {
     private readonly config: Config,
     metrics: Metrics,
     private readonly log: Logger,
+    private readonly addresses: ClientAddresses,
   ) {
     const c = config.hooks.connect;
     this.hook = c.url ? new ConnectHook({ ...c, url: c.url }, metrics, log) : null;
@@ -43,7 +45,7 @@ export class ConnectAuth {
     }
     const jwt = await this.viaJwt(token);
     if (jwt) return jwt;
-    const r: ConnectHookRequest = { door, method: req.method, path: url.pathname, address: req.socket.remoteAddress };
+    const r: ConnectHookRequest = { door, method: req.method, path: url.pathname, address: this.addresses.of(req) };
     if (this.headers.length) {
       const h: Record<string, string> = {};
       for (const name of this.headers) {

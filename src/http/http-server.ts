@@ -55,7 +55,7 @@ export class HttpDoor {
     if (doors.tls) this.server.on('tlsClientError', (_err: Error, s: Socket) => s.destroy());
     this.server.on('connection', (s: Socket) => {
       // until its first request head is read, a connection is one more unauthenticated socket
-      const place = ctx.preAuth.enter(s.remoteAddress ?? '?', ctx.preAuth.timeoutMs, () => s.destroy());
+      const place = ctx.preAuth.enter(ctx.addresses.poolKey(s), ctx.preAuth.timeoutMs, () => s.destroy());
       if (!place) {
         s.destroy();
         return;

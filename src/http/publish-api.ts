@@ -9,14 +9,13 @@ import type { TransportContext } from '../transports/context.js';
 import { sendJson } from '../wire/http-respond.js';
 import { numberParam, parseJson, readBody, topicParams } from '../wire/http-request.js';
 import { toMessageJson } from '../wire/json-message.js';
-import { clientAddress } from '../core/connections.js';
 
 /** Throws `rate_limited` when the publish rates do not allow these messages now. */
 function checkRate(ctx: TransportContext, req: IncomingMessage, principal: Principal, reqs: PublishRequest[]): void {
   if (!ctx.quotas.ratesOn) return;
   let bytes = 0;
   for (const r of reqs) bytes += r.payload.length;
-  const refusal = ctx.quotas.checkPublish(principal, clientAddress(req.socket.remoteAddress), reqs.length, bytes);
+  const refusal = ctx.quotas.checkPublish(principal, ctx.addresses.of(req), reqs.length, bytes);
   if (refusal) throw refusal;
 }
 

@@ -10,6 +10,7 @@ import type { ConnectionRegistry } from '../core/connections.js';
 import type { PreAuthPool } from './pre-auth-pool.js';
 import type { QuotaGate } from '../core/quota.js';
 import type { OptionsPublisher } from '../core/publish-options.js';
+import type { ClientAddresses } from '../wire/client-address.js';
 import type { RuleHooks } from '../hooks/rule-hooks.js';
 
 /** What the server hands every door. */
@@ -25,6 +26,8 @@ export interface TransportContext {
   preAuth: PreAuthPool;
   /** May this principal, from this address, connect / subscribe / publish now (`quotas`). */
   quotas: QuotaGate;
+  /** The client's address of a request, through trusted proxies (`http.trustedProxies`). */
+  addresses: ClientAddresses;
   /** Principal of an HTTP request (header, `access_token` or cookie); rejects with `unauthorized`. */
   authenticate(req: IncomingMessage, url: URL, door?: 'http' | 'websocket'): Promise<Principal>;
   /** Principal of a bearer token (undefined: none), for doors that carry tokens themselves. */

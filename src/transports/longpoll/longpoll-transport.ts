@@ -3,7 +3,7 @@ import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
-import { clientAddress, isConnectionId, type ConnectionInfo } from '../../core/connections.js';
+import { isConnectionId, type ConnectionInfo } from '../../core/connections.js';
 import { JSON_MESSAGE } from '../../wire/json-message.js';
 import { sendError } from '../../wire/http-respond.js';
 import { flagParam, numberParam, topicParams } from '../../wire/http-request.js';
@@ -174,7 +174,7 @@ export class LongPollTransport {
       const noEcho = flagParam(url, 'noEcho');
       const plan = ctx.hub.checkSubscribe(principal, topicParams(url), since);
       if (ctx.ruleHooks) await ctx.ruleHooks.checkSubscribe(principal, plan.filters, 'longpoll');
-      const address = clientAddress(req.socket.remoteAddress);
+      const address = ctx.addresses.of(req);
       const [conns, subs] = await Promise.all([ctx.quotas.connectionsElsewhere(principal), ctx.quotas.subscriptionsElsewhere(principal)]);
       // from here to the registration nothing awaits: no other poll can slip in between
       ctx.quotas.checkConnection(principal, address, conns);

@@ -77,7 +77,7 @@ export function binaryFrame(payload: Buffer): Buffer[] {
  * MQTT over WebSocket: `ws` parses what the client sends; what we send is framed by us and written
  * to the raw socket (as the WebSocket door does), one binary message per tick.
  */
-export function wsLink(ws: WebSocket, socket: Socket, maxQueueBytes: number, onOverflow: () => void): Link {
+export function wsLink(ws: WebSocket, socket: Socket, maxQueueBytes: number, onOverflow: () => void, address: string): Link {
   const writer = new SocketWriter(socket, maxQueueBytes, { overflowed: onOverflow }, binaryFrame);
   return {
     write: (buf) => writer.write(buf),
@@ -94,6 +94,7 @@ export function wsLink(ws: WebSocket, socket: Socket, maxQueueBytes: number, onO
       ws.terminate();
     },
     remote: `${socket.remoteAddress}:${socket.remotePort}`,
-    address: socket.remoteAddress,
+    // the client's, through trusted proxies (the upgrade request's X-Forwarded-For)
+    address,
   };
 }

@@ -84,10 +84,11 @@ export class MqttTransport {
 
   async upgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
     socket.on('error', () => socket.destroy());
+    const address = this.ctx.addresses.of(req);
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       ws.on('error', () => ws.terminate());
       socket.setNoDelay(true);
-      const conn = this.open(wsLink(ws, socket, this.ctx.config.limits.maxQueueBytes, () => this.slow(conn)), 'ws', socket.remoteAddress);
+      const conn = this.open(wsLink(ws, socket, this.ctx.config.limits.maxQueueBytes, () => this.slow(conn), address), 'ws', address);
       if (!conn) return;
       ws.on('message', (data: Buffer, isBinary: boolean) => {
         if (!isBinary) return conn.fail(new MqttProtocolError(RC.malformed, 'MQTT over WebSocket uses binary frames'));

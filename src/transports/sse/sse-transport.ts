@@ -4,7 +4,7 @@ import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
-import { clientAddress, isConnectionId, type ConnectionInfo } from '../../core/connections.js';
+import { isConnectionId, type ConnectionInfo } from '../../core/connections.js';
 import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
 import { sendError } from '../../wire/http-respond.js';
 import { flagParam, topicParams } from '../../wire/http-request.js';
@@ -157,7 +157,7 @@ export class SseTransport {
       if (format !== 'raw' && format !== 'json') throw new OmnipushError('invalid_request', 'format must be raw or json');
       const plan = ctx.hub.checkSubscribe(principal, topicParams(url), since);
       if (ctx.ruleHooks) await ctx.ruleHooks.checkSubscribe(principal, plan.filters, 'sse');
-      const address = clientAddress(req.socket.remoteAddress);
+      const address = ctx.addresses.of(req);
       const [conns, subs] = await Promise.all([ctx.quotas.connectionsElsewhere(principal), ctx.quotas.subscriptionsElsewhere(principal)]);
       // from here to the registration nothing awaits: no other connection can slip in between
       ctx.quotas.checkConnection(principal, address, conns);

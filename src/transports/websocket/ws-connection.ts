@@ -4,7 +4,6 @@ import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
-import { clientAddress } from '../../core/connections.js';
 import { WsRegistration } from './ws-registration.js';
 import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
 import type { TransportContext } from '../context.js';
@@ -95,8 +94,6 @@ export class WsConnection implements SocketWriterOwner {
   private nextSub = 1;
   private readonly writer: SocketWriter | null;
   private closed = false;
-  /** The client's address, as quotas count it. */
-  readonly address: string;
   /** Requests refused for a quota lately (see {@link refused}). */
   private refusals = 0;
   private refusalsSince = 0;
@@ -119,9 +116,10 @@ export class WsConnection implements SocketWriterOwner {
     /** The door that holds this connection in its sweep slice `slice`. */
     readonly owner: { forget(conn: WsConnection): void },
     readonly slice: number,
+    /** The client's address (through trusted proxies). */
+    readonly address: string,
   ) {
     this.writer = deflate ? null : new SocketWriter(socket, ctx.config.limits.maxQueueBytes, this);
-    this.address = clientAddress(socket.remoteAddress);
     (ws as TaggedSocket)[CONN] = this;
     ws.on('message', onWsMessage);
     ws.on('pong', onWsPong);

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { OmnipushError } from '../../core/errors.js';
 import { DENY_ALL, type Principal } from '../../core/grants.js';
-import { clientAddress, isConnectionId } from '../../core/connections.js';
+import { isConnectionId } from '../../core/connections.js';
 import { errorBody, statusFor } from '../../wire/http-respond.js';
 import { requestToken } from '../../wire/http-request.js';
 import type { TransportContext } from '../context.js';
@@ -59,6 +59,7 @@ export class WebSocketTransport {
     let place: PreAuthPlace | null = null;
     let conn: WsConnection | undefined;
     let kept: string | undefined;
+    const address = ctx.addresses.of(req);
     try {
       if (ctx.draining()) throw new OmnipushError('shutting_down', 'server is shutting down; retry shortly');
       kept = url.searchParams.get('connection') ?? undefined;
@@ -72,7 +73,7 @@ export class WebSocketTransport {
         if (token !== undefined || !(e instanceof OmnipushError) || e.code !== 'unauthorized') throw e;
         principal = { id: 'unauthenticated', kind: 'anonymous', grants: DENY_ALL };
         // it waits in the pre-auth pool, not in the budget of authenticated connections
-        place = ctx.preAuth.enter(socket.remoteAddress ?? '?', ctx.config.websocket.authTimeout * 1000, (why) => {
+        place = ctx.preAuth.enter(address, ctx.config.websocket.authTimeout * 1000, (why) => {
           if (conn) conn.authWindowEnded(why);
           else socket.destroy();
         });
@@ -82,7 +83,7 @@ export class WebSocketTransport {
       }
       // a socket without credentials yet is no connection of anyone: counted once it authenticates
       if (!place) {
-        ctx.quotas.checkConnection(principal, clientAddress(socket.remoteAddress), await ctx.quotas.connectionsElsewhere(principal));
+        ctx.quotas.checkConnection(principal, address, await ctx.quotas.connectionsElsewhere(principal));
         ctx.connections.acquire();
       }
     } catch (e) {
@@ -95,16 +96,16 @@ export class WebSocketTransport {
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      conn = this.accept(ws, socket, principal, place);
+      conn = this.accept(ws, socket, principal, place, address);
       if (kept !== undefined) conn.keptId = kept;
     });
   }
 
-  private accept(ws: WebSocket, socket: Socket, principal: Principal, place: PreAuthPlace | null): WsConnection {
+  private accept(ws: WebSocket, socket: Socket, principal: Principal, place: PreAuthPlace | null, address: string): WsConnection {
     const { ctx } = this;
     socket.setNoDelay(true);
     const slice = this.nextSlice++ % SLICES;
-    const conn = new WsConnection(ws, socket, principal, ctx, ctx.config.websocket.perMessageDeflate, this, slice);
+    const conn = new WsConnection(ws, socket, principal, ctx, ctx.config.websocket.perMessageDeflate, this, slice, address);
     conn.authPlace = place;
     conn.budgeted = place === null;
     if (place === null) conn.register();
