@@ -126,6 +126,11 @@ for (const [kind, make] of kinds) {
         (await s.listRecords('q', '', 2)).map((r) => r.key),
         ['c1/0001', 'c1/0002'],
       );
+      // page by page: keys after `after` (exclusive), within the prefix
+      assert.deepEqual((await s.listRecords('q', '', 2, 'c1/0001')).map((r) => r.key), ['c1/0002', 'c2/0001']);
+      assert.deepEqual((await s.listRecords('q', 'c1/', 10, 'c1/0001')).map((r) => r.key), ['c1/0002']);
+      assert.deepEqual((await s.listRecords('q', 'c2/', 10, 'a')).map((r) => r.key), ['c2/0001'], 'an `after` before the prefix starts at the prefix');
+      assert.deepEqual((await s.listRecords('q', 'c1/', 10, 'c1/0002')).map((r) => r.key), []);
       await s.putRecords([
         { kind: 'q', key: 'c1/0001', value: null },
         { kind: 'q', key: 'c1/0002', value: Buffer.from('B') },

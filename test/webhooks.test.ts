@@ -254,6 +254,8 @@ describe('webhooks: batching, secret rotation, give-up and the admin retry', () 
     const page = await admin(server.http, 'webhooks/failed?limit=1');
     assert.equal((page.body.failed as unknown[]).length, 1);
     assert.equal(page.body.next, failed[0].key);
+    const rest = await admin(server.http, `webhooks/failed?limit=1&after=${encodeURIComponent(String(page.body.next))}`);
+    assert.deepEqual((rest.body.failed as Array<{ key: string }>).map((f) => f.key), [failed[1].key], 'the next page starts after the last key');
 
     await rxNew.answer(200);
     const before = rxNew.events().length;

@@ -734,8 +734,8 @@ export class Hub {
   }
 
   /** Records of a kind whose key starts with `prefix`, ascending by key. */
-  listRecords(kind: string, prefix?: string, limit?: number): Promise<Array<{ key: string; value: Buffer }>> {
-    return this.store.listRecords(kind, prefix, limit);
+  listRecords(kind: string, prefix?: string, limit?: number, after?: string): Promise<Array<{ key: string; value: Buffer }>> {
+    return this.store.listRecords(kind, prefix, limit, after);
   }
 
   // ---------------------------------------------------------------- upkeep

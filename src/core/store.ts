@@ -133,7 +133,10 @@ export interface Store {
   getRecord(kind: string, key: string): Promise<Buffer | undefined>;
   /** Writes and deletes (`value: null`) atomically, in one transaction. */
   putRecords(changes: RecordChange[]): Promise<void>;
-  /** Records of a kind whose key starts with `prefix`, ascending by key, at most `limit`. */
-  listRecords(kind: string, prefix?: string, limit?: number): Promise<Array<{ key: string; value: Buffer }>>;
+  /**
+   * Records of a kind whose key starts with `prefix`, ascending by key, at most `limit`, only keys
+   * after `after` when given (so a long namespace is read page by page).
+   */
+  listRecords(kind: string, prefix?: string, limit?: number, after?: string): Promise<Array<{ key: string; value: Buffer }>>;
   close(): Promise<void>;
 }

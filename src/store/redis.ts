@@ -359,10 +359,14 @@ export class RedisStore implements Store {
     });
   }
 
-  async listRecords(kind: string, prefix = '', limit = Infinity): Promise<Array<{ key: string; value: Buffer }>> {
+  async listRecords(kind: string, prefix = '', limit = Infinity, after?: string): Promise<Array<{ key: string; value: Buffer }>> {
     if (limit <= 0) return [];
     return this.guard(async () => {
-      const [min, max] = lexRange(prefix);
+      const range = lexRange(prefix);
+      let min = range[0];
+      const max = range[1];
+      // past `after` (exclusive) when that is later than where the prefix starts
+      if (after !== undefined && after >= prefix) min = Buffer.concat([Buffer.from('('), Buffer.from(after, 'utf8')]);
       const count = Number.isFinite(limit) ? limit : -1;
       const keys = await this.redis.zrangebylex(this.k.recordKeys(kind), min, max, 'LIMIT', 0, count);
       if (keys.length === 0) return [];

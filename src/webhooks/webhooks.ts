@@ -16,6 +16,9 @@ import { FeedHead } from '../outbound/feed-head.js';
 import { toMessageJson } from '../wire/json-message.js';
 import { WebhookEndpoint, type WebhookEvent } from './endpoint.js';
 import { WebhookMetrics } from './webhook-metrics.js';
+
+/** Failed deliveries put back per store transaction by a retry of all. */
+const RETRY_PAGE = 500;
 import type { Metrics } from '../metrics/metrics.js';
 
 export const QUEUE_KIND = 'webhooks.queue';
@@ -304,16 +307,25 @@ export class Webhooks {
   }
 
   /** Given-up deliveries (from the store, so any node answers for the cluster), in key order after `after`. */
-  async listFailed(limit: number, after = ''): Promise<{ items: FailedWebhook[]; next?: string }> {
-    const rows = await this.ctx.hub.listRecords(FAILED_KIND);
-    const page = rows.filter((r) => r.key > after).slice(0, limit + 1);
+  async listFailed(limit: number, after?: string): Promise<{ items: FailedWebhook[]; next?: string }> {
+    const page = await this.ctx.hub.listRecords(FAILED_KIND, '', limit + 1, after || undefined);
     const items = page.slice(0, limit).map((r) => JSON.parse(r.value.toString('utf8')) as FailedWebhook);
     return { items, next: page.length > limit ? items[items.length - 1].key : undefined };
   }
 
   /** Puts given-up deliveries (one by key, or all) back in the queue with a fresh give-up age; how many. */
   async retry(key?: string): Promise<number> {
-    const rows = key === undefined ? await this.ctx.hub.listRecords(FAILED_KIND) : await this.one(key);
+    if (key !== undefined) return this.retryRows(await this.one(key));
+    // all of them, a page at a time: each page is read, requeued and written before the next is read
+    let n = 0;
+    for (;;) {
+      const rows = await this.ctx.hub.listRecords(FAILED_KIND, '', RETRY_PAGE);
+      n += await this.retryRows(rows);
+      if (rows.length < RETRY_PAGE) return n;
+    }
+  }
+
+  private async retryRows(rows: Array<{ key: string; value: Buffer }>): Promise<number> {
     const now = Date.now();
     const back: WebhookEntry[] = [];
     const changes: RecordChange[] = [];
