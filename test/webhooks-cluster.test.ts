@@ -20,7 +20,7 @@ describe('webhooks in a cluster: one node sends each event', { skip: redisMissin
     nodes = await startCluster(redis, 'wh:', 3, {
       auth: { allowAnonymous: true, anonymous: { publish: ['#'], subscribe: ['#'] } },
       cluster: { heartbeat: 0.1, nodeTimeout: 1 },
-      webhooks: { endpoints: [{ url: rx.url, secret, events: ['connect', 'message'], filters: ['c/#'] }], retry: { minDelay: 20, maxDelay: 200 } },
+      webhooks: { endpoints: [{ url: rx.url, secret, events: ['connect', 'message'], filters: ['c/#'] }], retry: { minDelay: 20, maxDelay: 200 }, rescanInterval: 0.5 },
     });
   });
   after(async () => {
@@ -57,5 +57,30 @@ describe('webhooks in a cluster: one node sends each event', { skip: redisMissin
     for (const c of conns) c.close();
     for (const [id, n] of counts()) assert.equal(n, 1, `${id} delivered ${n} times`);
     for (const h of rx.received) assert.ok(h.verified);
+  });
+
+  it('an event whose notice to the sender was lost is found in the store by the sender\'s rescan', async () => {
+    const sender = await waitFor(() => nodes.find((n) => n.webhooks!.sending), 'a sender');
+    const other = nodes.find((n) => n !== sender)!;
+    // the fault: this node's pub/sub notices to the sender go nowhere for a while
+    const control = other.cluster as unknown as { publish(type: string, data: Record<string, unknown>): void };
+    const publish = control.publish;
+    const dropped: string[] = [];
+    control.publish = function (type, data) {
+      if (type === 'webhooks-queued') dropped.push(type);
+      else publish.call(this, type, data);
+    };
+    const before = rx.events().filter((e) => e.type === 'connect').length;
+    const ws = await openWs(other.http);
+    try {
+      await waitFor(() => dropped.length > 0, 'the connect event stored, its notice dropped');
+      control.publish = publish;
+      await waitFor(() => rx.events().filter((e) => e.type === 'connect').length > before, 'the connect event delivered after the rescan', 10_000);
+      const mine = rx.events().filter((e) => e.type === 'connect' && e.data.node === other.cluster.nodeId);
+      assert.equal(new Set(mine.map((e) => e.id)).size, mine.length, 'each connect event once');
+    } finally {
+      control.publish = publish;
+      ws.close();
+    }
   });
 });

@@ -98,6 +98,7 @@ export const KEY_DESCRIPTIONS: Readonly<Record<string, string>> = {
   'cluster.takeoverTimeout': 'wait for another node to give up an MQTT session',
   webhooks: 'Signed webhooks to the app (docs/webhooks.md); off while endpoints is empty.',
   'webhooks.endpoints': '[{url, secret | secrets: [new, old], events, filters, batch: {maxEvents, maxDelay}, concurrency, timeout}]',
+  'webhooks.rescanInterval': 'cluster: seconds between the sending node\'s reads of the stored queue for events whose notice it missed',
   'webhooks.retry.minDelay': 'first retry backoff, ms (exponential, full jitter; Retry-After wins)',
   'webhooks.retry.maxDelay': 'longest retry backoff, ms',
   'webhooks.retry.giveUpAfter': 'an event not delivered by then is given up (list and retry it through the server API)',

@@ -55,6 +55,11 @@ export const webhooksSchema = z
       })
       .strict()
       .default({}),
+    /**
+     * In a cluster: how often the sending node reads the stored queue for events another node
+     * stored but whose notice it did not hear (a pub/sub message lost while Redis reconnected).
+     */
+    rescanInterval: durationSeconds(z.number().positive()).default(30),
   })
   .strict()
   .default({});

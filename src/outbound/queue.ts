@@ -74,6 +74,21 @@ export class OutboundQueue<E extends OutboundEntry> {
     for (const row of await this.hub.listRecords(this.opts.kind)) this.adopt(JSON.parse(row.value.toString('utf8')) as E);
   }
 
+  /**
+   * Reads the stored entries page by page and schedules those not known yet (stored by another
+   * process whose notice never came); how many were new.
+   */
+  async rescan(page = 500): Promise<number> {
+    let n = 0;
+    let after: string | undefined;
+    for (;;) {
+      const rows = await this.hub.listRecords(this.opts.kind, '', page, after);
+      for (const row of rows) if (!this.entries.has(row.key) && this.adopt(JSON.parse(row.value.toString('utf8')) as E)) n++;
+      if (rows.length < page || this.closed) return n;
+      after = rows[rows.length - 1].key;
+    }
+  }
+
   /** Schedules an entry already in the store (written by another process); false if it was known. */
   adopt(e: E): boolean {
     if (this.closed || this.entries.has(e.key)) return false;

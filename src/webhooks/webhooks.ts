@@ -125,7 +125,10 @@ export class Webhooks {
       c.on(QUEUED_EVENT, (e) => {
         if (Array.isArray(e.keys)) void w.adopt(e.keys.filter((k): k is string => typeof k === 'string'));
       });
-      c.onTick(() => void w.lease.tick());
+      c.onTick(() => {
+        void w.lease.tick();
+        w.rescanWhenDue();
+      });
       await w.lease.tick();
       await w.activation;
     }
@@ -200,6 +203,24 @@ export class Webhooks {
     } catch (err) {
       this.ctx.log.error({ err, events: batch.length }, 'webhook events could not be stored; they are lost');
     }
+  }
+
+  private rescanning = false;
+  private rescannedAt = Date.now();
+
+  /** The sender reads the stored queue now and then for entries whose notice it missed (`webhooks.rescanInterval`). */
+  private rescanWhenDue(): void {
+    const now = Date.now();
+    if (!this.active || this.rescanning || now - this.rescannedAt < this.ctx.config.webhooks.rescanInterval * 1000) return;
+    this.rescanning = true;
+    this.rescannedAt = now;
+    this.queue
+      .rescan()
+      .then((n) => {
+        if (n) this.ctx.log.warn({ events: n }, 'webhook events stored by another node were found by the rescan: their notice was lost');
+      })
+      .catch((e: unknown) => this.ctx.log.warn({ err: e }, 'webhook queue rescan failed; next time'))
+      .finally(() => (this.rescanning = false));
   }
 
   /** The sender takes entries another node stored. */
