@@ -385,6 +385,22 @@ describe('server API across a cluster', { skip: redisMissing || false }, () => {
     await waitFor(() => a.registry.countOfPrincipal('erin') + b.registry.countOfPrincipal('erin') === 0, 'erin gone everywhere');
   });
 
+  it('a console session made on one node holds on the other, and a logout on either ends it everywhere', async () => {
+    const login = await api(a.http, 'login', { body: { username: 'op', password: 'correct horse' } });
+    assert.equal(login.status, 200);
+    const cookie = login.headers.get('set-cookie')!.split(';')[0];
+    const csrf = login.body.csrf as string;
+    const there = await api(b.http, 'session', { headers: { cookie } });
+    assert.equal(there.status, 200, 'the other node knows the session');
+    assert.equal(there.body.who, 'op');
+    assert.equal(there.body.csrf, csrf);
+    assert.equal((await api(b.http, 'logout', { body: {}, headers: { cookie, 'x-csrf-token': csrf } })).status, 200);
+    assert.equal((await api(a.http, 'session', { headers: { cookie } })).status, 401, 'logged out on B, gone on A');
+    // the store holds a digest of the cookie, never the cookie itself
+    const rows = await a.hub.listRecords('admin.sessions');
+    assert.ok(rows.every((r) => !r.key.includes(cookie.split('=')[1]) && !r.value.toString().includes(cookie.split('=')[1])));
+  });
+
   it('names a node that does not answer instead of passing a partial view off as whole', async () => {
     // a live node (heartbeats) that answers no calls: a hung process, or one of an older version
     const mute = new RedisControl({ url: redis.url, prefix: 'admin-api:', heartbeatMs: 1000, nodeTimeoutMs: 5000, log: pino({ level: 'silent' }) });

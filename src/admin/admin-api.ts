@@ -57,7 +57,7 @@ export class AdminApi {
     private readonly webpush?: WebPushTransport,
     private readonly webhooks?: Webhooks,
   ) {
-    this.auth = new AdminAuth(ctx.config, (t) => ctx.authenticateToken(t));
+    this.auth = new AdminAuth(ctx.config, (t) => ctx.authenticateToken(t), ctx.hub);
     this.calls = new ClusterCalls(ctx.cluster, ctx.log);
     registerNodeCalls(this.calls, ctx, ctx.cluster.nodeId);
   }
@@ -102,7 +102,7 @@ export class AdminApi {
         return { who: caller.who, via: caller.via, csrf: caller.csrf, node: this.ctx.cluster.nodeId };
       case 'logout':
         if (!post) break;
-        this.auth.logout(req);
+        await this.auth.logout(req);
         res.setHeader('Set-Cookie', this.auth.cookie(req, null));
         return { ok: true };
       case 'stats': {

@@ -26,7 +26,16 @@ interface Session {
   expiresAt: number;
 }
 
-const MAX_SESSIONS = 10_000;
+/** Where sessions are kept: the store's records, so that every node of a cluster knows every session. */
+export interface SessionRecords {
+  getRecord(kind: string, key: string): Promise<Buffer | undefined>;
+  putRecords(changes: Array<{ kind: string; key: string; value: Buffer | null }>): Promise<void>;
+  listRecords(kind: string, prefix?: string, limit?: number, after?: string): Promise<Array<{ key: string; value: Buffer }>>;
+}
+
+export const SESSION_KIND = 'admin.sessions';
+/** Expired sessions are swept from the store once per this many logins (and read as expired meanwhile). */
+const SWEEP_EVERY = 64;
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
@@ -45,18 +54,20 @@ function cookieValue(req: IncomingMessage, name: string): string | undefined {
 /**
  * Admin credentials: static API keys, JWTs with the admin grant, and console logins (users with
  * scrypt hashes, or an API key) that get an HttpOnly session cookie plus a CSRF token. Sessions
- * live in this process: behind a load balancer, the console needs sticky sessions.
+ * are store records keyed by a digest of the cookie (a store dump holds no usable cookie), so any
+ * node of a cluster answers for them and they outlive a restart of a node with a durable store.
  */
 export class AdminAuth {
   private readonly keys: Buffer[];
   private readonly users: Map<string, string>;
-  private readonly sessions = new Map<string, Session>();
   private readonly throttle: LoginThrottle;
   private dummyHash: Promise<string> | undefined;
+  private logins = 0;
 
   constructor(
     private readonly config: Config,
     private readonly authenticateToken: (token: string) => Promise<Principal>,
+    private readonly records: SessionRecords,
   ) {
     this.keys = config.admin.apiKeys.map(digest);
     this.users = new Map(config.admin.users.map((u) => [u.username, u.passwordHash]));
@@ -101,9 +112,9 @@ export class AdminAuth {
     }
     const id = cookieValue(req, SESSION_COOKIE);
     if (id) {
-      const s = this.sessions.get(id);
+      const s = await this.session(id);
       if (!s || s.expiresAt <= Date.now()) {
-        this.sessions.delete(id);
+        if (s) await this.records.putRecords([{ kind: SESSION_KIND, key: sessionKey(id), value: null }]);
         throw new OmnipushError('unauthorized', 'console session expired or unknown: log in again');
       }
       if (stateChanging) {
@@ -144,16 +155,27 @@ export class AdminAuth {
       throw new OmnipushError('unauthorized', 'wrong username or password');
     }
     this.throttle.reset(keys[1]);
-    if (this.sessions.size >= MAX_SESSIONS) this.sweep();
+    if (++this.logins % SWEEP_EVERY === 0) await this.sweep();
     const id = randomBytes(32).toString('base64url');
     const s: Session = { who: username, csrf: randomBytes(24).toString('base64url'), expiresAt: Date.now() + this.config.admin.sessionTtl * 1000 };
-    this.sessions.set(id, s);
+    await this.records.putRecords([{ kind: SESSION_KIND, key: sessionKey(id), value: Buffer.from(JSON.stringify(s)) }]);
     return { id, ...s };
   }
 
-  logout(req: IncomingMessage): void {
+  async logout(req: IncomingMessage): Promise<void> {
     const id = cookieValue(req, SESSION_COOKIE);
-    if (id) this.sessions.delete(id);
+    if (id) await this.records.putRecords([{ kind: SESSION_KIND, key: sessionKey(id), value: null }]);
+  }
+
+  private async session(id: string): Promise<Session | undefined> {
+    if (id.length > 100) return undefined;
+    const raw = await this.records.getRecord(SESSION_KIND, sessionKey(id));
+    if (!raw) return undefined;
+    try {
+      return JSON.parse(raw.toString('utf8')) as Session;
+    } catch {
+      return undefined;
+    }
   }
 
   /** The Set-Cookie value for a session (or its removal with `id` null). */
@@ -163,13 +185,27 @@ export class AdminAuth {
     return `${SESSION_COOKIE}=${id ?? ''}; Path=/; HttpOnly; SameSite=Strict; ${life}${tls ? '; Secure' : ''}`;
   }
 
-  private sweep(): void {
+  /** Deletes expired sessions, page by page. */
+  private async sweep(): Promise<void> {
     const now = Date.now();
-    for (const [k, s] of this.sessions) if (s.expiresAt <= now) this.sessions.delete(k);
-    // still full: the oldest logins go first
-    for (const k of this.sessions.keys()) {
-      if (this.sessions.size < MAX_SESSIONS) break;
-      this.sessions.delete(k);
+    let after: string | undefined;
+    for (;;) {
+      const rows = await this.records.listRecords(SESSION_KIND, '', 500, after);
+      const gone = rows.filter((r) => {
+        try {
+          return (JSON.parse(r.value.toString('utf8')) as Session).expiresAt <= now;
+        } catch {
+          return true;
+        }
+      });
+      if (gone.length) await this.records.putRecords(gone.map((r) => ({ kind: SESSION_KIND, key: r.key, value: null })));
+      if (rows.length < 500) return;
+      after = rows[rows.length - 1].key;
     }
   }
+}
+
+/** The record key of a session: a digest of its cookie, never the cookie itself. */
+function sessionKey(id: string): string {
+  return digest(id).toString('base64url');
 }
