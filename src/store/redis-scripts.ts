@@ -27,8 +27,10 @@
 
 /**
  * KEYS: state, msg, log, topics, retained, retained:index, retained:meta, retained:count,
- *       rv:idempotency, rk:idempotency, then t:<topic> of each message in order.
- * ARGV: epoch, the highest seq the caller knows, bus channel, then per message:
+ *       then t:<topic> of each message in order, then rv:idempotency and rk:idempotency when some
+ *       message has an idempotency record key (only then: a batch without one declares no record key).
+ * ARGV: epoch, the highest seq the caller knows, bus channel, '1' when the idempotency keys are
+ *       given (else '0'), then per message:
  *       topic, "<publishedAt>:<expiresAt or empty>", retain op (0 none, 1 set, 2 clear), encoded message,
  *       publisher (or empty), idempotency record key (or empty).
  * A message with an idempotency record key gets its record (`{"seq","topic","at"}`, JSON) in the same
@@ -39,8 +41,9 @@ export const APPEND_LUA = `
 local function fmt(n) return string.format('%d', n) end
 local state, msg, log, topics, retained = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local rkeys, rmeta, rcount = KEYS[6], KEYS[7], KEYS[8]
-local idemValues, idemKeys = KEYS[9], KEYS[10]
-local n = #KEYS - 10
+local withIdem = ARGV[4] == '1'
+local idemValues, idemKeys = KEYS[#KEYS - 1], KEYS[#KEYS]
+local n = #KEYS - 8 - (withIdem and 2 or 0)
 local function count(pub, d)
   if redis.call('HINCRBY', rcount, pub, d) <= 0 then redis.call('HDEL', rcount, pub) end
 end
@@ -66,14 +69,14 @@ local first = cur + 1
 redis.call('HSET', state, 'seq', fmt(cur + n))
 local frame = { fmt(first), '\\n' }
 for i = 1, n do
-  local a = 3 + (i - 1) * 6
+  local a = 4 + (i - 1) * 6
   local topic, at, op, body = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local seq = fmt(first + i - 1)
   redis.call('HSET', msg, seq, body)
   redis.call('ZADD', log, seq, seq .. ' ' .. topic)
-  redis.call('ZADD', KEYS[10 + i], seq, seq .. ':' .. at)
+  redis.call('ZADD', KEYS[8 + i], seq, seq .. ':' .. at)
   local idem = ARGV[a + 6]
-  if idem ~= '' then
+  if withIdem and idem ~= '' then
     redis.call('HSET', idemValues, idem, cjson.encode({ seq = first + i - 1, topic = topic, at = tonumber(string.match(at, '^(%d+):')) }))
     redis.call('ZADD', idemKeys, 0, idem)
   end

@@ -155,18 +155,20 @@ export class RedisStore implements Store {
   async append(batch: AppendInput[]): Promise<StoredMessage[]> {
     if (batch.length === 0) return [];
     const k = this.k;
-    const ks: RedisKey[] = [k.state, k.msg, k.log, k.topics, k.retained, k.retainedKeys, k.retainedMeta, k.retainedCounts, k.recordValues(IDEMPOTENCY_KIND), k.recordKeys(IDEMPOTENCY_KIND)];
-    const args: Array<string | Buffer> = [this.epoch, dec(this.seq), k.bus];
+    const ks: RedisKey[] = [k.state, k.msg, k.log, k.topics, k.retained, k.retainedKeys, k.retainedMeta, k.retainedCounts];
+    const args: Array<string | Buffer> = [this.epoch, dec(this.seq), k.bus, '0'];
     for (let i = 0; i < batch.length; i++) {
       const input = batch[i];
       const idem = input.idempotencyKey ?? '';
       input.idempotencyKey = undefined; // not part of the stored message
+      if (idem !== '') args[3] = '1';
       // the input is the store's (Store.append): its retain is made a boolean in place, not in a copy
       const retain = (input.retain = input.retain === true);
       ks.push(k.topic(input.topic));
       args.push(input.topic, `${input.publishedAt}:${input.expiresAt ?? ''}`, !retain ? '0' : input.payload.length ? '1' : '2', encodeFields(input), retain ? (input.publisher ?? '') : '', idem);
     }
     // the script writes each idempotency record with its message (one atomic step, as sqlite's transaction)
+    if (args[3] === '1') ks.push(k.recordValues(IDEMPOTENCY_KIND), k.recordKeys(IDEMPOTENCY_KIND));
     const first = Number(await this.guard(() => this.run(APPEND, ks, args)));
     const out = batch.map((input, i) => toStored(input, this.epoch, first + i));
     this.noteSeq(first + batch.length - 1);
