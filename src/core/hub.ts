@@ -698,9 +698,9 @@ export class Hub {
     return this.store.putRecords(changes);
   }
 
-  /** Records of a kind whose key starts with `prefix`, ascending by key. */
-  listRecords(kind: string, prefix?: string, limit?: number): Promise<Array<{ key: string; value: Buffer }>> {
-    return this.store.listRecords(kind, prefix, limit);
+  /** Records of a kind whose key starts with `prefix` (and sorts after `after`), ascending by key. */
+  listRecords(kind: string, prefix?: string, limit?: number, after?: string): Promise<Array<{ key: string; value: Buffer }>> {
+    return this.store.listRecords(kind, prefix, limit, after);
   }
 
   // ---------------------------------------------------------------- upkeep

@@ -128,7 +128,7 @@ export interface Store {
   getRecord(kind: string, key: string): Promise<Buffer | undefined>;
   /** Writes and deletes (`value: null`) atomically, in one transaction. */
   putRecords(changes: RecordChange[]): Promise<void>;
-  /** Records of a kind whose key starts with `prefix`, ascending by key, at most `limit`. */
-  listRecords(kind: string, prefix?: string, limit?: number): Promise<Array<{ key: string; value: Buffer }>>;
+  /** Records of a kind whose key starts with `prefix` (and sorts after `after`, when given), ascending by key, at most `limit`. */
+  listRecords(kind: string, prefix?: string, limit?: number, after?: string): Promise<Array<{ key: string; value: Buffer }>>;
   close(): Promise<void>;
 }

@@ -204,10 +204,10 @@ export class MemoryStore implements Store {
     else m.set(key, Buffer.from(value));
   }
 
-  async listRecords(kind: string, prefix = '', limit = Infinity): Promise<Array<{ key: string; value: Buffer }>> {
+  async listRecords(kind: string, prefix = '', limit = Infinity, after?: string): Promise<Array<{ key: string; value: Buffer }>> {
     const m = this.records.get(kind);
     if (!m) return [];
-    const keys = [...m.keys()].filter((k) => k.startsWith(prefix)).sort();
+    const keys = [...m.keys()].filter((k) => k.startsWith(prefix) && (after === undefined || k > after)).sort();
     return keys.slice(0, limit).map((key) => ({ key, value: m.get(key)! }));
   }
 

@@ -364,10 +364,11 @@ export class RedisStore implements Store {
     });
   }
 
-  async listRecords(kind: string, prefix = '', limit = Infinity): Promise<Array<{ key: string; value: Buffer }>> {
+  async listRecords(kind: string, prefix = '', limit = Infinity, after?: string): Promise<Array<{ key: string; value: Buffer }>> {
     if (limit <= 0) return [];
     return this.guard(async () => {
-      const [min, max] = lexRange(prefix);
+      const [from, max] = lexRange(prefix);
+      const min = after !== undefined && after >= prefix ? `(${after}` : from;
       const count = Number.isFinite(limit) ? limit : -1;
       const keys = await this.redis.zrangebylex(this.k.recordKeys(kind), min, max, 'LIMIT', 0, count);
       if (keys.length === 0) return [];

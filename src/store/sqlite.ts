@@ -408,11 +408,15 @@ export class SqliteStore implements Store {
     })();
   }
 
-  async listRecords(kind: string, prefix = '', limit = Infinity): Promise<Array<{ key: string; value: Buffer }>> {
+  async listRecords(kind: string, prefix = '', limit = Infinity, after?: string): Promise<Array<{ key: string; value: Buffer }>> {
     const want = Number.isFinite(limit) && limit >= 0 ? limit : Infinity;
     const out: Array<{ key: string; value: Buffer }> = [];
     // in chunks with a turn between them: a namespace with many records never blocks the loop
-    let rows = this.stmts.listRecords.all(kind, prefix, prefix, prefix, Math.min(want, READ_CHUNK)) as Array<{ key: string; value: Buffer }>;
+    let rows = (
+      after !== undefined && after >= prefix
+        ? this.stmts.listRecordsAfter.all(kind, after, prefix, prefix, Math.min(want, READ_CHUNK))
+        : this.stmts.listRecords.all(kind, prefix, prefix, prefix, Math.min(want, READ_CHUNK))
+    ) as Array<{ key: string; value: Buffer }>;
     for (;;) {
       for (const r of rows) out.push(r);
       if (rows.length < READ_CHUNK || out.length >= want) return out;
