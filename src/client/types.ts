@@ -36,6 +36,12 @@ export interface ClientOptions {
   backoff?: { min: number; max: number };
   /** How long a transport may take to open before the next one is tried (ms). */
   openTimeout?: number;
+  /**
+   * Acknowledge messages that ask for a receipt as they are handed to the app (default true), in
+   * batches sent at most every `ackDelay` ms (default 50).
+   */
+  ackReceipts?: boolean;
+  ackDelay?: number;
 }
 
 /*
@@ -63,6 +69,10 @@ export interface EventSourceLike {
 }
 
 export interface PublishOptions {
+  /** Ask the recipient's clients to acknowledge it within `within` ("30s"), else `fallback` (default webpush). */
+  receipt?: { within: string | number; fallback?: 'webpush' | 'none' };
+  /** The principal the message is for, when no `receipts.rules` filter names it from the topic. */
+  to?: string;
   event?: string;
   retain?: boolean;
   ttl?: number;
