@@ -100,4 +100,19 @@ describe('receipts in a cluster (two nodes, Redis)', { skip: redisMissing || und
     }
     assert.deepEqual(svc.violations, []);
   });
+
+  it('GET /v1/receipts pages through the Redis store from either node, each event once', async () => {
+    const all = ((await call(nodes[0].http, 'GET', '/v1/receipts?limit=1000', bob)).body.receipts as Array<{ id: string }>).map((e) => e.id);
+    assert.ok(all.length >= 4, `events so far: ${all.length}`);
+    const paged: string[] = [];
+    let cursor: string | undefined;
+    for (let i = 0; ; i++) {
+      const r = await call(nodes[i % 2].http, 'GET', `/v1/receipts?limit=1${cursor ? `&cursor=${cursor}` : ''}`, bob);
+      paged.push(...(r.body.receipts as Array<{ id: string }>).map((e) => e.id));
+      if (!r.body.more) break;
+      cursor = r.body.cursor as string;
+    }
+    assert.deepEqual(paged, all);
+    assert.deepEqual((await call(nodes[1].http, 'GET', '/v1/receipts', alice)).body.receipts, [], 'alice published nothing');
+  });
 });

@@ -7,6 +7,8 @@ import { startPushService, webpushConfig, type FakeBrowser, type PushService } f
 import { startTestServer, waitFor } from './helpers/server.js';
 import { openRawSse } from './helpers/sse.js';
 import { openWs, type WsClient } from './helpers/ws.js';
+import { ReceiverProcess } from './helpers/webhook-receiver-process.js';
+import { randomBytes } from 'node:crypto';
 
 const SECRET = 'a-test-secret-of-enough-length';
 /** Short windows keep the tests quick; the fallback is waited for with a deadline, never slept for. */
@@ -228,6 +230,23 @@ describe('delivery receipts on one node', () => {
     }
   });
 
+  it('MQTT: the PUBREC of a QoS 2 delivery counts too; a QoS 0 delivery cannot acknowledge', async () => {
+    const phone = await mqttClient(server, { clientId: 'alice-qos2', username: 'alice', password: alice, protocolVersion: 5 });
+    const qos0 = await mqttClient(server, { clientId: 'alice-qos0', username: 'alice', password: alice, protocolVersion: 5 });
+    try {
+      await phone.subscribeAsync('user/alice/q2', { qos: 2 });
+      await qos0.subscribeAsync('user/alice/q0', { qos: 0 });
+      const c2 = await publish('user/alice/q2', { within: WITHIN }, { qos: 2 });
+      await waitFor(async () => (await eventsOf(c2)).length > 0, 'the delivered event of the QoS 2 delivery');
+      assert.deepEqual((await eventsOf(c2)).map((e) => [e.type, e.door]), [['delivered', 'mqtt']]);
+      const c0 = await publish('user/alice/q0', { within: WITHIN });
+      await waitFor(() => qos0.received.find((m) => m.topic === 'user/alice/q0'), 'the QoS 0 delivery');
+      await waitFor(() => pushedCursors().includes(c0), 'the fallback for the QoS 0 delivery');
+    } finally {
+      await Promise.all([phone.endAsync(), qos0.endAsync()]);
+    }
+  });
+
   it('two tabs and a phone of one principal: one acknowledgement is enough, the others add nothing, no push', async () => {
     const tab1 = await aliceWs();
     const tab2 = await aliceWs();
@@ -409,5 +428,36 @@ describe('delivery receipts on one node', () => {
   it('a message without a receipt request is pushed at once as before (the hold-back is only for receipts)', async () => {
     const cursor = await publish('user/alice/plain', undefined);
     await waitFor(() => pushedCursors().includes(cursor), 'the ordinary push');
+  });
+});
+
+describe('receipt events as webhooks', () => {
+  const secret = `whsec_${randomBytes(24).toString('base64')}`;
+  const rx = new ReceiverProcess(secret);
+  let server: RunningServer;
+
+  before(async () => {
+    await rx.start();
+    server = await startTestServer({
+      receipts: { rules: [{ filter: 'user/{sub}/#' }] },
+      webhooks: { endpoints: [{ url: rx.url, secret, events: ['message.receipt'] }] },
+    });
+  });
+  after(async () => {
+    await server?.close();
+    await rx.kill();
+  });
+
+  it('sends message.receipt for delivered and expired, signed, with the event as data', async () => {
+    const post = async (path: string, body: unknown) => (await fetch(`${server.http}${path}`, { method: 'POST', body: JSON.stringify(body) })).json() as Promise<Record<string, unknown>>;
+    const acked = (await post('/v1/publish', { topic: 'user/anonymous/a', data: 'x', receipt: { within: '5s', fallback: 'none' } })).cursor as string;
+    const expired = (await post('/v1/publish', { topic: 'user/anonymous/b', data: 'y', receipt: { within: '200ms', fallback: 'none' } })).cursor as string;
+    await post('/v1/ack', { cursors: [acked] });
+    const got = (c: string) => rx.events().filter((e) => e.type === 'message.receipt' && (e.data as { cursor?: string }).cursor === c);
+    await waitFor(() => got(acked).length && got(expired).length, 'both webhook events');
+    const d1 = got(acked)[0].data as unknown as ReceiptEventJson;
+    assert.deepEqual([d1.type, d1.door, d1.to, d1.publisher, d1.topic], ['delivered', 'http', 'anonymous', 'anonymous', 'user/anonymous/a']);
+    const d2 = got(expired)[0].data as unknown as ReceiptEventJson;
+    assert.deepEqual([d2.type, d2.reason], ['expired', 'fallback none']);
   });
 });
