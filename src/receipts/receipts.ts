@@ -76,6 +76,8 @@ export class Receipts implements ReceiptAcks {
   /** Drafts accepted, their publishes not yet stored. */
   private reserved = 0;
   private early = 0;
+  /** Acks in a cluster, one after another (see {@link serially}). */
+  private chain: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -186,10 +188,12 @@ export class Receipts implements ReceiptAcks {
     this.perPublisher.set(r.publisher, (this.perPublisher.get(r.publisher) ?? 0) + 1);
   }
 
+  /** Drops this node's copy of a receipt that is no longer pending (in a cluster, `r` may be the store's copy). */
   private forget(r: ReceiptRecord): void {
-    if (this.local.get(r.cursor) !== r) return;
+    const mine = this.local.get(r.cursor);
+    if (!mine) return;
     this.local.delete(r.cursor);
-    this.uncount(r.publisher);
+    this.uncount(mine.publisher);
   }
 
   private uncount(publisher: string): void {
@@ -206,12 +210,17 @@ export class Receipts implements ReceiptAcks {
    * malformed one, or one this store never gave out, is not looked up.
    */
   async ack(p: Principal, cursors: readonly unknown[], door: AckDoor, seen = false): Promise<AckOutcome> {
+    if (this.control.clustered) return this.serially(() => this.ackNow(p, cursors, door, seen));
+    return this.ackNow(p, cursors, door, seen);
+  }
+
+  private async ackNow(p: Principal, cursors: readonly unknown[], door: AckDoor, seen: boolean): Promise<AckOutcome> {
     const out: AckOutcome = { acked: 0, ignored: 0, unknown: 0 };
     const changes: RecordChange[] = [];
     const events: ReceiptEvent[] = [];
     const finished: ReceiptRecord[] = [];
     for (const c of new Set(cursors)) {
-      let r = typeof c === 'string' ? this.local.get(c) : undefined;
+      let r = typeof c === 'string' ? this.known(c) : undefined;
       if (!r) {
         const seq = typeof c === 'string' ? this.seqOf(c) : 0;
         const b = seq > 0 ? await this.hub.getRecord(RECEIPT_KIND, c as string) : undefined;
@@ -238,6 +247,28 @@ export class Receipts implements ReceiptAcks {
     await this.hub.putRecords(changes);
     this.events.announce(events);
     return out;
+  }
+
+  /**
+   * The receipt as this node holds it, when that is the truth: alone, this node is the only one
+   * that changes receipts; in a cluster another node may have, so the store is read instead.
+   */
+  private known(cursor: string): ReceiptRecord | undefined {
+    return this.control.clustered ? undefined : this.local.get(cursor);
+  }
+
+  /**
+   * In a cluster each ack reads the record before it writes it: acks on this node go one after
+   * another, so two of them never both find a receipt pending (across nodes they may, at worst
+   * recording `delivered` twice).
+   */
+  private serially<T>(run: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(run, run);
+    this.chain = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    return next;
   }
 
   /** One delivery acknowledged by the door itself (an MQTT PUBACK/PUBREC); never throws. */
@@ -362,7 +393,7 @@ export class Receipts implements ReceiptAcks {
 
   /** The window of `cursor` ended with no ack: the fallback, or `expired`. */
   private async fire(key: string, cursor: string): Promise<void> {
-    let r = this.local.get(cursor);
+    let r = this.known(cursor);
     if (!r) {
       const b = await this.hub.getRecord(RECEIPT_KIND, cursor);
       r = b && decodeRecord(b);
