@@ -282,6 +282,9 @@ describe('delivery receipts on one node', () => {
       assert.deepEqual(http.body, { acked: 0, ignored: 1, unknown: 0 });
       await waitFor(() => pushedCursors().includes(cursor), 'the fallback push');
       assert.deepEqual((await eventsOf(cursor)).map((e) => e.type), ['pushed']);
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      const ignored = /omnipush_receipt_acks_total\{outcome="ignored"\} (\d+)/.exec(metrics);
+      assert.ok(ignored && Number(ignored[1]) >= 2, 'the ignored acks are counted in the metrics');
     } finally {
       snoop.close();
     }

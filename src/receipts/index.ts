@@ -3,6 +3,7 @@ import type { WebPushTransport } from '../transports/webpush/webpush-transport.j
 import type { Webhooks } from '../webhooks/webhooks.js';
 import { ReceiptLog } from './receipt-log.js';
 import { ReceiptOptionsPublisher } from './receipt-publisher.js';
+import { registerReceiptMetrics } from './receipt-metrics.js';
 import { Receipts } from './receipts.js';
 
 export interface ReceiptsRoom {
@@ -27,6 +28,7 @@ export async function startReceipts(ctx: TransportContext, webpush: WebPushTrans
     keepMs: c.keep * 1000,
   });
   await tracker.start();
+  registerReceiptMetrics(ctx.metrics, tracker);
   ctx.receipts = tracker;
   ctx.publishWith = new ReceiptOptionsPublisher(ctx.hub, tracker, ctx.publishWith);
   return { tracker, log, close: () => tracker.close() };
