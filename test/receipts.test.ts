@@ -464,3 +464,23 @@ describe('receipt events as webhooks', () => {
     assert.deepEqual([d2.type, d2.reason], ['expired', 'fallback none']);
   });
 });
+
+describe('receipts are kept for receipts.keep', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startTestServer({ receipts: { rules: [{ filter: 'user/{sub}/#' }], keep: '1s' } });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  it('sweeps finished receipts and their events after keep; an ack then finds nothing', async () => {
+    const post = async (path: string, body: unknown) => (await fetch(`${server.http}${path}`, { method: 'POST', body: JSON.stringify(body) })).json() as Promise<Record<string, unknown>>;
+    const cursor = (await post('/v1/publish', { topic: 'user/anonymous/k', data: 'x', receipt: { within: '30s', fallback: 'none' } })).cursor as string;
+    assert.deepEqual(await post('/v1/ack', { cursors: [cursor] }), { acked: 1, ignored: 0, unknown: 0 });
+    const listed = async () => ((await (await fetch(`${server.http}/v1/receipts`)).json()) as { receipts: ReceiptEventJson[] }).receipts.filter((e) => e.cursor === cursor);
+    assert.equal((await listed()).length, 1);
+    await waitFor(async () => (await listed()).length === 0, 'the event swept after keep');
+    assert.deepEqual(await post('/v1/ack', { cursors: [cursor], seen: true }), { acked: 0, ignored: 0, unknown: 1 });
+  });
+});
