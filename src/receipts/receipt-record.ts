@@ -1,3 +1,5 @@
+import type { Hub } from '../core/hub.js';
+import type { StoredMessage } from '../core/message.js';
 import type { AckDoor, ReceiptFallback } from '../core/receipt.js';
 import type { RecordChange } from '../core/store.js';
 
@@ -12,6 +14,22 @@ export const EVENT_KIND = 'receipt.event';
 
 export type ReceiptState = 'pending' | 'delivered' | 'pushed' | 'expired';
 export type ReceiptEventType = 'delivered' | 'seen' | 'pushed' | 'expired';
+
+/** A receipt request accepted for a publish not yet stored. */
+export interface ReceiptDraft {
+  to: string;
+  publisher: string;
+  withinMs: number;
+  fallback: ReceiptFallback;
+}
+
+/** Sends a receipt's fallback; the Web Push door when it is on. */
+export interface FallbackSender {
+  /** Whether this node sends Web Push now (in a cluster, one node does: it fires the fallbacks). */
+  readonly sending: boolean;
+  /** Queues `m` to `principalId`'s matching registrations with `extra()` in one write; 0 when there were none. */
+  pushFallback(m: StoredMessage, principalId: string, extra: (registrations: number) => RecordChange[] | null): Promise<number>;
+}
 
 /** A receipt as stored. */
 export interface ReceiptRecord {
@@ -79,4 +97,30 @@ export function finishChanges(r: ReceiptRecord, at: number): RecordChange[] {
     { kind: DUE_KIND, key: dueKey(r.due, r.cursor), value: null },
     { kind: DONE_KIND, key: doneKey(at, r.cursor), value: Buffer.from(r.cursor) },
   ];
+}
+
+/** The time (ms) at the head of a due or done key. */
+export function timeOfKey(key: string): number {
+  return Number(key.slice(0, 15));
+}
+
+/** Receipts swept per store call. */
+const SWEEP_PAGE = 200;
+
+/** Deletes receipts that finished before `cutoff` (ms), with their events. */
+export async function sweepFinished(hub: Hub, cutoff: number, stop: () => boolean): Promise<void> {
+  for (;;) {
+    const rows = await hub.listRecords(DONE_KIND, '', SWEEP_PAGE);
+    const changes: RecordChange[] = [];
+    for (const row of rows) {
+      if (timeOfKey(row.key) > cutoff) break;
+      const cursor = row.value.toString('utf8');
+      const b = await hub.getRecord(RECEIPT_KIND, cursor);
+      const r = b && decodeRecord(b);
+      if (r) for (const k of r.events) changes.push({ kind: EVENT_KIND, key: k, value: null });
+      changes.push({ kind: RECEIPT_KIND, key: cursor, value: null }, { kind: DONE_KIND, key: row.key, value: null });
+    }
+    if (changes.length) await hub.putRecords(changes);
+    if (rows.length < SWEEP_PAGE || changes.length === 0 || stop()) return;
+  }
 }

@@ -4,18 +4,21 @@ import { OmnipushError } from '../core/errors.js';
 import { ALLOW_ALL, type Principal } from '../core/grants.js';
 import type { Hub, PublishRequest } from '../core/hub.js';
 import { formatCursor, parseCursor, type StoredMessage } from '../core/message.js';
-import { AddressRules, RECEIPT_PROPERTY, type AckDoor, type AckOutcome, type ReceiptAcks, type ReceiptFallback, type ReceiptRequest } from '../core/receipt.js';
+import { AddressRules, RECEIPT_PROPERTY, type AckDoor, type AckOutcome, type ReceiptAcks, type ReceiptRequest } from '../core/receipt.js';
 import type { RecordChange } from '../core/store.js';
+import { DueLoop } from './due-loop.js';
 import type { ReceiptLog } from './receipt-log.js';
 import {
   decodeRecord,
-  DONE_KIND,
   DUE_KIND,
   dueKey,
   encodeRecord,
-  EVENT_KIND,
   finishChanges,
   RECEIPT_KIND,
+  sweepFinished,
+  timeOfKey,
+  type FallbackSender,
+  type ReceiptDraft,
   type ReceiptEvent,
   type ReceiptRecord,
 } from './receipt-record.js';
@@ -29,14 +32,6 @@ const PAGE = 200;
 const MAX_EARLY = 1000;
 const SYSTEM: Principal = { id: 'omnipush:receipts', kind: 'user', grants: ALLOW_ALL };
 
-/** Sends a receipt's fallback; the Web Push door when it is on. */
-export interface FallbackSender {
-  /** Whether this node sends Web Push now (in a cluster, one node does: it fires the fallbacks). */
-  readonly sending: boolean;
-  /** Queues `m` to `principalId`'s matching registrations with `extra()` in one write; 0 when there were none. */
-  pushFallback(m: StoredMessage, principalId: string, extra: (registrations: number) => RecordChange[] | null): Promise<number>;
-}
-
 export interface ReceiptsOptions {
   /** `receipts.rules` filters, e.g. `user/{sub}/#`. */
   rules: string[];
@@ -49,14 +44,6 @@ export interface ReceiptsOptions {
   /** Longest wait between looks at the store; default 1 s in a cluster, else 60 s. */
   pollMs?: number;
   now?: () => number;
-}
-
-/** A receipt request accepted for a publish not yet stored. */
-export interface ReceiptDraft {
-  to: string;
-  publisher: string;
-  withinMs: number;
-  fallback: ReceiptFallback;
 }
 
 /**
@@ -78,14 +65,11 @@ export class Receipts implements ReceiptAcks {
   private early = 0;
   /** Acks in a cluster, one after another (see {@link serially}). */
   private chain: Promise<void> = Promise.resolve();
-  private timer: NodeJS.Timeout | null = null;
-  private timerAt = Infinity;
   private sweepTimer: NodeJS.Timeout | null = null;
-  private running = false;
-  private again = false;
   private closed = false;
   private readonly now: () => number;
   private readonly pollMs: number;
+  private readonly loop: DueLoop;
 
   constructor(
     private readonly hub: Hub,
@@ -98,6 +82,7 @@ export class Receipts implements ReceiptAcks {
     this.rules = new AddressRules(opts.rules);
     this.now = opts.now ?? Date.now;
     this.pollMs = opts.pollMs ?? (control.clustered ? 1000 : 60_000);
+    this.loop = new DueLoop(() => this.tick(), this.pollMs, log, 'receipts', this.now);
   }
 
   /** Loads the pending receipts (alone: all of them are this node's) and starts firing what is due. */
@@ -109,17 +94,15 @@ export class Receipts implements ReceiptAcks {
         if (r && r.state === 'pending') this.remember(r);
       }
     }
-    this.kick();
+    this.loop.start();
     this.sweepTimer = setInterval(() => void this.sweep().catch((e: unknown) => this.log.warn({ err: e }, 'receipt sweep failed')), Math.min(this.opts.keepMs, 60_000));
     this.sweepTimer.unref();
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
     if (this.sweepTimer) clearInterval(this.sweepTimer);
-    this.timer = null;
-    while (this.running) await new Promise((r) => setTimeout(r, 5));
+    await this.loop.close();
   }
 
   get maxCursors(): number {
@@ -180,7 +163,7 @@ export class Receipts implements ReceiptAcks {
       { kind: RECEIPT_KIND, key: cursor, value: encodeRecord(r) },
       { kind: DUE_KIND, key: dueKey(r.due, cursor), value: Buffer.from(cursor) },
     ]);
-    if (r.due < this.timerAt) this.arm(r.due - this.now());
+    this.loop.dueAt(r.due);
   }
 
   private remember(r: ReceiptRecord): void {
@@ -328,47 +311,13 @@ export class Receipts implements ReceiptAcks {
 
   // ------------------------------------------------------------------ windows that end
 
-  private arm(ms: number): void {
-    if (this.closed) return;
-    if (this.timer) clearTimeout(this.timer);
-    const wait = Math.max(0, Math.min(ms, this.pollMs));
-    this.timerAt = this.now() + wait;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.timerAt = Infinity;
-      this.kick();
-    }, wait);
-    this.timer.unref();
-  }
-
-  private kick(): void {
-    if (this.closed) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = true;
-    void this.tick()
-      .catch((e: unknown) => {
-        this.log.warn({ err: e }, 'receipts: will retry');
-        return this.pollMs;
-      })
-      .then((next) => {
-        this.running = false;
-        if (this.again) {
-          this.again = false;
-          this.kick();
-        } else this.arm(next);
-      });
-  }
-
   /** Fires what is due while holding the lease; returns ms until the next look. */
   private async tick(): Promise<number> {
     // with Web Push on, the node that sends it fires the fallbacks: its queue takes them
     if (this.fallback && !this.fallback.sending) return this.pollMs;
     let rows = await this.hub.listRecords(DUE_KIND, '', PAGE);
     if (rows.length === 0) return this.pollMs;
-    const first = dueOf(rows[0].key);
+    const first = timeOfKey(rows[0].key);
     if (first > this.now()) return first - this.now();
     const token = await this.control.acquire(LEASE, LEASE_MS);
     if (!token) return this.pollMs;
@@ -377,7 +326,7 @@ export class Receipts implements ReceiptAcks {
       for (;;) {
         for (const row of rows) {
           if (this.closed) return this.pollMs;
-          const due = dueOf(row.key);
+          const due = timeOfKey(row.key);
           if (due > this.now()) return due - this.now();
           await this.fire(row.key, row.value.toString('utf8'));
           // stay well inside the lease; the next tick goes on
@@ -459,25 +408,7 @@ export class Receipts implements ReceiptAcks {
   private async sweep(): Promise<void> {
     const now = this.now();
     for (const r of this.local.values()) if (r.due < now - 60_000) this.forget(r);
-    const cutoff = now - this.opts.keepMs;
-    for (;;) {
-      const rows = await this.hub.listRecords(DONE_KIND, '', PAGE);
-      const changes: RecordChange[] = [];
-      for (const row of rows) {
-        if (dueOf(row.key) > cutoff) break;
-        const cursor = row.value.toString('utf8');
-        const b = await this.hub.getRecord(RECEIPT_KIND, cursor);
-        const r = b && decodeRecord(b);
-        if (r) for (const k of r.events) changes.push({ kind: EVENT_KIND, key: k, value: null });
-        changes.push({ kind: RECEIPT_KIND, key: cursor, value: null }, { kind: DONE_KIND, key: row.key, value: null });
-      }
-      if (changes.length) await this.hub.putRecords(changes);
-      if (rows.length < PAGE || changes.length === 0 || this.closed) return;
-    }
+    await sweepFinished(this.hub, now - this.opts.keepMs, () => this.closed);
   }
 }
 
-/** The time (ms) at the head of a due or done key. */
-function dueOf(key: string): number {
-  return Number(key.slice(0, 15));
-}
