@@ -9,6 +9,9 @@ import { openRawSse } from './helpers/sse.js';
 import { openWs, type WsClient } from './helpers/ws.js';
 import { ReceiverProcess } from './helpers/webhook-receiver-process.js';
 import { randomBytes } from 'node:crypto';
+import { EventSource } from 'eventsource';
+import { WebSocket } from 'ws';
+import { connect, type ClientOptions } from '../src/client/index.js';
 
 const SECRET = 'a-test-secret-of-enough-length';
 /** Short windows keep the tests quick; the fallback is waited for with a deadline, never slept for. */
@@ -426,6 +429,35 @@ describe('delivery receipts on one node', () => {
     const zed = await token('zed', [], ['user/zed/#']);
     await call(base, 'POST', '/v1/ack', zed, { cursors: [cursors[0]] });
     await publish('user/zed/again', { within: '60s', fallback: 'none' }, {}, flood);
+  });
+
+  it('the SDK in Node: publish({receipt, to}) over WebSocket; the recipient\'s client acks on each door by itself, and seen() reports', async () => {
+    const impls = { WebSocket: WebSocket as unknown as ClientOptions['WebSocket'], EventSource: EventSource as unknown as ClientOptions['EventSource'] };
+    const sender = await connect(base, { ...impls, token: bob, transports: ['websocket'] });
+    const carol = await token('carol', [], ['rooms/#']);
+    try {
+      for (const transport of ['websocket', 'sse', 'longpoll'] as const) {
+        const client = await connect(base, { ...impls, token: carol, transports: [transport] });
+        try {
+          const got: string[] = [];
+          client.subscribe('rooms/#', (m) => got.push(m.cursor), { since: 'now' });
+          // the stream may attach a moment after subscribe(): publish until one arrives
+          let cursor = '';
+          await waitFor(async () => {
+            cursor = await sender.publish(`rooms/${transport}`, 'hi', { receipt: { within: '5s', fallback: 'none' }, to: 'carol' });
+            return waitFor(() => got.includes(cursor), 'arrived', 300).catch(() => false);
+          }, `a message over ${transport}`);
+          await waitFor(async () => (await eventsOf(cursor)).length === 1, `the SDK's ack over ${transport}`);
+          client.seen(cursor);
+          await waitFor(async () => (await eventsOf(cursor)).length === 2, 'the seen event');
+          assert.deepEqual((await eventsOf(cursor)).map((e) => [e.type, e.door, e.to]), [['delivered', transport, 'carol'], ['seen', transport, 'carol']]);
+        } finally {
+          client.close();
+        }
+      }
+    } finally {
+      sender.close();
+    }
   });
 
   it('a message without a receipt request is pushed at once as before (the hold-back is only for receipts)', async () => {
