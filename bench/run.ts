@@ -13,6 +13,7 @@ import { sqlitePublish } from './scenarios/sqlite-publish.js';
 import { webpushScenario } from './scenarios/webpush.js';
 import { adversarial } from './scenarios/adversarial.js';
 import { hooks } from './scenarios/hooks.js';
+import { receiptsScenario } from './scenarios/receipts.js';
 import { clusterFanout, clusterHold, type ClusterRun } from './scenarios/cluster.js';
 import { startRedis } from '../test/helpers/redis-server.js';
 import { fanout, SSE_CLIENTS, wsClients, type FanoutClients, type FanoutResult } from './scenarios/fanout.js';
@@ -198,6 +199,7 @@ async function main(): Promise<void> {
 
   if (want('adversarial')) await adversarial({ quick, row, results });
   if (want('hooks')) await hooks({ quick, row, results });
+  if (want('receipts')) await receiptsScenario({ quick, row, results });
 
   const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i].length), ['scenario', 'result', 'target', ''][i].length));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(w[i])).join('  ');

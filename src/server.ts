@@ -28,6 +28,8 @@ import { startTriggers } from './triggers/index.js';
 import { Webhooks } from './webhooks/webhooks.js';
 import { ClientAddresses } from './wire/client-address.js';
 import { ConnectionEvents } from './webhooks/connection-events.js';
+import { startReceipts } from './receipts/index.js';
+import type { Receipts } from './receipts/receipts.js';
 
 export interface RunningServer {
   /** Base URL of the HTTP door, e.g. http://127.0.0.1:41234 (https:// with `http.tls`) */
@@ -56,6 +58,8 @@ export interface RunningServer {
   readonly registry: ConnectionRegistry;
   /** The quotas the doors ask. */
   readonly quotas: QuotaGate;
+  /** Delivery receipts (docs/receipts.md). */
+  readonly receipts: Receipts;
   /** Stops accepting, ends streams cleanly, flushes and closes the store. */
   close(): Promise<void>;
 }
@@ -159,8 +163,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       webpush.onGone = (r) => webhooks.emit('webpush.gone', { subscription: r.id, endpoint: r.endpoint, principal: r.principal.id, topics: r.filters });
     }
   }
+  const receipts = await startReceipts(ctx, webpush, webhooks);
   const door = new HttpDoor(ctx, { webpush, tls });
   door.mountAdmin(new AdminApi(ctx, webpush, webhooks));
+  door.mountReceipts(receipts.tracker, receipts.log);
   const mqtt = config.mqtt.enabled ? new MqttTransport(ctx, createUserDirectory(config.auth.users)) : null;
   if (mqtt) door.addUpgradeHandler(mqtt);
   // a listener that cannot open undoes the start: everything started so far is closed, then the
@@ -170,6 +176,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     await door.close();
     await webpush?.close();
     await webhooks?.close();
+    await receipts.close();
     await triggers.close();
     quotas.close();
     await cluster.close();
@@ -227,6 +234,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     preAuth,
     registry: ctx.registry,
     quotas,
+    receipts: receipts.tracker,
     close() {
       closing ??= (async () => {
         draining = true;
@@ -239,6 +247,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         // MQTT first, while the hub still takes publishes: wills of the closed connections go out,
         // and the sessions are saved; whatever is published after is replayed to them from history
         await mqtt?.close();
+        await receipts.close();
         await triggers.close();
         await hub.close();
         await webpush?.close();

@@ -142,6 +142,21 @@ for (const [kind, make] of kinds) {
       await s.close();
     });
 
+    it('lists records after a key, within the prefix (paging)', async () => {
+      const s = make();
+      await s.open();
+      const keys = ['a 1', 'a 2', 'a 3', 'b 1'];
+      await s.putRecords(keys.map((key) => ({ kind: 'p', key, value: Buffer.from(key) })));
+      const page = async (prefix: string, limit: number, after?: string) => (await s.listRecords('p', prefix, limit, after)).map((r) => r.key);
+      assert.deepEqual(await page('a ', 2), ['a 1', 'a 2']);
+      assert.deepEqual(await page('a ', 2, 'a 2'), ['a 3']);
+      assert.deepEqual(await page('a ', 2, 'a 3'), []);
+      // an `after` before the prefix starts at the prefix; the prefix still bounds the end
+      assert.deepEqual(await page('b ', 5, 'a 2'), ['b 1']);
+      assert.deepEqual(await page('', 5, 'a 3'), ['b 1']);
+      await s.close();
+    });
+
     it('stores meta values', async () => {
       const s = make();
       await s.open();

@@ -22,6 +22,8 @@ export interface Channel {
   remove(sub: ClientSubscription): void;
   /** Publishes over the channel itself, when it is two-way. */
   publish?(body: Record<string, unknown>): Promise<string>;
+  /** Sends receipt acks over the channel itself, when it is two-way and open; false otherwise. */
+  ack?(cursors: string[], seen: boolean): boolean;
   close(): void;
 }
 
@@ -30,6 +32,7 @@ export interface Endpoints {
   sse?: string;
   longpoll?: string;
   publish: string;
+  ack: string;
 }
 
 /** The client's options, with the connection id it keeps on every transport and across reconnects. */
@@ -151,6 +154,13 @@ export class WebSocketChannel implements Channel {
   async publish(body: Record<string, unknown>): Promise<string> {
     const r = await this.request({ type: 'publish', ...body });
     return String(r.cursor);
+  }
+
+  ack(cursors: string[], seen: boolean): boolean {
+    // 1 = OPEN; without an id the server sends no answer
+    if (!this.opened || this.closedByUs || (this.ws as { readyState?: number } | undefined)?.readyState !== 1) return false;
+    this.ws!.send(JSON.stringify({ type: 'ack', cursors, ...(seen ? { seen: true } : {}) }));
+    return true;
   }
 
   close(): void {

@@ -1,3 +1,4 @@
+import { AckBatcher, asksForReceipt } from './acks.js';
 import { LongPollChannel, publishOverHttp, SseChannel, WebSocketChannel, type Channel, type ChannelEvents, type ChannelOptions, type Endpoints } from './channels.js';
 import { errorFromResponse, OmnipushClientError } from './errors.js';
 import { ClientSubscription } from './subscription.js';
@@ -13,7 +14,7 @@ type Listener<T> = (v: T) => void;
 
 interface Discovery {
   transports?: Record<string, { url?: string }>;
-  endpoints?: { publish?: string };
+  endpoints?: { publish?: string; ack?: string };
 }
 
 /**
@@ -38,6 +39,7 @@ export class OmnipushClient {
   private generation = 0;
   /** The server URL given to connect(), for the Web Push functions. */
   private base = '';
+  private readonly acks: AckBatcher;
 
   private readonly opts: ChannelOptions;
 
@@ -46,6 +48,12 @@ export class OmnipushClient {
     opts: ClientOptions,
   ) {
     this.opts = { ...opts, connection: newConnectionId() };
+    this.acks = new AckBatcher(
+      endpoints.ack,
+      this.opts,
+      () => ({ door: this.channel?.name, viaChannel: this.channel?.ack?.bind(this.channel) }),
+      opts.ackDelay ?? 50,
+    );
   }
 
   /**
@@ -77,7 +85,7 @@ export class OmnipushClient {
     const d = (await r.json()) as Discovery;
     const t = d.transports ?? {};
     const client = new OmnipushClient(
-      { websocket: t.websocket?.url, sse: t.sse?.url, longpoll: t.longpoll?.url, publish: d.endpoints?.publish ?? `${base}/v1/publish` },
+      { websocket: t.websocket?.url, sse: t.sse?.url, longpoll: t.longpoll?.url, publish: d.endpoints?.publish ?? `${base}/v1/publish`, ack: d.endpoints?.ack ?? `${base}/v1/ack` },
       opts,
     );
     client.base = base;
@@ -116,7 +124,15 @@ export class OmnipushClient {
    * the retained messages come first. Returns the subscription; call `unsubscribe()` to stop.
    */
   subscribe(filter: string, onMessage: (m: Message) => void, opts: { since?: string } = {}): ClientSubscription {
-    const sub = new ClientSubscription(filter, onMessage, opts.since, (s) => {
+    const handOver =
+      this.opts.ackReceipts === false
+        ? onMessage
+        : (m: Message) => {
+            onMessage(m);
+            // handed to the app: that is a receipt (docs/receipts.md)
+            if (m.properties && asksForReceipt(m)) this.acks.add(m.cursor, false);
+          };
+    const sub = new ClientSubscription(filter, handOver, opts.since, (s) => {
       this.subs.delete(s);
       this.channel?.remove(s);
     });
@@ -135,6 +151,14 @@ export class OmnipushClient {
   }
 
   /**
+   * Tells the publisher the user looked at the message at `cursor` (a `seen` receipt event);
+   * batched with the automatic acknowledgements.
+   */
+  seen(cursor: string): void {
+    this.acks.add(cursor, true);
+  }
+
+  /**
    * Turns on Web Push for this browser with this client's server and credentials: notifications
    * for `topics` even when the page is closed (see {@link enableWebPush}).
    */
@@ -149,6 +173,8 @@ export class OmnipushClient {
 
   /** Closes the connection for good. */
   close(): void {
+    // acks collected so far still go out (over HTTP once the socket is gone)
+    this.acks.close();
     this.closed = true;
     clearTimeout(this.timer);
     this.channel?.close();

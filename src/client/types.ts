@@ -38,6 +38,12 @@ export interface ClientOptions {
   openTimeout?: number;
   /** Leave out of every subscription the messages this client publishes itself, on every transport. */
   noEcho?: boolean;
+  /**
+   * Acknowledge messages that ask for a receipt as they are handed to the app (default true), in
+   * batches sent at most every `ackDelay` ms (default 50).
+   */
+  ackReceipts?: boolean;
+  ackDelay?: number;
 }
 
 /*
@@ -65,6 +71,10 @@ export interface EventSourceLike {
 }
 
 export interface PublishOptions {
+  /** Ask the recipient's clients to acknowledge it within `within` ("30s"), else `fallback` (default webpush). */
+  receipt?: { within: string | number; fallback?: 'webpush' | 'none' };
+  /** The principal the message is for, when no `receipts.rules` filter names it from the topic. */
+  to?: string;
   event?: string;
   retain?: boolean;
   ttl?: number;

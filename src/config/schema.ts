@@ -4,6 +4,7 @@ import { durationSeconds } from './duration.js';
 import { objectAt } from './schema-walk.js';
 import { closestKey } from './suggest.js';
 import { webhooksSchema } from './webhooks-schema.js';
+import { receiptsSchema } from './receipts-schema.js';
 
 /** A topic-filter list for one action, as written in config files and JWT claims. */
 const filterList = z.array(z.string().min(1)).max(1000);
@@ -486,6 +487,8 @@ export const configSchema = z
       .default({}),
     /** Signed webhooks telling the app about connections, subscriptions and messages (docs/webhooks.md). */
     webhooks: webhooksSchema,
+    /** Delivery receipts and the Web Push fallback for messages nobody acknowledged (docs/receipts.md). */
+    receipts: receiptsSchema,
     /** Pushes triggered by the app's data, idempotent and delayed publish (docs/triggers.md). */
     triggers: z
       .object({

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { durationSeconds } from './duration.js';
 
 /** The events a webhook endpoint can ask for (docs/webhooks.md). */
-export const WEBHOOK_EVENTS = ['connect', 'disconnect', 'subscribe', 'unsubscribe', 'message', 'webpush.gone'] as const;
+export const WEBHOOK_EVENTS = ['connect', 'disconnect', 'subscribe', 'unsubscribe', 'message', 'webpush.gone', 'message.receipt'] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENTS)[number];
 
 /** A Standard Webhooks secret: `whsec_` and base64 of at least 16 random bytes. */

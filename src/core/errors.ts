@@ -19,6 +19,8 @@ export type ErrorCode =
   /** A count quota (connections, subscriptions, retained topics) is full; `details.limit` names it. */
   | 'quota_exceeded'
   | 'slow_consumer'
+  /** A publish asked for a receipt, but neither a `receipts.rules` filter nor `to` names whom it is for. */
+  | 'no_recipient'
   /** An operator ended the connection through the server API; the message is the operator's reason. */
   | 'disconnected'
   | 'shutting_down'

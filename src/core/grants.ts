@@ -25,6 +25,9 @@ export interface Principal {
   info?: Record<string, unknown>;
 }
 
+/** Receipt events of topic T are published to `$receipts/T`; subscribing to them takes the right to publish to T. */
+export const RECEIPTS_PREFIX = '$receipts/';
+
 export const ALLOW_ALL: Grants = {
   publish: { allow: ['#'], deny: [] },
   subscribe: { allow: ['#'], deny: [] },
@@ -53,7 +56,12 @@ export function canPublish(p: Principal, topic: string): boolean {
 export type SubscribeVerdict = 'allow' | 'deny' | 'filter';
 
 export function subscribeVerdict(p: Principal, filter: string): SubscribeVerdict {
-  const r = p.grants.subscribe;
+  // receipts of a topic are for whoever may publish to it (docs/receipts.md)
+  if (filter.startsWith(RECEIPTS_PREFIX)) return verdictOf(p.grants.publish, filter.slice(RECEIPTS_PREFIX.length));
+  return verdictOf(p.grants.subscribe, filter);
+}
+
+function verdictOf(r: FilterRule, filter: string): SubscribeVerdict {
   let overlaps = false;
   for (const d of r.deny) {
     if (filterCovers(d, filter)) return 'deny';
@@ -65,6 +73,7 @@ export function subscribeVerdict(p: Principal, filter: string): SubscribeVerdict
 
 /** May `p` receive a message on `topic`? (Per-delivery check for `filter` verdicts.) */
 export function canReceive(p: Principal, topic: string): boolean {
+  if (topic.charCodeAt(0) === 36 && topic.startsWith(RECEIPTS_PREFIX)) return canPublish(p, topic.slice(RECEIPTS_PREFIX.length));
   const r = p.grants.subscribe;
   for (const d of r.deny) if (filterMatches(d, topic)) return false;
   for (const a of r.allow) if (filterMatches(a, topic)) return true;

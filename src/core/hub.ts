@@ -733,7 +733,7 @@ export class Hub {
     return this.store.putRecords(changes);
   }
 
-  /** Records of a kind whose key starts with `prefix`, ascending by key. */
+  /** Records of a kind whose key starts with `prefix` (and sorts after `after`), ascending by key. */
   listRecords(kind: string, prefix?: string, limit?: number, after?: string): Promise<Array<{ key: string; value: Buffer }>> {
     return this.store.listRecords(kind, prefix, limit, after);
   }

@@ -43,6 +43,8 @@ export function discoveryDocument(ctx: TransportContext, req: IncomingMessage, w
       publish: `${base}/v1/publish`,
       publishRaw: `${base}/v1/topics/{topic}`,
       history: `${base}/v1/history`,
+      ack: `${base}/v1/ack`,
+      receipts: `${base}/v1/receipts`,
       health: `${base}/healthz`,
       ready: `${base}/readyz`,
       metrics: `${base}/metrics`,

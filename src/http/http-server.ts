@@ -18,6 +18,9 @@ import { handleHistory, handlePublishJson, handlePublishRaw } from './publish-ap
 import { CLIENT_PREFIX, serveClientBundle, serveDemo } from './static-files.js';
 import type { AdminApi } from '../admin/admin-api.js';
 import { CONSOLE_PATH, serveConsole } from '../admin/console-files.js';
+import { handleAck, handleReceiptList } from '../receipts/receipts-http.js';
+import type { ReceiptLog } from '../receipts/receipt-log.js';
+import type { Receipts } from '../receipts/receipts.js';
 
 export const DISCOVERY_PATH = '/.well-known/omnipush';
 
@@ -38,6 +41,7 @@ export class HttpDoor {
   private readonly webpush: WebPushHttp | undefined;
   private readonly metricsToken: Buffer | undefined;
   private admin: AdminApi | undefined;
+  private receipts: { tracker: Receipts; log: ReceiptLog } | undefined;
 
   constructor(
     private readonly ctx: TransportContext,
@@ -112,6 +116,11 @@ export class HttpDoor {
     this.admin = admin;
   }
 
+  /** Mounts `POST /v1/ack` and `GET /v1/receipts` (docs/receipts.md). */
+  mountReceipts(tracker: Receipts, log: ReceiptLog): void {
+    this.receipts = { tracker, log };
+  }
+
   /** Mounts another door's WebSocket endpoint. */
   addUpgradeHandler(h: UpgradeHandler): void {
     this.upgrades.push(h);
@@ -156,6 +165,14 @@ export class HttpDoor {
       }
       if (path === '/v1/history') {
         return await this.only(method, ['GET'], async () => handleHistory(ctx, req, res, await ctx.authenticate(req, url), url));
+      }
+      if (path === '/v1/ack' && this.receipts) {
+        const r = this.receipts;
+        return await this.only(method, ['POST'], async () => handleAck(ctx, r.tracker, req, res, await ctx.authenticate(req, url)));
+      }
+      if (path === '/v1/receipts' && this.receipts) {
+        const r = this.receipts;
+        return await this.only(method, ['GET'], async () => handleReceiptList(ctx, r.log, req, res, await ctx.authenticate(req, url), url));
       }
       if (this.admin?.handles(path)) return await this.admin.handle(req, res, url);
       if ((path === CONSOLE_PATH || path.startsWith(`${CONSOLE_PATH}/`)) && this.admin?.auth.consoleEnabled) {
@@ -271,5 +288,5 @@ function routeLabel(path: string): string {
   if (path.startsWith('/v1/admin/')) return '/v1/admin';
   if (path.startsWith(CONSOLE_PATH)) return CONSOLE_PATH;
   if (path.startsWith('/v1/webpush/subscriptions')) return '/v1/webpush/subscriptions';
-  return ['/v1/sse', '/v1/poll', '/v1/publish', '/v1/history', '/v1/webpush/vapid-public-key', '/v1/webpush/sw.js', DISCOVERY_PATH, '/healthz', '/readyz', '/metrics'].includes(path) ? path : 'other';
+  return ['/v1/sse', '/v1/poll', '/v1/publish', '/v1/history', '/v1/ack', '/v1/receipts', '/v1/webpush/vapid-public-key', '/v1/webpush/sw.js', DISCOVERY_PATH, '/healthz', '/readyz', '/metrics'].includes(path) ? path : 'other';
 }

@@ -118,6 +118,22 @@ export class OutboundQueue<E extends OutboundEntry> {
     this.scheduleWrite();
   }
 
+  /**
+   * Adds deliveries and writes them now, in one transaction with `extra` (a state change that must
+   * hold exactly when they are queued); they go out once written. Resolves after the write.
+   */
+  async addWith(entries: E[], extra: RecordChange[]): Promise<void> {
+    const fresh = entries.filter((e) => !this.closed && !this.entries.has(e.key));
+    const changes = [...extra];
+    for (const e of fresh) changes.push({ kind: this.opts.kind, key: e.key, value: Buffer.from(JSON.stringify(e)) });
+    await this.hub.putRecords(changes);
+    for (const e of fresh) {
+      if (this.closed || this.entries.has(e.key)) continue;
+      this.remember(e);
+      this.schedule(e);
+    }
+  }
+
   /** Makes sure {@link OutboundQueueOptions.extra} is written even when nothing was queued. */
   touch(): void {
     this.scheduleWrite();

@@ -12,6 +12,7 @@ import type { QuotaGate } from '../core/quota.js';
 import type { OptionsPublisher } from '../core/publish-options.js';
 import type { ClientAddresses } from '../wire/client-address.js';
 import type { RuleHooks } from '../hooks/rule-hooks.js';
+import type { ReceiptAcks } from '../core/receipt.js';
 
 /** What the server hands every door. */
 export interface TransportContext {
@@ -49,6 +50,8 @@ export interface TransportContext {
   publishWith?: OptionsPublisher;
   /** Subscribe and publish hooks (hooks.subscribe, hooks.publish); undefined when none is configured. */
   ruleHooks?: RuleHooks;
+  /** Delivery receipts: where doors hand acknowledgements (docs/receipts.md). */
+  receipts?: ReceiptAcks;
   /** Ports the MQTT door listens on, once it does (for discovery). */
   mqttPorts?: { tcp?: number; tls?: number };
 }

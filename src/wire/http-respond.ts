@@ -7,6 +7,7 @@ const STATUS: Record<ErrorCode, number> = {
   invalid_cursor: 400,
   invalid_request: 400,
   invalid_json: 400,
+  no_recipient: 400,
   payload_too_large: 413,
   unauthorized: 401,
   forbidden: 403,

@@ -2,8 +2,9 @@ import { OmnipushError } from '../core/errors.js';
 import type { PublishRequest } from '../core/hub.js';
 import type { PublishOptions } from '../core/publish-options.js';
 import { dueFrom } from './publish-timing.js';
+import { receiptFromJson } from './receipt-request.js';
 
-const FIELDS = new Set(['topic', 'data', 'data_base64', 'encoding', 'event', 'retain', 'ttl', 'properties', 'contentType', 'qos', 'delay', 'at', 'idempotencyKey', 'exclude']);
+const FIELDS = new Set(['topic', 'data', 'data_base64', 'encoding', 'event', 'retain', 'ttl', 'properties', 'contentType', 'qos', 'delay', 'at', 'idempotencyKey', 'exclude', 'receipt', 'to']);
 
 /** Throws `invalid_request` with `message`. */
 export function fail(message: string): never {
@@ -72,23 +73,28 @@ export function publishRequestFromJson(o: unknown, where = ''): PublishRequest {
 }
 
 /**
- * The options of one JSON publish object (`delay` or `at`, `idempotencyKey`), or undefined when it
- * has none. `headerKey` (HTTP `Idempotency-Key`) counts as the key when the body gives none.
+ * The options of one JSON publish object (`delay` or `at`, `idempotencyKey`, `receipt` and `to`),
+ * or undefined when it has none. `headerKey` (HTTP `Idempotency-Key`) counts as the key when the
+ * body gives none.
  */
 export function publishOptionsFromJson(o: unknown, now: number, headerKey?: string): PublishOptions | undefined {
   const m = o as Record<string, unknown>;
   const due = dueFrom(m.delay, m.at, now);
   if (m.idempotencyKey !== undefined && typeof m.idempotencyKey !== 'string') fail('idempotencyKey must be a string');
   const key = (m.idempotencyKey as string | undefined) ?? headerKey;
-  if (due === undefined && key === undefined) return undefined;
+  const receipt = receiptFromJson(m.receipt, m.to);
+  if (due === undefined && key === undefined && receipt === undefined) return undefined;
   const opts: PublishOptions = {};
   if (due !== undefined) opts.due = due;
   if (key !== undefined) opts.idempotencyKey = key;
+  if (receipt !== undefined) opts.receipt = receipt;
   return opts;
 }
 
 /** Refuses options in a batch item: a batch is stored as it comes. */
 export function refuseBatchOptions(o: unknown, where: string): void {
   const m = o as Record<string, unknown>;
-  if (m.delay !== undefined || m.at !== undefined || m.idempotencyKey !== undefined) fail(`${where}delay, at and idempotencyKey are for single publishes, not batches`);
+  if (m.delay !== undefined || m.at !== undefined || m.idempotencyKey !== undefined || m.receipt !== undefined || m.to !== undefined) {
+    fail(`${where}delay, at, idempotencyKey, receipt and to are for single publishes, not batches`);
+  }
 }

@@ -11,6 +11,10 @@ export type PushOutcome =
   | 'too_large'
   | 'unauthorized'
   | 'rejected'
+  /** held back: the message asks its recipient for a receipt; it is pushed only as the fallback */
+  | 'skipped_receipt'
+  /** queued as a receipt's fallback */
+  | 'receipt_fallback'
   | 'skipped_online'
   | 'skipped_failing';
 

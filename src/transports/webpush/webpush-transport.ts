@@ -1,6 +1,9 @@
 import type { Delivery, WireFormat } from '../../core/encoded.js';
 import type { OmnipushError } from '../../core/errors.js';
-import type { Principal } from '../../core/grants.js';
+import { canReceive, type Principal } from '../../core/grants.js';
+import { receiptRecipient } from '../../core/receipt.js';
+import type { RecordChange } from '../../core/store.js';
+import { filterMatches } from '../../core/topic.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
 import type { StoredMessage } from '../../core/message.js';
 import { withLease } from '../../cluster/control.js';
@@ -252,6 +255,12 @@ export class WebPushTransport {
     const m = d.message;
     this.head.advance(m);
     const rec = this.registry.get(sub.rec.id) ?? sub.rec;
+    // a message asking its recipient for a receipt reaches the recipient's browsers only as the
+    // receipt's fallback (pushFallback), if nobody acknowledged it in time
+    if (m.properties !== undefined && receiptRecipient(m) === rec.principal.id) {
+      this.metrics.count('-', 'skipped_receipt');
+      return this.queue.touch();
+    }
     if (rec.failing) {
       this.metrics.count('-', 'skipped_failing');
       return this.queue.touch();
@@ -273,6 +282,40 @@ export class WebPushTransport {
       attempts: 0,
       notBefore: 0,
     });
+  }
+
+  /**
+   * A receipt's fallback: queues `m` for every registration of `principalId` whose filters match its
+   * topic and whose grants let it receive it, written in one transaction with `extra(n)` (the
+   * receipt's state), so a crash never leaves the push without the state or the state without the
+   * push. Resolves with the number of registrations it went to (0: none, or `extra` said no by
+   * answering null; nothing is written then).
+   */
+  async pushFallback(m: StoredMessage, principalId: string, extra: (registrations: number) => RecordChange[] | null): Promise<number> {
+    const entries: QueueEntry[] = [];
+    const now = Date.now();
+    let job: PushJob | undefined;
+    for (const rec of this.registry.ofPrincipal(principalId)) {
+      if (rec.failing || !rec.filters.some((f) => filterMatches(f, m.topic))) continue;
+      if (!canReceive({ id: rec.principal.id, kind: rec.principal.kind, grants: rec.principal.grants }, m.topic)) continue;
+      job ??= pushJobFor(m, this.ctx.config.webpush.defaultTtl, now);
+      entries.push({
+        key: entryKey(rec.id, m.seq),
+        sub: rec.id,
+        origin: this.parse(rec).origin,
+        cursor: m.cursor,
+        job,
+        giveUpAt: m.expiresAt ?? now + job.ttl * 1000,
+        attempts: 0,
+        notBefore: 0,
+      });
+    }
+    if (entries.length === 0) return 0;
+    const changes = extra(entries.length);
+    if (changes === null) return 0;
+    await this.queue.addWith(entries, changes);
+    this.metrics.count('-', 'receipt_fallback');
+    return entries.length;
   }
 
   private async attempt(e: QueueEntry): Promise<Verdict> {

@@ -271,6 +271,15 @@ export class WsConnection implements SocketWriterOwner {
     if (msg.type === 'ping') return this.reply(msg.id, { type: 'pong' });
     if (msg.type === 'auth') return this.authenticate(msg.token, msg.id);
     if (this.authPlace) throw new OmnipushError('unauthorized', 'send an auth message first');
+    if (msg.type === 'ack') {
+      const receipts = this.ctx.receipts;
+      if (!receipts) throw new OmnipushError('invalid_request', 'this server takes no receipts');
+      if (msg.cursors.length > receipts.maxCursors) throw new OmnipushError('invalid_request', `at most ${receipts.maxCursors} cursors per ack (receipts.maxAckCursors)`);
+      const out = await receipts.ack(this.principal, msg.cursors, 'websocket', msg.seen);
+      // the SDK acks without an id: nothing to answer then
+      if (msg.id !== undefined) this.reply(msg.id, { type: 'acked', ...out });
+      return;
+    }
     if (msg.type === 'publish') {
       if (this.wantsNoEcho) msg.request.sender = this.connectionId;
       const refusal = this.ctx.quotas.checkPublish(this.principal, this.address, 1, msg.request.payload.length);

@@ -9,7 +9,9 @@ export type ClientMessage =
   | { type: 'subscribe'; id?: RequestId; topics: string[]; since?: string; noEcho?: boolean }
   | { type: 'unsubscribe'; id?: RequestId; sub: string }
   | { type: 'publish'; id?: RequestId; request: PublishRequest; options?: PublishOptions }
-  | { type: 'ping'; id?: RequestId };
+  | { type: 'ping'; id?: RequestId }
+  /** Receipts: these messages arrived (`seen`: the user looked, too); `seen` frames are acks with `seen`. */
+  | { type: 'ack'; id?: RequestId; cursors: unknown[]; seen: boolean };
 
 export type RequestId = string | number;
 
@@ -53,6 +55,11 @@ export function parseClientMessage(text: string): ClientMessage {
       return { type, id: rid, request: publishRequestFromJson(rest), options: publishOptionsFromJson(rest, Date.now()) };
     case 'ping':
       return { type, id: rid };
+    case 'ack':
+    case 'seen':
+      if (!Array.isArray(rest.cursors) || rest.cursors.length === 0) bad(`${type} needs cursors: a non-empty array of message cursors`);
+      if (rest.seen !== undefined && typeof rest.seen !== 'boolean') bad('seen must be true or false');
+      return { type: 'ack', id: rid, cursors: rest.cursors, seen: type === 'seen' || rest.seen === true };
     default:
       return bad(`unknown message type ${JSON.stringify(type)}`);
   }

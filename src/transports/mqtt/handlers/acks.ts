@@ -2,6 +2,8 @@ import type { IPubackPacket, IPubcompPacket, IPubrecPacket, IPubrelPacket } from
 import { successAck } from '../codec.js';
 import type { MqttConnection } from '../connection.js';
 import { MqttProtocolError, RC } from '../reason-codes.js';
+import { receiptRecipient } from '../../../core/receipt.js';
+import type { StoredMessage } from '../../../core/message.js';
 
 /**
  * PUBACK, PUBREC and PUBCOMP for messages we sent (MQTT 5 §4.3). An id not in flight is late
@@ -20,12 +22,20 @@ export function handleAck(conn: MqttConnection, p: IPubackPacket | IPubrecPacket
       throw new MqttProtocolError(RC.protocolError, `${p.cmd.toUpperCase()} for packet identifier ${id}, which waits for ${want.toUpperCase()}`);
     }
   }
+  // a message asking for a receipt (it has properties, then the receipt's): the client has it
+  if (f && f.stage === 'publish' && f.out.m.properties !== undefined && p.cmd !== 'pubcomp' && (p.reasonCode ?? 0) < 0x80) receiptAck(conn, f.out.m);
   if (p.cmd === 'puback') s.complete(id, 'publish');
   else if (p.cmd === 'pubcomp') s.complete(id, 'pubrel');
   else if (!s.received(id, (p.reasonCode ?? 0) >= 0x80)) {
     // a PUBREC for an id we do not hold: finish the client's side of the exchange
     conn.send(conn.version === 5 ? { cmd: 'pubrel', messageId: id, reasonCode: RC.packetIdNotFound } : { cmd: 'pubrel', messageId: id });
   }
+}
+
+function receiptAck(conn: MqttConnection, m: StoredMessage): void {
+  const receipts = conn.broker.ctx.receipts;
+  const to = receiptRecipient(m);
+  if (receipts && to !== undefined && to === conn.principal.id) receipts.ackDelivery(conn.principal, m.cursor, 'mqtt');
 }
 
 /** PUBREL for a QoS 2 message we received: the packet id is free again. */

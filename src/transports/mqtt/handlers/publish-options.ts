@@ -4,6 +4,7 @@ import type { PublishOptions } from '../../../core/publish-options.js';
 import type { MqttConnection } from '../connection.js';
 import { MqttProtocolError, publishRefusalCode, RC } from '../reason-codes.js';
 import { ackPublish } from './publish-ack.js';
+import { receiptFromProperties } from '../../../wire/receipt-request.js';
 
 const DELAYED_PREFIX = '$delayed/';
 const DELAYED_RE = /^\$delayed\/(\d{1,10})\/(.+)$/s;
@@ -13,7 +14,8 @@ export const IDEMPOTENCY_PROPERTY = 'idempotency-key';
 /**
  * The options a PUBLISH carries: EMQX's `$delayed/<seconds>/<topic>` (the request's topic becomes
  * the real one, which grants are checked against), and on MQTT 5 an `idempotency-key` user
- * property (taken out of the message's properties). Undefined for an ordinary publish.
+ * property and the `receipt-*` ones (taken out of the message's properties). Undefined for an
+ * ordinary publish.
  */
 export function mqttPublishOptions(req: PublishRequest, now: number): PublishOptions | undefined {
   let opts: PublishOptions | undefined;
@@ -29,6 +31,14 @@ export function mqttPublishOptions(req: PublishRequest, now: number): PublishOpt
     if (i >= 0) {
       (opts ??= {}).idempotencyKey = props[i][1];
       req.properties = props.filter((_, j) => j !== i);
+      if (req.properties.length === 0) req.properties = undefined;
+    }
+  }
+  if (req.properties) {
+    // receipt-within / receipt-fallback / receipt-to (docs/receipts.md)
+    const receipt = receiptFromProperties(req.properties);
+    if (receipt) {
+      (opts ??= {}).receipt = receipt;
       if (req.properties.length === 0) req.properties = undefined;
     }
   }
