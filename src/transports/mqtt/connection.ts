@@ -327,6 +327,11 @@ export class MqttConnection implements SessionPort {
     this.sendBytes(successAck('pubrel', packetId));
   }
 
+  /** The hub ended the session's subscription (its SessionFeed). */
+  feedClosed(reason: OmnipushError): void {
+    this.broker.feedClosed(this, reason);
+  }
+
   queueOverflow(): void {
     this.broker.ctx.metrics.slowConsumerCloses.inc({ transport: 'mqtt' });
     this.disconnect(RC.quotaExceeded, 'too many messages queued for this session; reconnect to resume');
