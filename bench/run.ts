@@ -6,7 +6,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { runTrieBench } from './trie.js';
 import { killAll, trackChild } from './lib/procs.js';
-import { hasMqttDoor, startFloor, startMosquitto, startOmnipush, startPeer } from './lib/servers.js';
+import { hasMqttDoor, startFloor, startMosquitto, startOmnipush, startPeer, startPublishFloor } from './lib/servers.js';
+import { hasWrk } from './lib/wrk.js';
+import { httpPublish, HTTP_PUBLISH_CONNECTIONS, type HttpPublishRun } from './scenarios/http-publish.js';
 import { mqttScenario, type MqttResult } from './scenarios/mqtt.js';
 import { longpollFanout } from './scenarios/longpoll-fanout.js';
 import { sqlitePublish } from './scenarios/sqlite-publish.js';
@@ -138,7 +140,8 @@ async function main(): Promise<void> {
       results.longpollFanout = l;
       row(`long-poll fan-out, ${pollClients} clients, ${l.published} msgs`, `${k(l.deliveriesPerSec)}/s, p50/p99 ${l.p50ms}/${l.p99ms} ms, CPU ${l.serverCpuPct}%`);
       row('  long-poll messages lost', String(l.lost), '0', verdict(l.lost === 0));
-      row('  RSS per held poll', kb(l.rssPerHeldPollBytes));
+      row('long-poll RSS per held poll, marginal (half → all)', kb(l.rssMarginalPerHeldPollBytes), '≤ 6 KB', verdict(l.rssMarginalPerHeldPollBytes <= 6144));
+      row('  average incl. one-time growth', kb(l.rssPerHeldPollBytes));
     } finally {
       await ours.stop();
     }
@@ -152,6 +155,35 @@ async function main(): Promise<void> {
       row('sqlite publish, single messages (32 in flight)', `${k(p.single.messagesPerSec)} msg/s, p50/p99 ${p.single.p50ms}/${p.single.p99ms} ms`);
     } finally {
       await ours.stop();
+    }
+  }
+  if (want('httppub')) {
+    if (!hasWrk()) {
+      console.error('httppub: SKIPPED — wrk is not installed (Debian package wrk); the HTTP publish floor was not measured');
+      row('http publish vs floor', 'skipped: wrk not installed');
+    } else {
+      const on = async (start: () => Promise<ServerProc>, idem = false): Promise<HttpPublishRun> => {
+        const s = await start();
+        try {
+          return await httpPublish(s, seconds, idem);
+        } finally {
+          await s.stop();
+        }
+      };
+      const floor = await on(startPublishFloor);
+      const mem = await on(() => startOmnipush('memory'));
+      const sql = await on(() => startOmnipush('sqlite'));
+      const memIdem = await on(() => startOmnipush('memory'), true);
+      results.httpPublish = { floor, memory: mem, sqlite: sql, memoryIdempotencyKey: memIdem };
+      const f = floor.requestsPerSec;
+      const line = (x: HttpPublishRun) => `${k(x.requestsPerSec)}/s / ${k(f)}/s = ${r(x.requestsPerSec, f)}`;
+      row(`http publish, 1 msg/request, ${HTTP_PUBLISH_CONNECTIONS} keep-alive conns (ours memory / bare node:http)`, line(mem), '≥ 0.7× floor', verdict(mem.requestsPerSec >= 0.7 * f));
+      row('http publish (ours sqlite / bare node:http)', line(sql), '≥ 0.7× floor', verdict(sql.requestsPerSec >= 0.7 * f));
+      row('http publish with Idempotency-Key (ours memory / bare node:http)', line(memIdem));
+      row('  p50/p99 ms (floor · memory · sqlite · memory+key)', [floor, mem, sql, memIdem].map((x) => `${x.p50ms}/${x.p99ms}`).join(' · '));
+      row('  server CPU (floor · memory · sqlite · memory+key)', [floor, mem, sql, memIdem].map((x) => `${x.serverCpuPct}%`).join(' · '));
+      const errors = floor.errors + mem.errors + sql.errors + memIdem.errors;
+      row('  failed requests (non-2xx, socket errors)', String(errors), '0', verdict(errors === 0));
     }
   }
   if (want('webpush')) {

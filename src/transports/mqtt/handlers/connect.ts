@@ -62,7 +62,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
     }
     throw e;
   }
-  const p = decode(raw, conn.version) as IConnectPacket;
+  const p = users.packet ?? (decode(raw, conn.version) as IConnectPacket);
   const v5 = conn.version === 5;
   const props = p.properties ?? {};
 
