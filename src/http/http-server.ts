@@ -45,6 +45,10 @@ export class HttpDoor {
   ) {
     this.webpush = doors.webpush && new WebPushHttp(ctx, doors.webpush);
     this.metricsToken = ctx.config.metrics.token === undefined ? undefined : Buffer.from(ctx.config.metrics.token);
+    const requests = ctx.metrics.httpRequests;
+    this.counted = function (this: RoutedResponse): void {
+      requests.inc({ route: this[ROUTE] ?? 'other', status: String(this.statusCode) });
+    };
     this.sse = new SseTransport(ctx);
     this.longpoll = new LongPollTransport(ctx);
     this.websocket = new WebSocketTransport(ctx);
@@ -133,6 +137,12 @@ export class HttpDoor {
     });
   }
 
+  /**
+   * Counts an answered request ('finish' comes once). One listener for every response: a closure
+   * here held the whole request's scope (its URL among it) for as long as a stream or a held poll lasts.
+   */
+  private readonly counted: (this: RoutedResponse) => void;
+
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { ctx } = this;
     let url: URL;
@@ -144,7 +154,8 @@ export class HttpDoor {
     const path = url.pathname;
     const method = req.method ?? 'GET';
     const headers = ctx.commonHeaders(req);
-    res.once('finish', () => ctx.metrics.httpRequests.inc({ route: routeLabel(path), status: String(res.statusCode) }));
+    (res as RoutedResponse)[ROUTE] = routeLabel(path);
+    res.on('finish', this.counted);
     try {
       if (method === 'OPTIONS') return this.preflight(req, res, headers);
       if (path === '/v1/sse') return await this.only(method, ['GET'], () => this.sse.handle(req, res, url));
@@ -238,6 +249,10 @@ export class HttpDoor {
     clearTimeout(deadline);
   }
 }
+
+/** The route label of a response, for the request counter. */
+const ROUTE = Symbol('omnipush.route');
+type RoutedResponse = ServerResponse & { [ROUTE]?: string };
 
 const PLACE = Symbol('omnipush.preAuthPlace');
 type PlacedSocket = Socket & { [PLACE]?: PreAuthPlace };
