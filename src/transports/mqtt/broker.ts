@@ -247,10 +247,10 @@ export class Broker {
    * A whole CONNECT arrived: it is answered within {@link answerMs}; when its work (takeover,
    * session record) is not done by then, with CONNACK 0x88 Server unavailable (3.1.1: 3).
    */
-  armAnswerDeadline(c: MqttConnection): void {
-    c.expiry = new Deadline(c.connectAt + this.answerMs, () => {
+  armAnswerDeadline(c: MqttConnection, connectAt: number): void {
+    c.expiry = new Deadline(connectAt + this.answerMs, () => {
       if (c.state !== 'connecting') return;
-      this.log.warn({ client: c.clientId, remote: c.link.remote, ms: Date.now() - c.connectAt }, 'mqtt CONNECT not answered in time; refused');
+      this.log.warn({ client: c.clientId, remote: c.link.remote, ms: Date.now() - connectAt }, 'mqtt CONNECT not answered in time; refused');
       refuse(c, RC.serverUnavailable, 'the server could not answer CONNECT in time');
     });
   }

@@ -91,7 +91,7 @@ export class MqttSession {
   /** Seq of the last live message this session matched (overlapping hub deliveries arrive once each). */
   private lastOffered = 0;
   /** Wakes a replay waiting for the queue to drain. */
-  private drained: Array<() => void> = [];
+  private drained: Array<() => void> | null = null;
   /** An UNSUBSCRIBE whose record write is at work (one at a time: the connection holds what follows it). */
   private removal: Removal | null = null;
   /** Unsaved changes since the last record write. */
@@ -132,6 +132,13 @@ export class MqttSession {
   /** QoS 2 packet ids received and PUBREC'd, waiting for PUBREL (duplicates are not republished). */
   get inQos2(): Set<number> {
     return (this.inQos2Set ??= new Set());
+  }
+
+  /** Wakes every replay waiting for room (the list is made only when one waits: most sessions never do). */
+  private wakeAll(): void {
+    const waiting = this.drained;
+    this.drained = null;
+    if (waiting) for (const w of waiting) w();
   }
 
   get persistent(): boolean {
@@ -287,13 +294,13 @@ export class MqttSession {
   }
 
   private wake(): void {
-    if (this.backlog < this.maxQueued / 2 && this.drained.length) for (const w of this.drained.splice(0)) w();
+    if (this.backlog < this.maxQueued / 2 && this.drained) this.wakeAll();
   }
 
   /** Replays wait here while the queue (with what is held) is more than half full. */
   room(): Promise<void> | null {
     if (this.backlog < this.maxQueued / 2 || !this.port) return null;
-    return new Promise((r) => this.drained.push(r));
+    return new Promise((r) => (this.drained ??= []).push(r));
   }
 
   private takePacketId(): number {
@@ -352,7 +359,7 @@ export class MqttSession {
     this.queue = [];
     this.removal = null;
     this.lastOffered = 0;
-    for (const w of this.drained.splice(0)) w();
+    this.wakeAll();
     this.dirty = true;
   }
 
