@@ -6,7 +6,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { runTrieBench } from './trie.js';
 import { killAll, trackChild } from './lib/procs.js';
-import { hasMqttDoor, startFloor, startMosquitto, startOmnipush, startPeer } from './lib/servers.js';
+import { hasMqttDoor, startFloor, startMosquitto, startOmnipush, startPeer, startPublishFloor } from './lib/servers.js';
+import { hasWrk } from './lib/wrk.js';
+import { httpPublish, HTTP_PUBLISH_CONNECTIONS, type HttpPublishRun } from './scenarios/http-publish.js';
 import { mqttScenario, type MqttResult } from './scenarios/mqtt.js';
 import { longpollFanout } from './scenarios/longpoll-fanout.js';
 import { sqlitePublish } from './scenarios/sqlite-publish.js';
@@ -75,6 +77,8 @@ async function main(): Promise<void> {
   }
   const r = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
   let sse: FanoutResult | undefined;
+  /** The raw ws ceiling's p99 at 50k deliveries/s in this run, the bar for every door's p99. */
+  let ceilingP99: number | undefined;
   if (want('sse')) {
     const o = await fanoutOn(() => startOmnipush(), SSE_CLIENTS);
     const f = await fanoutOn(startFloor, SSE_CLIENTS);
@@ -100,11 +104,17 @@ async function main(): Promise<void> {
       row('ws hot topic (batches of 20 per publish)', `${k(ours.maxRate.deliveriesPerSec)}/s`, '≥ 500k/s', verdict(ours.maxRate.deliveriesPerSec >= 500_000));
       row(`ws p50/p99 at ${k(ours.fixedRate.targetDeliveriesPerSec)}/s (ours)`, `${ours.fixedRate.p50ms} / ${ours.fixedRate.p99ms} ms`, 'p99 ≤ 100 ms', verdict(ours.fixedRate.p99ms <= 100));
       row('ws RSS per idle connection, marginal (ours / ceiling / Socket.IO)', `${kb(ours.rssMarginalPerConnBytes)} / ${kb(ceiling.rssMarginalPerConnBytes)} / ${kb(sio.rssMarginalPerConnBytes)}`, '≤ 6 KB', verdict(ours.rssMarginalPerConnBytes <= 6144));
+      row('  ws idle connection (ours / raw ws ceiling)', r(ours.rssMarginalPerConnBytes, ceiling.rssMarginalPerConnBytes), '≤ 1.1×', verdict(ours.rssMarginalPerConnBytes <= 1.1 * ceiling.rssMarginalPerConnBytes));
       row('  average incl. one-time growth (ours / ceiling / Socket.IO)', `${kb(ours.rssPerIdleConnBytes)} / ${kb(ceiling.rssPerIdleConnBytes)} / ${kb(sio.rssPerIdleConnBytes)}`);
       if (sse) row('sse vs ws fan-out (ours)', r(sse.maxRate.deliveriesPerSec, ours.maxRate.deliveriesPerSec), '≥ 0.9×', verdict(sse.maxRate.deliveriesPerSec >= 0.9 * ours.maxRate.deliveriesPerSec));
     } else row('ws fan-out (ours)', 'no WebSocket door in this build');
     row('ws fan-out max rate (raw ws ceiling / Socket.IO 4)', `${k(ceiling.maxRate.deliveriesPerSec)}/s / ${k(sio.maxRate.deliveriesPerSec)}/s`);
     row('ws p99 at 50k/s (ceiling / Socket.IO 4)', `${ceiling.fixedRate.p99ms} / ${sio.fixedRate.p99ms} ms`);
+    ceilingP99 = ceiling.fixedRate.p99ms;
+    const vsCeiling = (door: string, p99: number) =>
+      row(`${door} p99 publish→deliver at 50k/s (ours / raw ws ceiling, same run)`, `${p99} / ${ceilingP99} ms = ${r(p99, ceilingP99!)}`, '≤ 1.0×', verdict(p99 <= ceilingP99!));
+    if (ours) vsCeiling('ws', ours.fixedRate.p99ms);
+    if (sse) vsCeiling('sse', sse.fixedRate.p99ms);
   }
   if (want('mqtt')) {
     const mosq = await mqttOn(startMosquitto);
@@ -119,10 +129,11 @@ async function main(): Promise<void> {
       row('  server CPU during max rate (ours / Mosquitto / Aedes)', `${ours.fanout.serverCpuPct}% / ${mosq.fanout.serverCpuPct}% / ${aedes.fanout.serverCpuPct}%`);
       row('  qos0 lost at max rate, undelivered 5 s after the 50k/s run, subscribers closed (ours)', `${ours.fanout.lost}, ${ours.fixedRate.undelivered}, ${ours.fanout.closed}`, '0, 0, 0', verdict(ours.fanout.lost + ours.fixedRate.undelivered + ours.fanout.closed === 0));
       row(`mqtt qos0 p50/p99 at ${k(ours.fixedRate.targetDeliveriesPerSec)}/s (ours)`, `${ours.fixedRate.p50ms} / ${ours.fixedRate.p99ms} ms (delivered ${k(ours.fixedRate.deliveriesPerSec)}/s)`, 'p99 ≤ 100 ms', verdict(ours.fixedRate.p99ms <= 100));
+      if (ceilingP99 !== undefined) row('mqtt qos0 p99 at 50k/s (ours / raw ws ceiling, same run)', `${ours.fixedRate.p99ms} / ${ceilingP99} ms = ${r(ours.fixedRate.p99ms, ceilingP99)}`, '≤ 1.0×', verdict(ours.fixedRate.p99ms <= ceilingP99));
       row(`mqtt qos1 p2p, ${mqttPairs} pairs (ours / Aedes)`, `${k(q1(ours))}/s / ${k(q1(aedes))}/s = ${r(q1(ours), q1(aedes))}`, '≥ 1.5×', verdict(q1(ours) >= 1.5 * q1(aedes)));
       row('mqtt qos1 p2p (ours / Mosquitto)', `${k(q1(ours))}/s / ${k(q1(mosq))}/s = ${r(q1(ours), q1(mosq))}`);
       row('  qos1 p50/p99 publish→deliver (ours)', `${ours.qos1.p50ms} / ${ours.qos1.p99ms} ms, CPU ${ours.qos1.serverCpuPct}%`);
-      row('mqtt RSS per idle connection, marginal (ours / Mosquitto / Aedes)', `${kb(ours.rssMarginalPerConnBytes)} / ${kb(mosq.rssMarginalPerConnBytes)} / ${kb(aedes.rssMarginalPerConnBytes)}`, '≤ 6 KB', verdict(ours.rssMarginalPerConnBytes <= 6144));
+      row('mqtt RSS per idle connection, marginal (ours / Mosquitto / Aedes)', `${kb(ours.rssMarginalPerConnBytes)} / ${kb(mosq.rssMarginalPerConnBytes)} / ${kb(aedes.rssMarginalPerConnBytes)}`, '≤ 4 KB', verdict(ours.rssMarginalPerConnBytes <= 4096));
       row('  average incl. one-time growth (ours / Mosquitto / Aedes)', `${kb(ours.rssPerIdleConnBytes)} / ${kb(mosq.rssPerIdleConnBytes)} / ${kb(aedes.rssPerIdleConnBytes)}`);
     } else row('mqtt (ours)', 'no MQTT door in this build');
     row(`mqtt qos0 fan-out max rate, ${sseClients} subs (Mosquitto / Aedes)`, `${k(q0(mosq))}/s / ${k(q0(aedes))}/s, CPU ${mosq.fanout.serverCpuPct}% / ${aedes.fanout.serverCpuPct}%`);
@@ -139,7 +150,8 @@ async function main(): Promise<void> {
       results.longpollFanout = l;
       row(`long-poll fan-out, ${pollClients} clients, ${l.published} msgs`, `${k(l.deliveriesPerSec)}/s, p50/p99 ${l.p50ms}/${l.p99ms} ms, CPU ${l.serverCpuPct}%`);
       row('  long-poll messages lost', String(l.lost), '0', verdict(l.lost === 0));
-      row('  RSS per held poll', kb(l.rssPerHeldPollBytes));
+      row('long-poll RSS per held poll, marginal (half → all)', kb(l.rssMarginalPerHeldPollBytes), '≤ 6 KB', verdict(l.rssMarginalPerHeldPollBytes <= 6144));
+      row('  average incl. one-time growth', kb(l.rssPerHeldPollBytes));
     } finally {
       await ours.stop();
     }
@@ -153,6 +165,35 @@ async function main(): Promise<void> {
       row('sqlite publish, single messages (32 in flight)', `${k(p.single.messagesPerSec)} msg/s, p50/p99 ${p.single.p50ms}/${p.single.p99ms} ms`);
     } finally {
       await ours.stop();
+    }
+  }
+  if (want('httppub')) {
+    if (!hasWrk()) {
+      console.error('httppub: SKIPPED — wrk is not installed (Debian package wrk); the HTTP publish floor was not measured');
+      row('http publish vs floor', 'skipped: wrk not installed');
+    } else {
+      const on = async (start: () => Promise<ServerProc>, idem = false): Promise<HttpPublishRun> => {
+        const s = await start();
+        try {
+          return await httpPublish(s, seconds, idem);
+        } finally {
+          await s.stop();
+        }
+      };
+      const floor = await on(startPublishFloor);
+      const mem = await on(() => startOmnipush('memory'));
+      const sql = await on(() => startOmnipush('sqlite'));
+      const memIdem = await on(() => startOmnipush('memory'), true);
+      results.httpPublish = { floor, memory: mem, sqlite: sql, memoryIdempotencyKey: memIdem };
+      const f = floor.requestsPerSec;
+      const line = (x: HttpPublishRun) => `${k(x.requestsPerSec)}/s / ${k(f)}/s = ${r(x.requestsPerSec, f)}`;
+      row(`http publish, 1 msg/request, ${HTTP_PUBLISH_CONNECTIONS} keep-alive conns (ours memory / bare node:http)`, line(mem), '≥ 0.7× floor', verdict(mem.requestsPerSec >= 0.7 * f));
+      row('http publish (ours sqlite / bare node:http)', line(sql), '≥ 0.7× floor', verdict(sql.requestsPerSec >= 0.7 * f));
+      row('http publish with Idempotency-Key (ours memory / bare node:http)', line(memIdem));
+      row('  p50/p99 ms (floor · memory · sqlite · memory+key)', [floor, mem, sql, memIdem].map((x) => `${x.p50ms}/${x.p99ms}`).join(' · '));
+      row('  server CPU (floor · memory · sqlite · memory+key)', [floor, mem, sql, memIdem].map((x) => `${x.serverCpuPct}%`).join(' · '));
+      const errors = floor.errors + mem.errors + sql.errors + memIdem.errors;
+      row('  failed requests (non-2xx, socket errors)', String(errors), '0', verdict(errors === 0));
     }
   }
   if (want('webpush')) {

@@ -124,3 +124,15 @@ export function forkLoadGen(script: string, args: string[]): LoadGen {
     },
   };
 }
+
+/** RSS once it has stopped moving (under 0.5% over 300 ms), or after 5 s. */
+export async function settledRss(pid: number): Promise<number> {
+  const deadline = performance.now() + 5000;
+  let prev = rssBytes(pid);
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 300));
+    const cur = rssBytes(pid);
+    if (Math.abs(cur - prev) < prev * 0.005 || performance.now() > deadline) return cur;
+    prev = cur;
+  }
+}

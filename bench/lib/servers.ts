@@ -38,6 +38,11 @@ export function startFloor(): Promise<ServerProc> {
   return startServerProcess(join(ROOT, 'dist/bench/floor/sse-broadcaster.js'), []);
 }
 
+/** The bare node:http server that reads a publish body and answers a small JSON (the HTTP publish floor). */
+export function startPublishFloor(): Promise<ServerProc> {
+  return startServerProcess(join(ROOT, 'dist/bench/floor/http-publish.js'), []);
+}
+
 /** A peer server from bench/peers (`ws-ceiling`, `socketio-server`, `aedes-server`). */
 export function startPeer(name: 'ws-ceiling' | 'socketio-server' | 'aedes-server', args: string[] = []): Promise<ServerProc> {
   return startServerProcess(join(ROOT, `dist/bench/peers/${name}.js`), args);

@@ -499,7 +499,8 @@ export class Hub {
       if (v === 'filter') perMessageCheck = true;
       if (!checked.includes(filter)) checked.push(filter);
     }
-    const plan: SubscribePlan = { filters: checked, perMessageCheck, mode: 'retained', afterSeq: 0 };
+    // a copy at its exact size: the list grown by push has room for 17, and each subscriber keeps it
+    const plan: SubscribePlan = { filters: checked.slice(), perMessageCheck, mode: 'retained', afterSeq: 0 };
     if (since === undefined || since === '') return plan;
     if (since === 'now') return { ...plan, mode: 'live', afterSeq: this.head };
     if (since === 'all' || since === '0') return { ...plan, mode: 'history', afterSeq: 0 };

@@ -12,7 +12,8 @@ export interface SocketWriterOwner {
 }
 
 export class SocketWriter {
-  private chunks: Buffer[] = [];
+  /** Made at the first write of a tick: an idle connection holds no list. */
+  private chunks: Buffer[] | null = null;
   private queued = 0;
   /** In the end-of-tick list already. */
   scheduled = false;
@@ -43,12 +44,12 @@ export class SocketWriter {
     if (this.dead) return false;
     if (this.queued + buf.length + this.socket.writableLength > this.maxBytes) {
       this.dead = true;
-      this.chunks = [];
+      this.chunks = null;
       this.queued = 0;
       this.owner.overflowed();
       return false;
     }
-    this.chunks.push(buf);
+    (this.chunks ??= []).push(buf);
     this.queued += buf.length;
     // a big burst goes to the kernel now rather than piling up until the end of the tick
     if (this.queued >= EAGER_FLUSH_BYTES) {
@@ -66,8 +67,9 @@ export class SocketWriter {
   /** Writes whatever is queued now. */
   flush(): void {
     if (this.dead || this.queued === 0) return;
-    const block = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.queued);
-    this.chunks = [];
+    const chunks = this.chunks!;
+    const block = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, this.queued);
+    this.chunks = null;
     this.queued = 0;
     this.lastWriteAt = Date.now();
     if (this.socket.destroyed) return;
@@ -102,7 +104,7 @@ export class SocketWriter {
   close(flush: boolean): void {
     if (flush && !this.dead) this.flush();
     this.dead = true;
-    this.chunks = [];
+    this.chunks = null;
     this.queued = 0;
   }
 }

@@ -8,6 +8,7 @@ import { JSON_MESSAGE } from '../../wire/json-message.js';
 import { sendError } from '../../wire/http-respond.js';
 import { flagParam, numberParam, topicParams } from '../../wire/http-request.js';
 import type { TransportContext } from '../context.js';
+import { Deadline } from '../deadline.js';
 
 const OPEN = Buffer.from('{"messages":[');
 const EXPIRED = new OmnipushError('unauthorized', 'token expired');
@@ -32,7 +33,8 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
   private done = false;
   /** Set once the hub has replayed everything up to its head: then the head is a safe next cursor. */
   caughtUp = false;
-  timer: NodeJS.Timeout | undefined;
+  /** Its timeout, or its token's expiry if that comes first (on the deadline wheel: no Timeout per poll). */
+  timer: Deadline | undefined;
 
   constructor(
     public principal: Principal,
@@ -42,7 +44,8 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
     private readonly headers: Record<string, string>,
     private readonly filters: string[],
     readonly address: string,
-    private readonly onDone: () => void,
+    // the door itself rather than a closure: held polls are many and each should hold little
+    private readonly owner: { pollDone(poll: HeldPoll): void },
     /** The id the client keeps across its polls (`connection=`), told to it by its first answer. */
     private readonly keptId: string | undefined,
     readonly noEcho: boolean,
@@ -123,7 +126,7 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
       });
       this.res.end(body);
     }
-    this.onDone();
+    this.owner.pollDone(this);
   }
 
   /** Where the client already was; set by the transport. */
@@ -134,15 +137,23 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
     this.done = true;
     this.ctx.hub.unsubscribe(this);
     sendError(this.res, e, this.headers);
-    this.onDone();
+    this.owner.pollDone(this);
   }
 
   abandon(): void {
     if (this.done) return;
     this.done = true;
     this.ctx.hub.unsubscribe(this);
-    this.onDone();
+    this.owner.pollDone(this);
   }
+}
+
+/** Where a response finds its held poll: the close listener is one function for every poll, not a closure each. */
+const POLL = Symbol('omnipush.heldPoll');
+type PollResponse = ServerResponse & { [POLL]?: HeldPoll };
+
+function responseClosed(this: PollResponse): void {
+  this[POLL]?.abandon();
 }
 
 /**
@@ -182,28 +193,32 @@ export class LongPollTransport {
       ctx.connections.acquire();
       ctx.metrics.connections.inc({ transport: 'longpoll' });
 
-      const poll = new HeldPoll(principal, res, Math.floor(limit), ctx, headers, plan.filters, address, () => {
-        if (poll.timer) clearTimeout(poll.timer);
-        this.held.delete(poll);
-        ctx.registry.remove(poll);
-        ctx.connections.release();
-        ctx.metrics.connections.dec({ transport: 'longpoll' });
-      }, kept, noEcho);
+      const poll = new HeldPoll(principal, res, Math.floor(limit), ctx, headers, plan.filters, address, this, kept, noEcho);
       poll.sinceCursor = since && plan.mode === 'history' && !plan.gap ? since : ctx.hub.headCursor();
       this.held.add(poll);
       ctx.registry.add(poll);
-      res.once('close', () => poll.abandon());
+      (res as PollResponse)[POLL] = poll;
+      res.on('close', responseClosed);
       // a held poll outlives no token: past `exp` it is answered 401, as a new poll would be
       const expiresIn = principal.expiresAt === undefined ? Infinity : principal.expiresAt - Date.now();
       // timeout 0 answers once the replay is handed over (below), not at a timer that may fire first
-      if (expiresIn < timeout * 1000) poll.timer = setTimeout(() => poll.fail(EXPIRED), Math.max(0, expiresIn));
-      else if (timeout > 0) poll.timer = setTimeout(() => poll.finish(), timeout * 1000);
+      if (expiresIn < timeout * 1000) poll.timer = new Deadline(Date.now() + Math.max(0, expiresIn), () => poll.fail(EXPIRED));
+      else if (timeout > 0) poll.timer = new Deadline(Date.now() + timeout * 1000, () => poll.finish());
       await ctx.hub.subscribe(poll, plan);
       poll.caughtUp = true;
       if (timeout === 0 || poll.hasGap) poll.finish();
     } catch (e) {
       sendError(res, e, headers);
     }
+  }
+
+  /** A held poll was answered or abandoned: it holds nothing any more. */
+  pollDone(poll: HeldPoll): void {
+    poll.timer?.cancel();
+    this.held.delete(poll);
+    this.ctx.registry.remove(poll);
+    this.ctx.connections.release();
+    this.ctx.metrics.connections.dec({ transport: 'longpoll' });
   }
 
   /** Answers every held poll (shutdown). */

@@ -180,7 +180,7 @@ export class Broker {
     }
     const fromHistory = (resume || old?.replaying === true) && s.epoch === this.hub.epoch;
     const plan = this.hub.checkSubscribe(conn.principal, filters, fromHistory ? formatCursor(s.epoch, s.sentSeq) : 'now');
-    const feed = new SessionFeed(conn.principal, s, (reason) => this.feedClosed(conn, reason), filters.length === 1 ? filters[0] : undefined);
+    const feed = new SessionFeed(conn.principal, s, conn, filters.length === 1 ? filters[0] : undefined);
     if (plan.mode === 'history') {
       feed.replaying = true;
       feed.replayUpTo = this.hub.headSeq;
@@ -209,7 +209,8 @@ export class Broker {
       .finally(() => this.hub.unsubscribe(rf));
   }
 
-  private feedClosed(conn: MqttConnection, reason: OmnipushError): void {
+  /** The hub ended the session's subscription: so ends its connection. */
+  feedClosed(conn: MqttConnection, reason: OmnipushError): void {
     if (conn.feed) conn.feed = null;
     if (reason.code === 'shutting_down') conn.disconnect(RC.serverShuttingDown, 'server shutting down');
     else if (reason.code === 'disconnected') conn.disconnect(RC.administrativeAction, reason.message);
@@ -246,10 +247,10 @@ export class Broker {
    * A whole CONNECT arrived: it is answered within {@link answerMs}; when its work (takeover,
    * session record) is not done by then, with CONNACK 0x88 Server unavailable (3.1.1: 3).
    */
-  armAnswerDeadline(c: MqttConnection): void {
-    c.expiry = new Deadline(c.connectAt + this.answerMs, () => {
+  armAnswerDeadline(c: MqttConnection, connectAt: number): void {
+    c.expiry = new Deadline(connectAt + this.answerMs, () => {
       if (c.state !== 'connecting') return;
-      this.log.warn({ client: c.clientId, remote: c.link.remote, ms: Date.now() - c.connectAt }, 'mqtt CONNECT not answered in time; refused');
+      this.log.warn({ client: c.clientId, remote: c.link.remote, ms: Date.now() - connectAt }, 'mqtt CONNECT not answered in time; refused');
       refuse(c, RC.serverUnavailable, 'the server could not answer CONNECT in time');
     });
   }
@@ -290,7 +291,7 @@ export class Broker {
     else if (conn.willArmed) this.wills.disarm(s.clientId);
     if (!s.persistent) return this.endSession(s);
     // an offline member receives nothing from its groups; it joins them again when it resumes
-    for (const name of s.shared.keys()) this.shared.leave(name, s);
+    if (s.sharedCount > 0) for (const name of s.shared.keys()) this.shared.leave(name, s);
     this.sessions.save(s).then(
       () => this.sessions.evict(s),
       (e: unknown) => this.log.error({ err: e }, 'mqtt session not saved'),
@@ -302,7 +303,7 @@ export class Broker {
    * `keepClaim`: a clean CONNECT on this node ends it and goes on holding the client id.
    */
   endSession(s: MqttSession, keepClaim = false): void {
-    for (const name of s.shared.keys()) this.shared.leave(name, s);
+    if (s.sharedCount > 0) for (const name of s.shared.keys()) this.shared.leave(name, s);
     if (!keepClaim) this.owners.withdraw(s.clientId, s.owner);
     this.wills.fire(s.clientId);
     if (s.released) return;

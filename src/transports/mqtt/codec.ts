@@ -53,7 +53,24 @@ export function decode(packet: Buffer, version: number): Packet {
 
 /** Encodes a packet other than an outgoing PUBLISH (see publish-encoder.ts). */
 export function encode(packet: Packet, version: number): Buffer {
+  // every 3.1.1 client gets these two at connect: written here, they skip mqtt-packet's
+  // accumulator and its per-call allocations (~1.5 KB each connect, garbage that ages into the old space)
+  if (version < 5) {
+    if (packet.cmd === 'connack') return Buffer.from([0x20, 2, packet.sessionPresent ? 1 : 0, packet.returnCode ?? 0]);
+    if (packet.cmd === 'suback' && packet.messageId !== undefined && packet.granted.length < 126) return suback3(packet.messageId, packet.granted as number[]);
+  }
   return mqttPacket.generate(packet, { protocolVersion: version });
+}
+
+/** SUBACK of MQTT 3.1.1 (§3.9) with fewer than 126 return codes (its remaining length fits one byte). */
+function suback3(messageId: number, granted: number[]): Buffer {
+  const b = Buffer.allocUnsafe(4 + granted.length);
+  b[0] = 0x90;
+  b[1] = 2 + granted.length;
+  b[2] = messageId >> 8;
+  b[3] = messageId & 0xff;
+  for (let i = 0; i < granted.length; i++) b[4 + i] = granted[i];
+  return b;
 }
 
 /**

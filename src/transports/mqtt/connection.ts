@@ -42,9 +42,6 @@ export class MqttConnection implements SessionPort {
   /** seconds; 0 = none */
   keepalive = 0;
   lastSeen = Date.now();
-  readonly openedAt = Date.now();
-  /** ms when the whole CONNECT had arrived (its answer is due within the broker's answer time). */
-  connectAt = 0;
   clientReceiveMax = 65535;
   clientMaxPacket = 268435460;
   clientAliasMax = 0;
@@ -126,8 +123,8 @@ export class MqttConnection implements SessionPort {
     if (this.state === 'new') {
       if (raw[0] >> 4 !== 1) throw new MqttProtocolError(RC.protocolError, 'the first packet must be CONNECT');
       this.state = 'connecting';
-      this.connectAt = Date.now();
-      this.broker.armAnswerDeadline(this);
+      // the whole CONNECT is here: its answer is due within the broker's answer time
+      this.broker.armAnswerDeadline(this, Date.now());
       this.hold(handleConnect(this, Buffer.from(raw)), (e: unknown) => {
         // the session store (Redis) is unreachable: say so in CONNACK (3.1.1: return code 3) so the
         // client retries later, rather than closing without an answer
@@ -325,6 +322,11 @@ export class MqttConnection implements SessionPort {
 
   sendPubrel(packetId: number): void {
     this.sendBytes(successAck('pubrel', packetId));
+  }
+
+  /** The hub ended the session's subscription (its SessionFeed). */
+  feedClosed(reason: OmnipushError): void {
+    this.broker.feedClosed(this, reason);
   }
 
   queueOverflow(): void {

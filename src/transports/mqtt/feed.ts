@@ -20,7 +20,8 @@ export class SessionFeed implements HubSubscriber {
   constructor(
     readonly principal: Principal,
     private readonly session: MqttSession,
-    private readonly onClose: (reason: OmnipushError) => void,
+    /** Told when the hub ends the subscription (an object, not a closure: one fewer per connection). */
+    private readonly owner: { feedClosed(reason: OmnipushError): void },
     /** The subscription's filter, when it has just one. */
     private readonly only?: string,
   ) {}
@@ -35,7 +36,7 @@ export class SessionFeed implements HubSubscriber {
   }
 
   close(reason: OmnipushError): void {
-    this.onClose(reason);
+    this.owner.feedClosed(reason);
   }
 
   backpressure(): Promise<void> | null {

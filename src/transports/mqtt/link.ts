@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
-import { SocketWriter } from '../../wire/socket-writer.js';
+import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
 import { wsFrameHeader, WS_BINARY } from '../../wire/ws-frame-header.js';
 
 /** The byte pipe under an MQTT connection: TCP, TLS or a WebSocket. Writes are batched per tick. */
@@ -18,16 +18,19 @@ export interface Link {
   readonly address: string | undefined;
 }
 
-/** TCP or TLS: packets straight to the socket through the per-tick writer. */
-class SocketLink implements Link {
+/**
+ * TCP or TLS: packets straight to the socket through the per-tick writer. It is its writer's owner
+ * itself, and the counting callback is the transport's: no closure per connection.
+ */
+class SocketLink implements Link, SocketWriterOwner {
   private readonly writer: SocketWriter;
 
   constructor(
     private readonly socket: Socket,
     maxQueueBytes: number,
-    onOverflow: () => void,
+    private readonly onOverflow: () => void,
   ) {
-    this.writer = new SocketWriter(socket, maxQueueBytes, { overflowed: onOverflow });
+    this.writer = new SocketWriter(socket, maxQueueBytes, this);
   }
 
   get remote(): string {
@@ -40,6 +43,12 @@ class SocketLink implements Link {
 
   write(buf: Buffer): boolean {
     return this.writer.write(buf);
+  }
+
+  /** The socket holds more unsent bytes than allowed: it is cut (nothing more can be written). */
+  overflowed(): void {
+    this.onOverflow();
+    this.destroy();
   }
 
   pause(): void {
@@ -64,6 +73,7 @@ class SocketLink implements Link {
   }
 }
 
+/** `onOverflow` counts a connection cut for holding too many unsent bytes; the link cuts it. */
 export function socketLink(socket: Socket, maxQueueBytes: number, onOverflow: () => void): Link {
   return new SocketLink(socket, maxQueueBytes, onOverflow);
 }
@@ -78,8 +88,18 @@ export function binaryFrame(payload: Buffer): Buffer[] {
  * to the raw socket (as the WebSocket door does), one binary message per tick.
  */
 export function wsLink(ws: WebSocket, socket: Socket, maxQueueBytes: number, onOverflow: () => void, address: string): Link {
-  const writer = new SocketWriter(socket, maxQueueBytes, { overflowed: onOverflow }, binaryFrame);
-  return {
+  const writer = new SocketWriter(
+    socket,
+    maxQueueBytes,
+    {
+      overflowed() {
+        onOverflow();
+        link.destroy();
+      },
+    },
+    binaryFrame,
+  );
+  const link: Link = {
     write: (buf) => writer.write(buf),
     // ws stops reading the socket; messages of data it has already read may still be emitted
     pause: () => ws.pause(),
@@ -97,4 +117,5 @@ export function wsLink(ws: WebSocket, socket: Socket, maxQueueBytes: number, onO
     // the client's, through trusted proxies (the upgrade request's X-Forwarded-For)
     address,
   };
+  return link;
 }

@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import type { IPublishPacket, Packet } from 'mqtt-packet';
+import type { IConnectPacket, IPublishPacket, Packet } from 'mqtt-packet';
 import type { Properties } from '../../core/message.js';
 import { PacketFramer } from './framer.js';
 import { MqttProtocolError, RC } from './reason-codes.js';
@@ -192,6 +192,11 @@ export interface InboundPublish extends IPublishPacket {
 
 export interface ConnectCheck {
   version: 3 | 4 | 5;
+  /**
+   * A 3.1 / 3.1.1 CONNECT, decoded here: mqtt-packet's parser costs ~3 KB of garbage per CONNECT,
+   * most of it aged into the old space by the time a burst of connects is done. MQTT 5 ones are left to it.
+   */
+  packet?: IConnectPacket;
   userProperties?: Properties;
   willUserProperties?: Properties;
 }
@@ -218,18 +223,28 @@ export function checkConnect(packet: Buffer): ConnectCheck {
   if (willQos === 3) throw malformed('will QoS 3');
   if (!will && (willQos !== 0 || flags & 0x20)) throw malformed('will QoS or retain set without a will');
   if (version !== 5 && flags & 0x40 && !(flags & 0x80)) throw protocol('password flag without username flag');
-  r.u16('keep alive');
+  const keepalive = r.u16('keep alive');
   const out: ConnectCheck = { version };
   if (version === 5) out.userProperties = properties(r, 'connect');
-  r.string('client identifier');
+  const clientId = r.string('client identifier');
+  let willTopic = '';
+  let willPayload: Buffer | undefined;
   if (will) {
     if (version === 5) out.willUserProperties = properties(r, 'will');
-    r.string('will topic');
-    r.binary('will payload');
+    willTopic = r.string('will topic');
+    willPayload = r.binary('will payload');
   }
-  if (flags & 0x80) r.string('user name');
-  if (flags & 0x40) r.binary('password');
+  const username = flags & 0x80 ? r.string('user name') : undefined;
+  const password = flags & 0x40 ? r.binary('password') : undefined;
   if (r.left !== 0) throw malformed('bytes after the end of CONNECT');
+  if (version !== 5) {
+    const p: IConnectPacket = { cmd: 'connect', protocolId: name as 'MQTT' | 'MQIsdp', protocolVersion: version, clean: (flags & 0x02) !== 0, keepalive, clientId };
+    // the will's payload is kept (published later): a copy, not a view of the read buffer
+    if (willPayload) p.will = { topic: willTopic, payload: Buffer.from(willPayload), qos: willQos as 0 | 1 | 2, retain: (flags & 0x20) !== 0 };
+    if (username !== undefined) p.username = username;
+    if (password !== undefined) p.password = password;
+    out.packet = p;
+  }
   return out;
 }
 
@@ -239,8 +254,8 @@ const PUBACK_CODES = new Set([0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x
 const PUBREL_CODES = new Set([0x00, 0x92]);
 
 /**
- * Checks any other packet a client may send. PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP and PINGREQ
- * come back decoded; for the rest (SUBSCRIBE, UNSUBSCRIBE, DISCONNECT, AUTH) it returns undefined
+ * Checks any other packet a client may send. PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP, PINGREQ and a
+ * 3.1.1 SUBSCRIBE come back decoded; for the rest (UNSUBSCRIBE, DISCONNECT, AUTH) it returns undefined
  * and mqtt-packet decodes the checked bytes.
  */
 export function checkPacket(packet: Buffer, version: number): InboundPublish | Packet | undefined {
@@ -292,19 +307,25 @@ export function checkPacket(packet: Buffer, version: number): InboundPublish | P
     case 8:
     case 10: {
       if (flags !== 2) throw malformed('reserved flags of SUBSCRIBE/UNSUBSCRIBE');
-      if (r.u16('packet identifier') === 0) throw malformed('packet identifier 0');
+      const messageId = r.u16('packet identifier');
+      if (messageId === 0) throw malformed('packet identifier 0');
       if (v5) properties(r, type === 8 ? 'subscribe' : 'unsubscribe');
       if (r.left === 0) throw protocol(`${type === 8 ? 'SUBSCRIBE' : 'UNSUBSCRIBE'} without a topic filter`);
+      // a 3.1.1 SUBSCRIBE (every such client sends one at connect) comes back decoded: mqtt-packet's
+      // parser costs ~2 KB of garbage per packet; the others are decoded by it from the checked bytes
+      const subscriptions: Array<{ topic: string; qos: 0 | 1 | 2 }> | undefined = type === 8 && !v5 ? [] : undefined;
       while (r.left > 0) {
         // parsed, but not a topic filter: every filter is at least one character long (MQTT-4.7.3-1)
-        if (r.string('topic filter').length === 0) throw protocol('zero-length topic filter');
+        const topic = r.string('topic filter');
+        if (topic.length === 0) throw protocol('zero-length topic filter');
         if (type === 8) {
           const o = r.u8('subscription options');
           if ((o & 3) === 3) throw malformed('subscription QoS 3');
           if (v5 ? (o & 0xc0) !== 0 || ((o >> 4) & 3) === 3 : (o & 0xfc) !== 0) throw malformed('reserved subscription option bits');
+          subscriptions?.push({ topic, qos: (o & 3) as 0 | 1 | 2 });
         }
       }
-      return undefined;
+      return subscriptions ? { cmd: 'subscribe', messageId, subscriptions } : undefined;
     }
     case 12:
       if (flags !== 0 || r.left !== 0) throw malformed('PINGREQ with flags or a body');

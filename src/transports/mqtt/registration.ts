@@ -24,12 +24,12 @@ export class MqttRegistration implements ConnectionInfo {
 
   subscriptions(): string[] {
     const s = this.conn.session;
-    return s ? [...s.subs.keys(), ...s.shared.keys()] : [];
+    return s ? (s.sharedCount > 0 ? [...s.subs.keys(), ...s.shared.keys()] : [...s.subs.keys()]) : [];
   }
 
   subscriptionCount(): number {
     const s = this.conn.session;
-    return s ? s.subs.size + s.shared.size : 0;
+    return s ? s.subs.size + s.sharedCount : 0;
   }
 
   close(reason: OmnipushError): void {

@@ -17,8 +17,16 @@ const OWNERS_MAP = 'mqtt-owners';
  * whose `sub` is `alice` are different principals. Every anonymous client is the same one.
  */
 export function ownerOf(p: Principal): string {
-  return `${p.kind}:${p.id}`;
+  // connections of one principal (anonymous ones share one) share one string, not one each
+  if (p !== lastPrincipal) {
+    lastPrincipal = p;
+    lastOwner = `${p.kind}:${p.id}`;
+  }
+  return lastOwner;
 }
+
+let lastPrincipal: Principal | undefined;
+let lastOwner = '';
 
 /**
  * Finds who owns the session a client identifier names before a CONNECT claims it, so that a

@@ -1,5 +1,6 @@
 import { OmnipushError } from '../../core/errors.js';
 import type { Hub } from '../../core/hub.js';
+import type { RecordChange } from '../../core/store.js';
 import type { Logger } from 'pino';
 import type { MqttSession } from './session.js';
 import type { Holding } from './session-claims.js';
@@ -214,13 +215,14 @@ export class SessionStore {
   /** Writes every dirty persistent session in one batch. */
   async flush(): Promise<void> {
     const batch: MqttSession[] = [];
-    const changes = [];
-    for (const s of this.sessions.values()) {
-      if (!s.dirty || !s.persistent || s.released) continue;
+    const changes: RecordChange[] = [];
+    // forEach: this runs every sweep over every session, and a for-of here allocated a result object per session
+    this.sessions.forEach((s) => {
+      if (!s.dirty || !s.persistent || s.released) return;
       s.dirty = false;
       batch.push(s);
       changes.push({ kind: SESSION_KIND, key: s.clientId, value: sessionToRecord(s, this.node) });
-    }
+    });
     if (changes.length) {
       try {
         await this.track(changes.map((c) => c.key), this.hub.putRecords(changes));
@@ -235,9 +237,9 @@ export class SessionStore {
   /** Offline sessions whose expiry has run out (in memory, and ids of evicted ones); the caller ends them. */
   expired(now: number): { sessions: MqttSession[]; evicted: string[] } {
     const sessions: MqttSession[] = [];
-    for (const s of this.sessions.values()) {
+    this.sessions.forEach((s) => {
       if (!s.port && s.disconnectedAt !== undefined && s.disconnectedAt + s.expiry * 1000 <= now) sessions.push(s);
-    }
+    });
     const evicted: string[] = [];
     for (const [id, at] of this.waiting) if (at <= now && !this.checking.has(id)) evicted.push(id);
     return { sessions, evicted };

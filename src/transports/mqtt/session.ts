@@ -73,11 +73,11 @@ export interface SessionPort {
  */
 export class MqttSession {
   readonly subs = new Map<string, SubOptions>();
-  /** `$share/<group>/<filter>` → options. */
-  readonly shared = new Map<string, SubOptions>();
-  readonly inflight = new Map<number, Inflight>();
-  /** QoS 2 packet ids received and PUBREC'd, waiting for PUBREL (duplicates are not republished). */
-  readonly inQos2 = new Set<number>();
+  // Made on first use: most sessions never hold a shared subscription, a message in flight or a
+  // QoS 2 id, and three empty collections cost ~0.5 KB per idle connection.
+  private sharedMap: Map<string, SubOptions> | undefined;
+  private inflightMap: Map<number, Inflight> | undefined;
+  private inQos2Set: Set<number> | undefined;
   queue: OutMsg[] = [];
   private nextPid = 1;
   /** Seq of the last live message handed to the client: a resumed session replays history after it. */
@@ -91,7 +91,7 @@ export class MqttSession {
   /** Seq of the last live message this session matched (overlapping hub deliveries arrive once each). */
   private lastOffered = 0;
   /** Wakes a replay waiting for the queue to drain. */
-  private drained: Array<() => void> = [];
+  private drained: Array<() => void> | null = null;
   /** An UNSUBSCRIBE whose record write is at work (one at a time: the connection holds what follows it). */
   private removal: Removal | null = null;
   /** Unsaved changes since the last record write. */
@@ -112,6 +112,33 @@ export class MqttSession {
   ) {
     this.epoch = epoch;
     this.sentSeq = headSeq;
+  }
+
+  /** `$share/<group>/<filter>` → options. */
+  get shared(): Map<string, SubOptions> {
+    return (this.sharedMap ??= new Map());
+  }
+
+  /** How many shared subscriptions it holds (without making the map). */
+  get sharedCount(): number {
+    return this.sharedMap?.size ?? 0;
+  }
+
+  /** Outgoing QoS 1/2 messages by packet id, short of their acknowledgement. */
+  get inflight(): Map<number, Inflight> {
+    return (this.inflightMap ??= new Map());
+  }
+
+  /** QoS 2 packet ids received and PUBREC'd, waiting for PUBREL (duplicates are not republished). */
+  get inQos2(): Set<number> {
+    return (this.inQos2Set ??= new Set());
+  }
+
+  /** Wakes every replay waiting for room (the list is made only when one waits: most sessions never do). */
+  private wakeAll(): void {
+    const waiting = this.drained;
+    this.drained = null;
+    if (waiting) for (const w of waiting) w();
   }
 
   get persistent(): boolean {
@@ -267,13 +294,13 @@ export class MqttSession {
   }
 
   private wake(): void {
-    if (this.backlog < this.maxQueued / 2 && this.drained.length) for (const w of this.drained.splice(0)) w();
+    if (this.backlog < this.maxQueued / 2 && this.drained) this.wakeAll();
   }
 
   /** Replays wait here while the queue (with what is held) is more than half full. */
   room(): Promise<void> | null {
     if (this.backlog < this.maxQueued / 2 || !this.port) return null;
-    return new Promise((r) => this.drained.push(r));
+    return new Promise((r) => (this.drained ??= []).push(r));
   }
 
   private takePacketId(): number {
@@ -315,7 +342,7 @@ export class MqttSession {
   attach(port: SessionPort): void {
     this.port = port;
     this.disconnectedAt = undefined;
-    for (const [pid, f] of this.inflight) {
+    if (this.inflightMap) for (const [pid, f] of this.inflightMap) {
       if (f.stage === 'pubrel') port.sendPubrel(pid);
       else if (!port.sendPublish(f.out, pid, true)) this.inflight.delete(pid);
     }
@@ -332,7 +359,7 @@ export class MqttSession {
     this.queue = [];
     this.removal = null;
     this.lastOffered = 0;
-    for (const w of this.drained.splice(0)) w();
+    this.wakeAll();
     this.dirty = true;
   }
 

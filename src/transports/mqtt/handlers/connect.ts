@@ -62,7 +62,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
     }
     throw e;
   }
-  const p = decode(raw, conn.version) as IConnectPacket;
+  const p = users.packet ?? (decode(raw, conn.version) as IConnectPacket);
   const v5 = conn.version === 5;
   const props = p.properties ?? {};
 
@@ -273,7 +273,7 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
   broker.stats.connectionsTotal++;
   broker.log.debug({ client: clientId, version: conn.version, principal: conn.principal.id, via: conn.kind, present, expiry }, 'mqtt client connected');
   session.attach(conn);
-  for (const [name, o] of session.shared) broker.shared.join(name, session, o);
+  if (session.sharedCount > 0) for (const [name, o] of session.shared) broker.shared.join(name, session, o);
   broker.refreshFeed(conn, present);
   return true;
 }

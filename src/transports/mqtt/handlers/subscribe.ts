@@ -85,7 +85,7 @@ function subscribe(conn: MqttConnection, p: ISubscribePacket, elsewhere: number,
   const asked = new Set<string>();
   let count = s.subs.size;
   // `quotas.subscriptionsPerConnection` / `PerPrincipal`: what may still be added, shared or not
-  let room = broker.ctx.quotas.subscriptionRoom(conn.principal, s.subs.size + s.shared.size, true, elsewhere);
+  let room = broker.ctx.quotas.subscriptionRoom(conn.principal, s.subs.size + s.sharedCount, true, elsewhere);
   for (const sub of p.subscriptions) {
     const opts: SubOptions = { qos: sub.qos, nl: sub.nl === true, rap: sub.rap === true, rh: (sub.rh ?? 0) as 0 | 1 | 2 };
     if (id !== undefined) opts.id = id;
