@@ -7,7 +7,9 @@ import { createUserDirectory } from './auth/users.js';
 import type { ClusterControl } from './cluster/control.js';
 import type { Config } from './config/schema.js';
 import { Hub } from './core/hub.js';
-import { ConnectionRegistry } from './core/connections.js';
+import { ConnectionRegistry, observers } from './core/connections.js';
+import { createPresence } from './cluster/presence-factory.js';
+import type { Presence } from './core/presence.js';
 import { QuotaGate } from './core/quota.js';
 import { ControlQuotaCounts } from './cluster/quota-counts.js';
 import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
@@ -55,6 +57,8 @@ export interface RunningServer {
   readonly registry: ConnectionRegistry;
   /** The quotas the doors ask. */
   readonly quotas: QuotaGate;
+  /** Member lists of presence-ruled topics (absent without `presence.rules`). */
+  readonly presence?: Presence;
   /** Stops accepting, ends streams cleanly, flushes and closes the store. */
   close(): Promise<void>;
 }
@@ -101,7 +105,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     await store.close();
     throw e;
   }
-  const auth = new ConnectAuth(await createAuthenticator(config.auth, !!config.hooks.connect.url), config, metrics, log);
+  const auth = new ConnectAuth(await createAuthenticator(config.auth, !!config.hooks.connect.url, config.presence.maxInfoBytes), config, metrics, log);
   const cluster = await createControl(config, log);
   const triggers = await startTriggers(config, hub, cluster, log);
   let draining = false;
@@ -115,7 +119,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const quotaCounts = cluster.clustered && perPrincipal ? new ControlQuotaCounts(cluster, registry, log) : null;
   if (quotaCounts) registry.onPrincipalChange = (id) => quotaCounts.touch(id);
   const quotas = new QuotaGate(config.quotas, registry, quotaCounts);
+  const presence = await createPresence(config, cluster, log);
   const ctx: TransportContext = {
+    presence,
     hub,
     config,
     metrics,
@@ -150,8 +156,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const webpush = config.webpush.subject ? await WebPushTransport.start(ctx) : undefined;
   // webhooks (docs/webhooks.md) hear the registry and Web Push; off without endpoints
   const webhooks = await Webhooks.start(ctx);
+  registry.observer = observers([webhooks && new ConnectionEvents(webhooks, cluster.nodeId), presence]);
   if (webhooks) {
-    registry.observer = new ConnectionEvents(webhooks, cluster.nodeId);
     if (webpush && webhooks.wanted('webpush.gone')) {
       webpush.onGone = (r) => webhooks.emit('webpush.gone', { subscription: r.id, endpoint: r.endpoint, principal: r.principal.id, topics: r.filters });
     }
@@ -169,6 +175,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     await webhooks?.close();
     await triggers.close();
     quotas.close();
+    await presence?.close();
     await cluster.close();
     await bus.close();
     await store.close();
@@ -224,6 +231,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     preAuth,
     registry: ctx.registry,
     quotas,
+    presence,
     close() {
       closing ??= (async () => {
         draining = true;
@@ -244,6 +252,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         await webhooks?.close();
         quotas.close();
         await quotaCounts?.close();
+        await presence?.close();
         await auth.close();
         await ctx.ruleHooks?.close();
         // after the doors: they hand their leases and claims back through it

@@ -11,6 +11,7 @@ import type { PreAuthPool } from './pre-auth-pool.js';
 import type { QuotaGate } from '../core/quota.js';
 import type { OptionsPublisher } from '../core/publish-options.js';
 import type { RuleHooks } from '../hooks/rule-hooks.js';
+import type { Presence } from '../core/presence.js';
 
 /** What the server hands every door. */
 export interface TransportContext {
@@ -46,6 +47,8 @@ export interface TransportContext {
   publishWith?: OptionsPublisher;
   /** Subscribe and publish hooks (hooks.subscribe, hooks.publish); undefined when none is configured. */
   ruleHooks?: RuleHooks;
+  /** Member lists and join/leave events of presence-ruled topics; undefined without `presence.rules`. */
+  presence?: Presence;
   /** Ports the MQTT door listens on, once it does (for discovery). */
   mqttPorts?: { tcp?: number; tls?: number };
 }

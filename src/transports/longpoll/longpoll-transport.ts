@@ -8,6 +8,7 @@ import { JSON_MESSAGE } from '../../wire/json-message.js';
 import { sendError } from '../../wire/http-respond.js';
 import { numberParam, topicParams } from '../../wire/http-request.js';
 import type { TransportContext } from '../context.js';
+import { clientIdOf } from '../../core/presence-info.js';
 
 const OPEN = Buffer.from('{"messages":[');
 const EXPIRED = new OmnipushError('unauthorized', 'token expired');
@@ -42,6 +43,8 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
     private readonly headers: Record<string, string>,
     private readonly filters: string[],
     readonly address: string,
+    /** `client=`: keeps a poller one presence member from poll to poll. */
+    readonly clientId: string | undefined,
     private readonly onDone: () => void,
   ) {
     this.id = ctx.registry.nextId('longpoll');
@@ -160,6 +163,7 @@ export class LongPollTransport {
       const plan = ctx.hub.checkSubscribe(principal, topicParams(url), since);
       if (ctx.ruleHooks) await ctx.ruleHooks.checkSubscribe(principal, plan.filters, 'longpoll');
       const address = clientAddress(req.socket.remoteAddress);
+      const clientId = clientIdOf(url.searchParams.get('client'));
       const [conns, subs] = await Promise.all([ctx.quotas.connectionsElsewhere(principal), ctx.quotas.subscriptionsElsewhere(principal)]);
       // from here to the registration nothing awaits: no other poll can slip in between
       ctx.quotas.checkConnection(principal, address, conns);
@@ -167,7 +171,7 @@ export class LongPollTransport {
       ctx.connections.acquire();
       ctx.metrics.connections.inc({ transport: 'longpoll' });
 
-      const poll = new HeldPoll(principal, res, Math.floor(limit), ctx, headers, plan.filters, address, () => {
+      const poll = new HeldPoll(principal, res, Math.floor(limit), ctx, headers, plan.filters, address, clientId, () => {
         if (poll.timer) clearTimeout(poll.timer);
         this.held.delete(poll);
         ctx.registry.remove(poll);

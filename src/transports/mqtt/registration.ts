@@ -22,6 +22,11 @@ export class MqttRegistration implements ConnectionInfo {
     this.address = conn.address;
   }
 
+  /** The MQTT client id: presence counts a reconnect with it (to any node) as the same member. */
+  get clientId(): string {
+    return this.conn.clientId;
+  }
+
   subscriptions(): string[] {
     const s = this.conn.session;
     return s ? [...s.subs.keys(), ...s.shared.keys()] : [];

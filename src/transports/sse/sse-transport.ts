@@ -12,11 +12,14 @@ import { takeOverSocket } from '../../wire/http-takeover.js';
 import type { TransportContext } from '../context.js';
 import { expiryDeadline, type Deadline } from '../deadline.js';
 import { SSE_JSON, SSE_RAW, sseEvent } from './sse-frame.js';
+import type { PresenceWatcher } from '../../core/presence.js';
+import { clientIdOf } from '../../core/presence-info.js';
+import { isWildcardFilter } from '../../core/topic.js';
 
 const HEARTBEAT = Buffer.from(':\n\n');
 
 /** One EventSource stream, written straight to its socket. */
-class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo {
+class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo, PresenceWatcher {
   readonly transport = 'sse';
   readonly door = 'sse';
   readonly writer: SocketWriter;
@@ -24,6 +27,8 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo 
   readonly since = Date.now();
   private ended = false;
   private readonly expiry: Deadline | undefined;
+  /** Topics whose join/leave events it asked for (`presence=1`). */
+  watching: string[] = [];
 
   constructor(
     public principal: Principal,
@@ -32,6 +37,7 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo 
     private readonly owner: SseTransport,
     private readonly filters: string[],
     readonly address: string,
+    readonly clientId: string | undefined,
   ) {
     this.writer = new SocketWriter(socket, owner.ctx.config.limits.maxQueueBytes, this);
     this.expiry = expiryDeadline(principal.expiresAt, () => this.end(new OmnipushError('unauthorized', 'token expired')));
@@ -64,6 +70,15 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo 
     this.writer.write(Buffer.from(sseEvent(JSON.stringify(info), undefined, 'gap')));
   }
 
+  presenceEvent(_topic: string, type: 'join' | 'leave', json: string): void {
+    this.writer.write(Buffer.from(sseEvent(json, undefined, type)));
+  }
+
+  private unwatch(): void {
+    for (const t of this.watching) this.owner.ctx.presence?.unwatch(t, this);
+    this.watching = [];
+  }
+
   close(reason: OmnipushError): void {
     if (reason.code === 'slow_consumer') return this.end(null);
     this.end(reason);
@@ -81,6 +96,7 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo 
     if (this.ended) return;
     this.ended = true;
     this.expiry?.cancel();
+    this.unwatch();
     this.owner.ctx.hub.unsubscribe(this);
     if (reason) {
       this.writer.write(Buffer.from(sseEvent(JSON.stringify({ code: reason.code, message: reason.message }), undefined, 'close')));
@@ -95,9 +111,23 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo 
   onSocketClosed(): void {
     this.ended = true;
     this.expiry?.cancel();
+    this.unwatch();
     this.writer.close(false);
     this.owner.ctx.hub.unsubscribe(this);
   }
+}
+
+/**
+ * The topics whose join/leave events a stream asked for with `presence=1`: its topic names (its
+ * wildcard filters have no single member list), each checked as a presence read.
+ */
+function presenceTopics(ctx: TransportContext, principal: Principal, filters: string[], flag: string | null): string[] {
+  if (flag === null || flag === '' || flag === '0' || flag === 'false') return [];
+  if (!ctx.presence) throw new OmnipushError('invalid_request', 'presence=1: this server has no presence rules');
+  const topics = filters.filter((f) => !isWildcardFilter(f));
+  if (topics.length === 0) throw new OmnipushError('invalid_request', 'presence=1 needs at least one topic name (not a wildcard filter)');
+  for (const t of topics) ctx.presence.check(principal, t, true);
+  return topics;
 }
 
 /**
@@ -146,6 +176,8 @@ export class SseTransport {
       if (format !== 'raw' && format !== 'json') throw new OmnipushError('invalid_request', 'format must be raw or json');
       const plan = ctx.hub.checkSubscribe(principal, topicParams(url), since);
       if (ctx.ruleHooks) await ctx.ruleHooks.checkSubscribe(principal, plan.filters, 'sse');
+      const clientId = clientIdOf(url.searchParams.get('client'));
+      const watching = presenceTopics(ctx, principal, plan.filters, url.searchParams.get('presence'));
       const address = clientAddress(req.socket.remoteAddress);
       const [conns, subs] = await Promise.all([ctx.quotas.connectionsElsewhere(principal), ctx.quotas.subscriptionsElsewhere(principal)]);
       // from here to the registration nothing awaits: no other connection can slip in between
@@ -164,8 +196,11 @@ export class SseTransport {
       socket.write(head);
       takeOverSocket(req, res, socket);
 
-      const conn = new SseConnection(principal, socket, format === 'json', this, plan.filters, address);
+      const conn = new SseConnection(principal, socket, format === 'json', this, plan.filters, address, clientId);
       this.conns.add(conn);
+      // events first, then membership: a client that reads the list after `: ok` misses nothing
+      for (const t of watching) ctx.presence!.watch(t, conn);
+      conn.watching = watching;
       ctx.registry.add(conn);
       ctx.metrics.connections.inc({ transport: 'sse' });
       socket.once('close', () => {

@@ -17,6 +17,14 @@ export class WsRegistration implements ConnectionInfo {
     this.principal = conn.principal;
   }
 
+  get clientId(): string | undefined {
+    return this.conn.clientId;
+  }
+
+  get presenceInfo(): Record<string, unknown> | undefined {
+    return this.conn.presenceInfo;
+  }
+
   subscriptions(): string[] {
     return this.conn.filters();
   }

@@ -6,6 +6,7 @@ import { DENY_ALL, type Principal } from '../../core/grants.js';
 import { clientAddress } from '../../core/connections.js';
 import { errorBody, statusFor } from '../../wire/http-respond.js';
 import { requestToken } from '../../wire/http-request.js';
+import { clientIdOf } from '../../core/presence-info.js';
 import type { TransportContext } from '../context.js';
 import type { PreAuthPlace } from '../pre-auth-pool.js';
 import { CLOSE, WsConnection } from './ws-connection.js';
@@ -58,7 +59,9 @@ export class WebSocketTransport {
     let principal: Principal;
     let place: PreAuthPlace | null = null;
     let conn: WsConnection | undefined;
+    let clientId: string | undefined;
     try {
+      clientId = clientIdOf(url.searchParams.get('client'));
       if (ctx.draining()) throw new OmnipushError('shutting_down', 'server is shutting down; retry shortly');
       const token = requestToken(req, url, ctx.config.auth.cookieName);
       try {
@@ -92,15 +95,16 @@ export class WebSocketTransport {
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      conn = this.accept(ws, socket, principal, place);
+      conn = this.accept(ws, socket, principal, place, clientId);
     });
   }
 
-  private accept(ws: WebSocket, socket: Socket, principal: Principal, place: PreAuthPlace | null): WsConnection {
+  private accept(ws: WebSocket, socket: Socket, principal: Principal, place: PreAuthPlace | null, clientId: string | undefined): WsConnection {
     const { ctx } = this;
     socket.setNoDelay(true);
     const slice = this.nextSlice++ % SLICES;
     const conn = new WsConnection(ws, socket, principal, ctx, ctx.config.websocket.perMessageDeflate, this, slice);
+    conn.clientId = clientId;
     conn.authPlace = place;
     conn.budgeted = place === null;
     if (place === null) conn.register();
