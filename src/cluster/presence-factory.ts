@@ -4,6 +4,7 @@ import { Presence, type PresenceBackend } from '../core/presence.js';
 import { LocalPresence } from '../core/presence-local.js';
 import { validateFilter } from '../core/topic.js';
 import type { ClusterControl } from './control.js';
+import { RedisPresence } from './redis-presence.js';
 
 /**
  * Presence when `presence.rules` has any: members in this process alone, or in Redis for the
@@ -19,7 +20,6 @@ export async function createPresence(config: Config, cluster: ClusterControl, lo
       throw new Error(`presence.rules[${i}].filter: ${(e as Error).message}`);
     }
   });
-  let backend: PresenceBackend = new LocalPresence();
-  void log;
+  const backend: PresenceBackend = cluster.clustered ? await RedisPresence.start(config.store.redis.url, config.store.redis.prefix, cluster, log) : new LocalPresence();
   return new Presence(rules, backend, { nodeId: cluster.nodeId, pollGraceMs: c.pollGrace * 1000, leaveGraceMs: c.leaveGrace * 1000, maxPageSize: c.maxPageSize });
 }
