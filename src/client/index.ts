@@ -1,19 +1,21 @@
 import { LongPollChannel, publishOverHttp, SseChannel, WebSocketChannel, type Channel, type ChannelEvents, type Endpoints } from './channels.js';
 import { errorFromResponse, OmnipushClientError } from './errors.js';
-import { ClientSubscription } from './subscription.js';
+import { ClientSubscription, type SubscribeOptions } from './subscription.js';
+import { httpPresenceReader, type PresenceReader } from './presence.js';
 import { TRANSPORT_NAMES, type ClientOptions, type ConnectionState, type Message, type PublishOptions, type TransportName } from './types.js';
 import { disableWebPush, enableWebPush, type WebPushOptions, type WebPushRegistration } from './webpush.js';
 
 export type { ClientOptions, ConnectionState, Message, PublishOptions, TransportName, WebSocketLike, EventSourceLike } from './types.js';
 export { OmnipushClientError } from './errors.js';
-export { topicMatches } from './subscription.js';
+export { topicMatches, type SubscribeOptions, type ClientSubscription } from './subscription.js';
+export type { PresenceMember, PresenceStats } from './presence.js';
 export { enableWebPush, disableWebPush, type WebPushOptions, type WebPushRegistration, type PushSubscriptionJson } from './webpush.js';
 
 type Listener<T> = (v: T) => void;
 
 interface Discovery {
   transports?: Record<string, { url?: string }>;
-  endpoints?: { publish?: string };
+  endpoints?: { publish?: string; presence?: string };
 }
 
 /**
@@ -65,7 +67,7 @@ export class OmnipushClient {
     const d = (await r.json()) as Discovery;
     const t = d.transports ?? {};
     const client = new OmnipushClient(
-      { websocket: t.websocket?.url, sse: t.sse?.url, longpoll: t.longpoll?.url, publish: d.endpoints?.publish ?? `${base}/v1/publish` },
+      { websocket: t.websocket?.url, sse: t.sse?.url, longpoll: t.longpoll?.url, publish: d.endpoints?.publish ?? `${base}/v1/publish`, presence: d.endpoints?.presence ?? `${base}/v1/presence` },
       opts,
     );
     client.base = base;
@@ -101,13 +103,21 @@ export class OmnipushClient {
 
   /**
    * Subscribes to a topic filter. `since`: a cursor to resume after, `all`, or `now`; without it
-   * the retained messages come first. Returns the subscription; call `unsubscribe()` to stop.
+   * the retained messages come first. `presence: true` keeps the topic's member list
+   * (`sub.presence()`) and tells `sub.on('join' | 'leave')`. Returns the subscription; call
+   * `unsubscribe()` to stop.
    */
-  subscribe(filter: string, onMessage: (m: Message) => void, opts: { since?: string } = {}): ClientSubscription {
-    const sub = new ClientSubscription(filter, onMessage, opts.since, (s) => {
-      this.subs.delete(s);
-      this.channel?.remove(s);
-    });
+  subscribe(filter: string, onMessage: (m: Message) => void, opts: SubscribeOptions = {}): ClientSubscription {
+    const sub = new ClientSubscription(
+      filter,
+      onMessage,
+      opts,
+      (s) => {
+        this.subs.delete(s);
+        this.channel?.remove(s);
+      },
+      () => this.presenceReader(),
+    );
     this.subs.add(sub);
     this.channel?.add(sub);
     return sub;
@@ -153,11 +163,18 @@ export class OmnipushClient {
     for (const cb of this.listeners.error) cb(err);
   }
 
+  /** Presence reads go over the WebSocket when it is open, else over HTTP. */
+  private presenceReader(): PresenceReader {
+    return this.channel instanceof WebSocketChannel ? this.channel : (this.httpReader ??= httpPresenceReader(this.endpoints.presence, this.opts));
+  }
+
+  private httpReader: PresenceReader | undefined;
+
   private makeChannel(name: TransportName, events: ChannelEvents): Channel | undefined {
     const url = this.endpoints[name];
     if (!url) return undefined;
     if (name === 'websocket') return new WebSocketChannel(url, this.opts, events);
-    if (name === 'sse') return new SseChannel(url, this.opts, events);
+    if (name === 'sse') return new SseChannel(url, this.opts, events, (this.httpReader ??= httpPresenceReader(this.endpoints.presence, this.opts)));
     return new LongPollChannel(url, this.opts, events);
   }
 
