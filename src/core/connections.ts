@@ -22,6 +22,8 @@ export interface ConnectionInfo {
   readonly clientId?: string;
   /** What presence lists about this client when the door let it say (WebSocket subscribe `info`); else the principal's. */
   presenceInfo?: Record<string, unknown>;
+  /** Presence's own record of this connection (doors declare the field so that it stays in the object). */
+  presenceState?: unknown;
   /** Ends the connection with the door's close code for `reason` (e.g. `forbidden` → WS 1008, MQTT 0x87). */
   close(reason: OmnipushError): void;
   /**

@@ -23,24 +23,48 @@ export interface MemberView {
 }
 
 /**
- * A member held by this node under one filter. One object per member and filter: it is what the
- * local backend lists, so the count and grace timer live on it rather than in a second map.
+ * What a connection holds presence under, kept on the connection (no map entry per connection):
+ * its filters — a string for the common single one — with its key when that is a string (a stable
+ * client id), which a later principal would change.
  */
-export class Member implements MemberView {
+type PresenceState = string | string[] | { key: string; f: string | string[] };
+
+/** `joinedAt` is kept as ms since this process started: a small integer, not a boxed number per member. */
+const BASE = Date.now();
+
+/**
+ * A member held by this node under one filter. One object per member and filter, which the local
+ * backend lists too; its strings are the connection's own (principal id, connection id, node id),
+ * and `id` and `connection` are made when read, so a member costs little beyond its connection.
+ */
+export class Member {
   /** Connections of this node holding it under the filter. */
   count = 1;
   timer: NodeJS.Timeout | null = null;
+  /** In the local backend's list (false past `maxMembers`). */
+  listed = false;
+  private readonly at = Date.now() - BASE;
+
   constructor(
-    readonly id: string,
+    /** Its key on this node: `<sub>/<client>` with a stable client id, else the connection itself. */
+    readonly key: string | ConnectionInfo,
     readonly sub: string,
-    readonly connection: string,
+    private readonly node: string,
+    private readonly conn: string,
     readonly door: Door,
-    readonly joinedAt: number,
     readonly info: Record<string, unknown> | undefined,
   ) {}
 
+  get id(): string {
+    return typeof this.key === 'string' ? this.key : `${encodeURIComponent(this.sub)}/${encodeURIComponent(`${this.node}/${this.conn}`)}`;
+  }
+
+  get joinedAt(): number {
+    return BASE + this.at;
+  }
+
   toJSON(): MemberView {
-    const v: MemberView = { id: this.id, sub: this.sub, connection: this.connection, door: this.door, joinedAt: this.joinedAt };
+    const v: MemberView = { id: this.id, sub: this.sub, connection: `${this.node}/${this.conn}`, door: this.door, joinedAt: this.joinedAt };
     if (this.info) v.info = this.info;
     return v;
   }
@@ -65,6 +89,8 @@ export interface PresenceBackend {
   members(topic: string): Promise<{ position: number; members: MemberView[] }>;
   /** Told of every join and leave, in position order. */
   onEvent: (e: PresenceEvent) => void;
+  /** A lone node's backend lists this node's own members (filter → key → member) instead of a copy. */
+  bind?(held: ReadonlyMap<string, ReadonlyMap<unknown, Member>>): void;
   close(): Promise<void>;
 }
 
@@ -108,9 +134,7 @@ export interface PresenceOptions {
  * client with a stable id (a reconnect is the same member and cancels the leave).
  */
 export class Presence implements ConnectionObserver {
-  private readonly held = new Map<string, Map<string, Member>>();
-  /** Each connection's member id and the filters it holds presence under (a string for the common single filter). */
-  private readonly joined = new Map<ConnectionInfo, { id: string; f: string | string[] }>();
+  private readonly held = new Map<string, Map<string | ConnectionInfo, Member>>();
   private readonly watchers = new Map<string, Set<PresenceWatcher>>();
 
   constructor(
@@ -119,6 +143,7 @@ export class Presence implements ConnectionObserver {
     private readonly opts: PresenceOptions,
   ) {
     backend.onEvent = (e) => this.dispatch(e);
+    backend.bind?.(this.held);
   }
 
   /** The rule of the topic name `topic` (first match), if any. */
@@ -142,7 +167,7 @@ export class Presence implements ConnectionObserver {
   }
 
   disconnected(c: ConnectionInfo): void {
-    if (this.joined.has(c)) this.sync(c, []);
+    if (c.presenceState !== undefined) this.sync(c, []);
   }
 
   /** Brings `c`'s memberships in line with its subscriptions `subs` (MQTT `$share/...` counts as its filter). */
@@ -154,27 +179,37 @@ export class Presence implements ConnectionObserver {
       if (!want) want = [f];
       else if (!want.includes(f)) want.push(f);
     }
-    const had = this.joined.get(c);
+    const had = c.presenceState as PresenceState | undefined;
     if (had === undefined && !want) return;
+    let oldKey: string | ConnectionInfo | undefined;
+    let before: string[] = [];
+    if (had !== undefined) {
+      const f = typeof had === 'string' || Array.isArray(had) ? had : had.f;
+      oldKey = typeof had === 'string' || Array.isArray(had) ? c : had.key;
+      before = typeof f === 'string' ? [f] : f;
+    }
+    const key = want ? this.memberKey(c) : undefined;
     // a socket that authenticated after subscribing is another member now: the old one leaves
-    const id = want ? this.memberId(c) : '';
-    const before = had === undefined ? [] : typeof had.f === 'string' ? [had.f] : had.f;
-    const same = had !== undefined && had.id === id;
-    if (had) for (const f of before) if (!same || !want?.includes(f)) this.exit(c, had.id, f);
-    if (want) for (const f of want) if (!same || !before.includes(f)) this.enter(c, id, f);
-    if (!want) this.joined.delete(c);
-    else this.joined.set(c, { id, f: want.length === 1 ? want[0] : want });
+    let same = had !== undefined && key === oldKey;
+    if (same && typeof key === 'object') same = this.held.get(before[0])?.get(key)?.sub === c.principal.id;
+    if (oldKey !== undefined) for (const f of before) if (!same || !want?.includes(f)) this.exit(c, oldKey, f);
+    if (want && key !== undefined) for (const f of want) if (!same || !before.includes(f)) this.enter(c, key, f);
+    if (!want || key === undefined) return void (c.presenceState = undefined);
+    const f = want.length === 1 ? want[0] : want;
+    c.presenceState = typeof key === 'string' ? { key, f } : f;
   }
 
-  private memberId(c: ConnectionInfo): string {
-    const client = c.clientId ?? (c.door === 'longpoll' ? `longpoll@${c.address}` : `${this.opts.nodeId}/${c.id}`);
+  /** A stable client id (or a long-poller's address) makes a string key; else the connection is its own member. */
+  private memberKey(c: ConnectionInfo): string | ConnectionInfo {
+    if (c.clientId === undefined && c.door !== 'longpoll') return c;
+    const client = c.clientId ?? `longpoll@${c.address}`;
     return `${encodeURIComponent(c.principal.id)}/${encodeURIComponent(client)}`;
   }
 
-  private enter(c: ConnectionInfo, id: string, filter: string): void {
-    let byId = this.held.get(filter);
-    if (!byId) this.held.set(filter, (byId = new Map()));
-    const m = byId.get(id);
+  private enter(c: ConnectionInfo, key: string | ConnectionInfo, filter: string): void {
+    let byKey = this.held.get(filter);
+    if (!byKey) this.held.set(filter, (byKey = new Map()));
+    const m = byKey.get(key);
     if (m) {
       m.count++;
       if (m.timer) {
@@ -183,28 +218,27 @@ export class Presence implements ConnectionObserver {
       }
       return;
     }
-    const info = c.presenceInfo ?? c.principal.presenceInfo;
-    const member = new Member(id, c.principal.id, `${this.opts.nodeId}/${c.id}`, c.door, Date.now(), info);
-    byId.set(id, member);
+    const member = new Member(key, c.principal.id, this.opts.nodeId, c.id, c.door, c.presenceInfo ?? c.principal.presenceInfo);
+    byKey.set(key, member);
     this.backend.add(filter, member, this.ruleFor(filter)!.maxMembers);
   }
 
-  private exit(c: ConnectionInfo, id: string, filter: string): void {
-    const byId = this.held.get(filter);
-    const m = byId?.get(id);
-    if (!byId || !m || --m.count > 0) return;
+  private exit(c: ConnectionInfo, key: string | ConnectionInfo, filter: string): void {
+    const byKey = this.held.get(filter);
+    const m = byKey?.get(key);
+    if (!byKey || !m || --m.count > 0) return;
     const grace = c.door === 'longpoll' ? this.opts.pollGraceMs : c.clientId !== undefined ? this.opts.leaveGraceMs : 0;
-    if (grace <= 0) return this.drop(filter, byId, m);
+    if (grace <= 0) return this.drop(filter, byKey, m);
     m.timer = setTimeout(() => {
       m.timer = null;
-      if (m.count === 0) this.drop(filter, byId, m);
+      if (m.count === 0) this.drop(filter, byKey, m);
     }, grace);
     m.timer.unref();
   }
 
-  private drop(filter: string, byId: Map<string, Member>, m: Member): void {
-    byId.delete(m.id);
-    if (byId.size === 0 && this.held.get(filter) === byId) this.held.delete(filter);
+  private drop(filter: string, byKey: Map<string | ConnectionInfo, Member>, m: Member): void {
+    byKey.delete(m.key);
+    if (byKey.size === 0 && this.held.get(filter) === byKey) this.held.delete(filter);
     this.backend.remove(filter, m);
   }
 
@@ -293,7 +327,7 @@ export class Presence implements ConnectionObserver {
   }
 
   async close(): Promise<void> {
-    for (const byId of this.held.values()) for (const m of byId.values()) if (m.timer) clearTimeout(m.timer);
+    for (const byKey of this.held.values()) for (const m of byKey.values()) if (m.timer) clearTimeout(m.timer);
     await this.backend.close();
   }
 }

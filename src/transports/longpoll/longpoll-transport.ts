@@ -26,6 +26,7 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
   readonly door = 'longpoll';
   readonly id: string;
   readonly since = Date.now();
+  presenceState: unknown = undefined;
   private readonly frames: Buffer[] = [];
   private lastCursor: string | undefined;
   private gapInfo: GapInfo | undefined;

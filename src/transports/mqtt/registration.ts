@@ -11,6 +11,7 @@ import { disconnectCodeFor } from './reason-codes.js';
 export class MqttRegistration implements ConnectionInfo {
   readonly door = 'mqtt';
   readonly since = Date.now();
+  presenceState: unknown = undefined;
   readonly address: string;
   principal: Principal;
 

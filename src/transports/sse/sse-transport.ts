@@ -25,6 +25,7 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo,
   readonly writer: SocketWriter;
   readonly id: string;
   readonly since = Date.now();
+  presenceState: unknown = undefined;
   private ended = false;
   private readonly expiry: Deadline | undefined;
   /** Topics whose join/leave events it asked for (`presence=1`). */

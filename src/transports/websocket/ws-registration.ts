@@ -7,6 +7,7 @@ import type { WsConnection } from './ws-connection.js';
 export class WsRegistration implements ConnectionInfo {
   readonly door = 'websocket';
   readonly since = Date.now();
+  presenceState: unknown = undefined;
   principal: Principal;
 
   constructor(
