@@ -11,8 +11,8 @@ import type { Frame } from './helpers/ws.js';
 const SECRET = 'presence-test-secret-0123456789';
 
 /** A token for `sub` with subscribe/publish on room/#, presence on what `presence` lists, and `info` as the claim. */
-function token(sub: string, o: { presence?: string[]; info?: unknown; subscribe?: string[] } = {}): Promise<string> {
-  const claims: Record<string, unknown> = { omnipush: { subscribe: o.subscribe ?? ['room/#', '$presence/#'], publish: ['room/#'], ...(o.presence ? { presence: o.presence } : {}) } };
+function token(sub: string, o: { presence?: string[]; info?: unknown; subscribe?: string[]; publish?: string[] } = {}): Promise<string> {
+  const claims: Record<string, unknown> = { omnipush: { subscribe: o.subscribe ?? ['room/#', '$presence/#'], publish: o.publish ?? ['room/#'], ...(o.presence ? { presence: o.presence } : {}) } };
   if (o.info !== undefined) claims.info = o.info;
   return new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setExpirationTime('1h').sign(new TextEncoder().encode(SECRET));
 }
@@ -239,5 +239,42 @@ describe('presence on every door', () => {
     const r = await fetch(`${server.http}/v1/poll?topic=room/c&timeout=0`, { headers: { Authorization: `Bearer ${fatToken}` } });
     assert.equal(r.status, 401);
     assert.match(((await r.json()) as { error: { message: string } }).error.message, /maxInfoBytes/);
+  });
+});
+
+describe('presence limits', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startTestServer({ auth: { jwt: { secret: SECRET } }, presence: { rules: [{ filter: 'small/+', joinLeave: true, maxMembers: 2 }], leaveGrace: 0 } });
+  });
+  after(() => server.close());
+
+  it('lists at most maxMembers per filter; the one past it still gets its messages, and is neither joined nor left', async () => {
+    const reader = await token('lim-reader', { presence: ['small/#'], subscribe: ['small/#'] });
+    const socks: Ws[] = [];
+    try {
+      for (const s of ['first', 'second', 'third']) {
+        const w = await ws(server, await token(s, { subscribe: ['small/#'] }));
+        socks.push(w);
+        assert.equal((await w.request({ type: 'subscribe', topics: ['small/x'] })).type, 'subscribed');
+      }
+      const l = await list(server, reader, 'small/x');
+      assert.deepEqual(l.body.members.map((m) => m.sub).sort(), ['first', 'second']);
+      const pub = await fetch(`${server.http}/v1/publish`, { method: 'POST', headers: { Authorization: `Bearer ${await token('pub', { publish: ['small/#'] })}`, 'content-type': 'application/json' }, body: JSON.stringify({ topic: 'small/x', data: 'hi' }) });
+      assert.equal(pub.status, 200);
+      await waitFor(() => socks[2].frames.some((f) => f.type === 'message' && f.data === 'hi'), 'the unlisted subscriber gets the message');
+      const stats = (await (await fetch(`${server.http}/v1/presence/stats?topic=small/x`, { headers: { Authorization: `Bearer ${reader}` } })).json()) as { connections: number };
+      assert.equal(stats.connections, 2);
+      const before = l.body.position;
+      socks[2].close();
+      // the unlisted member's close changes nothing: the first's leave is the next position
+      socks[0].close();
+      await waitFor(async () => (await list(server, reader, 'small/x')).body.members.length === 1, 'first leaves');
+      const after1 = await list(server, reader, 'small/x');
+      assert.equal(after1.body.position, before + 1);
+      assert.deepEqual(after1.body.members.map((m) => m.sub), ['second']);
+    } finally {
+      for (const s of socks) s.close();
+    }
   });
 });
