@@ -105,7 +105,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     await store.close();
     throw e;
   }
-  const auth = new ConnectAuth(await createAuthenticator(config.auth, !!config.hooks.connect.url, config.presence.maxInfoBytes), config, metrics, log);
+  const auth = new ConnectAuth(await createAuthenticator(config.auth, !!config.hooks.connect.url, config.presence.rules.length ? config.presence.maxInfoBytes : 0), config, metrics, log);
   const cluster = await createControl(config, log);
   const triggers = await startTriggers(config, hub, cluster, log);
   let draining = false;

@@ -64,7 +64,8 @@ function explain(e: unknown): string {
  * Builds the authenticator for every door. Anonymous access is allowed by default only when no
  * JWT key is configured (and then the server must bind to loopback — see checkBindSafety).
  */
-export async function createAuthenticator(auth: AuthConfig, hooked = false, maxInfoBytes = 512): Promise<Authenticator> {
+/** `maxInfoBytes`: bound of the `info` claim that presence lists; 0 (presence off) leaves the claim unread. */
+export async function createAuthenticator(auth: AuthConfig, hooked = false, maxInfoBytes = 0): Promise<Authenticator> {
   const jwt = auth.jwt;
   const secret = jwt?.secret ? new TextEncoder().encode(jwt.secret) : undefined;
   const keys = (jwt?.publicKeys ?? []).map(publicKeyOf);
@@ -155,7 +156,7 @@ export async function createAuthenticator(auth: AuthConfig, hooked = false, maxI
       }
       const p: Principal = { id: payload.sub, kind: 'token', grants };
       if (typeof payload.exp === 'number') p.expiresAt = payload.exp * 1000;
-      if (payload.info !== undefined) p.presenceInfo = presenceInfoOf(payload.info, maxInfoBytes, 'token claim "info"', 'unauthorized');
+      if (maxInfoBytes > 0 && payload.info !== undefined) p.presenceInfo = presenceInfoOf(payload.info, maxInfoBytes, 'token claim "info"', 'unauthorized');
       return p;
     },
   };
