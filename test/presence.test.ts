@@ -28,7 +28,8 @@ let ids = 1;
 async function ws(server: RunningServer, tok: string, query = ''): Promise<Ws> {
   const sock = new WebSocket(`${server.http.replace(/^http/, 'ws')}/v1/ws?access_token=${tok}${query}`);
   const frames: Frame[] = [];
-  sock.on('message', (d: Buffer) => frames.push(JSON.parse(d.toString()) as Frame));
+  // `at`: when it arrived, to check that a leave came when it should
+  sock.on('message', (d: Buffer) => frames.push({ ...(JSON.parse(d.toString()) as Frame), at: Date.now() }));
   sock.on('error', () => undefined);
   await new Promise<void>((resolve, reject) => {
     sock.once('open', () => resolve());
@@ -95,10 +96,13 @@ describe('presence on every door', () => {
     assert.equal((await device.connect({ clientId: 'dev-1', keepalive: 1, username: 'x', password: Buffer.from(await token('carol')) })).returnCode ?? 0, 0);
     device.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'room/a', qos: 0 }] });
     assert.deepEqual(((await device.next('suback')) as { granted: number[] }).granted, [0]);
+    // the device sends nothing more: no PINGREQ, so its keepalive runs out 1.5 s after this
+    const deviceQuietSince = Date.now();
     const dave = await token('dave');
     const poll = await fetch(`${server.http}/v1/poll?topic=room/a&timeout=0&client=lp-1`, { headers: { Authorization: `Bearer ${dave}` } });
     assert.equal(poll.status, 200);
     await poll.arrayBuffer();
+    const lastPollEnded = Date.now();
 
     const page = await waitFor(async () => {
       const l = await list(server, reader, 'room/a');
@@ -132,8 +136,12 @@ describe('presence on every door', () => {
     assert.ok(Date.now() - sseClosed >= 250, 'a member with a client id leaves after leaveGrace');
     // long-poll: pollGrace after its last poll
     await waitFor(() => leaveOf('dave').length === 1, 'dave leaves after the poll grace', 5000);
+    const daveLeft = leaveOf('dave')[0].at as number;
+    assert.ok(daveLeft - lastPollEnded >= 900, `a long-poller stays for pollGrace (1 s) after its poll; it left after ${daveLeft - lastPollEnded} ms`);
     // MQTT: when its keepalive (1 s, 1.5 s allowed) runs out, then leaveGrace
     await waitFor(() => leaveOf('carol').length === 1, 'carol leaves when her keepalive runs out', 6000);
+    const carolLeft = leaveOf('carol')[0].at as number;
+    assert.ok(carolLeft - deviceQuietSince >= 1500, `an MQTT member stays until its keepalive (1.5 s) runs out, plus leaveGrace; it left after ${carolLeft - deviceQuietSince} ms`);
     assert.ok(device.closed, 'the device was dropped for its keepalive');
 
     const all = events();
