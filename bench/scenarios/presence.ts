@@ -14,11 +14,12 @@ import { ALLOW_ALL, type Principal } from '../../src/core/grants.js';
 import { Presence } from '../../src/core/presence.js';
 import { LocalPresence } from '../../src/core/presence-local.js';
 import { Histogram } from '../lib/histogram.js';
-import { cpuSeconds, forkLoadGen, type LoadGen, type ServerProc } from '../lib/procs.js';
+import { cpuSeconds, forkLoadGen, startServerProcess, type LoadGen, type ServerProc } from '../lib/procs.js';
 import { sleep } from '../lib/publish.js';
 import { LOADGEN_DIR, startOmnipush } from '../lib/servers.js';
 import { maxRatePhase } from './fanout.js';
 
+const ROOT = new URL('../../../', import.meta.url).pathname;
 const RULED = 'bench/presence';
 const PLAIN = 'bench/plain';
 const RULES = [{ filter: RULED, joinLeave: true, maxMembers: 1_000_000 }];
@@ -110,6 +111,67 @@ function memberHeapSlope(n: number, warm = true): number {
   const h2 = heapAfterGc();
   if (presence.heldCount !== n) throw new Error(`presence holds ${presence.heldCount} members, not ${n}`);
   return (h2 - h1) / (n - half);
+}
+
+/** A WebSocket member of `topic` on `url` with the stable id `client`; resolves once subscribed. */
+async function member(url: string, topic: string, client: string): Promise<WebSocket> {
+  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/ws?client=${client}`);
+  ws.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  ws.send(JSON.stringify({ type: 'subscribe', topics: [topic], since: 'now', id: 1 }));
+  await new Promise<void>((resolve) => ws.once('message', () => resolve()));
+  return ws;
+}
+
+/**
+ * Two nodes on one Redis: members join on the first, one at a time, and a watcher on the second
+ * times each join from the member's subscribe to its event.
+ */
+export async function clusterJoinLatency(redisUrl: string, joins: number): Promise<{ joins: number; p50ms: number; p99ms: number; missed: number }> {
+  const env = {
+    OMNIPUSH_STORE__REDIS__URL: redisUrl,
+    OMNIPUSH_STORE__REDIS__PREFIX: 'bench-presence:',
+    OMNIPUSH_BUS__KIND: 'redis',
+    OMNIPUSH_PRESENCE__RULES: JSON.stringify(RULES),
+    OMNIPUSH_PRESENCE__LEAVE_GRACE: '0',
+  };
+  const node = () => startServerProcess(join(ROOT, 'bin/omnipush.js'), ['serve', '--port', '0', '--mqtt-port', '0', '--log-level', 'warn', '--store', 'redis'], env);
+  const [a, b] = [await node(), await node()];
+  const seen = new Map<string, number>();
+  const w = new WebSocket(`${b.url.replace(/^http/, 'ws')}/v1/ws`);
+  const members: WebSocket[] = [];
+  try {
+    await new Promise<void>((resolve, reject) => {
+      w.once('open', () => resolve());
+      w.once('error', reject);
+    });
+    w.on('message', (d: Buffer) => {
+      const f = JSON.parse(d.toString()) as { type: string; member?: { id: string } };
+      if (f.type === 'join') seen.set(f.member!.id, performance.now());
+    });
+    w.send(JSON.stringify({ type: 'subscribe', topics: [RULED], presence: true, since: 'now', id: 1 }));
+    await sleep(300);
+    const h = new Histogram();
+    let missed = 0;
+    for (let i = 0; i < joins; i++) {
+      const id = `anonymous/j${i}`;
+      const t0 = performance.now();
+      members.push(await member(a.url, RULED, `j${i}`));
+      const until = performance.now() + 2000;
+      while (!seen.has(id) && performance.now() < until) await sleep(1);
+      if (seen.has(id)) h.add(seen.get(id)! - t0);
+      else missed++;
+    }
+    return { joins, p50ms: h.percentile(0.5), p99ms: h.percentile(0.99), missed };
+  } finally {
+    w.terminate();
+    for (const m of members) m.terminate();
+    await a.stop();
+    await b.stop();
+  }
 }
 
 export async function presenceScenario(n: number, seconds: number): Promise<PresenceBenchResult> {
