@@ -111,7 +111,8 @@ export class ClientSubscription {
 
   /** A join/leave frame or event of this subscription's topic. */
   presenceEvent(type: 'join' | 'leave', e: PresenceEventWire): void {
-    if (this.active && e.topic === this.filter) this.view?.event(type, e);
+    // over SSE a message published with the event name `join` or `leave` arrives the same way: it has no position
+    if (this.active && e.topic === this.filter && typeof e.position === 'number' && e.member) this.view?.event(type, e);
   }
 
   /** Where to start on (re)connect: the last cursor seen, else what the app asked for. */
