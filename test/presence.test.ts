@@ -286,3 +286,30 @@ describe('presence limits', () => {
     }
   });
 });
+
+describe('presence and the server API', () => {
+  const KEY = 'presence-admin-key-0123456789abcdef';
+  let server: RunningServer;
+  before(async () => {
+    server = await startTestServer({ auth: { jwt: { secret: SECRET } }, admin: { apiKeys: [KEY] }, presence: { rules: [{ filter: 'room/+' }], leaveGrace: 0 } });
+  });
+  after(() => server.close());
+
+  it('an MQTT session unsubscribed by an operator leaves the member list', async () => {
+    const reader = await token('api-reader', { presence: ['room/#'] });
+    const device = await RawClient.open(server, 5);
+    try {
+      await device.connect({ clientId: 'api-dev', username: 'x', password: Buffer.from(await token('erin')) });
+      device.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'room/api', qos: 0 }] });
+      await device.next('suback');
+      await waitFor(async () => (await list(server, reader, 'room/api')).body.members.some((m) => m.sub === 'erin'), 'erin listed');
+      const r = await fetch(`${server.http}/v1/admin/unsubscribe`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ principal: 'erin', filter: 'room/api' }) });
+      assert.equal(r.status, 200);
+      assert.equal(((await r.json()) as { removed: number }).removed, 1);
+      assert.deepEqual((await list(server, reader, 'room/api')).body.members, []);
+      assert.ok(!device.closed, 'the device stays connected');
+    } finally {
+      device.close();
+    }
+  });
+});

@@ -55,6 +55,8 @@ export class MqttRegistration implements ConnectionInfo {
       conn.broker.refreshFeed(conn, false);
     }
     s.dirty = s.persistent;
+    // the registry's observers (presence, webhooks) hear it as they do an UNSUBSCRIBE
+    conn.broker.ctx.registry.subscriptionsChanged(this);
     return 1;
   }
 }
