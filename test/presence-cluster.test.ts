@@ -43,7 +43,7 @@ describe('presence in a cluster', { skip: redisMissing || false }, () => {
     }
   });
 
-  it('kill -9 of a node: its members leave within the node timeout; a member moving between nodes does not flap', async () => {
+  it('kill -9 of a node: its members leave within the node timeout (stable ones a grace later); members moving between nodes do not flap', async () => {
     const redis = await startRedis();
     const env = {
       OMNIPUSH_STORE__KIND: 'redis',
@@ -89,17 +89,36 @@ describe('presence in a cluster', { skip: redisMissing || false }, () => {
       );
       assert.ok((await listed(nodes[0].http, 'cl/room')).includes('mover'));
 
-      // kill -9 node 2: its members (n2m0, n2m1 and the mover now on it) leave within the node timeout
+      // a member with a stable id on node 2 that will not come back
+      sockets.push(await wsMember(nodes[2].http, 'stayer', 'cl/room', 'tab-9'));
+      await waitFor(() => follower!.subs().includes('stayer'), 'the stayer joins');
+
+      // kill -9 node 2. Its members without a stable id leave within the node timeout; the mover
+      // (on node 2 now) reconnects to node 0 at once and does not flap; the stayer, with a stable
+      // id, leaves a leaveGrace later
       const killedAt = Date.now();
       await nodes[2].kill();
-      await waitFor(() => ['n2m0', 'n2m1', 'mover'].every((s) => events.some((e) => e.type === 'leave' && e.sub === s)), 'the dead node\'s members leave', 8000);
-      const took = Math.max(...events.filter((e) => e.type === 'leave').map((e) => e.at)) - killedAt;
+      sockets.push(await wsMember(nodes[0].http, 'mover', 'cl/room', 'phone-1'));
+      const leftAt = (sub: string) => events.find((e) => e.type === 'leave' && e.sub === sub)?.at;
+      await waitFor(() => leftAt('n2m0') && leftAt('n2m1'), 'the dead node\'s members leave', 8000);
+      const took = Math.max(leftAt('n2m0')!, leftAt('n2m1')!) - killedAt;
       // cluster.nodeTimeout (1 s) + a heartbeat round (0.1 s), and slack for a loaded machine
       assert.ok(took <= 2500, `dead node's members left after ${took} ms`);
-      const rest = ['follower', 'n0m0', 'n0m1', 'n1m0', 'n1m1'];
+      await waitFor(() => leftAt('stayer'), 'the stayer leaves after the grace', 8000);
+      const stayerTook = leftAt('stayer')! - killedAt;
+      assert.ok(stayerTook >= 1500 + 1000 && stayerTook <= 5000, `a stable member of a dead node leaves after nodeTimeout + leaveGrace; it took ${stayerTook} ms`);
+      const rest = ['follower', 'mover', 'n0m0', 'n0m1', 'n1m0', 'n1m1'];
       assert.deepEqual(follower.subs(), rest);
       assert.deepEqual(await listed(nodes[1].http, 'cl/room'), rest);
-      assert.equal(events.filter((e) => e.type === 'leave').length, 3, 'only the dead node\'s members left, once each');
+      assert.deepEqual(
+        events.filter((e) => e.type === 'leave').map((e) => e.sub).sort(),
+        ['n2m0', 'n2m1', 'stayer'],
+        'only the dead node\'s members left, once each; the mover that reconnected elsewhere did not',
+      );
+      assert.deepEqual(
+        events.filter((e) => e.sub === 'mover').map((e) => e.type),
+        ['join'],
+      );
     } finally {
       follower?.close();
       for (const s of sockets) s.terminate();

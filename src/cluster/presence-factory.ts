@@ -20,6 +20,6 @@ export async function createPresence(config: Config, cluster: ClusterControl, lo
       throw new Error(`presence.rules[${i}].filter: ${(e as Error).message}`);
     }
   });
-  const backend: PresenceBackend = cluster.clustered ? await RedisPresence.start(config.store.redis.url, config.store.redis.prefix, cluster, log) : new LocalPresence();
+  const backend: PresenceBackend = cluster.clustered ? await RedisPresence.start(config.store.redis.url, config.store.redis.prefix, cluster, log, c.leaveGrace * 1000) : new LocalPresence();
   return new Presence(rules, backend, { nodeId: cluster.nodeId, pollGraceMs: c.pollGrace * 1000, leaveGraceMs: c.leaveGrace * 1000, maxPageSize: c.maxPageSize });
 }
