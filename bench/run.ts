@@ -16,6 +16,7 @@ import { webpushScenario } from './scenarios/webpush.js';
 import { adversarial } from './scenarios/adversarial.js';
 import { hooks } from './scenarios/hooks.js';
 import { receiptsScenario } from './scenarios/receipts.js';
+import { clusterJoinLatency, presenceScenario } from './scenarios/presence.js';
 import { clusterFanout, clusterHold, type ClusterRun } from './scenarios/cluster.js';
 import { startRedis } from '../test/helpers/redis-server.js';
 import { fanout, SSE_CLIENTS, wsClients, type FanoutClients, type FanoutResult } from './scenarios/fanout.js';
@@ -238,6 +239,25 @@ async function main(): Promise<void> {
     }
   }
 
+  if (want('presence')) {
+    const n = quick ? 2000 : 10_000;
+    const p = await presenceScenario(n, seconds);
+    results.presence = p;
+    row(`presence join storm, ${k(n)} WS subscribers (presence topic / plain topic)`, `${p.ruled.ms} ms / ${p.plain.ms} ms`);
+    row('  server CPU per join (presence / plain)', `${p.ruled.serverCpuUsPerJoin} µs / ${p.plain.serverCpuUsPerJoin} µs`);
+    row('  join events at the watcher', `${p.watcherEvents}`, `${n + 1}`, verdict(p.watcherEvents === n + 1));
+    row('  heap per present member beyond the connection (registry slope half→all)', `${p.heapPerMemberBytes} B`, '≤ 300 B', verdict(p.heapPerMemberBytes <= 300));
+    row(`  snapshot of ${k(p.snapshot.members)} members, GET /v1/presence p50/p99`, `${p.snapshot.p50ms} / ${p.snapshot.p99ms} ms`, 'p99 ≤ 50 ms', verdict(p.snapshot.p99ms <= 50));
+    row('  fan-out, presence topic with join/leave ÷ plain topic', `${k(p.fanout.ruledPerSec)}/s / ${k(p.fanout.plainPerSec)}/s = ${r(p.fanout.ruledPerSec, p.fanout.plainPerSec)}`, '≥ 0.95×', verdict(p.fanout.ruledPerSec >= 0.95 * p.fanout.plainPerSec));
+    const redis = await startRedis({ onSpawn: trackChild });
+    try {
+      const c = await clusterJoinLatency(redis.url, quick ? 200 : 1000);
+      results.presenceCluster = c;
+      row(`  cluster (2 nodes, Redis): join on one → event on the other, ${c.joins} joins p50/p99`, `${c.p50ms} / ${c.p99ms} ms`, 'reported', c.missed ? `${c.missed} MISSED` : '');
+    } finally {
+      await redis.remove();
+    }
+  }
   if (want('adversarial')) await adversarial({ quick, row, results });
   if (want('hooks')) await hooks({ quick, row, results });
   if (want('receipts')) await receiptsScenario({ quick, row, results });

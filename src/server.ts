@@ -7,7 +7,9 @@ import { createUserDirectory } from './auth/users.js';
 import type { ClusterControl } from './cluster/control.js';
 import type { Config } from './config/schema.js';
 import { Hub } from './core/hub.js';
-import { ConnectionRegistry } from './core/connections.js';
+import { ConnectionRegistry, observers } from './core/connections.js';
+import { createPresence } from './cluster/presence-factory.js';
+import type { Presence } from './core/presence.js';
 import { QuotaGate } from './core/quota.js';
 import { ControlQuotaCounts } from './cluster/quota-counts.js';
 import { DISCOVERY_PATH, HttpDoor } from './http/http-server.js';
@@ -60,6 +62,8 @@ export interface RunningServer {
   readonly quotas: QuotaGate;
   /** Delivery receipts (docs/receipts.md). */
   readonly receipts: Receipts;
+  /** Member lists of presence-ruled topics (absent without `presence.rules`). */
+  readonly presence?: Presence;
   /** Stops accepting, ends streams cleanly, flushes and closes the store. */
   close(): Promise<void>;
 }
@@ -107,7 +111,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     throw e;
   }
   const addresses = new ClientAddresses(config.http.trustedProxies);
-  const auth = new ConnectAuth(await createAuthenticator(config.auth, !!config.hooks.connect.url), config, metrics, log, addresses);
+  const auth = new ConnectAuth(await createAuthenticator(config.auth, !!config.hooks.connect.url, config.presence.rules.length ? config.presence.maxInfoBytes : 0), config, metrics, log, addresses);
   const cluster = await createControl(config, log);
   const triggers = await startTriggers(config, hub, cluster, log);
   let draining = false;
@@ -121,7 +125,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const quotaCounts = cluster.clustered && perPrincipal ? new ControlQuotaCounts(cluster, registry, log) : null;
   if (quotaCounts) registry.onPrincipalChange = (id) => quotaCounts.touch(id);
   const quotas = new QuotaGate(config.quotas, registry, quotaCounts);
+  const presence = await createPresence(config, cluster, log);
   const ctx: TransportContext = {
+    presence,
     hub,
     config,
     metrics,
@@ -157,8 +163,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const webpush = config.webpush.subject ? await WebPushTransport.start(ctx) : undefined;
   // webhooks (docs/webhooks.md) hear the registry and Web Push; off without endpoints
   const webhooks = await Webhooks.start(ctx);
+  registry.observer = observers([webhooks && new ConnectionEvents(webhooks, cluster.nodeId), presence]);
   if (webhooks) {
-    registry.observer = new ConnectionEvents(webhooks, cluster.nodeId);
     if (webpush && webhooks.wanted('webpush.gone')) {
       webpush.onGone = (r) => webhooks.emit('webpush.gone', { subscription: r.id, endpoint: r.endpoint, principal: r.principal.id, topics: r.filters });
     }
@@ -179,6 +185,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     await receipts.close();
     await triggers.close();
     quotas.close();
+    await presence?.close();
     await cluster.close();
     await bus.close();
     await store.close();
@@ -235,6 +242,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     registry: ctx.registry,
     quotas,
     receipts: receipts.tracker,
+    presence,
     close() {
       closing ??= (async () => {
         draining = true;
@@ -256,6 +264,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         await webhooks?.close();
         quotas.close();
         await quotaCounts?.close();
+        await presence?.close();
         await auth.close();
         await ctx.ruleHooks?.close();
         // after the doors: they hand their leases and claims back through it

@@ -102,8 +102,8 @@ describe('no echo and exclude', () => {
     }
   });
 
-  it('SSE: a kept id (connection=) is the stream’s id; without noEcho the sender header changes nothing', async () => {
-    const sse = await openRawSse(`${server.http}/v1/sse?topic=ne/kept&connection=tab-42`);
+  it('SSE: a stable client id (client=) is the stream’s id; without noEcho the sender header changes nothing', async () => {
+    const sse = await openRawSse(`${server.http}/v1/sse?topic=ne/kept&client=tab-42`);
     try {
       const hello = await waitFor(() => sse.events().find((e) => e.event === 'connection'), 'the connection event');
       assert.equal((JSON.parse(hello.data) as { id: string }).id, 'tab-42');
@@ -123,7 +123,7 @@ describe('no echo and exclude', () => {
     const id = 'poller-7';
     await published(server.http, { topic: 'ne/lp', data: 'own' }, { 'omnipush-connection': id });
     await published(server.http, { topic: 'ne/lp', data: 'other' });
-    const r = (await (await fetch(`${server.http}/v1/poll?topic=ne/lp&since=${first.cursor}&timeout=5&connection=${id}&noEcho=1`)).json()) as {
+    const r = (await (await fetch(`${server.http}/v1/poll?topic=ne/lp&since=${first.cursor}&timeout=5&client=${id}&noEcho=1`)).json()) as {
       messages: Array<{ data: string }>;
       connection: string;
       cursor: string;
@@ -131,7 +131,7 @@ describe('no echo and exclude', () => {
     assert.equal(r.connection, id);
     assert.deepEqual(r.messages.map((m) => m.data), ['other'], 'the replayed history leaves out its own publish too');
     // a held poll: the live message it published itself does not answer it; the next one does
-    const held = fetch(`${server.http}/v1/poll?topic=ne/lp&since=${r.cursor}&timeout=10&connection=${id}&noEcho=1`).then((x) => x.json() as Promise<{ messages: Array<{ data: string }> }>);
+    const held = fetch(`${server.http}/v1/poll?topic=ne/lp&since=${r.cursor}&timeout=10&client=${id}&noEcho=1`).then((x) => x.json() as Promise<{ messages: Array<{ data: string }> }>);
     await new Promise((res) => setImmediate(res));
     await published(server.http, { topic: 'ne/lp', data: 'own live' }, { 'omnipush-connection': id });
     await published(server.http, { topic: 'ne/lp', data: 'other live' });
@@ -146,7 +146,7 @@ describe('no echo and exclude', () => {
     assert.equal(long.status, 400);
     const header = await publish(server.http, { topic: 'ne/bad', data: 'x' }, { 'omnipush-connection': 'has space' });
     assert.equal(header.status, 400);
-    const poll = await fetch(`${server.http}/v1/poll?topic=ne/bad&timeout=0&connection=${encodeURIComponent('a b')}`);
+    const poll = await fetch(`${server.http}/v1/poll?topic=ne/bad&timeout=0&client=${encodeURIComponent('a b')}`);
     assert.equal(poll.status, 400);
     const sse = await fetch(`${server.http}/v1/sse?topic=ne/bad&noEcho=maybe`);
     assert.equal(sse.status, 400);

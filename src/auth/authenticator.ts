@@ -5,6 +5,7 @@ import { grantsSchema, type Config, type GrantsConfig } from '../config/schema.j
 import { OmnipushError } from '../core/errors.js';
 import { ALLOW_ALL, DENY_ALL, type Grants, type Principal } from '../core/grants.js';
 import { validateFilter } from '../core/topic.js';
+import { presenceInfoOf } from '../core/presence-info.js';
 import type { Authenticator } from './types.js';
 import { remoteKeySet } from './remote-jwks.js';
 
@@ -17,6 +18,7 @@ export function toGrants(g: GrantsConfig): Grants {
     publish: { allow: check(g.publish), deny: check(g.deny.publish) },
     subscribe: { allow: check(g.subscribe), deny: check(g.deny.subscribe) },
     ...(g.admin ? { admin: true } : {}),
+    ...(g.presence?.length ? { presence: check(g.presence) } : {}),
   };
 }
 
@@ -62,7 +64,8 @@ function explain(e: unknown): string {
  * Builds the authenticator for every door. Anonymous access is allowed by default only when no
  * JWT key is configured (and then the server must bind to loopback — see checkBindSafety).
  */
-export async function createAuthenticator(auth: AuthConfig, hooked = false): Promise<Authenticator> {
+/** `maxInfoBytes`: bound of the `info` claim that presence lists; 0 (presence off) leaves the claim unread. */
+export async function createAuthenticator(auth: AuthConfig, hooked = false, maxInfoBytes = 0): Promise<Authenticator> {
   const jwt = auth.jwt;
   const secret = jwt?.secret ? new TextEncoder().encode(jwt.secret) : undefined;
   const keys = (jwt?.publicKeys ?? []).map(publicKeyOf);
@@ -153,6 +156,7 @@ export async function createAuthenticator(auth: AuthConfig, hooked = false): Pro
       }
       const p: Principal = { id: payload.sub, kind: 'token', grants };
       if (typeof payload.exp === 'number') p.expiresAt = payload.exp * 1000;
+      if (maxInfoBytes > 0 && payload.info !== undefined) p.presenceInfo = presenceInfoOf(payload.info, maxInfoBytes, 'token claim "info"', 'unauthorized');
       return p;
     },
   };

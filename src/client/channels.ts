@@ -1,5 +1,6 @@
 import { errorFromResponse, isFinalStatus, OmnipushClientError } from './errors.js';
 import type { ClientSubscription } from './subscription.js';
+import type { PresenceEventWire, PresencePageWire, PresenceReader, PresenceStats } from './presence.js';
 import type { ClientOptions, EventSourceLike, PublishOptions, TransportName, WebSocketLike, WireMessage } from './types.js';
 
 /** What a transport channel tells the client. */
@@ -33,27 +34,28 @@ export interface Endpoints {
   longpoll?: string;
   publish: string;
   ack: string;
+  presence: string;
 }
 
-/** The client's options, with the connection id it keeps on every transport and across reconnects. */
+/** The client's options, with the stable id it keeps on every transport and across reconnects. */
 export interface ChannelOptions extends ClientOptions {
-  connection: string;
+  clientId: string;
 }
 
-/** Names the client's connection (and asks for no echo) on a transport's URL. */
-function withConnection(url: string, opts: ChannelOptions): string {
-  let out = `${url}${url.includes('?') ? '&' : '?'}connection=${encodeURIComponent(opts.connection)}`;
-  if (opts.noEcho) out += '&noEcho=1';
-  return out;
+/** Names the client (`client=`, its stable id) and asks for no echo on a transport's URL, with the token. */
+function withClient(url: string, opts: ChannelOptions): string {
+  const out = withToken(url, opts.token, opts.clientId);
+  return opts.noEcho ? `${out}&noEcho=1` : out;
 }
 
-function withToken(url: string, token: string | undefined): string {
+function withToken(url: string, token: string | undefined, clientId?: string): string {
+  if (clientId) url = `${url}${url.includes('?') ? '&' : '?'}client=${encodeURIComponent(clientId)}`;
   if (!token) return url;
   return `${url}${url.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(token)}`;
 }
 
-/** WebSocket: one socket, subscriptions as protocol messages (docs/websocket.md). */
-export class WebSocketChannel implements Channel {
+/** WebSocket: one socket, subscriptions as protocol messages (docs/websocket.md); presence reads as requests. */
+export class WebSocketChannel implements Channel, PresenceReader {
   readonly name = 'websocket';
   private ws: WebSocketLike | undefined;
   private nextId = 1;
@@ -74,7 +76,7 @@ export class WebSocketChannel implements Channel {
   open(): Promise<void> {
     const WS = this.opts.WebSocket ?? globalThis.WebSocket;
     return new Promise((resolve, reject) => {
-      const ws = new WS(withToken(withConnection(this.url, this.opts), this.opts.token));
+      const ws = new WS(withClient(this.url, this.opts));
       this.ws = ws;
       ws.onopen = () => {
         this.opened = true;
@@ -108,6 +110,10 @@ export class WebSocketChannel implements Channel {
       for (const [s, id] of this.serverIds) if (id === f.sub) this.events.gap(s.filter, f);
       return;
     }
+    if (f.type === 'join' || f.type === 'leave') {
+      for (const s of this.subs) s.presenceEvent(f.type, f as unknown as PresenceEventWire);
+      return;
+    }
     const id = f.id as number | undefined;
     const p = id === undefined ? undefined : this.pending.get(id);
     if (!p) return;
@@ -117,7 +123,11 @@ export class WebSocketChannel implements Channel {
     const sub = this.subscribing.get(id!);
     if (sub) {
       this.subscribing.delete(id!);
-      if (f.type === 'subscribed' && this.subs.has(sub)) this.serverIds.set(sub, String(f.sub));
+      if (f.type === 'subscribed' && this.subs.has(sub)) {
+        this.serverIds.set(sub, String(f.sub));
+        // the server sends this subscription's joins and leaves from here: the list is read after
+        sub.presenceLive(this);
+      }
     }
     if (f.type === 'error') p.reject(new OmnipushClientError(String(f.message), { code: String(f.code), filter: sub?.filter }));
     else p.resolve(f);
@@ -133,7 +143,11 @@ export class WebSocketChannel implements Channel {
   }
 
   private sendSubscribe(s: ClientSubscription): void {
-    this.request({ type: 'subscribe', topics: [s.filter], since: s.since, ...(this.opts.noEcho ? { noEcho: true } : {}) }, s).catch((e: unknown) => {
+    const msg: Record<string, unknown> = { type: 'subscribe', topics: [s.filter], since: s.since };
+    if (s.view) msg.presence = true;
+    if (s.info) msg.info = s.info;
+    if (this.opts.noEcho) msg.noEcho = true;
+    this.request(msg, s).catch((e: unknown) => {
       // a refusal stands; a socket that closed meanwhile resubscribes on the next one
       if (e instanceof OmnipushClientError && e.final && this.subs.has(s)) this.events.refused(s, e);
     });
@@ -163,6 +177,14 @@ export class WebSocketChannel implements Channel {
     return true;
   }
 
+  async page(topic: string, cursor: string | undefined): Promise<PresencePageWire> {
+    return (await this.request({ type: 'presence', topic, ...(cursor ? { cursor } : {}) })) as unknown as PresencePageWire;
+  }
+
+  async stats(topic: string): Promise<PresenceStats> {
+    return (await this.request({ type: 'presence_stats', topic })) as unknown as PresenceStats;
+  }
+
   close(): void {
     this.closedByUs = true;
     this.ws?.close();
@@ -179,20 +201,28 @@ export class SseChannel implements Channel {
     private readonly url: string,
     private readonly opts: ChannelOptions,
     private readonly events: ChannelEvents,
+    private readonly reader: PresenceReader,
   ) {}
 
   private source(sub: ClientSubscription): Promise<void> {
     const ES = this.opts.EventSource ?? (globalThis as unknown as { EventSource: new (url: string) => EventSourceLike }).EventSource;
-    let url = withConnection(`${this.url}?topic=${encodeURIComponent(sub.filter)}&format=json`, this.opts);
+    let url = `${this.url}?topic=${encodeURIComponent(sub.filter)}&format=json`;
     if (sub.since) url += `&since=${encodeURIComponent(sub.since)}`;
-    const es = new ES(withToken(url, this.opts.token));
+    if (sub.view) url += '&presence=1';
+    const es = new ES(withClient(url, this.opts));
     this.sources.set(sub, es);
     es.addEventListener('message', (ev: { data: string }) => sub.offer(JSON.parse(ev.data) as WireMessage));
     es.addEventListener('gap', (ev: { data: string }) => this.events.gap(sub.filter, JSON.parse(ev.data)));
+    if (sub.view) {
+      es.addEventListener('join', (ev: { data: string }) => sub.presenceEvent('join', JSON.parse(ev.data) as PresenceEventWire));
+      es.addEventListener('leave', (ev: { data: string }) => sub.presenceEvent('leave', JSON.parse(ev.data) as PresenceEventWire));
+    }
     return new Promise((resolve, reject) => {
       let opened = false;
       es.onopen = () => {
         opened = true;
+        // each (re)open: the stream sends joins and leaves from here, so the list is read after
+        sub.presenceLive(this.reader);
         resolve();
       };
       es.onerror = (ev: { code?: number }) => {
@@ -299,9 +329,9 @@ export class LongPollChannel implements Channel {
     let failing = false;
     while (!signal.aborted && !this.closed) {
       try {
-        let url = withConnection(`${this.url}?topic=${encodeURIComponent(sub.filter)}&timeout=25`, this.opts);
+        let url = `${this.url}?topic=${encodeURIComponent(sub.filter)}&timeout=25`;
         if (cursor) url += `&since=${encodeURIComponent(cursor)}`;
-        const r = await f(withToken(url, this.opts.token), { signal });
+        const r = await f(withClient(url, this.opts), { signal });
         if (isFinalStatus(r.status)) {
           const err = await errorFromResponse(r, sub.filter);
           if (!signal.aborted && !this.closed) this.events.refused(sub, err);
@@ -340,7 +370,7 @@ export class LongPollChannel implements Channel {
 export async function publishOverHttp(url: string, opts: ChannelOptions, body: Record<string, unknown>): Promise<string> {
   const f = opts.fetch ?? globalThis.fetch;
   // the connection it speaks for: its own streams skip it when they asked for no echo
-  const headers: Record<string, string> = { 'content-type': 'application/json', 'omnipush-connection': opts.connection };
+  const headers: Record<string, string> = { 'content-type': 'application/json', 'omnipush-connection': opts.clientId };
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
   let r: Response;
   try {

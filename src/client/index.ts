@@ -1,20 +1,22 @@
 import { AckBatcher, asksForReceipt } from './acks.js';
 import { LongPollChannel, publishOverHttp, SseChannel, WebSocketChannel, type Channel, type ChannelEvents, type ChannelOptions, type Endpoints } from './channels.js';
 import { errorFromResponse, OmnipushClientError } from './errors.js';
-import { ClientSubscription } from './subscription.js';
+import { ClientSubscription, type SubscribeOptions } from './subscription.js';
+import { httpPresenceReader, type PresenceReader } from './presence.js';
 import { TRANSPORT_NAMES, type ClientOptions, type ConnectionState, type Message, type PublishOptions, type TransportName } from './types.js';
 import { disableWebPush, enableWebPush, type WebPushOptions, type WebPushRegistration } from './webpush.js';
 
 export type { ClientOptions, ConnectionState, Message, PublishOptions, TransportName, WebSocketLike, EventSourceLike } from './types.js';
 export { OmnipushClientError } from './errors.js';
-export { topicMatches } from './subscription.js';
+export { topicMatches, type SubscribeOptions, type ClientSubscription } from './subscription.js';
+export type { PresenceMember, PresenceStats } from './presence.js';
 export { enableWebPush, disableWebPush, type WebPushOptions, type WebPushRegistration, type PushSubscriptionJson } from './webpush.js';
 
 type Listener<T> = (v: T) => void;
 
 interface Discovery {
   transports?: Record<string, { url?: string }>;
-  endpoints?: { publish?: string; ack?: string };
+  endpoints?: { publish?: string; ack?: string; presence?: string };
 }
 
 /**
@@ -47,7 +49,9 @@ export class OmnipushClient {
     private readonly endpoints: Endpoints,
     opts: ClientOptions,
   ) {
-    this.opts = { ...opts, connection: newConnectionId() };
+    // a stable id of its own unless the app gave one: presence sees a reconnect as the same member,
+    // and a backend can name this client in `exclude`
+    this.opts = { ...opts, clientId: opts.clientId ?? newClientId() };
     this.acks = new AckBatcher(
       endpoints.ack,
       this.opts,
@@ -57,11 +61,12 @@ export class OmnipushClient {
   }
 
   /**
-   * This client's connection id, the same on every transport and across reconnects: a backend that
-   * relays this user's action passes it as `exclude` so that the action is not echoed back here.
+   * This client's connection id (its stable `clientId`), the same on every transport and across
+   * reconnects: a backend that relays this user's action passes it as `exclude` so that the action
+   * is not echoed back here.
    */
   get connectionId(): string {
-    return this.opts.connection;
+    return this.opts.clientId;
   }
 
   /** Reads the server's discovery document and opens the first transport that works. */
@@ -85,7 +90,7 @@ export class OmnipushClient {
     const d = (await r.json()) as Discovery;
     const t = d.transports ?? {};
     const client = new OmnipushClient(
-      { websocket: t.websocket?.url, sse: t.sse?.url, longpoll: t.longpoll?.url, publish: d.endpoints?.publish ?? `${base}/v1/publish`, ack: d.endpoints?.ack ?? `${base}/v1/ack` },
+      { websocket: t.websocket?.url, sse: t.sse?.url, longpoll: t.longpoll?.url, publish: d.endpoints?.publish ?? `${base}/v1/publish`, ack: d.endpoints?.ack ?? `${base}/v1/ack`, presence: d.endpoints?.presence ?? `${base}/v1/presence` },
       opts,
     );
     client.base = base;
@@ -121,9 +126,11 @@ export class OmnipushClient {
 
   /**
    * Subscribes to a topic filter. `since`: a cursor to resume after, `all`, or `now`; without it
-   * the retained messages come first. Returns the subscription; call `unsubscribe()` to stop.
+   * the retained messages come first. `presence: true` keeps the topic's member list
+   * (`sub.presence()`) and tells `sub.on('join' | 'leave')`. Returns the subscription; call
+   * `unsubscribe()` to stop.
    */
-  subscribe(filter: string, onMessage: (m: Message) => void, opts: { since?: string } = {}): ClientSubscription {
+  subscribe(filter: string, onMessage: (m: Message) => void, opts: SubscribeOptions = {}): ClientSubscription {
     const handOver =
       this.opts.ackReceipts === false
         ? onMessage
@@ -132,10 +139,16 @@ export class OmnipushClient {
             // handed to the app: that is a receipt (docs/receipts.md)
             if (m.properties && asksForReceipt(m)) this.acks.add(m.cursor, false);
           };
-    const sub = new ClientSubscription(filter, handOver, opts.since, (s) => {
-      this.subs.delete(s);
-      this.channel?.remove(s);
-    });
+    const sub = new ClientSubscription(
+      filter,
+      handOver,
+      opts,
+      (s) => {
+        this.subs.delete(s);
+        this.channel?.remove(s);
+      },
+      () => this.presenceReader(),
+    );
     this.subs.add(sub);
     this.channel?.add(sub);
     return sub;
@@ -191,11 +204,18 @@ export class OmnipushClient {
     for (const cb of this.listeners.error) cb(err);
   }
 
+  /** Presence reads go over the WebSocket when it is open, else over HTTP. */
+  private presenceReader(): PresenceReader {
+    return this.channel instanceof WebSocketChannel ? this.channel : (this.httpReader ??= httpPresenceReader(this.endpoints.presence, this.opts));
+  }
+
+  private httpReader: PresenceReader | undefined;
+
   private makeChannel(name: TransportName, events: ChannelEvents): Channel | undefined {
     const url = this.endpoints[name];
     if (!url) return undefined;
     if (name === 'websocket') return new WebSocketChannel(url, this.opts, events);
-    if (name === 'sse') return new SseChannel(url, this.opts, events);
+    if (name === 'sse') return new SseChannel(url, this.opts, events, (this.httpReader ??= httpPresenceReader(this.endpoints.presence, this.opts)));
     return new LongPollChannel(url, this.opts, events);
   }
 
@@ -272,7 +292,7 @@ export function connect(url: string, opts?: ClientOptions): Promise<OmnipushClie
 }
 
 /** 16 random bytes, base64url: unguessable, so no other client names it by chance. */
-function newConnectionId(): string {
+function newClientId(): string {
   const b = crypto.getRandomValues(new Uint8Array(16));
   return 'c_' + btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }

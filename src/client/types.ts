@@ -24,6 +24,11 @@ export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 export interface ClientOptions {
   /** Bearer token (JWT) for every request. */
   token?: string;
+  /**
+   * A stable id of this client (a device, a tab kept in sessionStorage): presence counts a
+   * reconnect with it as the same member, so others see no leave and join (`client=` on the wire).
+   */
+  clientId?: string;
   /** Transports to try, in order (default websocket, sse, longpoll). Give one to force it. */
   transports?: TransportName[];
   /** Implementations for environments without globals (defaults: globalThis). */
@@ -65,7 +70,7 @@ export interface WebSocketLike {
 export interface EventSourceLike {
   onopen: ((ev: never) => void) | null;
   onerror: ((ev: never) => void) | null;
-  addEventListener(type: 'message' | 'gap', listener: (ev: { data: string }) => void): void;
+  addEventListener(type: 'message' | 'gap' | 'join' | 'leave', listener: (ev: { data: string }) => void): void;
   close(): void;
   readonly readyState: number;
 }

@@ -20,6 +20,8 @@ export const grantsSchema = z
       .default({}),
     /** The server API (`/v1/admin/...`): list and act on every connection, publish anywhere. Default false; never for anonymous. */
     admin: z.boolean().optional(),
+    /** Topics whose member list and join/leave events may be read (docs/presence.md); they reveal identities. */
+    presence: filterList.optional(),
   })
   .strict();
 
@@ -444,6 +446,32 @@ export const configSchema = z
          * retained set (read by every wildcard subscriber) without bound.
          */
         retainedTopicsPerPrincipal: z.number().int().min(0).default(10_000),
+      })
+      .strict()
+      .default({}),
+    /** Who is subscribed to a topic now, and join/leave events (docs/presence.md). Off for topics no rule covers. */
+    presence: z
+      .object({
+        /** Filters with presence: `joinLeave` sends join/leave events; a filter's list holds at most `maxMembers`. */
+        rules: z
+          .array(
+            z
+              .object({
+                filter: z.string().min(1),
+                joinLeave: z.boolean().default(false),
+                maxMembers: z.number().int().positive().default(10_000),
+              })
+              .strict(),
+          )
+          .default([]),
+        /** seconds a long-poll client stays present after its last poll ended */
+        pollGrace: seconds.default(30),
+        /** seconds a member with a stable client id stays present after its connection ended (a reconnect does not flap) */
+        leaveGrace: durationSeconds(z.number().min(0).finite()).default(5),
+        /** largest member info (UTF-8 JSON bytes), from the token's `info` claim or a WebSocket subscribe frame */
+        maxInfoBytes: bytes.default(512),
+        /** most members in one page of `GET /v1/presence` */
+        maxPageSize: z.number().int().positive().default(1000),
       })
       .strict()
       .default({}),

@@ -18,6 +18,12 @@ export interface ConnectionInfo {
   subscriptions(): string[];
   /** How many {@link subscriptions} there are, without listing them (quotas ask it often). */
   subscriptionCount?(): number;
+  /** A client-chosen stable id (MQTT client id, `client=` elsewhere): presence counts a reconnect as the same member. */
+  readonly clientId?: string;
+  /** What presence lists about this client when the door let it say (WebSocket subscribe `info`); else the principal's. */
+  presenceInfo?: Record<string, unknown>;
+  /** Presence's own record of this connection (doors declare the field so that it stays in the object). */
+  presenceState?: unknown;
   /** Ends the connection with the door's close code for `reason` (e.g. `forbidden` → WS 1008, MQTT 0x87). */
   close(reason: OmnipushError): void;
   /**
@@ -37,6 +43,17 @@ export interface ConnectionObserver {
   disconnected(c: ConnectionInfo, reason: string): void;
   /** The connection's {@link ConnectionInfo.subscriptions} may have changed. */
   subscriptionsChanged(c: ConnectionInfo): void;
+}
+
+/** One observer telling several (webhooks and presence both hear the registry). */
+export function observers(list: Array<ConnectionObserver | null | undefined>): ConnectionObserver | null {
+  const all = list.filter((o): o is ConnectionObserver => !!o);
+  if (all.length <= 1) return all[0] ?? null;
+  return {
+    connected: (c) => all.forEach((o) => o.connected(c)),
+    disconnected: (c, reason) => all.forEach((o) => o.disconnected(c, reason)),
+    subscriptionsChanged: (c) => all.forEach((o) => o.subscriptionsChanged(c)),
+  };
 }
 
 /**

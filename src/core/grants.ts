@@ -11,6 +11,8 @@ export interface Grants {
   subscribe: FilterRule;
   /** May use the server API (`/v1/admin/...`). Absent: no. */
   admin?: boolean;
+  /** Topics whose presence (members, join/leave) may be read. Absent: none. */
+  presence?: string[];
 }
 
 /** Who is asking. Every door turns its credentials into one of these. */
@@ -23,6 +25,8 @@ export interface Principal {
   expiresAt?: number;
   /** What the app said about the client when its connect hook let it in (docs/hooks.md). */
   info?: Record<string, unknown>;
+  /** What presence lists about this client: the token's `info` claim (docs/presence.md). */
+  presenceInfo?: Record<string, unknown>;
 }
 
 /** Receipt events of topic T are published to `$receipts/T`; subscribing to them takes the right to publish to T. */
@@ -31,6 +35,7 @@ export const RECEIPTS_PREFIX = '$receipts/';
 export const ALLOW_ALL: Grants = {
   publish: { allow: ['#'], deny: [] },
   subscribe: { allow: ['#'], deny: [] },
+  presence: ['#'],
 };
 
 export const DENY_ALL: Grants = {
@@ -77,5 +82,13 @@ export function canReceive(p: Principal, topic: string): boolean {
   const r = p.grants.subscribe;
   for (const d of r.deny) if (filterMatches(d, topic)) return false;
   for (const a of r.allow) if (filterMatches(a, topic)) return true;
+  return false;
+}
+
+/** May `p` read the presence (members, join/leave events) of the topic name `topic`? */
+export function canReadPresence(p: Principal, topic: string): boolean {
+  const allow = p.grants.presence;
+  if (!allow) return false;
+  for (const a of allow) if (filterMatches(a, topic)) return true;
   return false;
 }

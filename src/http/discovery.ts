@@ -41,6 +41,7 @@ export function discoveryDocument(ctx: TransportContext, req: IncomingMessage, w
     },
     endpoints: {
       publish: `${base}/v1/publish`,
+      presence: `${base}/v1/presence`,
       publishRaw: `${base}/v1/topics/{topic}`,
       history: `${base}/v1/history`,
       ack: `${base}/v1/ack`,

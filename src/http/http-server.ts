@@ -14,6 +14,7 @@ import { ClientAborted } from '../wire/http-request.js';
 import type { PreAuthPlace } from '../transports/pre-auth-pool.js';
 import { discoveryDocument } from './discovery.js';
 import type { HttpsOptions } from './https-options.js';
+import { handlePresence } from './presence-api.js';
 import { handleHistory, handlePublishJson, handlePublishRaw } from './publish-api.js';
 import { CLIENT_PREFIX, serveClientBundle, serveDemo } from './static-files.js';
 import type { AdminApi } from '../admin/admin-api.js';
@@ -178,6 +179,9 @@ export class HttpDoor {
           await handlePublishRaw(ctx, req, res, await ctx.authenticate(req, url), topic, url);
         });
       }
+      if (path === '/v1/presence' || path === '/v1/presence/stats') {
+        return await this.only(method, ['GET'], async () => handlePresence(ctx, req, res, url, path === '/v1/presence/stats'));
+      }
       if (path === '/v1/history') {
         return await this.only(method, ['GET'], async () => handleHistory(ctx, req, res, await ctx.authenticate(req, url), url));
       }
@@ -307,5 +311,5 @@ function routeLabel(path: string): string {
   if (path.startsWith('/v1/admin/')) return '/v1/admin';
   if (path.startsWith(CONSOLE_PATH)) return CONSOLE_PATH;
   if (path.startsWith('/v1/webpush/subscriptions')) return '/v1/webpush/subscriptions';
-  return ['/v1/sse', '/v1/poll', '/v1/publish', '/v1/history', '/v1/ack', '/v1/receipts', '/v1/webpush/vapid-public-key', '/v1/webpush/sw.js', DISCOVERY_PATH, '/healthz', '/readyz', '/metrics'].includes(path) ? path : 'other';
+  return ['/v1/sse', '/v1/poll', '/v1/publish', '/v1/history', '/v1/ack', '/v1/receipts', '/v1/presence', '/v1/presence/stats', '/v1/webpush/vapid-public-key', '/v1/webpush/sw.js', DISCOVERY_PATH, '/healthz', '/readyz', '/metrics'].includes(path) ? path : 'other';
 }

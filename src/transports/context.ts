@@ -13,6 +13,7 @@ import type { OptionsPublisher } from '../core/publish-options.js';
 import type { ClientAddresses } from '../wire/client-address.js';
 import type { RuleHooks } from '../hooks/rule-hooks.js';
 import type { ReceiptAcks } from '../core/receipt.js';
+import type { Presence } from '../core/presence.js';
 
 /** What the server hands every door. */
 export interface TransportContext {
@@ -52,6 +53,8 @@ export interface TransportContext {
   ruleHooks?: RuleHooks;
   /** Delivery receipts: where doors hand acknowledgements (docs/receipts.md). */
   receipts?: ReceiptAcks;
+  /** Member lists and join/leave events of presence-ruled topics; undefined without `presence.rules`. */
+  presence?: Presence;
   /** Ports the MQTT door listens on, once it does (for discovery). */
   mqttPorts?: { tcp?: number; tls?: number };
 }

@@ -3,12 +3,13 @@ import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
-import { isConnectionId, type ConnectionInfo } from '../../core/connections.js';
+import type { ConnectionInfo } from '../../core/connections.js';
 import { JSON_MESSAGE } from '../../wire/json-message.js';
 import { sendError } from '../../wire/http-respond.js';
 import { flagParam, numberParam, topicParams } from '../../wire/http-request.js';
 import type { TransportContext } from '../context.js';
 import { Deadline } from '../deadline.js';
+import { clientIdOf } from '../../core/presence-info.js';
 
 const OPEN = Buffer.from('{"messages":[');
 const EXPIRED = new OmnipushError('unauthorized', 'token expired');
@@ -26,6 +27,7 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
   readonly door = 'longpoll';
   readonly id: string;
   readonly since = Date.now();
+  presenceState: unknown = undefined;
   private readonly frames: Buffer[] = [];
   private lastCursor: string | undefined;
   private gapInfo: GapInfo | undefined;
@@ -46,8 +48,8 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
     readonly address: string,
     // the door itself rather than a closure: held polls are many and each should hold little
     private readonly owner: { pollDone(poll: HeldPoll): void },
-    /** The id the client keeps across its polls (`connection=`), told to it by its first answer. */
-    private readonly keptId: string | undefined,
+    /** `client=`: the id the client keeps across its polls — one presence member, and its connection id. */
+    readonly clientId: string | undefined,
     readonly noEcho: boolean,
   ) {
     this.id = ctx.registry.nextId('longpoll');
@@ -59,7 +61,7 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
    * so a client naming another's id takes nothing from anyone but itself.
    */
   get connectionId(): string {
-    return this.keptId ?? this.ctx.registry.publicId(this.id);
+    return this.clientId ?? this.ctx.registry.publicId(this.id);
   }
 
   subscriptions(): string[] {
@@ -180,12 +182,11 @@ export class LongPollTransport {
       const timeout = numberParam(url, 'timeout', cfg.defaultTimeout, 0, cfg.maxTimeout);
       const limit = numberParam(url, 'limit', cfg.maxMessages, 1, cfg.maxMessages);
       const since = url.searchParams.get('since') ?? undefined;
-      const kept = url.searchParams.get('connection') ?? undefined;
-      if (kept !== undefined && !isConnectionId(kept)) throw new OmnipushError('invalid_request', 'connection must be the id an earlier poll answered with');
       const noEcho = flagParam(url, 'noEcho');
       const plan = ctx.hub.checkSubscribe(principal, topicParams(url), since);
       if (ctx.ruleHooks) await ctx.ruleHooks.checkSubscribe(principal, plan.filters, 'longpoll');
       const address = ctx.addresses.of(req);
+      const clientId = clientIdOf(url.searchParams.get('client'));
       const [conns, subs] = await Promise.all([ctx.quotas.connectionsElsewhere(principal), ctx.quotas.subscriptionsElsewhere(principal)]);
       // from here to the registration nothing awaits: no other poll can slip in between
       ctx.quotas.checkConnection(principal, address, conns);
@@ -193,7 +194,7 @@ export class LongPollTransport {
       ctx.connections.acquire();
       ctx.metrics.connections.inc({ transport: 'longpoll' });
 
-      const poll = new HeldPoll(principal, res, Math.floor(limit), ctx, headers, plan.filters, address, this, kept, noEcho);
+      const poll = new HeldPoll(principal, res, Math.floor(limit), ctx, headers, plan.filters, address, this, clientId, noEcho);
       poll.sinceCursor = since && plan.mode === 'history' && !plan.gap ? since : ctx.hub.headCursor();
       this.held.add(poll);
       ctx.registry.add(poll);

@@ -271,6 +271,7 @@ export class Broker {
       this.ctx.registry.remove(conn.registration, conn.closeReason);
       conn.registration = null;
     }
+    conn.presenceWatch?.clear();
     if (conn.budgeted) {
       conn.budgeted = false;
       this.ctx.connections.release();

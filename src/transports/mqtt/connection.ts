@@ -21,6 +21,7 @@ import type { WillSpec } from './will.js';
 import type { Deadline } from '../deadline.js';
 import type { PreAuthPlace } from '../pre-auth-pool.js';
 import type { MqttRegistration } from './registration.js';
+import type { MqttPresenceWatch } from './presence-topics.js';
 import { clientAddress } from '../../core/connections.js';
 
 const PINGRESP = [0xd0, 0x00];
@@ -62,6 +63,8 @@ export class MqttConnection implements SessionPort {
   readonly address: string;
   /** Its entry in the connection registry, from CONNACK until it closes. */
   registration: MqttRegistration | null = null;
+  /** Its `$presence/...` subscriptions (made at the first one). */
+  presenceWatch: MqttPresenceWatch | null = null;
   /** Holds a slot of the shared connection budget (once authenticated). */
   budgeted = false;
   /** Its place in the pre-auth pool until its CONNECT is authenticated. */

@@ -11,6 +11,7 @@ import { disconnectCodeFor } from './reason-codes.js';
 export class MqttRegistration implements ConnectionInfo {
   readonly door = 'mqtt';
   readonly since = Date.now();
+  presenceState: unknown = undefined;
   readonly address: string;
   principal: Principal;
 
@@ -20,6 +21,11 @@ export class MqttRegistration implements ConnectionInfo {
   ) {
     this.principal = conn.principal;
     this.address = conn.address;
+  }
+
+  /** The MQTT client id: presence counts a reconnect with it (to any node) as the same member. */
+  get clientId(): string {
+    return this.conn.clientId;
   }
 
   subscriptions(): string[] {
@@ -49,6 +55,8 @@ export class MqttRegistration implements ConnectionInfo {
       conn.broker.refreshFeed(conn, false);
     }
     s.dirty = s.persistent;
+    // the registry's observers (presence, webhooks) hear it as they do an UNSUBSCRIBE
+    conn.broker.ctx.registry.subscriptionsChanged(this);
     return 1;
   }
 }

@@ -4,7 +4,7 @@ import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
-import { isConnectionId, type ConnectionInfo } from '../../core/connections.js';
+import type { ConnectionInfo } from '../../core/connections.js';
 import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
 import { sendError } from '../../wire/http-respond.js';
 import { flagParam, topicParams } from '../../wire/http-request.js';
@@ -12,18 +12,24 @@ import { takeOverSocket } from '../../wire/http-takeover.js';
 import type { TransportContext } from '../context.js';
 import { expiryDeadline, type Deadline } from '../deadline.js';
 import { SSE_JSON, SSE_RAW, sseEvent } from './sse-frame.js';
+import type { PresenceWatcher } from '../../core/presence.js';
+import { clientIdOf } from '../../core/presence-info.js';
+import { isWildcardFilter } from '../../core/topic.js';
 
 const HEARTBEAT = Buffer.from(':\n\n');
 
 /** One EventSource stream, written straight to its socket. */
-class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo {
+class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo, PresenceWatcher {
   readonly transport = 'sse';
   readonly door = 'sse';
   readonly writer: SocketWriter;
   readonly id: string;
   readonly since = Date.now();
+  presenceState: unknown = undefined;
   private ended = false;
   private readonly expiry: Deadline | undefined;
+  /** Topics whose join/leave events it asked for (`presence=1`). */
+  watching: string[] = [];
 
   constructor(
     public principal: Principal,
@@ -33,7 +39,8 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo 
     private readonly filters: string[],
     readonly address: string,
     readonly noEcho: boolean,
-    private readonly keptId: string | undefined,
+    /** `client=`: a stable id of the client — one presence member across reconnects, and its connection id. */
+    readonly clientId: string | undefined,
   ) {
     this.writer = new SocketWriter(socket, owner.ctx.config.limits.maxQueueBytes, this);
     this.expiry = expiryDeadline(principal.expiresAt, () => this.end(new OmnipushError('unauthorized', 'token expired')));
@@ -42,7 +49,7 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo 
 
   /** Made when asked (a message naming a connection), not kept per stream. */
   get connectionId(): string {
-    return this.keptId ?? this.owner.ctx.registry.publicId(this.id);
+    return this.clientId ?? this.owner.ctx.registry.publicId(this.id);
   }
 
   subscriptions(): string[] {
@@ -71,6 +78,15 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo 
     this.writer.write(Buffer.from(sseEvent(JSON.stringify(info), undefined, 'gap')));
   }
 
+  presenceEvent(_topic: string, type: 'join' | 'leave', json: string): void {
+    this.writer.write(Buffer.from(sseEvent(json, undefined, type)));
+  }
+
+  private unwatch(): void {
+    for (const t of this.watching) this.owner.ctx.presence?.unwatch(t, this);
+    this.watching = [];
+  }
+
   close(reason: OmnipushError): void {
     if (reason.code === 'slow_consumer') return this.end(null);
     this.end(reason);
@@ -88,6 +104,7 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo 
     if (this.ended) return;
     this.ended = true;
     this.expiry?.cancel();
+    this.unwatch();
     this.owner.ctx.hub.unsubscribe(this);
     if (reason) {
       this.writer.write(Buffer.from(sseEvent(JSON.stringify({ code: reason.code, message: reason.message }), undefined, 'close')));
@@ -102,9 +119,23 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo 
   onSocketClosed(): void {
     this.ended = true;
     this.expiry?.cancel();
+    this.unwatch();
     this.writer.close(false);
     this.owner.ctx.hub.unsubscribe(this);
   }
+}
+
+/**
+ * The topics whose join/leave events a stream asked for with `presence=1`: its topic names (its
+ * wildcard filters have no single member list), each checked as a presence read.
+ */
+function presenceTopics(ctx: TransportContext, principal: Principal, filters: string[], flag: string | null): string[] {
+  if (flag === null || flag === '' || flag === '0' || flag === 'false') return [];
+  if (!ctx.presence) throw new OmnipushError('invalid_request', 'presence=1: this server has no presence rules');
+  const topics = filters.filter((f) => !isWildcardFilter(f));
+  if (topics.length === 0) throw new OmnipushError('invalid_request', 'presence=1 needs at least one topic name (not a wildcard filter)');
+  for (const t of topics) ctx.presence.check(principal, t, true);
+  return topics;
 }
 
 /**
@@ -151,12 +182,11 @@ export class SseTransport {
       const since = (typeof lastEventId === 'string' && lastEventId !== '' ? lastEventId : undefined) ?? url.searchParams.get('since') ?? undefined;
       const format = url.searchParams.get('format') ?? 'raw';
       const noEcho = flagParam(url, 'noEcho');
-      // a client may keep one id across its streams and reconnects (the SDK does); else the stream's own
-      const kept = url.searchParams.get('connection') ?? undefined;
-      if (kept !== undefined && !isConnectionId(kept)) throw new OmnipushError('invalid_request', 'connection must be 1..128 printable ASCII characters');
       if (format !== 'raw' && format !== 'json') throw new OmnipushError('invalid_request', 'format must be raw or json');
       const plan = ctx.hub.checkSubscribe(principal, topicParams(url), since);
       if (ctx.ruleHooks) await ctx.ruleHooks.checkSubscribe(principal, plan.filters, 'sse');
+      const clientId = clientIdOf(url.searchParams.get('client'));
+      const watching = presenceTopics(ctx, principal, plan.filters, url.searchParams.get('presence'));
       const address = ctx.addresses.of(req);
       const [conns, subs] = await Promise.all([ctx.quotas.connectionsElsewhere(principal), ctx.quotas.subscriptionsElsewhere(principal)]);
       // from here to the registration nothing awaits: no other connection can slip in between
@@ -171,14 +201,17 @@ export class SseTransport {
       let head = 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache, no-store, no-transform\r\nX-Accel-Buffering: no\r\nConnection: close\r\n';
       for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
       head += `\r\nretry: ${ctx.config.sse.retry}\n: ok\n\n`;
-      const conn = new SseConnection(principal, socket, format === 'json', this, plan.filters, address, noEcho, kept);
+      const conn = new SseConnection(principal, socket, format === 'json', this, plan.filters, address, noEcho, clientId);
       // told to a client that asked about connections: the id to name as its publishes' sender, or for a backend to exclude
-      if (noEcho || kept !== undefined) head += sseEvent(JSON.stringify({ id: conn.connectionId }), undefined, 'connection');
+      if (noEcho || clientId !== undefined) head += sseEvent(JSON.stringify({ id: conn.connectionId }), undefined, 'connection');
       // The response is ours from here: the socket carries a close-delimited event stream.
       socket.write(head);
       takeOverSocket(req, res, socket);
 
       this.conns.add(conn);
+      // events first, then membership: a client that reads the list after `: ok` misses nothing
+      for (const t of watching) ctx.presence!.watch(t, conn);
+      conn.watching = watching;
       ctx.registry.add(conn);
       ctx.metrics.connections.inc({ transport: 'sse' });
       socket.once('close', () => {

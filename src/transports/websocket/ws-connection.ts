@@ -10,6 +10,9 @@ import type { TransportContext } from '../context.js';
 import { expiryDeadline, type Deadline } from '../deadline.js';
 import type { PreAuthEnd, PreAuthPlace } from '../pre-auth-pool.js';
 import { textFrame, WS_MESSAGE_FRAME, WS_MESSAGE_TEXT } from './ws-frame.js';
+import type { PresenceWatcher } from '../../core/presence.js';
+import { presenceInfoOf } from '../../core/presence-info.js';
+import { isWildcardFilter } from '../../core/topic.js';
 import { parseClientMessage, requestIdOf, type ClientMessage, type RequestId } from './ws-protocol.js';
 
 /** Close codes of docs/websocket.md. */
@@ -38,6 +41,8 @@ export function closeCodeFor(reason: OmnipushError): number {
 /** One subscription of a socket: a hub subscriber that writes into the socket's queue. */
 class WsSubscription implements HubSubscriber {
   readonly transport = 'websocket';
+  /** Topics whose join/leave events this subscription asked for. */
+  watching: string[] = [];
   constructor(
     readonly id: string,
     private readonly conn: WsConnection,
@@ -89,8 +94,14 @@ function onWsPong(this: WebSocket): void {
  * (messages, replies) goes through that queue in order; shared message frames are written as-is
  * when permessage-deflate is off, else `ws` frames (and compresses) each send.
  */
-export class WsConnection implements SocketWriterOwner {
+export class WsConnection implements SocketWriterOwner, PresenceWatcher {
   private readonly subs = new Map<string, WsSubscription>();
+  /** `client=` on the upgrade: presence counts a reconnect with it as the same member. */
+  clientId: string | undefined;
+  /** The last subscribe frame's `info`: what presence lists about this client. */
+  presenceInfo: Record<string, unknown> | undefined;
+  /** Topics whose join/leave events some subscription asked for, and how many did. */
+  private watched: Map<string, number> | null = null;
   private nextSub = 1;
   private readonly writer: SocketWriter | null;
   private closed = false;
@@ -144,11 +155,9 @@ export class WsConnection implements SocketWriterOwner {
   /** Filters held by this socket's subscriptions. */
   /** The id the client is told (in `ok` and `subscribed`) once the socket is a connection of a principal. */
   get connectionId(): string | undefined {
-    return this.keptId ?? (this.registration ? this.ctx.registry.publicId(this.registration.id) : undefined);
+    return this.clientId ?? (this.registration ? this.ctx.registry.publicId(this.registration.id) : undefined);
   }
 
-  /** The id the client keeps across its sockets (`connection=` on the upgrade; the SDK's). */
-  keptId: string | undefined = undefined;
 
   /** Its publishes name it as their sender only while one of its subscriptions asked for no echo. */
   private get wantsNoEcho(): boolean {
@@ -179,6 +188,7 @@ export class WsConnection implements SocketWriterOwner {
       if (!sub.filters.includes(filter)) continue;
       this.subs.delete(sub.id);
       this.ctx.hub.unsubscribe(sub);
+      this.unwatch(sub);
       this.send({ type: 'unsubscribed', sub: sub.id });
       n++;
     }
@@ -213,6 +223,38 @@ export class WsConnection implements SocketWriterOwner {
       this.ws.send(d.encoded(WS_MESSAGE_TEXT));
       this.ctx.metrics.deliveryCounts.websocket++;
     }
+  }
+
+  presenceEvent(_topic: string, type: 'join' | 'leave', json: string): void {
+    if (this.closed) return;
+    // the shared `{"topic",...}` becomes `{"type":"join","topic",...}` without parsing it again
+    const text = `{"type":"${type}",${json.slice(1)}`;
+    if (this.writer) this.writer.write(textFrame(Buffer.from(text)));
+    else this.ws.send(text);
+  }
+
+  private watch(sub: WsSubscription, topics: string[]): void {
+    const presence = this.ctx.presence!;
+    this.watched ??= new Map();
+    for (const t of topics) {
+      const n = this.watched.get(t) ?? 0;
+      if (n === 0) presence.watch(t, this);
+      this.watched.set(t, n + 1);
+    }
+    sub.watching = topics;
+  }
+
+  private unwatch(sub: WsSubscription): void {
+    if (!this.watched || sub.watching.length === 0) return;
+    for (const t of sub.watching) {
+      const n = (this.watched.get(t) ?? 1) - 1;
+      if (n > 0) this.watched.set(t, n);
+      else {
+        this.watched.delete(t);
+        this.ctx.presence?.unwatch(t, this);
+      }
+    }
+    sub.watching = [];
   }
 
   /** Sends a control/reply message in order with deliveries. */
@@ -299,9 +341,17 @@ export class WsConnection implements SocketWriterOwner {
       this.ctx.metrics.publishBytes.websocket += m.payload.length;
       return this.reply(msg.id, { type: 'ack', cursor: m.cursor });
     }
+    if (msg.type === 'presence' || msg.type === 'presence_stats') {
+      const { presence } = this.ctx;
+      if (!presence) throw new OmnipushError('not_found', `no presence rule covers ${JSON.stringify(msg.topic)} (presence.rules is empty)`);
+      if (msg.type === 'presence_stats') return this.reply(msg.id, { type: 'presence_stats', ...(await presence.stats(this.principal, msg.topic)) });
+      return this.reply(msg.id, { type: 'presence', ...(await presence.page(this.principal, msg.topic, msg.cursor, msg.limit)) });
+    }
     if (msg.type === 'subscribe') {
       const checkedFor = this.principal;
       const plan = hub.checkSubscribe(checkedFor, msg.topics, msg.since);
+      const watching = msg.presence ? this.presenceTopics(plan.filters) : [];
+      const info = msg.info === undefined ? undefined : presenceInfoOf(msg.info, this.ctx.config.presence.maxInfoBytes, 'info', 'invalid_request');
       if (this.ctx.ruleHooks) {
         await this.ctx.ruleHooks.checkSubscribe(checkedFor, plan.filters, 'websocket');
         if (this.closed) return;
@@ -315,6 +365,9 @@ export class WsConnection implements SocketWriterOwner {
       quotas.checkSubscriptions(this.principal, this.filterCount(), plan.filters.length, this.registration !== null, elsewhere);
       const sub = new WsSubscription(`s${this.nextSub++}`, this, plan.filters, msg.noEcho === true);
       this.subs.set(sub.id, sub);
+      if (info) this.presenceInfo = info;
+      // events before the reply: a snapshot asked after `subscribed` is followed by every later event
+      if (watching.length) this.watch(sub, watching);
       // the reply goes first: the replay and live messages queue behind it
       this.reply(msg.id, { type: 'subscribed', sub: sub.id, topics: plan.filters, connection: this.connectionId });
       if (this.registration) this.ctx.registry.subscriptionsChanged(this.registration);
@@ -323,6 +376,7 @@ export class WsConnection implements SocketWriterOwner {
       } catch (e) {
         this.subs.delete(sub.id);
         hub.unsubscribe(sub);
+        this.unwatch(sub);
         throw e;
       }
       // credentials renewed while the subscription was being set up: the plan was checked before
@@ -333,8 +387,19 @@ export class WsConnection implements SocketWriterOwner {
     if (!sub) throw new OmnipushError('not_found', `no subscription ${JSON.stringify(msg.sub)} on this socket`);
     this.subs.delete(msg.sub);
     hub.unsubscribe(sub);
+    this.unwatch(sub);
     this.reply(msg.id, { type: 'unsubscribed', sub: msg.sub });
     if (this.registration) this.ctx.registry.subscriptionsChanged(this.registration);
+  }
+
+  /** The topic names of a subscription that asked for join/leave events, each checked as a presence read. */
+  private presenceTopics(filters: string[]): string[] {
+    const { presence } = this.ctx;
+    if (!presence) throw new OmnipushError('invalid_request', 'presence: this server has no presence rules');
+    const topics = filters.filter((f) => !isWildcardFilter(f));
+    if (topics.length === 0) throw new OmnipushError('invalid_request', 'presence needs at least one topic name (not a wildcard filter)');
+    for (const t of topics) presence.check(this.principal, t, true);
+    return topics;
   }
 
   /**
@@ -392,7 +457,9 @@ export class WsConnection implements SocketWriterOwner {
     if (dropped.length === 0) return;
     this.send({ type: 'error', code: 'forbidden', sub: sub.id, topics: dropped, message: `renewed credentials no longer allow ${dropped.map((f) => JSON.stringify(f)).join(', ')}` });
     sub.filters = sub.filters.filter((f) => !dropped.includes(f));
+    if (this.registration) this.ctx.registry.subscriptionsChanged(this.registration);
     if (sub.filters.length === 0) {
+      this.unwatch(sub);
       this.subs.delete(sub.id);
       this.send({ type: 'unsubscribed', sub: sub.id });
     }
@@ -451,7 +518,10 @@ export class WsConnection implements SocketWriterOwner {
   }
 
   private dropSubscriptions(): void {
-    for (const s of this.subs.values()) this.ctx.hub.unsubscribe(s);
+    for (const s of this.subs.values()) {
+      this.ctx.hub.unsubscribe(s);
+      this.unwatch(s);
+    }
     this.subs.clear();
   }
 }

@@ -6,7 +6,9 @@ import { publishOptionsFromJson, publishRequestFromJson } from '../../wire/publi
 /** Client → server messages of docs/websocket.md. */
 export type ClientMessage =
   | { type: 'auth'; id?: RequestId; token: string }
-  | { type: 'subscribe'; id?: RequestId; topics: string[]; since?: string; noEcho?: boolean }
+  | { type: 'subscribe'; id?: RequestId; topics: string[]; since?: string; noEcho?: boolean; presence?: boolean; info?: unknown }
+  | { type: 'presence'; id?: RequestId; topic: string; cursor?: string; limit?: number }
+  | { type: 'presence_stats'; id?: RequestId; topic: string }
   | { type: 'unsubscribe'; id?: RequestId; sub: string }
   | { type: 'publish'; id?: RequestId; request: PublishRequest; options?: PublishOptions }
   | { type: 'ping'; id?: RequestId }
@@ -45,8 +47,21 @@ export function parseClientMessage(text: string): ClientMessage {
       const topics = rest.topics;
       if (!Array.isArray(topics) || !topics.every((t) => typeof t === 'string')) bad('subscribe needs topics: an array of filters');
       if (rest.since !== undefined && typeof rest.since !== 'string') bad('since must be a string');
+      if (rest.presence !== undefined && typeof rest.presence !== 'boolean') bad('presence must be true or false');
       if (rest.noEcho !== undefined && typeof rest.noEcho !== 'boolean') bad('noEcho must be true or false');
-      return { type, id: rid, topics, since: rest.since as string | undefined, noEcho: rest.noEcho === true };
+      const m: ClientMessage = { type, id: rid, topics, since: rest.since as string | undefined };
+      if (rest.noEcho) m.noEcho = true;
+      if (rest.presence) m.presence = true;
+      if (rest.info !== undefined) m.info = rest.info;
+      return m;
+    }
+    case 'presence':
+    case 'presence_stats': {
+      if (typeof rest.topic !== 'string' || rest.topic === '') bad(`${type} needs topic`);
+      if (type === 'presence_stats') return { type, id: rid, topic: rest.topic };
+      if (rest.cursor !== undefined && typeof rest.cursor !== 'string') bad('cursor must be a string');
+      if (rest.limit !== undefined && typeof rest.limit !== 'number') bad('limit must be a number');
+      return { type, id: rid, topic: rest.topic, cursor: rest.cursor as string | undefined, limit: rest.limit as number | undefined };
     }
     case 'unsubscribe':
       if (typeof rest.sub !== 'string') bad('unsubscribe needs sub');

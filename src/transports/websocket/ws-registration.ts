@@ -7,6 +7,7 @@ import type { WsConnection } from './ws-connection.js';
 export class WsRegistration implements ConnectionInfo {
   readonly door = 'websocket';
   readonly since = Date.now();
+  presenceState: unknown = undefined;
   principal: Principal;
 
   constructor(
@@ -15,6 +16,14 @@ export class WsRegistration implements ConnectionInfo {
     readonly address: string,
   ) {
     this.principal = conn.principal;
+  }
+
+  get clientId(): string | undefined {
+    return this.conn.clientId;
+  }
+
+  get presenceInfo(): Record<string, unknown> | undefined {
+    return this.conn.presenceInfo;
   }
 
   subscriptions(): string[] {

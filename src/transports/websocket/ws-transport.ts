@@ -3,9 +3,9 @@ import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { OmnipushError } from '../../core/errors.js';
 import { DENY_ALL, type Principal } from '../../core/grants.js';
-import { isConnectionId } from '../../core/connections.js';
 import { errorBody, statusFor } from '../../wire/http-respond.js';
 import { requestToken } from '../../wire/http-request.js';
+import { clientIdOf } from '../../core/presence-info.js';
 import type { TransportContext } from '../context.js';
 import type { PreAuthPlace } from '../pre-auth-pool.js';
 import { CLOSE, WsConnection } from './ws-connection.js';
@@ -58,12 +58,11 @@ export class WebSocketTransport {
     let principal: Principal;
     let place: PreAuthPlace | null = null;
     let conn: WsConnection | undefined;
-    let kept: string | undefined;
+    let clientId: string | undefined;
     const address = ctx.addresses.of(req);
     try {
+      clientId = clientIdOf(url.searchParams.get('client'));
       if (ctx.draining()) throw new OmnipushError('shutting_down', 'server is shutting down; retry shortly');
-      kept = url.searchParams.get('connection') ?? undefined;
-      if (kept !== undefined && !isConnectionId(kept)) throw new OmnipushError('invalid_request', 'connection must be 1..128 printable ASCII characters');
       const token = requestToken(req, url, ctx.config.auth.cookieName);
       try {
         principal = await ctx.authenticate(req, url, 'websocket');
@@ -96,16 +95,16 @@ export class WebSocketTransport {
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      conn = this.accept(ws, socket, principal, place, address);
-      if (kept !== undefined) conn.keptId = kept;
+      conn = this.accept(ws, socket, principal, place, address, clientId);
     });
   }
 
-  private accept(ws: WebSocket, socket: Socket, principal: Principal, place: PreAuthPlace | null, address: string): WsConnection {
+  private accept(ws: WebSocket, socket: Socket, principal: Principal, place: PreAuthPlace | null, address: string, clientId: string | undefined): WsConnection {
     const { ctx } = this;
     socket.setNoDelay(true);
     const slice = this.nextSlice++ % SLICES;
     const conn = new WsConnection(ws, socket, principal, ctx, ctx.config.websocket.perMessageDeflate, this, slice, address);
+    conn.clientId = clientId;
     conn.authPlace = place;
     conn.budgeted = place === null;
     if (place === null) conn.register();

@@ -6,6 +6,7 @@ import { parseShared } from '../feed.js';
 import { MqttProtocolError, RC } from '../reason-codes.js';
 import type { SubOptions } from '../session.js';
 import { notSaved } from '../session-store.js';
+import { MqttPresenceWatch, PRESENCE_PREFIX } from '../presence-topics.js';
 
 /** Non-shared filters one session may hold: the hub takes at most 64 filters per subscription. */
 export const MAX_FILTERS_PER_SESSION = 64;
@@ -99,6 +100,11 @@ function subscribe(conn: MqttConnection, p: ISubscribePacket, elsewhere: number,
       continue;
     }
     if (shared && opts.nl) throw new MqttProtocolError(RC.protocolError, 'No Local on a shared subscription');
+    if (!shared && filter.startsWith(PRESENCE_PREFIX)) {
+      conn.presenceWatch ??= new MqttPresenceWatch(conn);
+      codes.push(conn.presenceWatch.add(filter.slice(PRESENCE_PREFIX.length)));
+      continue;
+    }
     if (subscribeVerdict(conn.principal, filter) === 'deny' || refused?.has(filter)) {
       broker.log.info({ client: conn.clientId, principal: conn.principal.id, filter: sub.topic }, 'mqtt subscription denied');
       codes.push(v5 ? RC.notAuthorized : 0x80);

@@ -3,6 +3,7 @@ import type { MqttConnection } from '../connection.js';
 import { RC } from '../reason-codes.js';
 import type { SubOptions } from '../session.js';
 import { notSaved } from '../session-store.js';
+import { PRESENCE_PREFIX } from '../presence-topics.js';
 
 /** One subscription the packet removes. */
 interface Removed {
@@ -36,6 +37,10 @@ export function handleUnsubscribe(conn: MqttConnection, p: IUnsubscribePacket): 
   const codes: number[] = [];
   const removed: Removed[] = [];
   for (const f of p.unsubscriptions) {
+    if (f.startsWith(PRESENCE_PREFIX)) {
+      codes.push(conn.presenceWatch?.remove(f.slice(PRESENCE_PREFIX.length)) ? RC.success : RC.noSubscriptionExisted);
+      continue;
+    }
     const shared = f.startsWith('$share/');
     const map = shared ? s.shared : s.subs;
     const opts = map.get(f);
