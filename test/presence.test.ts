@@ -184,6 +184,31 @@ describe('presence on every door', () => {
     assert.equal(big.body.error?.code, 'invalid_request');
   });
 
+  it('a list read again after every change shows that change (the built list is reused only while nothing changed)', async () => {
+    const reader = await token('rereader', { presence: ['room/#'] });
+    const ids = async () => (await list(server, reader, 'room/reread')).body.members.map((m) => m.sub).sort();
+    assert.deepEqual(await ids(), []);
+    const a = await ws(server, await token('ra'));
+    open.push(() => a.close());
+    await a.request({ type: 'subscribe', topics: ['room/reread'] });
+    assert.deepEqual(await ids(), ['ra']);
+    assert.deepEqual(await ids(), ['ra'], 'read twice, same answer');
+    // a wildcard member of another filter changes the list too
+    const w = await ws(server, await token('rw'));
+    open.push(() => w.close());
+    await w.request({ type: 'subscribe', topics: ['room/+'] });
+    assert.deepEqual(await ids(), ['ra', 'rw']);
+    a.close();
+    await waitFor(async () => (await ids()).join() === 'rw', 'ra gone from the list');
+    w.close();
+    await waitFor(async () => (await ids()).length === 0, 'the list empty');
+    // the filter dropped and taken again: a new member, not the list built before
+    const b = await ws(server, await token('rb'));
+    open.push(() => b.close());
+    await b.request({ type: 'subscribe', topics: ['room/reread'] });
+    assert.deepEqual(await ids(), ['rb']);
+  });
+
   it('refuses presence without the presence grant on every door; $presence/# is not matched by #', async () => {
     const none = await token('nogrant', { subscribe: ['#', '$presence/#'] });
     const l = await list(server, none, 'room/a');
