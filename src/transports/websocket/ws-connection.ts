@@ -12,6 +12,7 @@ import { expiryDeadline, type Deadline } from '../deadline.js';
 import type { PreAuthEnd, PreAuthPlace } from '../pre-auth-pool.js';
 import { textFrame, WS_MESSAGE_FRAME, WS_MESSAGE_TEXT } from './ws-frame.js';
 import { parseClientMessage, requestIdOf, type ClientMessage, type RequestId } from './ws-protocol.js';
+import { WsSubscriptions } from './ws-subscriptions.js';
 
 /** Close codes of docs/websocket.md. */
 export const CLOSE = { normal: 1000, goingAway: 1001, policy: 1008, internal: 1011, tryAgainLater: 1013, credentials: 4001, slowConsumer: 4008, disconnected: 4009 } as const;
@@ -86,7 +87,7 @@ function onWsPong(this: WebSocket): void {
  * when permessage-deflate is off, else `ws` frames (and compresses) each send.
  */
 export class WsConnection implements SocketWriterOwner {
-  private readonly subs = new Map<string, WsSubscription>();
+  private readonly subs = new WsSubscriptions<WsSubscription>();
   private nextSub = 1;
   private readonly writer: SocketWriter | null;
   private closed = false;
@@ -158,7 +159,7 @@ export class WsConnection implements SocketWriterOwner {
    */
   dropFilter(filter: string): number {
     let n = 0;
-    for (const sub of [...this.subs.values()]) {
+    for (const sub of this.subs.values()) {
       if (!sub.filters.includes(filter)) continue;
       this.subs.delete(sub.id);
       this.ctx.hub.unsubscribe(sub);
@@ -355,7 +356,7 @@ export class WsConnection implements SocketWriterOwner {
     this.expiry?.cancel();
     this.expiry = expiryDeadline(p.expiresAt, () => this.close(CLOSE.credentials, 'credentials expired'));
     this.reply(id, { type: 'ok' });
-    for (const sub of [...this.subs.values()]) this.regrant(sub);
+    for (const sub of this.subs.values()) this.regrant(sub);
   }
 
   /** Narrowed grants apply at once: a filter no longer allowed goes, and the client is told. */
