@@ -193,6 +193,8 @@ async function main(): Promise<void> {
       row('http publish with Idempotency-Key (ours memory / bare node:http)', line(memIdem));
       row('  p50/p99 ms (floor · memory · sqlite · memory+key)', [floor, mem, sql, memIdem].map((x) => `${x.p50ms}/${x.p99ms}`).join(' · '));
       row('  server CPU (floor · memory · sqlite · memory+key)', [floor, mem, sql, memIdem].map((x) => `${x.serverCpuPct}%`).join(' · '));
+      // CPU per request holds still on a busy machine, where the rates follow the load generator
+      row('  server CPU µs per request (floor · memory · sqlite · memory+key)', [floor, mem, sql, memIdem].map((x) => ((x.serverCpuPct / 100) * 1e6 / x.requestsPerSec).toFixed(1)).join(' · '));
       const errors = floor.errors + mem.errors + sql.errors + memIdem.errors;
       row('  failed requests (non-2xx, socket errors)', String(errors), '0', verdict(errors === 0));
     }

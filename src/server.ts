@@ -33,6 +33,9 @@ import { ConnectionEvents } from './webhooks/connection-events.js';
 import { startReceipts } from './receipts/index.js';
 import type { Receipts } from './receipts/receipts.js';
 
+/** The `Link` header every response carries (one string, not one per response). */
+const DISCOVERY_LINK = `<${DISCOVERY_PATH}>; rel="omnipush"`;
+
 export interface RunningServer {
   /** Base URL of the HTTP door, e.g. http://127.0.0.1:41234 (https:// with `http.tls`) */
   readonly http: string;
@@ -141,7 +144,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     authenticateToken: (token) => auth.token(token),
     authenticateMqtt: (username, password, clientId, address) => auth.mqtt(username, password, clientId, address),
     commonHeaders: (req: IncomingMessage) => {
-      const h: Record<string, string> = { Link: `<${DISCOVERY_PATH}>; rel="omnipush"` };
+      const h: Record<string, string> = { Link: DISCOVERY_LINK };
       const origin = req.headers.origin;
       if (corsOrigins.includes('*')) h['Access-Control-Allow-Origin'] = '*';
       else if (origin && corsOrigins.includes(origin)) {

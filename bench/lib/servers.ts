@@ -12,7 +12,8 @@ const ROOT = new URL('../../../', import.meta.url).pathname;
 export async function startOmnipush(store: 'memory' | 'sqlite' = 'memory', opts: { mqtt?: boolean; env?: Record<string, string> } = {}): Promise<ServerProc> {
   const args = [join(ROOT, 'bin/omnipush.js'), 'serve', '--port', '0', '--log-level', 'warn', '--store', store];
   if (store === 'sqlite') args.push('--data', mkdtempSync(join(tmpdir(), 'omnipush-bench-')));
-  if (opts.mqtt) args.push('--mqtt-port', '0');
+  // the MQTT listener is on by default: on a free port, so a broker already on 1883 does not stop the run
+  if (opts.mqtt || hasMqttDoor()) args.push('--mqtt-port', '0');
   const server = await startServerProcess(args[0], args.slice(1), {
     OMNIPUSH_LIMITS__MAX_CONNECTIONS: '19000',
     OMNIPUSH_LIMITS__MAX_QUEUE_BYTES: String(16 * 1024 * 1024),
@@ -27,10 +28,12 @@ export async function startOmnipush(store: 'memory' | 'sqlite' = 'memory', opts:
   return server;
 }
 
+let mqttDoor: boolean | undefined;
+
 /** Whether this build has the MQTT door (its `serve` takes `--mqtt-port`). */
 export function hasMqttDoor(): boolean {
-  const help = execFileSync(process.execPath, [join(ROOT, 'bin/omnipush.js'), 'serve', '--help'], { encoding: 'utf8' });
-  return help.includes('--mqtt-port');
+  mqttDoor ??= execFileSync(process.execPath, [join(ROOT, 'bin/omnipush.js'), 'serve', '--help'], { encoding: 'utf8' }).includes('--mqtt-port');
+  return mqttDoor;
 }
 
 /** The naive node:http SSE broadcaster. */

@@ -62,7 +62,8 @@ class DeadlineWheel {
   private armedFor = Infinity;
 
   add(d: Deadline): void {
-    const slot = Math.max(1, Math.ceil(d.when / DEADLINE_SLOT_MS));
+    // (a moment that is not a number is due now, as setTimeout would take it)
+    const slot = Number.isNaN(d.when) ? 1 : Math.max(1, Math.ceil(d.when / DEADLINE_SLOT_MS));
     let set = this.slots.get(slot);
     if (!set) {
       this.slots.set(slot, (set = new Set()));

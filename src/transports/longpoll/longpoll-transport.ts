@@ -28,7 +28,8 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
   readonly id: string;
   readonly since = Date.now();
   presenceState: unknown = undefined;
-  private readonly frames: Buffer[] = [];
+  /** Encoded messages collected for the answer (made at the first one: most held polls wait with none). */
+  private frames: Buffer[] | null = null;
   private lastCursor: string | undefined;
   private gapInfo: GapInfo | undefined;
   private scheduled = false;
@@ -43,7 +44,6 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
     private readonly res: ServerResponse,
     private readonly limit: number,
     private readonly ctx: TransportContext,
-    private readonly headers: Record<string, string>,
     private readonly filters: string[],
     readonly address: string,
     // the door itself rather than a closure: held polls are many and each should hold little
@@ -74,10 +74,10 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
 
   deliver(d: Delivery): void {
     if (this.done) return;
-    this.frames.push(d.encoded(JSON_MESSAGE));
+    (this.frames ??= []).push(d.encoded(JSON_MESSAGE));
     this.lastCursor = d.message.cursor;
     this.ctx.metrics.deliveryCounts.longpoll++;
-    if (this.frames.length >= this.limit) this.finish();
+    if (this.frames!.length >= this.limit) this.finish();
     else this.soon();
   }
 
@@ -108,10 +108,11 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
     this.done = true;
     this.ctx.hub.unsubscribe(this);
     // Complete up to the head only when every message up to it has been offered to us.
-    const full = this.frames.length >= this.limit;
+    const frames = this.frames ?? [];
+    const full = frames.length >= this.limit;
     const cursor = !full && this.caughtUp ? this.ctx.hub.headCursor() : (this.lastCursor ?? this.sinceCursor);
     const parts: Buffer[] = [OPEN];
-    this.frames.forEach((f, i) => {
+    frames.forEach((f, i) => {
       if (i) parts.push(COMMA);
       parts.push(f);
     });
@@ -121,7 +122,7 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
     const body = Buffer.concat(parts);
     if (!this.res.destroyed) {
       this.res.writeHead(200, {
-        ...this.headers,
+        ...this.headers(),
         'Content-Type': 'application/json; charset=utf-8',
         'Content-Length': body.length,
         'Cache-Control': 'no-store',
@@ -131,6 +132,11 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
     this.owner.pollDone(this);
   }
 
+  /** The common response headers, made when the answer goes out rather than held while the poll waits. */
+  private headers(): Record<string, string> {
+    return this.ctx.commonHeaders(this.res.req);
+  }
+
   /** Where the client already was; set by the transport. */
   sinceCursor = '';
 
@@ -138,7 +144,7 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
     if (this.done) return;
     this.done = true;
     this.ctx.hub.unsubscribe(this);
-    sendError(this.res, e, this.headers);
+    sendError(this.res, e, this.headers());
     this.owner.pollDone(this);
   }
 
@@ -194,7 +200,7 @@ export class LongPollTransport {
       ctx.connections.acquire();
       ctx.metrics.connections.inc({ transport: 'longpoll' });
 
-      const poll = new HeldPoll(principal, res, Math.floor(limit), ctx, headers, plan.filters, address, this, clientId, noEcho);
+      const poll = new HeldPoll(principal, res, Math.floor(limit), ctx, plan.filters, address, this, clientId, noEcho);
       poll.sinceCursor = since && plan.mode === 'history' && !plan.gap ? since : ctx.hub.headCursor();
       this.held.add(poll);
       ctx.registry.add(poll);

@@ -14,6 +14,7 @@ import type { PresenceWatcher } from '../../core/presence.js';
 import { presenceInfoOf } from '../../core/presence-info.js';
 import { isWildcardFilter } from '../../core/topic.js';
 import { parseClientMessage, requestIdOf, type ClientMessage, type RequestId } from './ws-protocol.js';
+import { WsSubscriptions } from './ws-subscriptions.js';
 
 /** Close codes of docs/websocket.md. */
 export const CLOSE = { normal: 1000, goingAway: 1001, policy: 1008, internal: 1011, tryAgainLater: 1013, credentials: 4001, slowConsumer: 4008, disconnected: 4009 } as const;
@@ -95,7 +96,7 @@ function onWsPong(this: WebSocket): void {
  * when permessage-deflate is off, else `ws` frames (and compresses) each send.
  */
 export class WsConnection implements SocketWriterOwner, PresenceWatcher {
-  private readonly subs = new Map<string, WsSubscription>();
+  private readonly subs = new WsSubscriptions<WsSubscription>();
   /** `client=` on the upgrade: presence counts a reconnect with it as the same member. */
   clientId: string | undefined;
   /** The last subscribe frame's `info`: what presence lists about this client. */
@@ -184,7 +185,7 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
    */
   dropFilter(filter: string): number {
     let n = 0;
-    for (const sub of [...this.subs.values()]) {
+    for (const sub of this.subs.values()) {
       if (!sub.filters.includes(filter)) continue;
       this.subs.delete(sub.id);
       this.ctx.hub.unsubscribe(sub);

@@ -101,6 +101,8 @@ export class WebSocketTransport {
 
   private accept(ws: WebSocket, socket: Socket, principal: Principal, place: PreAuthPlace | null, address: string, clientId: string | undefined): WsConnection {
     const { ctx } = this;
+    // `ws` has its own socket error listener now (it closes the socket): a second one held a list
+    socket.off('error', destroySocket);
     socket.setNoDelay(true);
     const slice = this.nextSlice++ % SLICES;
     const conn = new WsConnection(ws, socket, principal, ctx, ctx.config.websocket.perMessageDeflate, this, slice, address);
