@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { mintToken } from '../src/auth/token.js';
 import type { RunningServer } from '../src/server.js';
 import { mqttClient } from './helpers/mqtt.js';
-import { startTestServer } from './helpers/server.js';
+import { startTestServer, waitFor } from './helpers/server.js';
 import { openWs } from './helpers/ws.js';
 
 const SECRET = 'a-test-secret-of-enough-length';
@@ -124,6 +124,12 @@ describe('hostile receipts', () => {
       const r = await ws.request({ type: 'ack', cursors: plain });
       assert.equal(r.type, 'error');
       assert.equal(r.code, 'rate_limited');
+      // refused acks never close the socket (the SDK sends them by itself): more than quotas.wsRefusalsBeforeClose of them
+      for (let i = 0; i < 12; i++) ws.send({ type: 'ack', cursors: plain });
+      await waitFor(() => ws.frames.filter((f) => f.type === 'error' && f.code === 'rate_limited').length >= 13, 'each refused ack answered');
+      const pong = await ws.request({ type: 'ping' });
+      assert.equal(pong.type, 'pong');
+      assert.equal(ws.ws.readyState, ws.ws.OPEN);
       // malformed and foreign cursors cost no read, so they are answered even now
       const cheap = await ws.request({ type: 'ack', cursors: ['not-a-cursor', 'x'.repeat(41)] });
       assert.deepEqual([cheap.type, cheap.acked, cheap.ignored, cheap.unknown], ['acked', 0, 0, 2]);
