@@ -100,6 +100,27 @@ describe('hostile receipts', () => {
     ]);
   });
 
+  it('lets no grant publish a receipt event to $receipts/<topic>', async () => {
+    const forger = await token('forger', ['user/#', '$receipts/#'], ['$receipts/#']);
+    const fake = { id: 'x', type: 'delivered', cursor: 'c', topic: 'user/alice/inbox', to: 'alice', publisher: 'bob', at: new Date().toISOString() };
+    const r = await call(base, 'POST', '/v1/publish', forger, { topic: '$receipts/user/alice/inbox', data: fake });
+    assert.equal(r.status, 403, JSON.stringify(r.body));
+    assert.equal(codeOf(r), 'forbidden');
+    const mq = await mqttClient(server, { clientId: 'forger-mqtt', username: 'forger', password: forger, protocolVersion: 5 });
+    try {
+      const rc = await mq.publishAsync('$receipts/user/alice/inbox', JSON.stringify(fake), { qos: 1 }).then(
+        (p) => (p as unknown as { reasonCode?: number })?.reasonCode,
+        (e: unknown) => (e as { code?: number }).code,
+      );
+      assert.equal(rc, 0x87, `PUBACK 0x87 (Not authorized), got ${String(rc)}`);
+    } finally {
+      await mq.endAsync();
+    }
+    const h = await call(base, 'GET', '/v1/history?topic=$receipts/user/alice/inbox', forger);
+    assert.equal(h.status, 200, JSON.stringify(h.body));
+    assert.deepEqual(h.body.messages, [], 'nothing forged was stored');
+  });
+
   it('limits the acks that cost store reads per principal, and nobody else pays for a flood', async () => {
     // cursors of ordinary messages look valid, so each one acked costs a store read
     const plain: string[] = [];
