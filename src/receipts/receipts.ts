@@ -6,7 +6,7 @@ import type { Hub, PublishRequest } from '../core/hub.js';
 import { formatCursor, parseCursor, type StoredMessage } from '../core/message.js';
 import { AddressRules, type AckDoor, type AckOutcome, type ReceiptAcks, type ReceiptRequest } from '../core/receipt.js';
 import type { RecordChange } from '../core/store.js';
-import { BucketMap } from '../core/token-bucket.js';
+import { AckMeter } from './ack-meter.js';
 import { DueLoop } from './due-loop.js';
 import type { ReceiptLog } from './receipt-log.js';
 import {
@@ -31,8 +31,6 @@ const LEASE_MS = 15_000;
 const PAGE = 200;
 /** Acks in a cluster that came before their receipt was written, retried once a second later; at most this many. */
 const MAX_EARLY = 1000;
-/** Seconds of `ackLookupsPerSecond` a principal may use at once. */
-const LOOKUP_BURST_S = 10;
 const SYSTEM: Principal = { id: 'omnipush:receipts', kind: 'user', grants: ALLOW_ALL };
 
 export interface ReceiptsOptions {
@@ -75,8 +73,7 @@ export class Receipts implements ReceiptAcks {
   private readonly now: () => number;
   private readonly pollMs: number;
   private readonly loop: DueLoop;
-  /** Per principal: acks for cursors this node does not hold cost a store read each, and anyone may send them. */
-  private readonly lookups: BucketMap | null;
+  private readonly meter: AckMeter;
 
   constructor(
     private readonly hub: Hub,
@@ -90,7 +87,7 @@ export class Receipts implements ReceiptAcks {
     this.now = opts.now ?? Date.now;
     this.pollMs = opts.pollMs ?? (control.clustered ? 1000 : 60_000);
     this.loop = new DueLoop(() => this.tick(), this.pollMs, log, 'receipts', this.now);
-    this.lookups = opts.ackLookupsPerSecond > 0 ? new BucketMap({ messagesPerSecond: opts.ackLookupsPerSecond, bytesPerSecond: 0, burst: LOOKUP_BURST_S }) : null;
+    this.meter = new AckMeter(opts.ackLookupsPerSecond);
   }
 
   /** Loads the pending receipts (alone: all of them are this node's) and starts firing what is due. */
@@ -200,7 +197,7 @@ export class Receipts implements ReceiptAcks {
    */
   async ack(p: Principal, cursors: readonly unknown[], door: AckDoor, seen = false): Promise<AckOutcome> {
     // refused before it queues behind other acks (in a cluster) or reads anything
-    if (this.lookups) this.meter(p, cursors);
+    if (this.meter.on) this.meter.charge(p.id, this.readsOf(cursors), this.now());
     return this.ackUnmetered(p, cursors, door, seen);
   }
 
@@ -209,19 +206,11 @@ export class Receipts implements ReceiptAcks {
     return this.ackNow(p, cursors, door, seen);
   }
 
-  /** Takes the store reads `cursors` would cost from `p`'s bucket; throws `rate_limited` when it is empty. */
-  private meter(p: Principal, cursors: readonly unknown[]): void {
+  /** The store reads an ack of `cursors` costs: one per cursor this store may have given out that this node does not hold. */
+  private readsOf(cursors: readonly unknown[]): number {
     let reads = 0;
     for (const c of cursors) if (typeof c === 'string' && !this.known(c) && this.seqOf(c) > 0) reads++;
-    if (reads === 0) return;
-    const wait = this.lookups!.take(p.id, reads, 0, this.now());
-    if (wait > 0) {
-      const retryAfter = Math.max(1, Math.ceil(wait));
-      throw new OmnipushError('rate_limited', `acks for messages this node does not hold are limited to ${this.opts.ackLookupsPerSecond} cursors a second; retry in ${retryAfter} s`, {
-        limit: 'receipts.ackLookupsPerSecond',
-        retryAfter,
-      });
-    }
+    return reads;
   }
 
   private async ackNow(p: Principal, cursors: readonly unknown[], door: AckDoor, seen: boolean): Promise<AckOutcome> {
@@ -436,7 +425,7 @@ export class Receipts implements ReceiptAcks {
   private async sweep(): Promise<void> {
     const now = this.now();
     for (const r of this.local.values()) if (r.due < now - 60_000) this.forget(r);
-    this.lookups?.sweep(now);
+    this.meter.sweep(now);
     await sweepFinished(this.hub, now - this.opts.keepMs, () => this.closed);
   }
 }
