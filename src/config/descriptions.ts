@@ -102,6 +102,7 @@ export const KEY_DESCRIPTIONS: Readonly<Record<string, string>> = {
   'receipts.maxPending': 'receipts pending at once on a node (429 quota_exceeded past it)',
   'receipts.maxPendingPerPrincipal': 'receipts one publisher may have pending on a node',
   'receipts.maxAckCursors': 'cursors per ack (POST /v1/ack, WebSocket ack frame)',
+  'receipts.ackLookupsPerSecond': 'acked cursors a second per principal that cost a store read (429 rate_limited past it); 0: no limit',
   'receipts.keep': 'how long receipt events are kept for GET /v1/receipts',
   'receipts.topicEvents': 'also publish receipt events to $receipts/<topic>',
   webhooks: 'Signed webhooks to the app (docs/webhooks.md); off while endpoints is empty.',

@@ -27,6 +27,11 @@ export const receiptsSchema = z
     maxPendingPerPrincipal: z.number().int().positive().default(10_000),
     /** cursors one ack (POST /v1/ack, WebSocket `ack` frame) may carry */
     maxAckCursors: z.number().int().positive().max(10_000).default(500),
+    /**
+     * acked cursors per second, per principal, that need a store read (a receipt this node does not
+     * hold: finished, another node's, or none); 429 rate_limited past it, with a burst of ten seconds' worth. 0: no limit
+     */
+    ackLookupsPerSecond: z.number().int().min(0).default(200),
     /** seconds receipt events (and finished receipts, for late acks) are kept for GET /v1/receipts */
     keep: durationSeconds(z.number().positive()).default(24 * 3600),
     /** publish each receipt event to `$receipts/<topic>` too */

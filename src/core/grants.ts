@@ -45,6 +45,8 @@ export const DENY_ALL: Grants = {
 
 /** May `p` publish to the topic name `topic`? */
 export function canPublish(p: Principal, topic: string): boolean {
+  // receipt events are the server's word: no grant lets a client write one
+  if (topic.charCodeAt(0) === 36 && topic.startsWith(RECEIPTS_PREFIX)) return false;
   const r = p.grants.publish;
   for (const d of r.deny) if (filterMatches(d, topic)) return false;
   for (const a of r.allow) if (filterMatches(a, topic)) return true;

@@ -1,6 +1,7 @@
 import { isConnectionId } from './connections.js';
 import { Delivery } from './encoded.js';
 import { OmnipushError } from './errors.js';
+import { RECEIPT_PROPERTY } from './receipt.js';
 import { canPublish, canReceive, subscribeVerdict, type Principal } from './grants.js';
 import { formatCursor, isExpired, messageBytes, parseCursor, type MessageInput, type StoredMessage } from './message.js';
 import { RetainedQuota } from './retained-quota.js';
@@ -78,6 +79,11 @@ export interface PublishRequest {
   exclude?: string;
   /** The connection id the publisher speaks for: that connection's no-echo subscriptions skip it. */
   sender?: string;
+  /**
+   * The principal a receipt is asked from, set by the receipts room once it accepted the request:
+   * the hub adds the {@link RECEIPT_PROPERTY} itself, so no client can set that property.
+   */
+  receiptTo?: string;
 }
 
 export interface HubOptions {
@@ -262,6 +268,8 @@ export class Hub {
         if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string' || pair[0].length + pair[1].length > 4096) {
           throw new OmnipushError('invalid_request', 'each property is a [name, value] pair of strings (name + value ≤ 4096 characters)');
         }
+        // a forged one would hold the message back from its "recipient's" Web Push and make clients ack a receipt nobody asked for
+        if (pair[0] === RECEIPT_PROPERTY) throw new OmnipushError('invalid_request', `the property ${RECEIPT_PROPERTY} is set by the server: ask for a receipt with "receipt" instead`);
       }
     }
     let expiresAt: number | undefined;
@@ -279,6 +287,7 @@ export class Hub {
     if (req.contentType) input.contentType = req.contentType;
     if (req.event) input.event = req.event;
     if (req.properties && req.properties.length) input.properties = req.properties;
+    if (req.receiptTo !== undefined) input.properties = [...(input.properties ?? []), [RECEIPT_PROPERTY, req.receiptTo]];
     if (expiresAt !== undefined) input.expiresAt = expiresAt;
     if (req.qos !== undefined) input.qos = req.qos;
     if (req.exclude !== undefined) input.exclude = connectionIdField('exclude', req.exclude);

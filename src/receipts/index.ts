@@ -25,6 +25,7 @@ export async function startReceipts(ctx: TransportContext, webpush: WebPushTrans
     maxPending: c.maxPending,
     maxPendingPerPrincipal: c.maxPendingPerPrincipal,
     maxAckCursors: c.maxAckCursors,
+    ackLookupsPerSecond: c.ackLookupsPerSecond,
     keepMs: c.keep * 1000,
   });
   await tracker.start();

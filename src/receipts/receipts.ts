@@ -4,8 +4,9 @@ import { OmnipushError } from '../core/errors.js';
 import { ALLOW_ALL, type Principal } from '../core/grants.js';
 import type { Hub, PublishRequest } from '../core/hub.js';
 import { formatCursor, parseCursor, type StoredMessage } from '../core/message.js';
-import { AddressRules, RECEIPT_PROPERTY, type AckDoor, type AckOutcome, type ReceiptAcks, type ReceiptRequest } from '../core/receipt.js';
+import { AddressRules, type AckDoor, type AckOutcome, type ReceiptAcks, type ReceiptRequest } from '../core/receipt.js';
 import type { RecordChange } from '../core/store.js';
+import { AckMeter } from './ack-meter.js';
 import { DueLoop } from './due-loop.js';
 import type { ReceiptLog } from './receipt-log.js';
 import {
@@ -39,6 +40,8 @@ export interface ReceiptsOptions {
   maxPending: number;
   maxPendingPerPrincipal: number;
   maxAckCursors: number;
+  /** Store reads one principal's acks may cause per second (burst: ten seconds' worth); 0: no limit. */
+  ackLookupsPerSecond: number;
   /** ms finished receipts and their events are kept. */
   keepMs: number;
   /** Longest wait between looks at the store; default 1 s in a cluster, else 60 s. */
@@ -70,6 +73,7 @@ export class Receipts implements ReceiptAcks {
   private readonly now: () => number;
   private readonly pollMs: number;
   private readonly loop: DueLoop;
+  private readonly meter: AckMeter;
 
   constructor(
     private readonly hub: Hub,
@@ -83,6 +87,7 @@ export class Receipts implements ReceiptAcks {
     this.now = opts.now ?? Date.now;
     this.pollMs = opts.pollMs ?? (control.clustered ? 1000 : 60_000);
     this.loop = new DueLoop(() => this.tick(), this.pollMs, log, 'receipts', this.now);
+    this.meter = new AckMeter(opts.ackLookupsPerSecond);
   }
 
   /** Loads the pending receipts (alone: all of them are this node's) and starts firing what is due. */
@@ -117,7 +122,7 @@ export class Receipts implements ReceiptAcks {
   // ------------------------------------------------------------------ asking
 
   /**
-   * Checks a receipt request and marks `req` with {@link RECEIPT_PROPERTY}; throws `no_recipient`,
+   * Checks a receipt request and marks `req` with its recipient (the hub adds the receipt property); throws `no_recipient`,
    * `invalid_request` or `quota_exceeded`. The caller publishes, then calls {@link track} (or
    * {@link release} when the publish failed).
    */
@@ -139,9 +144,7 @@ export class Receipts implements ReceiptAcks {
         max: this.opts.maxPendingPerPrincipal,
       });
     }
-    const props = (req.properties ?? []).filter((pr) => pr[0] !== RECEIPT_PROPERTY);
-    props.push([RECEIPT_PROPERTY, to]);
-    req.properties = props;
+    req.receiptTo = to;
     this.reserved++;
     this.perPublisher.set(p.id, mine + 1);
     return { to, publisher: p.id, withinMs: r.withinMs, fallback: r.fallback };
@@ -193,8 +196,21 @@ export class Receipts implements ReceiptAcks {
    * malformed one, or one this store never gave out, is not looked up.
    */
   async ack(p: Principal, cursors: readonly unknown[], door: AckDoor, seen = false): Promise<AckOutcome> {
+    // refused before it queues behind other acks (in a cluster) or reads anything
+    if (this.meter.on) this.meter.charge(p.id, this.readsOf(cursors), this.now());
+    return this.ackUnmetered(p, cursors, door, seen);
+  }
+
+  private ackUnmetered(p: Principal, cursors: readonly unknown[], door: AckDoor, seen = false): Promise<AckOutcome> {
     if (this.control.clustered) return this.serially(() => this.ackNow(p, cursors, door, seen));
     return this.ackNow(p, cursors, door, seen);
+  }
+
+  /** The store reads an ack of `cursors` costs: one per cursor this store may have given out that this node does not hold. */
+  private readsOf(cursors: readonly unknown[]): number {
+    let reads = 0;
+    for (const c of cursors) if (typeof c === 'string' && !this.known(c) && this.seqOf(c) > 0) reads++;
+    return reads;
   }
 
   private async ackNow(p: Principal, cursors: readonly unknown[], door: AckDoor, seen: boolean): Promise<AckOutcome> {
@@ -256,7 +272,8 @@ export class Receipts implements ReceiptAcks {
 
   /** One delivery acknowledged by the door itself (an MQTT PUBACK/PUBREC); never throws. */
   ackDelivery(p: Principal, cursor: string, door: AckDoor): void {
-    this.ack(p, [cursor], door).catch((e: unknown) => this.log.warn({ err: e, cursor }, 'receipt ack not recorded'));
+    // bounded by the deliveries the server itself made: not metered
+    this.ackUnmetered(p, [cursor], door).catch((e: unknown) => this.log.warn({ err: e, cursor }, 'receipt ack not recorded'));
   }
 
   private retryLater(p: Principal, cursor: string, door: AckDoor, seen: boolean): void {
@@ -266,7 +283,7 @@ export class Receipts implements ReceiptAcks {
       if (this.closed) return;
       const retry = async () => {
         const b = await this.hub.getRecord(RECEIPT_KIND, cursor);
-        if (b) await this.ack(p, [cursor], door, seen);
+        if (b) await this.ackUnmetered(p, [cursor], door, seen);
       };
       retry().catch((e: unknown) => this.log.warn({ err: e, cursor }, 'receipt ack not recorded'));
     }, 1000);
@@ -408,6 +425,7 @@ export class Receipts implements ReceiptAcks {
   private async sweep(): Promise<void> {
     const now = this.now();
     for (const r of this.local.values()) if (r.due < now - 60_000) this.forget(r);
+    this.meter.sweep(now);
     await sweepFinished(this.hub, now - this.opts.keepMs, () => this.closed);
   }
 }

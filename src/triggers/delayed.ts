@@ -6,6 +6,7 @@ import { ALLOW_ALL, type Principal } from '../core/grants.js';
 import type { Hub, PublishRequest } from '../core/hub.js';
 import { checkIdempotencyKey, idempotencyRecordKey, type IdempotentPublisher } from '../core/idempotency.js';
 import { IDEMPOTENCY_KIND, type IdempotencyEntry } from '../core/store.js';
+import { DueLoop } from '../receipts/due-loop.js';
 
 /** Record kind of pending delayed publishes; keys `<due ms, 15 digits> <id>` sort by due time. */
 export const DELAYED_KIND = 'delayed';
@@ -62,13 +63,10 @@ const ownerPrefix = (principalId: string) => `${encodeURIComponent(principalId)}
  * idempotency key of its own, so a crash between publishing and deleting the record never doubles it.
  */
 export class DelayedPublisher {
-  private timer: NodeJS.Timeout | null = null;
-  private timerAt = Infinity;
-  private running = false;
-  private again = false;
   private closed = false;
   private readonly now: () => number;
   private readonly pollMs: number;
+  private readonly loop: DueLoop;
 
   constructor(
     private readonly hub: Hub,
@@ -80,17 +78,16 @@ export class DelayedPublisher {
     this.now = opts.now ?? Date.now;
     // alone, every schedule arms the timer itself; in a cluster other nodes schedule too
     this.pollMs = opts.pollMs ?? (control.clustered ? 1000 : 60_000);
+    this.loop = new DueLoop(() => this.tick(), this.pollMs, log, 'delayed publish', this.now);
   }
 
   start(): void {
-    this.kick();
+    this.loop.start();
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    while (this.running) await new Promise((r) => setTimeout(r, 5));
+    await this.loop.close();
   }
 
   /** Stores a publish due at `due` (ms); checks grants and limits now. Answers the first schedule for a repeated key. */
@@ -125,42 +122,8 @@ export class DelayedPublisher {
       changes.push({ kind: IDEMPOTENCY_KIND, key: rk, value: Buffer.from(JSON.stringify(entry)) });
     }
     await this.hub.putRecords(changes);
-    if (due < this.timerAt) this.arm(due - now);
+    this.loop.dueAt(due);
     return { id, due, repeated: false };
-  }
-
-  private arm(ms: number): void {
-    if (this.closed) return;
-    if (this.timer) clearTimeout(this.timer);
-    const wait = Math.max(0, Math.min(ms, this.pollMs));
-    this.timerAt = this.now() + wait;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.timerAt = Infinity;
-      this.kick();
-    }, wait);
-    this.timer.unref();
-  }
-
-  private kick(): void {
-    if (this.closed) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = true;
-    void this.tick()
-      .catch((e: unknown) => {
-        this.log.warn({ err: e }, 'delayed publish: will retry');
-        return this.pollMs;
-      })
-      .then((next) => {
-        this.running = false;
-        if (this.again) {
-          this.again = false;
-          this.kick();
-        } else this.arm(next);
-      });
   }
 
   /** Publishes what is due while holding the lease; returns ms until the next look. */

@@ -291,7 +291,8 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
         }
       }
       this.reply(id, { type: 'error', code: err.code, message: err.message, ...(err.details ?? {}) });
-      if (err.code === 'rate_limited' || err.code === 'quota_exceeded') this.refused(err);
+      // acks are sent by the SDK on its own, which cannot slow down: a refused one only loses that ack, never the connection
+      if ((err.code === 'rate_limited' || err.code === 'quota_exceeded') && msg?.type !== 'ack') this.refused(err);
     }
   }
 
