@@ -103,7 +103,7 @@ export async function quotaCost(o: AdversarialOptions): Promise<void> {
   }
   if (mqtt) {
     const rate = (rs: Qos1Result[]) => median(rs.map((q) => q.messagesPerSec));
-    const cpu = (rs: Qos1Result[]) => median(rs.map((q) => q.serverCpuUsPerMsg));
+    const cpu = (rs: Qos1Result[]) => median(rs.map((q) => q.serverCpuUsPerMsg)).toFixed(1);
     const r = ratio(rate(q1.on), rate(q1.off));
     const spread = (rs: Qos1Result[]) => rs.map((q) => k(q.messagesPerSec)).join(' ');
     o.row(

@@ -79,15 +79,28 @@ export class OutboundQueue<E extends OutboundEntry> {
    * process whose notice never came); how many were new.
    */
   async rescan(page = 500): Promise<number> {
-    let n = 0;
-    let after: string | undefined;
-    for (;;) {
-      const rows = await this.hub.listRecords(this.opts.kind, '', page, after);
-      for (const row of rows) if (!this.entries.has(row.key) && this.adopt(JSON.parse(row.value.toString('utf8')) as E)) n++;
-      if (rows.length < page || this.closed) return n;
-      after = rows[rows.length - 1].key;
+    // An entry done while the store is read is still in what was read: it must not come back. Those
+    // are the ones whose delete is not yet written when the rescan starts, and the ones done after.
+    const gone = new Set<string>();
+    for (const [key, e] of this.dirty) if (e === null) gone.add(key);
+    this.gone = gone;
+    try {
+      await this.writing;
+      let n = 0;
+      let after: string | undefined;
+      for (;;) {
+        const rows = await this.hub.listRecords(this.opts.kind, '', page, after);
+        for (const row of rows) if (!this.entries.has(row.key) && !gone.has(row.key) && this.adopt(JSON.parse(row.value.toString('utf8')) as E)) n++;
+        if (rows.length < page || this.closed) return n;
+        after = rows[rows.length - 1].key;
+      }
+    } finally {
+      this.gone = null;
     }
   }
+
+  /** Keys done while a {@link rescan} runs. */
+  private gone: Set<string> | null = null;
 
   /** Schedules an entry already in the store (written by another process); false if it was known. */
   adopt(e: E): boolean {
@@ -147,6 +160,7 @@ export class OutboundQueue<E extends OutboundEntry> {
     if (keys) {
       for (const k of keys) {
         this.entries.delete(k);
+        this.gone?.add(k);
         this.dirty.delete(k);
         changes.push({ kind: this.opts.kind, key: k, value: null });
       }
@@ -159,6 +173,7 @@ export class OutboundQueue<E extends OutboundEntry> {
   async remove(key: string, extra: RecordChange[] = []): Promise<void> {
     const e = this.entries.get(key);
     if (e) this.unlink(e);
+    this.gone?.add(key);
     this.dirty.delete(key);
     await this.hub.putRecords([...extra, { kind: this.opts.kind, key, value: null }]);
   }
@@ -174,6 +189,7 @@ export class OutboundQueue<E extends OutboundEntry> {
 
   private unlink(e: E): void {
     this.entries.delete(e.key);
+    this.gone?.add(e.key);
     if (!this.opts.group) return;
     const g = this.opts.group(e);
     const set = this.byGroup.get(g);
