@@ -1,18 +1,12 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { RunningServer } from '../src/server.js';
 import { startProxy } from './helpers/proxy.js';
+import { chromiumMissing, launchChromium } from './helpers/chromium.js';
 import { startTestServer, tempDir, waitFor } from './helpers/server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const missing = !existsSync(CHROMIUM);
-if (missing) {
-  const why = `Chromium is not installed at ${CHROMIUM} (Debian package "chromium")`;
-  if (process.env.OMNIPUSH_REQUIRE_ALL === '1') throw new Error(`${why}, and OMNIPUSH_REQUIRE_ALL=1 requires it`);
-  console.error(`\n*** SKIPPING browser tests: ${why} ***\n`);
-}
+const missing = chromiumMissing('browser tests');
 
 async function publish(base: string, topic: string, data: string): Promise<void> {
   assert.equal((await fetch(`${base}/v1/publish`, { method: 'POST', body: JSON.stringify({ topic, data }) })).status, 200);
@@ -50,10 +44,7 @@ describe('the SDK in Chromium', { skip: missing ? 'chromium missing' : false }, 
   let server: RunningServer;
   before(async () => {
     server = await startTestServer({ sse: { retry: 100 } });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();

@@ -1,22 +1,17 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { hashPassword } from '../src/auth/users.js';
 import type { RunningServer } from '../src/server.js';
 import { mqttClient } from './helpers/mqtt.js';
 import { startTestServer, waitFor, within } from './helpers/server.js';
+import { chromiumMissing, launchChromium } from './helpers/chromium.js';
 import { openWs } from './helpers/ws.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const missing = !existsSync(CHROMIUM);
-if (missing) {
-  const why = `Chromium is not installed at ${CHROMIUM} (Debian package "chromium")`;
-  if (process.env.OMNIPUSH_REQUIRE_ALL === '1') throw new Error(`${why}, and OMNIPUSH_REQUIRE_ALL=1 requires it`);
-  console.error(`\n*** SKIPPING console tests: ${why} ***\n`);
-}
+const missing = chromiumMissing('console tests');
 
 const SECRET = 'console-test-secret-of-enough-length';
 const SHOTS = '/tmp/console-shots';
@@ -49,10 +44,7 @@ describe('the console in Chromium', { skip: missing ? 'chromium missing' : false
       admin: { users: [{ username: 'op', passwordHash: await hashPassword('s3cret pass') }] },
       webpush: { subject: 'mailto:ops@example.com' },
     });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
-    });
+    browser = await launchChromium();
     // CSP bypass only so that the test can inject axe-core; the console itself runs under its CSP
     context = await browser.newContext({ viewport: { width: 1280, height: 800 }, bypassCSP: true });
     page = await context.newPage();

@@ -1,17 +1,11 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { RunningServer } from '../src/server.js';
+import { chromiumMissing, launchChromium } from './helpers/chromium.js';
 import { startTestServer, waitFor } from './helpers/server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const missing = !existsSync(CHROMIUM);
-if (missing) {
-  const why = `Chromium is not installed at ${CHROMIUM} (Debian package "chromium")`;
-  if (process.env.OMNIPUSH_REQUIRE_ALL === '1') throw new Error(`${why}, and OMNIPUSH_REQUIRE_ALL=1 requires it`);
-  console.error(`\n*** SKIPPING browser presence tests: ${why} ***\n`);
-}
+const missing = chromiumMissing('browser presence tests');
 
 interface PageState {
   events: string[];
@@ -49,10 +43,7 @@ describe('presence in Chromium', { skip: missing ? 'chromium missing' : false },
   let server: RunningServer;
   before(async () => {
     server = await startTestServer({ presence: { rules: [{ filter: 'chat/+', joinLeave: true }], leaveGrace: '200ms' } });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();

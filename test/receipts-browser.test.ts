@@ -1,18 +1,12 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { RunningServer } from '../src/server.js';
 import { startPushService, webpushConfig, type PushService } from './helpers/push-service.js';
+import { chromiumMissing, launchChromium } from './helpers/chromium.js';
 import { startTestServer, waitFor } from './helpers/server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const missing = !existsSync(CHROMIUM);
-if (missing) {
-  const why = `Chromium is not installed at ${CHROMIUM} (Debian package "chromium")`;
-  if (process.env.OMNIPUSH_REQUIRE_ALL === '1') throw new Error(`${why}, and OMNIPUSH_REQUIRE_ALL=1 requires it`);
-  console.error(`\n*** SKIPPING receipt browser tests: ${why} ***\n`);
-}
+const missing = chromiumMissing('receipt browser tests');
 
 type Client = typeof import('../src/client/index.js');
 type Ev = { type: string; cursor: string; door?: string };
@@ -27,10 +21,7 @@ describe('receipts from the SDK in Chromium', { skip: missing ? 'chromium missin
     // no auth on loopback: the page and the publisher are the principal "anonymous"
     server = await startTestServer({ webpush: webpushConfig(svc), receipts: { rules: [{ filter: 'user/{sub}/#' }] } });
     svc.expectedKey = ((await (await fetch(`${server.http}/v1/webpush/vapid-public-key`)).json()) as { publicKey: string }).publicKey;
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();

@@ -269,9 +269,12 @@ export class WebPushTransport {
       this.metrics.count('-', 'skipped_online');
       return this.queue.touch();
     }
-    const job = d.encoded(this.jobFormat);
-    const now = Date.now();
-    this.queue.add({
+    this.queue.add(this.entryFor(rec, m, d.encoded(this.jobFormat), Date.now()));
+  }
+
+  /** The queue entry that pushes `m` to `rec`. */
+  private entryFor(rec: PushSubscriptionRecord, m: StoredMessage, job: PushJob, now: number): QueueEntry {
+    return {
       key: entryKey(rec.id, m.seq),
       sub: rec.id,
       origin: this.parse(rec).origin,
@@ -281,7 +284,7 @@ export class WebPushTransport {
       giveUpAt: m.expiresAt ?? now + job.ttl * 1000,
       attempts: 0,
       notBefore: 0,
-    });
+    };
   }
 
   /**
@@ -299,16 +302,7 @@ export class WebPushTransport {
       if (rec.failing || !rec.filters.some((f) => filterMatches(f, m.topic))) continue;
       if (!canReceive({ id: rec.principal.id, kind: rec.principal.kind, grants: rec.principal.grants }, m.topic)) continue;
       job ??= pushJobFor(m, this.ctx.config.webpush.defaultTtl, now);
-      entries.push({
-        key: entryKey(rec.id, m.seq),
-        sub: rec.id,
-        origin: this.parse(rec).origin,
-        cursor: m.cursor,
-        job,
-        giveUpAt: m.expiresAt ?? now + job.ttl * 1000,
-        attempts: 0,
-        notBefore: 0,
-      });
+      entries.push(this.entryFor(rec, m, job, now));
     }
     if (entries.length === 0) return 0;
     const changes = extra(entries.length);
