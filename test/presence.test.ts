@@ -246,6 +246,12 @@ describe('presence on every door', () => {
     const ev = (await g.next('publish')) as { topic: string; payload: Buffer };
     assert.equal(ev.topic, '$presence/room/b');
     const body = JSON.parse(ev.payload.toString()) as { type: string; topic: string; member: Member; position: number };
+    // a connection watches at most 64 topics: each is a watcher told of every join and leave
+    const many = Array.from({ length: 70 }, (_, i) => ({ topic: `$presence/room/w${i}`, qos: 0 as const }));
+    g.send({ cmd: 'subscribe', messageId: 4, subscriptions: many });
+    const granted = ((await g.next('suback')) as { granted: number[] }).granted;
+    assert.deepEqual(granted.slice(0, 63), Array(63).fill(0), 'room/b and 63 more are watched');
+    assert.deepEqual(granted.slice(63), Array(7).fill(0x97), 'past 64: quota exceeded');
     assert.equal(body.type, 'join');
     assert.equal(body.member.sub, 'joiner');
     // m (subscribed to #) got the WebSocket's join on no topic at all

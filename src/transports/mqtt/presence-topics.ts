@@ -18,8 +18,11 @@ export class MqttPresenceWatch implements PresenceWatcher {
     this.conn.send({ cmd: 'publish', topic: PRESENCE_PREFIX + topic, payload: Buffer.from(`{"type":"${type}",${json.slice(1)}`), qos: 0, retain: false, dup: false, messageId: 0 });
   }
 
-  /** SUBSCRIBE `$presence/<topic>`: the reason code for SUBACK (QoS 0 granted, or why not). */
-  add(topic: string): number {
+  /**
+   * SUBSCRIBE `$presence/<topic>`: the reason code for SUBACK (QoS 0 granted, or why not). At most
+   * `max` topics per connection: each is a watcher the node tells of every join and leave.
+   */
+  add(topic: string, max: number): number {
     const { presence, log } = this.conn.broker.ctx;
     const v5 = this.conn.version === 5;
     try {
@@ -34,6 +37,7 @@ export class MqttPresenceWatch implements PresenceWatcher {
       return RC.implementationSpecific;
     }
     if (!this.topics.has(topic)) {
+      if (this.topics.size >= max) return v5 ? RC.quotaExceeded : 0x80;
       this.topics.add(topic);
       presence!.watch(topic, this);
     }

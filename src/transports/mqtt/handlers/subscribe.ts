@@ -102,7 +102,7 @@ function subscribe(conn: MqttConnection, p: ISubscribePacket, elsewhere: number,
     if (shared && opts.nl) throw new MqttProtocolError(RC.protocolError, 'No Local on a shared subscription');
     if (!shared && filter.startsWith(PRESENCE_PREFIX)) {
       conn.presenceWatch ??= new MqttPresenceWatch(conn);
-      codes.push(conn.presenceWatch.add(filter.slice(PRESENCE_PREFIX.length)));
+      codes.push(conn.presenceWatch.add(filter.slice(PRESENCE_PREFIX.length), MAX_FILTERS_PER_SESSION));
       continue;
     }
     if (subscribeVerdict(conn.principal, filter) === 'deny' || refused?.has(filter)) {
