@@ -225,6 +225,7 @@ export class RedisPresence implements PresenceBackend {
       seen.add(m.id);
       members.push(m);
     }
+    members.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return { position: Number(raw[0]), members };
   }
 

@@ -67,16 +67,18 @@ export class ConnectionRegistry {
   private readonly byAddress = new Map<string, Set<ConnectionInfo>>();
   private seq = 0;
 
-  /** `node`: this node's id, which makes {@link publicId} unique in a cluster. */
+  /** `node`: this node's id, which makes {@link connectionId} unique in a cluster. */
   constructor(readonly node = '') {}
 
   /**
    * The id a client is told for its connection (and may name in `exclude`, or as its publishes'
-   * sender): the node's id and the local id, so it is unique in a cluster and across restarts.
+   * sender): its stable `clientId` when it gave one (`client=`), else the node's id and the local
+   * id, unique in a cluster and across restarts.
    */
-  publicId(localId: string): string {
-    return this.node ? `${this.node}/${localId}` : localId;
+  connectionId(localId: string, clientId: string | undefined): string {
+    return clientId ?? (this.node ? `${this.node}/${localId}` : localId);
   }
+
   /** Told the principal whose connections changed (cluster-wide quota counts publish it). */
   onPrincipalChange: ((principalId: string) => void) | null = null;
   observer: ConnectionObserver | null = null;

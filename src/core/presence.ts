@@ -86,6 +86,7 @@ export interface PresenceBackend {
   /** This node no longer holds `member` under `filter`. */
   remove(filter: string, member: Member): void;
   /** Every member of the topic name `topic`, and the event position the list reflects. */
+  /** The members of `topic`, sorted by id (callers do not modify the array). */
   members(topic: string): Promise<{ position: number; members: MemberView[] }>;
   /** Told of every join and leave, in position order. */
   onEvent: (e: PresenceEvent) => void;
@@ -263,7 +264,6 @@ export class Presence implements ConnectionObserver {
       if (after === '') throw new OmnipushError('invalid_cursor', 'not a presence cursor');
     }
     const { position, members } = await this.backend.members(topic);
-    members.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     let start = 0;
     if (after !== undefined) {
       // binary search: the first member after the cursor
@@ -287,6 +287,17 @@ export class Presence implements ConnectionObserver {
     const principals = new Set<string>();
     for (const m of members) principals.add(m.sub);
     return { topic, position, connections: members.length, principals: principals.size };
+  }
+
+  /**
+   * The topic names among a subscription's `filters` whose join/leave events `p` may have, each
+   * checked as a presence read with events; wildcard filters name no topic and are left out.
+   */
+  eventTopics(p: Principal, filters: string[]): string[] {
+    const topics = filters.filter((f) => !isWildcardFilter(f));
+    if (topics.length === 0) throw new OmnipushError('invalid_request', 'presence events need at least one topic name (not a wildcard filter)');
+    for (const t of topics) this.check(p, t, true);
+    return topics;
   }
 
   /** `w` gets the join/leave events of `topic` (checked with {@link check} first). */
@@ -313,8 +324,8 @@ export class Presence implements ConnectionObserver {
     for (const [topic, set] of this.watchers) if (filterMatches(e.filter, topic)) this.send(set, topic, e);
   }
 
+  // every watcher was checked for a joinLeave rule of its topic before it was added (see watch)
   private send(set: Set<PresenceWatcher>, topic: string, e: PresenceEvent): void {
-    if (!this.ruleOf(topic)?.joinLeave) return;
     const json = JSON.stringify({ topic, position: e.position, member: e.member });
     for (const w of set) w.presenceEvent(topic, e.type, json);
   }

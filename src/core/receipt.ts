@@ -33,7 +33,7 @@ export interface AckOutcome {
 
 /** What doors hand acknowledgements to (the receipts room implements it). */
 export interface ReceiptAcks {
-  /** Cursors acknowledged by `p` through `door` (`seen`: the user looked, too). */
+  /** Cursors acknowledged by `p` through `door` (`seen`: the user looked, too); more than {@link maxCursors}: `invalid_request`. */
   ack(p: Principal, cursors: readonly unknown[], door: AckDoor, seen?: boolean): Promise<AckOutcome>;
   /** One delivery acknowledged by the door's own protocol (MQTT PUBACK/PUBREC); never throws. */
   ackDelivery(p: Principal, cursor: string, door: AckDoor): void;

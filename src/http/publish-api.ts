@@ -7,7 +7,7 @@ import { fail, publishOptionsFromJson, publishRequestFromJson, refuseBatchOption
 import { dueFrom } from '../wire/publish-timing.js';
 import type { TransportContext } from '../transports/context.js';
 import { sendJson } from '../wire/http-respond.js';
-import { numberParam, parseJson, readBody, topicParams } from '../wire/http-request.js';
+import { flagParam, numberParam, parseJson, readBody, topicParams } from '../wire/http-request.js';
 import { toMessageJson } from '../wire/json-message.js';
 
 /** Throws `rate_limited` when the publish rates do not allow these messages now. */
@@ -109,11 +109,7 @@ export async function handlePublishRaw(ctx: TransportContext, req: IncomingMessa
   const payload = await readBody(req, Math.min(ctx.config.http.maxBodyBytes, ctx.hub.maxPayloadBytes + 1));
   const r: PublishRequest = { topic, payload };
   const q = url.searchParams;
-  const retain = q.get('retain');
-  if (retain !== null) {
-    if (!['', '1', 'true', '0', 'false'].includes(retain)) fail('retain must be true or false');
-    r.retain = retain === '' || retain === '1' || retain === 'true';
-  }
+  if (q.has('retain')) r.retain = flagParam(url, 'retain');
   const event = q.get('event');
   if (event !== null) r.event = event;
   if (q.has('ttl')) r.ttl = numberParam(url, 'ttl', 0, 0.001, 10 * 365 * 86400);

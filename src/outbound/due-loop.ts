@@ -71,3 +71,21 @@ export class DueLoop {
       });
   }
 }
+
+/**
+ * Keys of things due at a time, in store records: the time zero-padded to 15 digits, so that keys
+ * sort by time as strings, then the item's id.
+ */
+export function timeKey(ms: number, id: string): string {
+  return `${String(ms).padStart(15, '0')} ${id}`;
+}
+
+/** The time (ms) at the head of a {@link timeKey}. */
+export function timeOfKey(key: string): number {
+  return Number(key.slice(0, 15));
+}
+
+/** The prefix of a principal's keys in an index by principal; the id is encoded so that a space in it cannot blur the prefix. */
+export function principalPrefix(principalId: string): string {
+  return `${encodeURIComponent(principalId)} `;
+}

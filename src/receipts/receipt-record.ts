@@ -1,6 +1,7 @@
 import type { Hub } from '../core/hub.js';
 import type { StoredMessage } from '../core/message.js';
 import type { AckDoor, ReceiptFallback } from '../core/receipt.js';
+import { principalPrefix, timeKey, timeOfKey } from '../outbound/due-loop.js';
 import type { RecordChange } from '../core/store.js';
 
 /** Record kind of receipts, one per message: key = the message's cursor. */
@@ -70,13 +71,11 @@ export interface ReceiptEvent {
   reason?: string;
 }
 
-const pad = (ms: number) => String(ms).padStart(15, '0');
-
-export const dueKey = (due: number, cursor: string) => `${pad(due)} ${cursor}`;
-export const doneKey = (at: number, cursor: string) => `${pad(at)} ${cursor}`;
-/** The prefix of a publisher's event keys; its id is encoded so that a space in it cannot blur the prefix. */
-export const eventPrefix = (publisher: string) => `${encodeURIComponent(publisher)} `;
-export const eventKey = (publisher: string, at: number, id: string) => `${eventPrefix(publisher)}${pad(at)} ${id}`;
+export const dueKey = timeKey;
+export const doneKey = timeKey;
+/** The prefix of a publisher's event keys. */
+export const eventPrefix = principalPrefix;
+export const eventKey = (publisher: string, at: number, id: string) => `${eventPrefix(publisher)}${timeKey(at, id)}`;
 
 export function encodeRecord(r: ReceiptRecord): Buffer {
   return Buffer.from(JSON.stringify(r));
@@ -99,10 +98,7 @@ export function finishChanges(r: ReceiptRecord, at: number): RecordChange[] {
   ];
 }
 
-/** The time (ms) at the head of a due or done key. */
-export function timeOfKey(key: string): number {
-  return Number(key.slice(0, 15));
-}
+export { timeOfKey };
 
 /** Receipts swept per store call. */
 const SWEEP_PAGE = 200;

@@ -29,7 +29,6 @@ export async function handleAck(ctx: TransportContext, receipts: Receipts, req: 
   const b = body as Record<string, unknown>;
   for (const k of Object.keys(b)) if (k !== 'cursors' && k !== 'seen' && k !== 'door') bad(`unknown field ${JSON.stringify(k)}`);
   if (!Array.isArray(b.cursors) || b.cursors.length === 0) bad('cursors must be a non-empty array of message cursors');
-  if (b.cursors.length > max) bad(`at most ${max} cursors per ack (receipts.maxAckCursors)`);
   if (b.seen !== undefined && typeof b.seen !== 'boolean') bad('seen must be true or false');
   if (b.door !== undefined && (typeof b.door !== 'string' || !HTTP_DOORS.has(b.door))) bad('door must be "sse", "longpoll" or "http"');
   const out = await receipts.ack(p, b.cursors, (b.door as AckDoor | undefined) ?? 'http', b.seen === true);

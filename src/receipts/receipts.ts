@@ -7,7 +7,7 @@ import { formatCursor, parseCursor, type StoredMessage } from '../core/message.j
 import { AddressRules, type AckDoor, type AckOutcome, type ReceiptAcks, type ReceiptRequest } from '../core/receipt.js';
 import type { RecordChange } from '../core/store.js';
 import { AckMeter } from './ack-meter.js';
-import { DueLoop } from './due-loop.js';
+import { DueLoop } from '../outbound/due-loop.js';
 import type { ReceiptLog } from './receipt-log.js';
 import {
   decodeRecord,
@@ -93,10 +93,17 @@ export class Receipts implements ReceiptAcks {
   /** Loads the pending receipts (alone: all of them are this node's) and starts firing what is due. */
   async start(): Promise<void> {
     if (!this.control.clustered) {
-      for (const row of await this.hub.listRecords(DUE_KIND)) {
-        const b = await this.hub.getRecord(RECEIPT_KIND, row.value.toString('utf8'));
-        const r = b && decodeRecord(b);
-        if (r && r.state === 'pending') this.remember(r);
+      // page by page, as the due loop reads: a restart with many pending never reads them in one go
+      let after: string | undefined;
+      for (;;) {
+        const rows = await this.hub.listRecords(DUE_KIND, '', PAGE, after);
+        for (const row of rows) {
+          const b = await this.hub.getRecord(RECEIPT_KIND, row.value.toString('utf8'));
+          const r = b && decodeRecord(b);
+          if (r && r.state === 'pending') this.remember(r);
+        }
+        if (rows.length < PAGE) break;
+        after = rows[rows.length - 1].key;
       }
     }
     this.loop.start();
@@ -196,6 +203,7 @@ export class Receipts implements ReceiptAcks {
    * malformed one, or one this store never gave out, is not looked up.
    */
   async ack(p: Principal, cursors: readonly unknown[], door: AckDoor, seen = false): Promise<AckOutcome> {
+    if (cursors.length > this.maxCursors) throw new OmnipushError('invalid_request', `at most ${this.maxCursors} cursors per ack (receipts.maxAckCursors)`);
     // refused before it queues behind other acks (in a cluster) or reads anything
     if (this.meter.on) this.meter.charge(p.id, this.readsOf(cursors), this.now());
     return this.ackUnmetered(p, cursors, door, seen);

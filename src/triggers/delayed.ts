@@ -6,7 +6,7 @@ import { ALLOW_ALL, type Principal } from '../core/grants.js';
 import type { Hub, PublishRequest } from '../core/hub.js';
 import { checkIdempotencyKey, idempotencyRecordKey, type IdempotentPublisher } from '../core/idempotency.js';
 import { IDEMPOTENCY_KIND, type IdempotencyEntry } from '../core/store.js';
-import { DueLoop } from '../receipts/due-loop.js';
+import { DueLoop, principalPrefix, timeKey } from '../outbound/due-loop.js';
 
 /** Record kind of pending delayed publishes; keys `<due ms, 15 digits> <id>` sort by due time. */
 export const DELAYED_KIND = 'delayed';
@@ -54,8 +54,8 @@ function copyOptions(from: PublishFields, to: PublishFields): void {
   if (from.qos !== undefined) to.qos = from.qos;
 }
 
-const dueKey = (due: number, id: string) => `${String(due).padStart(15, '0')} ${id}`;
-const ownerPrefix = (principalId: string) => `${encodeURIComponent(principalId)} `;
+const dueKey = timeKey;
+const ownerPrefix = principalPrefix;
 
 /**
  * Delayed publish: durable records in the store, one timer for the next due item, published once.
@@ -147,15 +147,16 @@ export class DelayedPublisher {
   }
 
   private async peek(): Promise<(DelayedRecord & { key: string }) | undefined> {
-    const [first] = await this.hub.listRecords(DELAYED_KIND, '', 1);
-    if (!first) return undefined;
-    try {
-      return { ...(JSON.parse(first.value.toString('utf8')) as DelayedRecord), key: first.key };
-    } catch {
-      // unreadable: drop it rather than block every item behind it
-      this.log.error({ key: first.key }, 'delayed publish: unreadable record removed');
-      await this.hub.putRecords([{ kind: DELAYED_KIND, key: first.key, value: null }]);
-      return this.peek();
+    for (;;) {
+      const [first] = await this.hub.listRecords(DELAYED_KIND, '', 1);
+      if (!first) return undefined;
+      try {
+        return { ...(JSON.parse(first.value.toString('utf8')) as DelayedRecord), key: first.key };
+      } catch {
+        // unreadable: drop it rather than block every item behind it
+        this.log.error({ key: first.key }, 'delayed publish: unreadable record removed');
+        await this.hub.putRecords([{ kind: DELAYED_KIND, key: first.key, value: null }]);
+      }
     }
   }
 

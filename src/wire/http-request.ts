@@ -104,5 +104,5 @@ export function flagParam(url: URL, name: string): boolean {
   const raw = url.searchParams.get(name);
   if (raw === null || raw === '0' || raw === 'false') return false;
   if (raw === '' || raw === '1' || raw === 'true') return true;
-  throw new OmnipushError('invalid_request', `${name} must be 1 or 0`);
+  throw new OmnipushError('invalid_request', `${name} must be true or false (1 or 0)`);
 }

@@ -61,7 +61,7 @@ class HeldPoll implements HubSubscriber, ConnectionInfo {
    * so a client naming another's id takes nothing from anyone but itself.
    */
   get connectionId(): string {
-    return this.clientId ?? this.ctx.registry.publicId(this.id);
+    return this.ctx.registry.connectionId(this.id, this.clientId);
   }
 
   subscriptions(): string[] {

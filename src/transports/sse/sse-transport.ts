@@ -14,7 +14,6 @@ import { expiryDeadline, type Deadline } from '../deadline.js';
 import { SSE_JSON, SSE_RAW, sseEvent } from './sse-frame.js';
 import type { PresenceWatcher } from '../../core/presence.js';
 import { clientIdOf } from '../../core/presence-info.js';
-import { isWildcardFilter } from '../../core/topic.js';
 
 const HEARTBEAT = Buffer.from(':\n\n');
 
@@ -49,7 +48,7 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo,
 
   /** Made when asked (a message naming a connection), not kept per stream. */
   get connectionId(): string {
-    return this.clientId ?? this.owner.ctx.registry.publicId(this.id);
+    return this.owner.ctx.registry.connectionId(this.id, this.clientId);
   }
 
   subscriptions(): string[] {
@@ -132,10 +131,7 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo,
 function presenceTopics(ctx: TransportContext, principal: Principal, filters: string[], flag: string | null): string[] {
   if (flag === null || flag === '' || flag === '0' || flag === 'false') return [];
   if (!ctx.presence) throw new OmnipushError('invalid_request', 'presence=1: this server has no presence rules');
-  const topics = filters.filter((f) => !isWildcardFilter(f));
-  if (topics.length === 0) throw new OmnipushError('invalid_request', 'presence=1 needs at least one topic name (not a wildcard filter)');
-  for (const t of topics) ctx.presence.check(principal, t, true);
-  return topics;
+  return ctx.presence.eventTopics(principal, filters);
 }
 
 /**

@@ -12,7 +12,6 @@ import type { PreAuthEnd, PreAuthPlace } from '../pre-auth-pool.js';
 import { textFrame, WS_MESSAGE_FRAME, WS_MESSAGE_TEXT } from './ws-frame.js';
 import type { PresenceWatcher } from '../../core/presence.js';
 import { presenceInfoOf } from '../../core/presence-info.js';
-import { isWildcardFilter } from '../../core/topic.js';
 import { parseClientMessage, requestIdOf, type ClientMessage, type RequestId } from './ws-protocol.js';
 import { WsSubscriptions } from './ws-subscriptions.js';
 
@@ -156,7 +155,7 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
   /** Filters held by this socket's subscriptions. */
   /** The id the client is told (in `ok` and `subscribed`) once the socket is a connection of a principal. */
   get connectionId(): string | undefined {
-    return this.clientId ?? (this.registration ? this.ctx.registry.publicId(this.registration.id) : undefined);
+    return this.registration ? this.ctx.registry.connectionId(this.registration.id, this.clientId) : this.clientId;
   }
 
 
@@ -318,7 +317,6 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
     if (msg.type === 'ack') {
       const receipts = this.ctx.receipts;
       if (!receipts) throw new OmnipushError('invalid_request', 'this server takes no receipts');
-      if (msg.cursors.length > receipts.maxCursors) throw new OmnipushError('invalid_request', `at most ${receipts.maxCursors} cursors per ack (receipts.maxAckCursors)`);
       const out = await receipts.ack(this.principal, msg.cursors, 'websocket', msg.seen);
       // the SDK acks without an id: nothing to answer then
       if (msg.id !== undefined) this.reply(msg.id, { type: 'acked', ...out });
@@ -398,10 +396,7 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
   private presenceTopics(filters: string[]): string[] {
     const { presence } = this.ctx;
     if (!presence) throw new OmnipushError('invalid_request', 'presence: this server has no presence rules');
-    const topics = filters.filter((f) => !isWildcardFilter(f));
-    if (topics.length === 0) throw new OmnipushError('invalid_request', 'presence needs at least one topic name (not a wildcard filter)');
-    for (const t of topics) presence.check(this.principal, t, true);
-    return topics;
+    return presence.eventTopics(this.principal, filters);
   }
 
   /**
