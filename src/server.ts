@@ -90,7 +90,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }
   const store = await createStore(config.store);
   const bus = createBus(config.bus.kind, store, log);
-  const metrics = new Metrics();
+  const metrics = new Metrics({ loopDelayResolution: config.metrics.loopDelayResolution });
   const hub = new Hub(store, {
     limits: { maxTopicBytes: config.limits.maxTopicBytes, maxTopicLevels: config.limits.maxTopicLevels },
     maxPayloadBytes: config.limits.maxPayloadBytes,

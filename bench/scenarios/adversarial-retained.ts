@@ -56,10 +56,20 @@ function p99(xs: number[]): number {
   return s[Math.min(s.length - 1, Math.floor(s.length * 0.99))];
 }
 
-async function latencies(url: string, n: number): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) out.push(await subscribeOnce(url));
-  return out;
+/** `n` subscribes to each server, alternating which goes first, so the machine's noise falls on both alike. */
+async function interleaved(a: string, b: string, n: number): Promise<[number[], number[]]> {
+  const as: number[] = [];
+  const bs: number[] = [];
+  for (let i = 0; i < n; i++) {
+    if (i % 2) {
+      as.push(await subscribeOnce(a));
+      bs.push(await subscribeOnce(b));
+    } else {
+      bs.push(await subscribeOnce(b));
+      as.push(await subscribeOnce(a));
+    }
+  }
+  return [as, bs];
 }
 
 /** The server's event-loop delay p99 (ms) since the previous scrape (src/metrics/event-loop.ts). */
@@ -70,49 +80,62 @@ async function loopDelayP99(url: string): Promise<number> {
   return Number(m[1]) * 1000;
 }
 
-export async function retainedCost(o: AdversarialOptions): Promise<void> {
-  const unrelated = 100_000;
-  const samples = o.quick ? 40 : 200;
-  const server = await startServerProcess(
+function startSqliteServer(): ReturnType<typeof startServerProcess> {
+  return startServerProcess(
     join(ROOT, 'bin/omnipush.js'),
     ['serve', '--port', '0', '--log-level', 'warn', '--store', 'sqlite', '--data', mkdtempSync(join(tmpdir(), 'omnipush-bench-'))],
-    // one publisher seeds all 100k: past the default retained-topics quota, so it is lifted here
-    { OMNIPUSH_QUOTAS__RETAINED_TOPICS_PER_PRINCIPAL: '0' },
+    {
+      // one publisher seeds all 100k: past the default retained-topics quota, so it is lifted here
+      OMNIPUSH_QUOTAS__RETAINED_TOPICS_PER_PRINCIPAL: '0',
+      // sampled every millisecond, a stall reads as its own length (the default 10 ms reads S-10..S)
+      OMNIPUSH_METRICS__LOOP_DELAY_RESOLUTION: '1',
+    },
   );
-  try {
-    await publishRetained(server.url, MATCHING);
-    await latencies(server.url, 10);
-    const none = await latencies(server.url, samples);
+}
 
+export async function retainedCost(o: AdversarialOptions): Promise<void> {
+  const unrelated = 100_000;
+  const samples = o.quick ? 100 : 1000;
+  // two servers, one with no unrelated retained topics and one with 100k, asked in turn
+  const none = await startSqliteServer();
+  const loaded = await startSqliteServer();
+  try {
+    await publishRetained(none.url, MATCHING);
+    await publishRetained(loaded.url, MATCHING);
     const t0 = performance.now();
     const batch = 1000;
     for (let i = 0; i < unrelated; i += batch) {
       await publishRetained(
-        server.url,
+        loaded.url,
         Array.from({ length: Math.min(batch, unrelated - i) }, (_, j) => `noise/${(i + j) >> 7}/${i + j}`),
       );
     }
     const seedSeconds = (performance.now() - t0) / 1000;
-    await latencies(server.url, 10);
-    const loaded = await latencies(server.url, samples);
+    await interleaved(none.url, loaded.url, 20);
+    const [noneMs, loadedMs] = await interleaved(none.url, loaded.url, samples);
 
     // 20 subscribers at once, round after round, with the delay window opened by a first scrape
-    await loopDelayP99(server.url);
+    await loopDelayP99(loaded.url);
     const rounds = o.quick ? 10 : 50;
-    for (let r = 0; r < rounds; r++) await Promise.all(Array.from({ length: 20 }, () => subscribeOnce(server.url)));
-    const delay = await loopDelayP99(server.url);
+    for (let r = 0; r < rounds; r++) await Promise.all(Array.from({ length: 20 }, () => subscribeOnce(loaded.url)));
+    const delay = await loopDelayP99(loaded.url);
 
-    const ratio = p99(loaded) / p99(none);
-    o.results.retained = { unrelated, samples, seedSeconds, p99NoneMs: p99(none), p99LoadedMs: p99(loaded), ratio, loopDelayP99Ms: delay, rounds };
+    const ratio = p99(loadedMs) / p99(noneMs);
+    o.results.retained = { unrelated, samples, seedSeconds, p99NoneMs: p99(noneMs), p99LoadedMs: p99(loadedMs), ratio, loopDelayP99Ms: delay, rounds };
     o.row('retained: seed 100k unrelated retained topics (HTTP, batches of 1000)', `${seedSeconds.toFixed(1)} s`);
     o.row(
-      `retained: subscribe p99, 100k unrelated / none (${samples} WS subscribes each)`,
-      `${p99(loaded).toFixed(2)} / ${p99(none).toFixed(2)} ms = ${ratio.toFixed(2)}`,
+      `retained: subscribe p99, 100k unrelated / none (${samples} WS subscribes each, in turn)`,
+      `${p99(loadedMs).toFixed(2)} / ${p99(noneMs).toFixed(2)} ms = ${ratio.toFixed(2)}`,
       '≤ 1.2',
       ratio <= 1.2 ? 'PASS' : 'MISS',
     );
-    o.row(`retained: server event-loop delay p99, 20 subscribes at once × ${rounds}`, `${delay.toFixed(2)} ms`, '≤ 10 ms', delay <= 10 ? 'PASS' : 'MISS');
+    o.row(
+      `retained: server event-loop delay p99 (1 ms samples), 20 subscribes at once × ${rounds}`,
+      `${delay.toFixed(2)} ms`,
+      '≤ 10 ms',
+      delay <= 10 ? 'PASS' : 'MISS',
+    );
   } finally {
-    await server.stop();
+    await Promise.all([none.stop(), loaded.stop()]);
   }
 }

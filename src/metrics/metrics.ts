@@ -48,7 +48,7 @@ export class Metrics {
   /** MQTT sessions this node holds, read at scrape time (set by the MQTT door). */
   mqttSessions: (() => { connected: number; total: number }) | undefined;
 
-  constructor() {
+  constructor(opts: { loopDelayResolution?: number } = {}) {
     const registers = [this.registry];
     // standard names (process_cpu_seconds_total, nodejs_heap_size_used_bytes ...) so stock dashboards work
     collectDefaultMetrics({ register: this.registry });
@@ -98,7 +98,7 @@ export class Metrics {
         this.set({ state: 'offline' }, Math.max(0, s.total - s.connected));
       },
     });
-    registerEventLoopDelay(this.registry);
+    registerEventLoopDelay(this.registry, opts.loopDelayResolution ?? 10);
     this.connections = new Gauge({ name: 'omnipush_connections', help: 'Open subscriber connections per transport', labelNames: ['transport'], registers });
     this.published = new Counter({ name: 'omnipush_messages_in_total', help: 'Messages accepted and stored', registers });
     const counts = this.deliveryCounts;
