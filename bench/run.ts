@@ -260,7 +260,7 @@ async function main(): Promise<void> {
       await redis.remove();
     }
   }
-  if (want('adversarial')) await adversarial({ quick, row, results });
+  if (['adversarial-retained', 'adversarial-quotas', 'adversarial-unauth'].some(want)) await adversarial({ quick, row, results, want });
   if (want('hooks')) await hooks({ quick, row, results });
   if (want('receipts')) await receiptsScenario({ quick, row, results });
 

@@ -14,10 +14,12 @@ export interface AdversarialOptions {
   row: Row;
   /** Raw figures go here, under the part's own key. */
   results: Record<string, unknown>;
+  /** Whether the run asked for this part (`adversarial-retained`, `-quotas`, `-unauth`; `adversarial` asks for all). */
+  want: (part: string) => boolean;
 }
 
 export async function adversarial(o: AdversarialOptions): Promise<void> {
-  await retainedCost(o);
-  await quotaCost(o);
-  await unauthFlood(o);
+  if (o.want('adversarial-retained')) await retainedCost(o);
+  if (o.want('adversarial-quotas')) await quotaCost(o);
+  if (o.want('adversarial-unauth')) await unauthFlood(o);
 }
