@@ -14,6 +14,7 @@ import { longpollFanout } from './scenarios/longpoll-fanout.js';
 import { sqlitePublish } from './scenarios/sqlite-publish.js';
 import { webpushScenario } from './scenarios/webpush.js';
 import { adversarial } from './scenarios/adversarial.js';
+import { latency } from './scenarios/latency.js';
 import { hooks } from './scenarios/hooks.js';
 import { receiptsScenario } from './scenarios/receipts.js';
 import { clusterJoinLatency, presenceScenario } from './scenarios/presence.js';
@@ -260,6 +261,7 @@ async function main(): Promise<void> {
       await redis.remove();
     }
   }
+  if (want('p99')) await latency({ quick, clients: sseClients, row, results });
   if (['adversarial-retained', 'adversarial-quotas', 'adversarial-unauth'].some(want)) await adversarial({ quick, row, results, want });
   if (want('hooks')) await hooks({ quick, row, results });
   if (want('receipts')) await receiptsScenario({ quick, row, results });
