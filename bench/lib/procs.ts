@@ -1,6 +1,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { WebSocket } from 'ws';
 
 const children = new Set<ChildProcess>();
 
@@ -26,6 +27,8 @@ export interface ServerProc {
   url: string;
   /** Where the MQTT listener is, when the server has one. */
   mqtt?: { host: string; port: number };
+  /** The process's inspector (DevTools protocol) address, when it was started with one. */
+  inspector?: string;
   stop(): Promise<void>;
 }
 
@@ -53,10 +56,28 @@ export function parseMqttAddress(v: unknown): { host: string; port: number } | u
   return { host: u.hostname.replace(/^\[|\]$/g, ''), port };
 }
 
-/** Starts a server process (`node <script> ...args`) and waits for its `{"event":"listening","http":...,"mqtt":...}` line. */
-export async function startServerProcess(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServerProc> {
-  const proc = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * Starts a server process (`node <script> ...args`) and waits for its `{"event":"listening","http":...,"mqtt":...}` line.
+ * With `inspect`, the process listens for the DevTools protocol on a free loopback port, so that
+ * {@link heldRss} can ask it for a full garbage collection (not for cluster primaries: their
+ * workers would take the next ports).
+ */
+export async function startServerProcess(script: string, args: string[], env: NodeJS.ProcessEnv = {}, opts: { inspect?: boolean } = {}): Promise<ServerProc> {
+  const nodeArgs = opts.inspect ? ['--inspect=127.0.0.1:0'] : [];
+  const proc = spawn(process.execPath, [...nodeArgs, script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', opts.inspect ? 'pipe' : 'inherit'] });
   children.add(proc);
+  let inspector: string | undefined;
+  const inspectorKnown = opts.inspect
+    ? new Promise<void>((resolve) => {
+        createInterface({ input: proc.stderr! }).on('line', (l) => {
+          const m = /^Debugger listening on (ws:\/\/\S+)/.exec(l);
+          if (m) {
+            inspector = m[1];
+            resolve();
+          } else if (!l.startsWith('For help, see:') && !l.startsWith('Debugger attached') && !l.startsWith('Debugger ending')) process.stderr.write(`${l}\n`);
+        });
+      })
+    : Promise.resolve();
   const j = await new Promise<{ http?: string; mqtt?: unknown }>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`${script} did not start`)), 30_000);
     createInterface({ input: proc.stdout! }).on('line', (l) => {
@@ -72,7 +93,45 @@ export async function startServerProcess(script: string, args: string[], env: No
     });
     proc.once('exit', (c) => reject(new Error(`${script} exited with ${c}`)));
   });
-  return { proc, url: j.http ?? '', mqtt: parseMqttAddress(j.mqtt), stop: () => stopChild(proc) };
+  await inspectorKnown;
+  return { proc, url: j.http ?? '', mqtt: parseMqttAddress(j.mqtt), inspector, stop: () => stopChild(proc) };
+}
+
+/** Asks a process started with `inspect` for a full garbage collection (twice: the first frees what finalizers held). */
+async function collectGarbage(address: string): Promise<void> {
+  const ws = new WebSocket(address);
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  try {
+    for (let id = 1; id <= 2; id++) {
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('no answer to HeapProfiler.collectGarbage within 30 s')), 30_000);
+        const onMessage = (d: Buffer) => {
+          if ((JSON.parse(d.toString()) as { id?: number }).id !== id) return;
+          clearTimeout(t);
+          ws.off('message', onMessage);
+          resolve();
+        };
+        ws.on('message', onMessage);
+        ws.send(JSON.stringify({ id, method: 'HeapProfiler.collectGarbage' }));
+      });
+    }
+  } finally {
+    ws.close();
+  }
+}
+
+/**
+ * The memory a server holds now: its RSS once settled, after a full garbage collection when it
+ * has an inspector. Without the collection a slope between two readings counts whatever garbage
+ * V8 had not yet collected at each, which moves with the heap's size at start more than with
+ * what a connection keeps (an RSS slope read that way moved by ±20% between runs of one build).
+ */
+export async function heldRss(s: ServerProc): Promise<number> {
+  if (s.inspector) await collectGarbage(s.inspector);
+  return settledRss(s.proc.pid!);
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */

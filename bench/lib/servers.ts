@@ -20,7 +20,7 @@ export async function startOmnipush(store: 'memory' | 'sqlite' = 'memory', opts:
     // every load generator connects from 127.0.0.1: the per-address quota stays on, as high as the connection limit
     OMNIPUSH_QUOTAS__CONNECTIONS_PER_ADDRESS: '19000',
     ...opts.env,
-  });
+  }, { inspect: true });
   if (opts.mqtt && !server.mqtt) {
     await server.stop();
     throw new Error('omnipush was started with --mqtt-port but its listening line has no "mqtt" address');
@@ -38,17 +38,17 @@ export function hasMqttDoor(): boolean {
 
 /** The naive node:http SSE broadcaster. */
 export function startFloor(): Promise<ServerProc> {
-  return startServerProcess(join(ROOT, 'dist/bench/floor/sse-broadcaster.js'), []);
+  return startServerProcess(join(ROOT, 'dist/bench/floor/sse-broadcaster.js'), [], {}, { inspect: true });
 }
 
 /** The bare node:http server that reads a publish body and answers a small JSON (the HTTP publish floor). */
 export function startPublishFloor(): Promise<ServerProc> {
-  return startServerProcess(join(ROOT, 'dist/bench/floor/http-publish.js'), []);
+  return startServerProcess(join(ROOT, 'dist/bench/floor/http-publish.js'), [], {}, { inspect: true });
 }
 
 /** A peer server from bench/peers (`ws-ceiling`, `socketio-server`, `aedes-server`). */
 export function startPeer(name: 'ws-ceiling' | 'socketio-server' | 'aedes-server', args: string[] = []): Promise<ServerProc> {
-  return startServerProcess(join(ROOT, `dist/bench/peers/${name}.js`), args);
+  return startServerProcess(join(ROOT, `dist/bench/peers/${name}.js`), args, {}, { inspect: true });
 }
 
 export const MOSQUITTO = '/usr/sbin/mosquitto';

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { Histogram } from '../lib/histogram.js';
-import { cpuSeconds, forkLoadGen, rssBytes, type LoadGen, type ServerProc } from '../lib/procs.js';
+import { cpuSeconds, forkLoadGen, heldRss, type LoadGen, type ServerProc } from '../lib/procs.js';
 import { publishBatch, sleep } from '../lib/publish.js';
 import { LOADGEN_DIR } from '../lib/servers.js';
 
@@ -77,18 +77,15 @@ export const MQTT_CLIENTS: FanoutClients = {
 export async function fanout(server: ServerProc, kind: FanoutClients, clients: number, seconds: number): Promise<FanoutResult> {
   const pid = server.proc.pid!;
   const topic = 'bench/fanout';
-  await sleep(300);
-  const rss0 = rssBytes(pid);
+  const rss0 = await heldRss(server);
   const gens = [0, 1].map(() => forkLoadGen(join(LOADGEN_DIR, kind.loadgen), []));
   try {
     // the halves connect one after the other so that the second half's cost can be read alone
     const half = Math.ceil(clients / 2);
     await gens[0].ask({ cmd: 'connect', ...kind.connect(server, topic), count: half });
-    await sleep(500);
-    const rssHalf = rssBytes(pid);
+    const rssHalf = await heldRss(server);
     await gens[1].ask({ cmd: 'connect', ...kind.connect(server, topic), count: clients - half });
-    await sleep(500);
-    const rss1 = rssBytes(pid);
+    const rss1 = await heldRss(server);
 
     const maxRate = await maxRatePhase(gens, server.url, topic, clients, seconds, { batch: 20, inFlight: 2, cpu: () => cpuSeconds(pid) });
     const fixedRate = await fixedRatePhase(gens, server.url, topic, clients, seconds, () => cpuSeconds(pid));

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { Histogram } from '../lib/histogram.js';
 import { MqttConn } from '../lib/mqtt-wire.js';
-import { cpuSeconds, forkLoadGen, rssBytes, type LoadGen, type ServerProc } from '../lib/procs.js';
+import { cpuSeconds, forkLoadGen, heldRss, type LoadGen, type ServerProc } from '../lib/procs.js';
 import { sleep, stampedPayload } from '../lib/publish.js';
 import { LOADGEN_DIR } from '../lib/servers.js';
 
@@ -87,17 +87,6 @@ async function drain(gens: LoadGen[], want: number, ms: number, hist = false): P
   return { ...s, movedAt };
 }
 
-/** RSS once it has stopped moving (under 0.5% over 300 ms), or after 5 s. */
-async function settledRss(pid: number): Promise<number> {
-  const deadline = performance.now() + 5000;
-  let prev = rssBytes(pid);
-  for (;;) {
-    await sleep(300);
-    const cur = rssBytes(pid);
-    if (Math.abs(cur - prev) < prev * 0.005 || performance.now() > deadline) return cur;
-    prev = cur;
-  }
-}
 
 /** Writes `n` stamped QoS 0 messages in one go, waiting for the socket to drain if it backs up. */
 async function publishQos0(pub: MqttConn, n: number): Promise<void> {
@@ -112,16 +101,16 @@ export async function mqttScenario(server: ServerProc, o: MqttOptions): Promise<
   const addr = server.mqtt;
   if (!addr) throw new Error('server has no MQTT listener');
   const pid = server.proc.pid!;
-  const rss0 = await settledRss(pid);
+  const rss0 = await heldRss(server);
   const gens = [0, 1].map(() => forkLoadGen(join(LOADGEN_DIR, 'mqtt-clients.js'), []));
   let pub: MqttConn | undefined;
   try {
     // the halves connect one after the other so that the second half's cost can be read alone
     const half = Math.ceil(o.clients / 2);
     await call(gens[0], { cmd: 'connect', ...addr, topic: TOPIC, count: half });
-    const rssHalf = await settledRss(pid);
+    const rssHalf = await heldRss(server);
     await call(gens[1], { cmd: 'connect', ...addr, topic: TOPIC, count: o.clients - half });
-    const rss1 = await settledRss(pid);
+    const rss1 = await heldRss(server);
     pub = await MqttConn.open(addr, 'bench-publisher');
 
     // max rate, with the backlog bounded so that buffering is not what gets measured
