@@ -3,16 +3,17 @@ import type { ConnectionInfo, Door } from '../../core/connections.js';
 import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
-import type { GapInfo, HubSubscriber } from '../../core/hub.js';
 import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
 import type { TransportContext } from '../context.js';
 import { expiryDeadline, type Deadline } from '../deadline.js';
-import type { PreAuthEnd, PreAuthPlace } from '../pre-auth-pool.js';
+import type { PreAuthEnd } from '../pre-auth-pool.js';
 import { textFrame, WS_MESSAGE_FRAME, WS_MESSAGE_TEXT } from './ws-frame.js';
 import type { PresenceWatcher } from '../../core/presence.js';
 import { presenceInfoOf } from '../../core/presence-info.js';
 import { parseClientMessage, requestIdOf, type ClientMessage, type RequestId } from './ws-protocol.js';
 import { WsSubscriptions } from './ws-subscriptions.js';
+import { WsConnectionState } from './ws-connection-state.js';
+import { NO_TOPICS, WsSubscription } from './ws-subscription.js';
 import type { DoorSocket, DoorSocketOwner } from './ws-socket.js';
 
 /** Close codes of docs/websocket.md. */
@@ -38,48 +39,6 @@ export function closeCodeFor(reason: OmnipushError): number {
   }
 }
 
-/** One subscription of a socket: a hub subscriber that writes into the socket's queue. */
-class WsSubscription implements HubSubscriber {
-  readonly transport = 'websocket';
-  /** Topics whose join/leave events this subscription asked for. */
-  watching: readonly string[] = NO_TOPICS;
-  constructor(
-    readonly id: string,
-    private readonly conn: WsConnection,
-    /** Filters it holds (re-authentication may drop some). */
-    public filters: string[],
-    readonly noEcho: boolean,
-  ) {}
-
-  get connectionId(): string | undefined {
-    return this.conn.connectionId;
-  }
-
-  /** The socket's principal: renewed credentials apply to every subscription at once. */
-  get principal(): Principal {
-    return this.conn.principal;
-  }
-
-  deliver(d: Delivery): void {
-    this.conn.deliver(d);
-  }
-
-  gap(info: GapInfo): void {
-    this.conn.send({ type: 'gap', sub: this.id, ...info });
-  }
-
-  close(reason: OmnipushError): void {
-    this.conn.close(reason);
-  }
-
-  backpressure(): Promise<void> | null {
-    return this.conn.backpressure();
-  }
-}
-
-/** What a subscription that watches no presence topics holds (shared: most subscriptions watch none). */
-const NO_TOPICS: readonly string[] = Object.freeze([]);
-
 /** Subscription ids a socket is likely to use, made once rather than per socket. */
 const SUB_IDS = Array.from({ length: 16 }, (_, i) => `s${i + 1}`);
 
@@ -88,29 +47,11 @@ const SUB_IDS = Array.from({ length: 16 }, (_, i) => `s${i + 1}`);
  * (messages, replies) goes through that queue in order; shared message frames are written as-is
  * when permessage-deflate is off, else `ws` frames (and compresses) each send.
  */
-export class WsConnection implements SocketWriterOwner, PresenceWatcher, ConnectionInfo, DoorSocketOwner {
+export class WsConnection extends WsConnectionState implements SocketWriterOwner, PresenceWatcher, ConnectionInfo, DoorSocketOwner {
   private readonly subs = new WsSubscriptions<WsSubscription>();
-  /** `client=` on the upgrade: presence counts a reconnect with it as the same member. */
-  clientId: string | undefined;
-  /** The last subscribe frame's `info`: what presence lists about this client. */
-  presenceInfo: Record<string, unknown> | undefined;
-  /** Topics whose join/leave events some subscription asked for, and how many did. */
-  private watched: Map<string, number> | null = null;
   private nextSub = 1;
   private readonly writer: SocketWriter | null;
-  private closed = false;
-  /** Requests refused for a quota lately (see {@link refused}). */
-  private refusals = 0;
-  private refusalsSince = 0;
-  /** Answered the last ping (liveness sweep). */
-  alive = true;
-  /** Its place in the pre-auth pool while it must still send `auth` (no credentials on the upgrade). */
-  authPlace: PreAuthPlace | null = null;
-  /** Holds a slot of the connection budget (taken once authenticated). */
-  budgeted = false;
   private expiry: Deadline | undefined;
-  /** In the connection registry (once it has a principal) under {@link id}. */
-  private registered = false;
   /** Its id in the connection registry ('' until it first registers; kept after it leaves, for observers that read it late). */
   id = '';
   /** When it entered the registry (ms since the epoch). */
@@ -129,6 +70,7 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher, Connect
     /** The client's address (through trusted proxies). */
     readonly address: string,
   ) {
+    super();
     this.writer = deflate ? null : new SocketWriter(socket, ctx.config.limits.maxQueueBytes, this);
     ws.attach(this);
     this.expiry = expiryDeadline(principal.expiresAt, () => this.end(CLOSE.credentials, 'credentials expired'));
@@ -239,24 +181,25 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher, Connect
     else this.ws.send(text);
   }
 
-  private watch(sub: WsSubscription, topics: string[]): void {
+  private watch(sub: WsSubscription, topics: readonly string[]): void {
     const presence = this.ctx.presence!;
-    this.watched ??= new Map();
+    const watched = (this.more().watched ??= new Map());
     for (const t of topics) {
-      const n = this.watched.get(t) ?? 0;
+      const n = watched.get(t) ?? 0;
       if (n === 0) presence.watch(t, this);
-      this.watched.set(t, n + 1);
+      watched.set(t, n + 1);
     }
     sub.watching = topics;
   }
 
   private unwatch(sub: WsSubscription): void {
-    if (!this.watched || sub.watching.length === 0) return;
+    const watched = this.rare?.watched;
+    if (!watched || sub.watching.length === 0) return;
     for (const t of sub.watching) {
-      const n = (this.watched.get(t) ?? 1) - 1;
-      if (n > 0) this.watched.set(t, n);
+      const n = (watched.get(t) ?? 1) - 1;
+      if (n > 0) watched.set(t, n);
       else {
-        this.watched.delete(t);
+        watched.delete(t);
         this.ctx.presence?.unwatch(t, this);
       }
     }
@@ -308,11 +251,12 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher, Connect
   private refused(err: OmnipushError): void {
     const now = Date.now();
     const q = this.ctx.config.quotas;
-    if (now - this.refusalsSince > q.refusalWindow * 1000) {
-      this.refusals = 0;
-      this.refusalsSince = now;
+    const r = this.more();
+    if (now - r.refusalsSince > q.refusalWindow * 1000) {
+      r.refusals = 0;
+      r.refusalsSince = now;
     }
-    if (++this.refusals >= q.wsRefusalsBeforeClose) this.end(CLOSE.policy, `${err.code}: refused ${this.refusals} times; slow down`);
+    if (++r.refusals >= q.wsRefusalsBeforeClose) this.end(CLOSE.policy, `${err.code}: refused ${r.refusals} times; slow down`);
   }
 
   private async handle(msg: ClientMessage): Promise<void> {
@@ -356,7 +300,7 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher, Connect
     if (msg.type === 'subscribe') {
       const checkedFor = this.principal;
       const plan = hub.checkSubscribe(checkedFor, msg.topics, msg.since);
-      const watching = msg.presence ? this.presenceTopics(plan.filters) : [];
+      const watching = msg.presence ? this.presenceTopics(plan.filters) : NO_TOPICS;
       const info = msg.info === undefined ? undefined : presenceInfoOf(msg.info, this.ctx.config.presence.maxInfoBytes, 'info', 'invalid_request');
       if (this.ctx.ruleHooks) {
         await this.ctx.ruleHooks.checkSubscribe(checkedFor, plan.filters, 'websocket');
