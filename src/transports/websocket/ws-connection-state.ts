@@ -12,31 +12,24 @@ export class WsRareState {
   refusalsSince = 0;
 }
 
-/** Bits of {@link WsConnectionState}'s `flags`: four booleans in one field (8 bytes each at 10k+ sockets). */
-const CLOSED = 1;
-const ALIVE = 2;
-const BUDGETED = 4;
-const REGISTERED = 8;
+/** Bits of {@link WsConnectionState}'s `flags`: three booleans in one field (8 bytes each at 10k+ sockets). */
+const ALIVE = 1;
+const BUDGETED = 2;
+const REGISTERED = 4;
 
 /**
  * What a WebSocket connection remembers besides its subscriptions and queue, laid out for 10k+
- * idle sockets: four booleans share one field, and state few sockets need waits in
+ * idle sockets: three booleans share one field, and state few sockets need waits in
  * {@link WsRareState}, made at its first use.
  */
 export abstract class WsConnectionState {
+  /** Read on every delivery: a plain field rather than a bit of {@link flags}. */
+  protected closed = false;
   private flags = ALIVE;
   protected rare: WsRareState | null = null;
 
   protected more(): WsRareState {
     return (this.rare ??= new WsRareState());
-  }
-
-  protected get closed(): boolean {
-    return (this.flags & CLOSED) !== 0;
-  }
-
-  protected set closed(v: boolean) {
-    this.flags = v ? this.flags | CLOSED : this.flags & ~CLOSED;
   }
 
   /** Answered the last ping (liveness sweep). */
