@@ -64,7 +64,8 @@ export function observers(list: Array<ConnectionObserver | null | undefined>): C
 export class ConnectionRegistry {
   private readonly byId = new Map<string, ConnectionInfo>();
   private readonly byPrincipal = new Map<string, Set<ConnectionInfo>>();
-  private readonly byAddress = new Map<string, Set<ConnectionInfo>>();
+  /** Connections per address: only counted (a set per address cost a hash entry per connection, ~50 B at 10k). */
+  private readonly byAddress = new Map<string, number>();
   private seq = 0;
 
   /** `node`: this node's id, which makes {@link connectionId} unique in a cluster. */
@@ -96,7 +97,7 @@ export class ConnectionRegistry {
     if (this.byId.has(c.id)) return;
     this.byId.set(c.id, c);
     addTo(this.byPrincipal, c.principal.id, c);
-    addTo(this.byAddress, c.address, c);
+    this.byAddress.set(c.address, (this.byAddress.get(c.address) ?? 0) + 1);
     this.onPrincipalChange?.(c.principal.id);
     this.observer?.connected(c);
   }
@@ -105,7 +106,9 @@ export class ConnectionRegistry {
     if (this.byId.get(c.id) !== c) return;
     this.byId.delete(c.id);
     removeFrom(this.byPrincipal, c.principal.id, c);
-    removeFrom(this.byAddress, c.address, c);
+    const n = (this.byAddress.get(c.address) ?? 1) - 1;
+    if (n > 0) this.byAddress.set(c.address, n);
+    else this.byAddress.delete(c.address);
     this.onPrincipalChange?.(c.principal.id);
     this.observer?.disconnected(c, reason);
   }
@@ -147,7 +150,7 @@ export class ConnectionRegistry {
   }
 
   countOfAddress(address: string): number {
-    return this.byAddress.get(address)?.size ?? 0;
+    return this.byAddress.get(address) ?? 0;
   }
 
   all(): IterableIterator<ConnectionInfo> {

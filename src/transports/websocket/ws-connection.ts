@@ -1,19 +1,20 @@
 import type { Socket } from 'node:net';
-import type { WebSocket } from 'ws';
+import type { ConnectionInfo, Door } from '../../core/connections.js';
 import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
-import type { GapInfo, HubSubscriber } from '../../core/hub.js';
-import { WsRegistration } from './ws-registration.js';
 import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
 import type { TransportContext } from '../context.js';
 import { expiryDeadline, type Deadline } from '../deadline.js';
-import type { PreAuthEnd, PreAuthPlace } from '../pre-auth-pool.js';
+import type { PreAuthEnd } from '../pre-auth-pool.js';
 import { textFrame, WS_MESSAGE_FRAME, WS_MESSAGE_TEXT } from './ws-frame.js';
 import type { PresenceWatcher } from '../../core/presence.js';
 import { presenceInfoOf } from '../../core/presence-info.js';
 import { parseClientMessage, requestIdOf, type ClientMessage, type RequestId } from './ws-protocol.js';
 import { WsSubscriptions } from './ws-subscriptions.js';
+import { WsConnectionState } from './ws-connection-state.js';
+import { NO_TOPICS, WsSubscription } from './ws-subscription.js';
+import type { DoorSocket, DoorSocketOwner } from './ws-socket.js';
 
 /** Close codes of docs/websocket.md. */
 export const CLOSE = { normal: 1000, goingAway: 1001, policy: 1008, internal: 1011, tryAgainLater: 1013, credentials: 4001, slowConsumer: 4008, disconnected: 4009 } as const;
@@ -38,88 +39,27 @@ export function closeCodeFor(reason: OmnipushError): number {
   }
 }
 
-/** One subscription of a socket: a hub subscriber that writes into the socket's queue. */
-class WsSubscription implements HubSubscriber {
-  readonly transport = 'websocket';
-  /** Topics whose join/leave events this subscription asked for. */
-  watching: string[] = [];
-  constructor(
-    readonly id: string,
-    private readonly conn: WsConnection,
-    /** Filters it holds (re-authentication may drop some). */
-    public filters: string[],
-    readonly noEcho: boolean,
-  ) {}
-
-  get connectionId(): string | undefined {
-    return this.conn.connectionId;
-  }
-
-  /** The socket's principal: renewed credentials apply to every subscription at once. */
-  get principal(): Principal {
-    return this.conn.principal;
-  }
-
-  deliver(d: Delivery): void {
-    this.conn.deliver(d);
-  }
-
-  gap(info: GapInfo): void {
-    this.conn.send({ type: 'gap', sub: this.id, ...info });
-  }
-
-  close(reason: OmnipushError): void {
-    this.conn.closeFor(reason);
-  }
-
-  backpressure(): Promise<void> | null {
-    return this.conn.backpressure();
-  }
-}
-
-/** Where a socket finds its connection: listeners are shared functions, not closures per socket. */
-const CONN = Symbol('omnipush.connection');
-type TaggedSocket = WebSocket & { [CONN]: WsConnection };
-
-function onWsMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
-  (this as TaggedSocket)[CONN].onFrame(data, isBinary);
-}
-
-function onWsPong(this: WebSocket): void {
-  (this as TaggedSocket)[CONN].alive = true;
-}
+/** Subscription ids a socket is likely to use, made once rather than per socket. */
+const SUB_IDS = Array.from({ length: 16 }, (_, i) => `s${i + 1}`);
 
 /**
  * One WebSocket: its principal, its subscriptions, and one outgoing queue. Every frame we send
  * (messages, replies) goes through that queue in order; shared message frames are written as-is
  * when permessage-deflate is off, else `ws` frames (and compresses) each send.
  */
-export class WsConnection implements SocketWriterOwner, PresenceWatcher {
+export class WsConnection extends WsConnectionState implements SocketWriterOwner, PresenceWatcher, ConnectionInfo, DoorSocketOwner {
   private readonly subs = new WsSubscriptions<WsSubscription>();
-  /** `client=` on the upgrade: presence counts a reconnect with it as the same member. */
-  clientId: string | undefined;
-  /** The last subscribe frame's `info`: what presence lists about this client. */
-  presenceInfo: Record<string, unknown> | undefined;
-  /** Topics whose join/leave events some subscription asked for, and how many did. */
-  private watched: Map<string, number> | null = null;
   private nextSub = 1;
   private readonly writer: SocketWriter | null;
-  private closed = false;
-  /** Requests refused for a quota lately (see {@link refused}). */
-  private refusals = 0;
-  private refusalsSince = 0;
-  /** Answered the last ping (liveness sweep). */
-  alive = true;
-  /** Its place in the pre-auth pool while it must still send `auth` (no credentials on the upgrade). */
-  authPlace: PreAuthPlace | null = null;
-  /** Holds a slot of the connection budget (taken once authenticated). */
-  budgeted = false;
   private expiry: Deadline | undefined;
-  /** Its entry in the connection registry, once it has a principal. */
-  private registration: WsRegistration | null = null;
+  /** Its id in the connection registry ('' until it first registers; kept after it leaves, for observers that read it late). */
+  id = '';
+  /** When it entered the registry (ms since the epoch). */
+  since = 0;
+  presenceState: unknown = undefined;
 
   constructor(
-    private readonly ws: WebSocket,
+    private readonly ws: DoorSocket,
     socket: Socket,
     public principal: Principal,
     private readonly ctx: TransportContext,
@@ -130,32 +70,41 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
     /** The client's address (through trusted proxies). */
     readonly address: string,
   ) {
+    super();
     this.writer = deflate ? null : new SocketWriter(socket, ctx.config.limits.maxQueueBytes, this);
-    (ws as TaggedSocket)[CONN] = this;
-    ws.on('message', onWsMessage);
-    ws.on('pong', onWsPong);
-    this.expiry = expiryDeadline(principal.expiresAt, () => this.close(CLOSE.credentials, 'credentials expired'));
+    ws.attach(this);
+    this.expiry = expiryDeadline(principal.expiresAt, () => this.end(CLOSE.credentials, 'credentials expired'));
   }
 
   /** Its pre-auth place ended: no `auth` in time (4001), or a newcomer needed the place (1013). */
   authWindowEnded(why: PreAuthEnd): void {
     this.authPlace = null;
-    if (why === 'timeout') this.close(CLOSE.credentials, 'no credentials in time');
-    else this.close(CLOSE.tryAgainLater, 'too many unauthenticated connections; try again later');
+    if (why === 'timeout') this.end(CLOSE.credentials, 'no credentials in time');
+    else this.end(CLOSE.tryAgainLater, 'too many unauthenticated connections; try again later');
   }
 
-  /** Enters the connection registry (at the upgrade, or at the first `auth` of a socket that came without credentials). */
-  register(): void {
+  get door(): Door {
+    return 'websocket';
+  }
+
+  /**
+   * Enters the connection registry as a connection of `p` (at the upgrade, or at the first `auth`
+   * of a socket that came without credentials), or moves there under renewed credentials.
+   */
+  register(p: Principal = this.principal): void {
     const { registry } = this.ctx;
-    if (this.registration) return registry.updatePrincipal(this.registration, this.principal);
-    this.registration = new WsRegistration(this, registry.nextId('websocket'), this.address);
-    registry.add(this.registration);
+    // the registry files a connection under its principal: it must see the old one to move it
+    if (this.registered) return registry.updatePrincipal(this, p);
+    this.principal = p;
+    this.id = registry.nextId('websocket');
+    this.since = Date.now();
+    this.registered = true;
+    registry.add(this);
   }
 
-  /** Filters held by this socket's subscriptions. */
   /** The id the client is told (in `ok` and `subscribed`) once the socket is a connection of a principal. */
   get connectionId(): string | undefined {
-    return this.registration ? this.ctx.registry.connectionId(this.registration.id, this.clientId) : this.clientId;
+    return this.registered ? this.ctx.registry.connectionId(this.id, this.clientId) : this.clientId;
   }
 
 
@@ -165,14 +114,14 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
     return false;
   }
 
-  filterCount(): number {
+  subscriptionCount(): number {
     let n = 0;
     for (const s of this.subs.values()) n += s.filters.length;
     return n;
   }
 
   /** Filters of every subscription of this socket. */
-  filters(): string[] {
+  subscriptions(): string[] {
     const out: string[] = [];
     for (const s of this.subs.values()) out.push(...s.filters);
     return out;
@@ -182,7 +131,7 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
    * Drops the subscriptions that hold `filter` (a subscription is one request's filter list, so it
    * goes whole) and tells the client; returns how many went.
    */
-  dropFilter(filter: string): number {
+  unsubscribe(filter: string): number {
     let n = 0;
     for (const sub of this.subs.values()) {
       if (!sub.filters.includes(filter)) continue;
@@ -192,27 +141,26 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
       this.send({ type: 'unsubscribed', sub: sub.id });
       n++;
     }
-    if (n && this.registration) this.ctx.registry.subscriptionsChanged(this.registration);
+    if (n && this.registered) this.ctx.registry.subscriptionsChanged(this);
     return n;
   }
 
-  /** The connection this socket belongs to (set by the constructor). */
-  static of(ws: WebSocket): WsConnection {
-    return (ws as TaggedSocket)[CONN];
+  onPong(): void {
+    this.alive = true;
+  }
+
+  onSocketClosed(): void {
+    this.owner.forget(this);
   }
 
   overflowed(): void {
     this.ctx.metrics.slowConsumerCloses.inc({ transport: 'websocket' });
-    this.close(CLOSE.slowConsumer, 'slow consumer: resume from your last cursor');
+    this.end(CLOSE.slowConsumer, 'slow consumer: resume from your last cursor');
   }
 
   onFrame(data: Buffer, isBinary: boolean): void {
     if (isBinary) return this.send({ type: 'error', code: 'invalid_request', message: 'binary frames are not part of the protocol' });
     void this.onText(data.toString('utf8'));
-  }
-
-  get subscriptionCount(): number {
-    return this.subs.size;
   }
 
   deliver(d: Delivery): void {
@@ -233,28 +181,29 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
     else this.ws.send(text);
   }
 
-  private watch(sub: WsSubscription, topics: string[]): void {
+  private watch(sub: WsSubscription, topics: readonly string[]): void {
     const presence = this.ctx.presence!;
-    this.watched ??= new Map();
+    const watched = (this.more().watched ??= new Map());
     for (const t of topics) {
-      const n = this.watched.get(t) ?? 0;
+      const n = watched.get(t) ?? 0;
       if (n === 0) presence.watch(t, this);
-      this.watched.set(t, n + 1);
+      watched.set(t, n + 1);
     }
     sub.watching = topics;
   }
 
   private unwatch(sub: WsSubscription): void {
-    if (!this.watched || sub.watching.length === 0) return;
+    const watched = this.rare?.watched;
+    if (!watched || sub.watching.length === 0) return;
     for (const t of sub.watching) {
-      const n = (this.watched.get(t) ?? 1) - 1;
-      if (n > 0) this.watched.set(t, n);
+      const n = (watched.get(t) ?? 1) - 1;
+      if (n > 0) watched.set(t, n);
       else {
-        this.watched.delete(t);
+        watched.delete(t);
         this.ctx.presence?.unwatch(t, this);
       }
     }
-    sub.watching = [];
+    sub.watching = NO_TOPICS;
   }
 
   /** Sends a control/reply message in order with deliveries. */
@@ -302,11 +251,12 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
   private refused(err: OmnipushError): void {
     const now = Date.now();
     const q = this.ctx.config.quotas;
-    if (now - this.refusalsSince > q.refusalWindow * 1000) {
-      this.refusals = 0;
-      this.refusalsSince = now;
+    const r = this.more();
+    if (now - r.refusalsSince > q.refusalWindow * 1000) {
+      r.refusals = 0;
+      r.refusalsSince = now;
     }
-    if (++this.refusals >= q.wsRefusalsBeforeClose) this.close(CLOSE.policy, `${err.code}: refused ${this.refusals} times; slow down`);
+    if (++r.refusals >= q.wsRefusalsBeforeClose) this.end(CLOSE.policy, `${err.code}: refused ${r.refusals} times; slow down`);
   }
 
   private async handle(msg: ClientMessage): Promise<void> {
@@ -350,7 +300,7 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
     if (msg.type === 'subscribe') {
       const checkedFor = this.principal;
       const plan = hub.checkSubscribe(checkedFor, msg.topics, msg.since);
-      const watching = msg.presence ? this.presenceTopics(plan.filters) : [];
+      const watching = msg.presence ? this.presenceTopics(plan.filters) : NO_TOPICS;
       const info = msg.info === undefined ? undefined : presenceInfoOf(msg.info, this.ctx.config.presence.maxInfoBytes, 'info', 'invalid_request');
       if (this.ctx.ruleHooks) {
         await this.ctx.ruleHooks.checkSubscribe(checkedFor, plan.filters, 'websocket');
@@ -362,15 +312,16 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
         elsewhere = await quotas.subscriptionsElsewhere(this.principal);
         if (this.closed) return;
       }
-      quotas.checkSubscriptions(this.principal, this.filterCount(), plan.filters.length, this.registration !== null, elsewhere);
-      const sub = new WsSubscription(`s${this.nextSub++}`, this, plan.filters, msg.noEcho === true);
+      quotas.checkSubscriptions(this.principal, this.subscriptionCount(), plan.filters.length, this.registered, elsewhere);
+      const n = this.nextSub++;
+      const sub = new WsSubscription(SUB_IDS[n - 1] ?? `s${n}`, this, plan.filters, msg.noEcho === true);
       this.subs.set(sub.id, sub);
       if (info) this.presenceInfo = info;
       // events before the reply: a snapshot asked after `subscribed` is followed by every later event
       if (watching.length) this.watch(sub, watching);
       // the reply goes first: the replay and live messages queue behind it
       this.reply(msg.id, { type: 'subscribed', sub: sub.id, topics: plan.filters, connection: this.connectionId });
-      if (this.registration) this.ctx.registry.subscriptionsChanged(this.registration);
+      if (this.registered) this.ctx.registry.subscriptionsChanged(this);
       try {
         await hub.subscribe(sub, plan);
       } catch (e) {
@@ -389,7 +340,7 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
     hub.unsubscribe(sub);
     this.unwatch(sub);
     this.reply(msg.id, { type: 'unsubscribed', sub: msg.sub });
-    if (this.registration) this.ctx.registry.subscriptionsChanged(this.registration);
+    if (this.registered) this.ctx.registry.subscriptionsChanged(this);
   }
 
   /** The topic names of a subscription that asked for join/leave events, each checked as a presence read. */
@@ -411,19 +362,19 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
     const first = this.authPlace !== null || this.principal.kind === 'anonymous';
     if (!first && p.id !== this.principal.id) {
       this.reply(id, { type: 'error', code: 'forbidden', message: 'a socket keeps the identity it authenticated with; open another socket for another principal' });
-      this.close(CLOSE.policy, 'credentials of another principal');
+      this.end(CLOSE.policy, 'credentials of another principal');
       return;
     }
-    if (!this.registration || this.registration.principal.id !== p.id) {
+    if (!this.registered || this.principal.id !== p.id) {
       // the socket becomes a connection of this principal now: its quotas apply (the address
       // quota counted it already if it was registered as anonymous)
       const elsewhere = await this.ctx.quotas.connectionsElsewhere(p);
       if (this.closed) return;
       try {
-        if (this.registration) this.ctx.quotas.checkPrincipalConnections(p, elsewhere);
+        if (this.registered) this.ctx.quotas.checkPrincipalConnections(p, elsewhere);
         else this.ctx.quotas.checkConnection(p, this.address, elsewhere);
       } catch (e) {
-        if (e instanceof OmnipushError) this.closeFor(e);
+        if (e instanceof OmnipushError) this.close(e);
         throw e;
       }
     }
@@ -435,14 +386,13 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
         this.budgeted = true;
       } catch (e) {
         this.reply(id, { type: 'error', code: (e as OmnipushError).code, message: (e as OmnipushError).message });
-        this.close(CLOSE.tryAgainLater, 'connection limit reached; try again later');
+        this.end(CLOSE.tryAgainLater, 'connection limit reached; try again later');
         return;
       }
     }
-    this.principal = p;
-    this.register();
+    this.register(p);
     this.expiry?.cancel();
-    this.expiry = expiryDeadline(p.expiresAt, () => this.close(CLOSE.credentials, 'credentials expired'));
+    this.expiry = expiryDeadline(p.expiresAt, () => this.end(CLOSE.credentials, 'credentials expired'));
     this.reply(id, { type: 'ok', connection: this.connectionId });
     for (const sub of [...this.subs.values()]) this.regrant(sub);
   }
@@ -454,7 +404,7 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
     if (dropped.length === 0) return;
     this.send({ type: 'error', code: 'forbidden', sub: sub.id, topics: dropped, message: `renewed credentials no longer allow ${dropped.map((f) => JSON.stringify(f)).join(', ')}` });
     sub.filters = sub.filters.filter((f) => !dropped.includes(f));
-    if (this.registration) this.ctx.registry.subscriptionsChanged(this.registration);
+    if (this.registered) this.ctx.registry.subscriptionsChanged(this);
     if (sub.filters.length === 0) {
       this.unwatch(sub);
       this.subs.delete(sub.id);
@@ -474,18 +424,19 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
   }
 
   /** The hub ended a subscription (shutdown, slow replay), or the server ends the socket: the close code says why. */
-  closeFor(reason: OmnipushError): void {
-    if (reason.code === 'shutting_down') this.close(CLOSE.goingAway, 'server shutting down');
-    else if (reason.code === 'slow_consumer') this.close(CLOSE.slowConsumer, 'slow consumer: resume from your last cursor');
+  close(reason: OmnipushError): void {
+    if (reason.code === 'shutting_down') this.end(CLOSE.goingAway, 'server shutting down');
+    else if (reason.code === 'slow_consumer') this.end(CLOSE.slowConsumer, 'slow consumer: resume from your last cursor');
     else {
       // an error frame first: a close reason is cut at 123 bytes and some clients never show it
       if (reason.code !== 'internal') this.send({ type: 'error', code: reason.code, message: reason.message, ...(reason.details ?? {}) });
       // the close reason must fit in a control frame (123 bytes of UTF-8)
-      this.close(closeCodeFor(reason), Buffer.from(reason.message).subarray(0, 120).toString());
+      this.end(closeCodeFor(reason), Buffer.from(reason.message).subarray(0, 120).toString());
     }
   }
 
-  close(code: number, reason: string): void {
+  /** Ends the socket with `code` (docs/websocket.md) and `reason`. */
+  end(code: number, reason: string): void {
     if (this.closed) return;
     this.expiry?.cancel();
     this.authPlace?.leave();
@@ -510,8 +461,9 @@ export class WsConnection implements SocketWriterOwner, PresenceWatcher {
   }
 
   private unregister(reason: string): void {
-    if (this.registration) this.ctx.registry.remove(this.registration, reason);
-    this.registration = null;
+    if (!this.registered) return;
+    this.registered = false;
+    this.ctx.registry.remove(this, reason);
   }
 
   private dropSubscriptions(): void {

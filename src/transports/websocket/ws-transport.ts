@@ -9,6 +9,7 @@ import { clientIdOf } from '../../core/presence-info.js';
 import type { TransportContext } from '../context.js';
 import type { PreAuthPlace } from '../pre-auth-pool.js';
 import { CLOSE, WsConnection } from './ws-connection.js';
+import { DoorSocket } from './ws-socket.js';
 
 export const WS_PATH = '/v1/ws';
 /** Sweep slices: each tick visits one slice, so a full round of pings is spread over the interval. */
@@ -30,7 +31,7 @@ export class WebSocketTransport {
   constructor(private readonly ctx: TransportContext) {
     const cfg = ctx.config.websocket;
     const common = { noServer: true, maxPayload: cfg.maxFrameBytes, perMessageDeflate: cfg.perMessageDeflate, clientTracking: false } as const;
-    this.wss = new WebSocketServer(common);
+    this.wss = new WebSocketServer({ ...common, WebSocket: DoorSocket });
     this.echo = cfg.echoPath ? new WebSocketServer(common) : null;
     this.timer = setInterval(() => this.sweep(), (cfg.pingInterval * 1000) / SLICES);
     this.timer.unref();
@@ -45,14 +46,15 @@ export class WebSocketTransport {
     return path === WS_PATH || (this.echo !== null && path === this.ctx.config.websocket.echoPath);
   }
 
-  async upgrade(req: IncomingMessage, socket: Socket, head: Buffer, url: URL): Promise<void> {
+  /** Resolves true when the socket became one of this door's connections: the door then closes it at shutdown. */
+  async upgrade(req: IncomingMessage, socket: Socket, head: Buffer, url: URL): Promise<boolean> {
     socket.on('error', destroySocket);
     if (this.echo && url.pathname === this.ctx.config.websocket.echoPath) {
       this.echo.handleUpgrade(req, socket, head, (ws) => {
         ws.on('error', terminateSocket);
         ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
       });
-      return;
+      return false;
     }
     const { ctx } = this;
     let principal: Principal;
@@ -87,19 +89,21 @@ export class WebSocketTransport {
       }
     } catch (e) {
       refuse(socket, e, ctx.commonHeaders(req));
-      return;
+      return false;
     }
     if (socket.destroyed) {
       if (place) place.leave();
       else ctx.connections.release();
-      return;
+      return false;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      conn = this.accept(ws, socket, principal, place, address, clientId);
+      conn = this.accept(ws as DoorSocket, socket, principal, place, address, clientId);
     });
+    // without permessage-deflate negotiation or a client check, `ws` completes the upgrade at once
+    return conn !== undefined;
   }
 
-  private accept(ws: WebSocket, socket: Socket, principal: Principal, place: PreAuthPlace | null, address: string, clientId: string | undefined): WsConnection {
+  private accept(ws: DoorSocket, socket: Socket, principal: Principal, place: PreAuthPlace | null, address: string, clientId: string | undefined): WsConnection {
     const { ctx } = this;
     // `ws` has its own socket error listener now (it closes the socket): a second one held a list
     socket.off('error', destroySocket);
@@ -113,8 +117,6 @@ export class WebSocketTransport {
     this.slices[slice].add(conn);
     this.count++;
     ctx.metrics.connections.inc({ transport: 'websocket' });
-    ws.on('error', terminateSocket);
-    ws.on('close', onSocketClosed);
     return conn;
   }
 
@@ -139,7 +141,7 @@ export class WebSocketTransport {
   /** Closes every socket with 1001 (shutdown). */
   close(): void {
     clearInterval(this.timer);
-    for (const s of this.slices) for (const c of s) c.close(CLOSE.goingAway, 'server shutting down');
+    for (const s of this.slices) for (const c of s) c.end(CLOSE.goingAway, 'server shutting down');
   }
 }
 
@@ -150,11 +152,6 @@ function destroySocket(this: Socket): void {
 
 function terminateSocket(this: WebSocket): void {
   this.terminate();
-}
-
-function onSocketClosed(this: WebSocket): void {
-  const conn = WsConnection.of(this);
-  conn.owner.forget(conn);
 }
 
 /** Answers a refused upgrade with an HTTP error and a JSON body, then closes the socket. */
