@@ -73,14 +73,29 @@ class PublishAnswer implements PublishWaiter {
     private readonly headers: Record<string, string>,
   ) {}
 
+  // both are called from the hub's batch loop: an answer that cannot be written must not stop the others
+
   stored(m: StoredMessage): void {
     countHttpPublish(this.ctx, m.payload.length);
-    sendJson(this.res, 200, { cursor: m.cursor, topic: m.topic }, this.headers);
+    try {
+      sendJson(this.res, 200, { cursor: m.cursor, topic: m.topic }, this.headers);
+    } catch (e) {
+      this.unanswered(e);
+    }
   }
 
   failed(e: unknown): void {
     if (!(e instanceof OmnipushError)) this.ctx.log.error({ err: e, path: '/v1/publish' }, 'request failed');
-    sendError(this.res, e, this.headers);
+    try {
+      sendError(this.res, e, this.headers);
+    } catch (e2) {
+      this.unanswered(e2);
+    }
+  }
+
+  private unanswered(e: unknown): void {
+    this.ctx.log.error({ err: e, path: '/v1/publish' }, 'answering a publish failed');
+    this.res.destroy();
   }
 }
 
