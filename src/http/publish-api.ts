@@ -85,7 +85,7 @@ class PublishAnswer implements PublishWaiter {
   }
 
   failed(e: unknown): void {
-    if (!(e instanceof OmnipushError)) this.ctx.log.error({ err: e, path: '/v1/publish' }, 'request failed');
+    if (!(e instanceof OmnipushError)) this.ctx.log.error({ err: e, path: this.res.req.url }, 'request failed');
     try {
       sendError(this.res, e, this.headers);
     } catch (e2) {
@@ -94,7 +94,7 @@ class PublishAnswer implements PublishWaiter {
   }
 
   private unanswered(e: unknown): void {
-    this.ctx.log.error({ err: e, path: '/v1/publish' }, 'answering a publish failed');
+    this.ctx.log.error({ err: e, path: this.res.req.url }, 'answering a publish failed');
     this.res.destroy();
   }
 }
@@ -164,9 +164,7 @@ export async function handlePublishRaw(ctx: TransportContext, req: IncomingMessa
     if (key !== undefined) opts.idempotencyKey = key;
     return publishWithOptions(ctx, req, res, principal, hooked, opts);
   }
-  const m = await ctx.hub.publish(principal, hooked);
-  countHttpPublish(ctx, m.payload.length);
-  sendJson(res, 200, { cursor: m.cursor, topic: m.topic }, ctx.commonHeaders(req));
+  ctx.hub.submit(ctx.hub.checkPublish(principal, hooked), new PublishAnswer(ctx, res, ctx.commonHeaders(req)));
 }
 
 /** `GET /v1/history?topic=<filter>&since=<cursor>&limit=<n>`. */
