@@ -122,6 +122,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const preAuth = new PreAuthPool(config.limits.preAuth.max, config.limits.preAuth.perAddress, config.limits.preAuth.timeout * 1000, config.limits.preAuth.burst * 1000);
   metrics.watchPreAuth(preAuth);
   const corsOrigins = config.http.corsOrigins;
+  const anyOrigin = corsOrigins.includes('*');
   const registry = new ConnectionRegistry(cluster.nodeId);
   // connections and subscriptions per principal hold cluster-wide; the rest per node (docs/security.md)
   const perPrincipal = config.quotas.connectionsPerPrincipal > 0 || config.quotas.subscriptionsPerPrincipal > 0;
@@ -144,10 +145,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     authenticateToken: (token) => auth.token(token),
     authenticateMqtt: (username, password, clientId, address) => auth.mqtt(username, password, clientId, address),
     commonHeaders: (req: IncomingMessage) => {
+      // one literal, one shape: every answer of the publish API starts here
+      if (anyOrigin) return { Link: DISCOVERY_LINK, 'Access-Control-Allow-Origin': '*', 'Access-Control-Expose-Headers': 'Link' };
       const h: Record<string, string> = { Link: DISCOVERY_LINK };
       const origin = req.headers.origin;
-      if (corsOrigins.includes('*')) h['Access-Control-Allow-Origin'] = '*';
-      else if (origin && corsOrigins.includes(origin)) {
+      if (origin && corsOrigins.includes(origin)) {
         h['Access-Control-Allow-Origin'] = origin;
         h['Access-Control-Allow-Credentials'] = 'true';
         h.Vary = 'Origin';

@@ -6,6 +6,7 @@ import { OmnipushError } from '../core/errors.js';
 import { ALLOW_ALL, DENY_ALL, type Grants, type Principal } from '../core/grants.js';
 import { validateFilter } from '../core/topic.js';
 import { presenceInfoOf } from '../core/presence-info.js';
+import { VerifiedTokens } from './verified-tokens.js';
 import type { Authenticator } from './types.js';
 import { remoteKeySet } from './remote-jwks.js';
 
@@ -90,6 +91,7 @@ export async function createAuthenticator(auth: AuthConfig, hooked = false, maxI
   const claim = jwt?.claim ?? 'omnipush';
   const verifyOpts = { issuer: jwt?.issuer ?? jwt?.oidcIssuer, audience: jwt?.audience };
   const maxLifetimeMs = jwt?.maxLifetime !== undefined ? jwt.maxLifetime * 1000 : undefined;
+  const verified = new VerifiedTokens(jwt?.verifiedCache ?? 0, (jwt?.verifiedCacheTtl ?? 0) * 1000);
 
   async function verify(token: string): Promise<JWTPayload> {
     let header: { alg?: unknown };
@@ -128,6 +130,9 @@ export async function createAuthenticator(auth: AuthConfig, hooked = false, maxI
         throw new OmnipushError('unauthorized', 'credentials required: send a bearer token');
       }
       if (!configured) throw new OmnipushError('unauthorized', 'this server accepts no tokens (no JWT key configured)');
+      const now = Date.now();
+      const known = verified.get(token, now);
+      if (known) return known;
       let payload: JWTPayload;
       try {
         payload = await verify(token);
@@ -157,6 +162,7 @@ export async function createAuthenticator(auth: AuthConfig, hooked = false, maxI
       const p: Principal = { id: payload.sub, kind: 'token', grants };
       if (typeof payload.exp === 'number') p.expiresAt = payload.exp * 1000;
       if (maxInfoBytes > 0 && payload.info !== undefined) p.presenceInfo = presenceInfoOf(payload.info, maxInfoBytes, 'token claim "info"', 'unauthorized');
+      verified.put(token, p, now);
       return p;
     },
   };

@@ -123,6 +123,8 @@ export const KEY_DESCRIPTIONS: Readonly<Record<string, string>> = {
   'limits.preAuth.timeout': 'time a socket has to authenticate',
   'limits.preAuth.burst': 'an address may go past perAddress while its oldest waiting socket is younger than this',
   'auth.jwt.maxLifetime': 'refuse tokens without exp, or whose exp is further ahead than this',
+  'auth.jwt.verifiedCache': 'tokens whose successful verification is remembered (0: verify every time)',
+  'auth.jwt.verifiedCacheTtl': 'seconds a remembered verification is used at most',
   'mqtt.clientIdPrefix': 'every client id must start with this; {sub} stands for the principal id',
   admin: 'The server API (/v1/admin) and the console (/admin); off unless credentials are set.',
   'admin.apiKeys': 'bearer keys (24+ characters) for the server API',

@@ -259,6 +259,14 @@ export const configSchema = z
              * is refused (a leaked long-lived token stays useful for at most this long).
              */
             maxLifetime: seconds.optional(),
+            /**
+             * Tokens whose successful verification is remembered (a bearer token sent with every
+             * publish is checked once); 0 verifies every time. An entry ends at the token's `exp`
+             * or after `verifiedCacheTtl`, whichever comes first.
+             */
+            verifiedCache: z.number().int().min(0).default(4096),
+            /** seconds a remembered verification is used at most (a key dropped from a JWKS stops its tokens within this time) */
+            verifiedCacheTtl: seconds.default(60),
           })
           .strict()
           .optional(),

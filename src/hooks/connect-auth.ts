@@ -34,8 +34,20 @@ export class ConnectAuth {
   }
 
   /** An HTTP request (SSE, long-poll, WebSocket upgrade, publish API): header, `access_token` or cookie. */
-  async request(req: IncomingMessage, url: URL, door: 'http' | 'websocket' = 'http'): Promise<Principal> {
-    if (!this.hook) return this.jwt.authenticate(requestToken(req, url, this.config.auth.cookieName));
+  request(req: IncomingMessage, url: URL, door: 'http' | 'websocket' = 'http'): Promise<Principal> {
+    if (this.hook) return this.requestAsking(req, url, door);
+    // no hook: the JWT check's promise is the answer, with no async frame of its own around it
+    // (two promises and their ticks less on every publish request)
+    let token: string | undefined;
+    try {
+      token = requestToken(req, url, this.config.auth.cookieName);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.jwt.authenticate(token);
+  }
+
+  private async requestAsking(req: IncomingMessage, url: URL, door: 'http' | 'websocket'): Promise<Principal> {
     let token: string | undefined;
     try {
       token = requestToken(req, url, this.config.auth.cookieName);

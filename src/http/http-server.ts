@@ -50,9 +50,9 @@ export class HttpDoor {
   ) {
     this.webpush = doors.webpush && new WebPushHttp(ctx, doors.webpush);
     this.metricsToken = ctx.config.metrics.token === undefined ? undefined : Buffer.from(ctx.config.metrics.token);
-    const requests = ctx.metrics.httpRequests;
+    const metrics = ctx.metrics;
     this.counted = function (this: RoutedResponse): void {
-      requests.inc({ route: this[ROUTE] ?? 'other', status: String(this.statusCode) });
+      metrics.countHttpRequest(this[ROUTE] ?? 'other', this.statusCode);
     };
     this.sse = new SseTransport(ctx);
     this.longpoll = new LongPollTransport(ctx);
@@ -163,11 +163,15 @@ export class HttpDoor {
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { ctx } = this;
+    const raw = req.url ?? '/';
     let url: URL;
-    try {
-      url = new URL(req.url ?? '/', 'http://localhost');
-    } catch {
-      return sendError(res, new OmnipushError('invalid_request', 'malformed request URL'));
+    if (raw === PUBLISH_PATH) url = PUBLISH_URL;
+    else {
+      try {
+        url = new URL(raw, 'http://localhost');
+      } catch {
+        return sendError(res, new OmnipushError('invalid_request', 'malformed request URL'));
+      }
     }
     const path = url.pathname;
     const method = req.method ?? 'GET';
@@ -175,12 +179,12 @@ export class HttpDoor {
     (res as RoutedResponse)[ROUTE] = routeLabel(path);
     res.on('finish', this.counted);
     try {
+      // the busiest route first: no closure, no second header object
+      if (path === PUBLISH_PATH && method === 'POST') return await handlePublishJson(ctx, req, res, await ctx.authenticate(req, url), headers);
       if (method === 'OPTIONS') return this.preflight(req, res, headers);
       if (path === '/v1/sse') return await this.only(method, ['GET'], () => this.sse.handle(req, res, url));
       if (path === '/v1/poll') return await this.only(method, ['GET'], () => this.longpoll.handle(req, res, url));
-      if (path === '/v1/publish') {
-        return await this.only(method, ['POST'], async () => handlePublishJson(ctx, req, res, await ctx.authenticate(req, url)));
-      }
+      if (path === PUBLISH_PATH) throw notAllowed(method, ['POST']);
       if (path.startsWith('/v1/topics/')) {
         return await this.only(method, ['POST', 'PUT'], async () => {
           const topic = decodeTopicPath(path.slice('/v1/topics/'.length));
@@ -246,9 +250,7 @@ export class HttpDoor {
   }
 
   private async only(method: string, allowed: string[], run: () => Promise<void>): Promise<void> {
-    if (!allowed.includes(method)) {
-      throw new OmnipushError('method_not_allowed', `${method} is not allowed here; use ${allowed.join(' or ')}`);
-    }
+    if (!allowed.includes(method)) throw notAllowed(method, allowed);
     await run();
   }
 
@@ -278,6 +280,17 @@ export class HttpDoor {
     clearTimeout(deadline);
   }
 }
+
+function notAllowed(method: string, allowed: string[]): OmnipushError {
+  return new OmnipushError('method_not_allowed', `${method} is not allowed here; use ${allowed.join(' or ')}`);
+}
+
+const PUBLISH_PATH = '/v1/publish';
+/**
+ * The URL of a bare `POST /v1/publish`, parsed once: no handler changes a request's URL, and
+ * parsing it anew was a tenth of the route's own work.
+ */
+const PUBLISH_URL = new URL(PUBLISH_PATH, 'http://localhost');
 
 /** The route label of a response, for the request counter. */
 const ROUTE = Symbol('omnipush.route');
@@ -319,5 +332,7 @@ function routeLabel(path: string): string {
   if (path.startsWith('/v1/admin/')) return '/v1/admin';
   if (path.startsWith(CONSOLE_PATH)) return CONSOLE_PATH;
   if (path.startsWith('/v1/webpush/subscriptions')) return '/v1/webpush/subscriptions';
-  return ['/v1/sse', '/v1/poll', '/v1/publish', '/v1/history', '/v1/ack', '/v1/receipts', '/v1/presence', '/v1/presence/stats', '/v1/webpush/vapid-public-key', '/v1/webpush/sw.js', DISCOVERY_PATH, '/healthz', '/readyz', '/metrics'].includes(path) ? path : 'other';
+  return ROUTE_LABELS.has(path) ? path : 'other';
 }
+
+const ROUTE_LABELS = new Set(['/v1/sse', '/v1/poll', PUBLISH_PATH, '/v1/history', '/v1/ack', '/v1/receipts', '/v1/presence', '/v1/presence/stats', '/v1/webpush/vapid-public-key', '/v1/webpush/sw.js', DISCOVERY_PATH, '/healthz', '/readyz', '/metrics']);

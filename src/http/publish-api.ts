@@ -1,12 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal } from '../core/grants.js';
-import type { PublishRequest } from '../core/hub.js';
+import type { PublishRequest, PublishWaiter } from '../core/hub.js';
+import type { StoredMessage } from '../core/message.js';
 import type { PublishOptions } from '../core/publish-options.js';
 import { OmnipushError } from '../core/errors.js';
 import { fail, publishOptionsFromJson, publishRequestFromJson, refuseBatchOptions } from '../wire/publish-request.js';
 import { dueFrom } from '../wire/publish-timing.js';
 import type { TransportContext } from '../transports/context.js';
-import { sendJson } from '../wire/http-respond.js';
+import { sendError, sendJson } from '../wire/http-respond.js';
 import { flagParam, numberParam, parseJson, readBody, topicParams } from '../wire/http-request.js';
 import { toMessageJson } from '../wire/json-message.js';
 
@@ -25,7 +26,7 @@ const MAX_BATCH = 1000;
  * `POST /v1/publish` with `{topic, data, ...}`, or a batch: a JSON array or `{messages: [...]}`.
  * Answers `{cursor, topic}` or `{cursors: [...]}` once the messages are durable.
  */
-export async function handlePublishJson(ctx: TransportContext, req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void> {
+export async function handlePublishJson(ctx: TransportContext, req: IncomingMessage, res: ServerResponse, principal: Principal, headers = ctx.commonHeaders(req)): Promise<void> {
   const body = parseJson(await readBody(req, ctx.config.http.maxBodyBytes));
   let batch: unknown[] | null = null;
   if (Array.isArray(body)) batch = body;
@@ -49,7 +50,7 @@ export async function handlePublishJson(ctx: TransportContext, req: IncomingMess
     if (ctx.ruleHooks) for (let i = 0; i < reqs.length; i++) reqs[i] = await ctx.ruleHooks.publish(principal, reqs[i], 'http');
     const stored = await ctx.hub.publishMany(principal, reqs);
     for (const m of stored) countHttpPublish(ctx, m.payload.length);
-    sendJson(res, 200, { cursors: stored.map((m) => m.cursor) }, ctx.commonHeaders(req));
+    sendJson(res, 200, { cursors: stored.map((m) => m.cursor) }, headers);
     return;
   }
   let r = publishRequestFromJson(body);
@@ -57,10 +58,45 @@ export async function handlePublishJson(ctx: TransportContext, req: IncomingMess
   senderOf(req, [r]);
   if (ctx.ruleHooks) r = await ctx.ruleHooks.publish(principal, r, 'http');
   const opts = publishOptionsFromJson(body, Date.now(), headerKey(req));
-  if (opts) return publishWithOptions(ctx, req, res, principal, r, opts);
-  const m = await ctx.hub.publish(principal, r);
-  countHttpPublish(ctx, m.payload.length);
-  sendJson(res, 200, { cursor: m.cursor, topic: m.topic }, ctx.commonHeaders(req));
+  if (opts) return publishWithOptions(ctx, req, res, principal, r, opts, headers);
+  ctx.hub.submit(ctx.hub.checkPublish(principal, r), new PublishAnswer(ctx, res, headers));
+}
+
+/**
+ * Answers a single publish once the hub has stored (and fanned out) it: the hub calls it, which
+ * spares the promises and continuations between the store's batch and the answer.
+ */
+class PublishAnswer implements PublishWaiter {
+  constructor(
+    private readonly ctx: TransportContext,
+    private readonly res: ServerResponse,
+    private readonly headers: Record<string, string>,
+  ) {}
+
+  // both are called from the hub's batch loop: an answer that cannot be written must not stop the others
+
+  stored(m: StoredMessage): void {
+    countHttpPublish(this.ctx, m.payload.length);
+    try {
+      sendJson(this.res, 200, { cursor: m.cursor, topic: m.topic }, this.headers);
+    } catch (e) {
+      this.unanswered(e);
+    }
+  }
+
+  failed(e: unknown): void {
+    if (!(e instanceof OmnipushError)) this.ctx.log.error({ err: e, path: this.res.req.url }, 'request failed');
+    try {
+      sendError(this.res, e, this.headers);
+    } catch (e2) {
+      this.unanswered(e2);
+    }
+  }
+
+  private unanswered(e: unknown): void {
+    this.ctx.log.error({ err: e, path: this.res.req.url }, 'answering a publish failed');
+    this.res.destroy();
+  }
 }
 
 /**
@@ -86,12 +122,11 @@ function headerKey(req: IncomingMessage): string | undefined {
 }
 
 /** Scheduled: 202 `{cursor: null, due, id}`; published now: 200 `{cursor, topic}` (a repeat adds `repeated: true`). */
-async function publishWithOptions(ctx: TransportContext, req: IncomingMessage, res: ServerResponse, principal: Principal, r: PublishRequest, opts: PublishOptions): Promise<void> {
+async function publishWithOptions(ctx: TransportContext, req: IncomingMessage, res: ServerResponse, principal: Principal, r: PublishRequest, opts: PublishOptions, common = ctx.commonHeaders(req)): Promise<void> {
   if (!ctx.publishWith) throw new OmnipushError('invalid_request', 'this server takes no delayed or idempotent publishes');
   const out = await ctx.publishWith.publish(principal, r, opts);
   if (out.cursor !== null && !out.repeated) countHttpPublish(ctx, r.payload.length);
-  const headers = ctx.commonHeaders(req);
-  if (out.repeated) headers['Idempotent-Replayed'] = 'true';
+  const headers = out.repeated ? { ...common, 'Idempotent-Replayed': 'true' } : common;
   if (out.cursor === null) {
     sendJson(res, 202, { cursor: null, due: new Date(out.due).toISOString(), id: out.id, ...(out.repeated ? { repeated: true } : {}) }, headers);
     return;
@@ -129,9 +164,7 @@ export async function handlePublishRaw(ctx: TransportContext, req: IncomingMessa
     if (key !== undefined) opts.idempotencyKey = key;
     return publishWithOptions(ctx, req, res, principal, hooked, opts);
   }
-  const m = await ctx.hub.publish(principal, hooked);
-  countHttpPublish(ctx, m.payload.length);
-  sendJson(res, 200, { cursor: m.cursor, topic: m.topic }, ctx.commonHeaders(req));
+  ctx.hub.submit(ctx.hub.checkPublish(principal, hooked), new PublishAnswer(ctx, res, ctx.commonHeaders(req)));
 }
 
 /** `GET /v1/history?topic=<filter>&since=<cursor>&limit=<n>`. */

@@ -29,6 +29,11 @@ export class Metrics {
   readonly deliveryLatency: Histogram;
   readonly storeLatency: Histogram<'op'>;
   readonly httpRequests: Counter<'route' | 'status'>;
+  /**
+   * Answered HTTP requests, route → status → count, handed to {@link httpRequests} when scraped:
+   * prom-client's labelled inc hashed its labels on every request.
+   */
+  private readonly httpCounts = new Map<string, Map<number, number>>();
   /** MQTT CONNECTs refused because the client identifier's session is another principal's. */
   readonly mqttForeignConnects: Counter;
   /** MQTT PUBLISHes left out for one client because they exceed its Maximum Packet Size. */
@@ -132,7 +137,24 @@ export class Metrics {
       buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
       registers,
     });
-    this.httpRequests = new Counter({ name: 'omnipush_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'status'], registers });
+    const httpCounts = this.httpCounts;
+    const httpReported = new Map<string, number>();
+    this.httpRequests = new Counter({
+      name: 'omnipush_http_requests_total',
+      help: 'HTTP requests by route and status',
+      labelNames: ['route', 'status'],
+      registers,
+      collect() {
+        for (const [route, byStatus] of httpCounts) {
+          for (const [status, n] of byStatus) {
+            const key = `${route} ${status}`;
+            const delta = n - (httpReported.get(key) ?? 0);
+            if (delta > 0) this.inc({ route, status: String(status) }, delta);
+            httpReported.set(key, n);
+          }
+        }
+      },
+    });
     this.mqttForeignConnects = new Counter({ name: 'omnipush_mqtt_foreign_connects_total', help: 'MQTT CONNECTs refused: the session belongs to another principal', registers });
     this.mqttDroppedOversize = new Counter({ name: 'omnipush_mqtt_dropped_oversize_total', help: "MQTT messages not sent to a client because they exceed its Maximum Packet Size", registers });
     this.hookRequests = new Counter({ name: 'omnipush_hook_requests_total', help: 'Hook questions to the app by hook and result', labelNames: ['hook', 'result'], registers });
@@ -144,6 +166,13 @@ export class Metrics {
       registers,
     });
     for (const t of ['sse', 'longpoll', 'websocket']) this.connections.set({ transport: t }, 0);
+  }
+
+  /** Counts one answered HTTP request (`route` is one of a fixed set of labels). */
+  countHttpRequest(route: string, status: number): void {
+    let byStatus = this.httpCounts.get(route);
+    if (!byStatus) this.httpCounts.set(route, (byStatus = new Map()));
+    byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
   }
 
   /** The hub's observer, feeding these metrics. */

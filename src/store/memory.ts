@@ -58,7 +58,8 @@ export class MemoryStore implements Store {
         if (m.payload.length) this.countRetained(m.publisher, 1);
       }
       if (input.idempotencyKey !== undefined) {
-        this.putRecord(IDEMPOTENCY_KIND, input.idempotencyKey, idempotencyRecord(m));
+        // a record made here and held by nobody else: kept as it is, not copied
+        this.recordsOf(IDEMPOTENCY_KIND).set(input.idempotencyKey, idempotencyRecord(m));
         input.idempotencyKey = undefined; // not part of the stored message (the same object)
       }
       out.push(m);
@@ -198,10 +199,16 @@ export class MemoryStore implements Store {
   }
 
   private putRecord(kind: string, key: string, value: Buffer | null): void {
-    let m = this.records.get(kind);
-    if (!m) this.records.set(kind, (m = new Map()));
+    const m = this.recordsOf(kind);
+    // a copy: the caller may reuse its buffer
     if (value === null) m.delete(key);
     else m.set(key, Buffer.from(value));
+  }
+
+  private recordsOf(kind: string): Map<string, Buffer> {
+    let m = this.records.get(kind);
+    if (!m) this.records.set(kind, (m = new Map()));
+    return m;
   }
 
   async listRecords(kind: string, prefix = '', limit = Infinity, after?: string): Promise<Array<{ key: string; value: Buffer }>> {

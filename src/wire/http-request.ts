@@ -8,6 +8,22 @@ export class ClientAborted extends Error {
   }
 }
 
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The whole body at once when it came with the head (the common small request): by the time the
+ * handler runs after its first await, the parser has it buffered, so no listeners and ticks are
+ * needed. Undefined when the body is still on its way (then {@link readBody} waits for it).
+ * Throws `payload_too_large` past `limit`.
+ */
+export function takeBody(req: IncomingMessage, limit: number): Buffer | undefined {
+  if (!req.complete || req.readableFlowing !== null) return undefined;
+  const whole = req.read() as Buffer | null;
+  if (whole === null) return EMPTY;
+  if (whole.length > limit) throw new OmnipushError('payload_too_large', `request body exceeds the limit of ${limit} bytes`, { limit });
+  return whole;
+}
+
 /**
  * Reads the whole body, refusing more than `limit` bytes with `payload_too_large`; rejects with
  * {@link ClientAborted} when the client closes mid-body.
@@ -18,6 +34,13 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     req.resume();
     return Promise.reject(new OmnipushError('payload_too_large', `request body is ${declared} bytes; the limit is ${limit}`, { limit }));
   }
+  let whole: Buffer | undefined;
+  try {
+    whole = takeBody(req, limit);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  if (whole) return Promise.resolve(whole);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

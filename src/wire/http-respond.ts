@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { OmnipushError, type ErrorCode } from '../core/errors.js';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -30,18 +30,23 @@ export function statusFor(code: ErrorCode): number {
 /** Headers every response carries (CORS, discovery Link), computed per request by the server. */
 export type CommonHeaders = (req: IncomingMessage) => Record<string, string>;
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+/**
+ * Answers `body` as JSON with `headers` first. The headers go to writeHead as one flat list: a
+ * spread into a fresh object cost more than the rest of a small answer (CPU profile of the
+ * publish API).
+ */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void {
   const text = JSON.stringify(body);
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  res.writeHead(status, {
-    ...headers,
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': Buffer.byteLength(text),
-    'Cache-Control': 'no-store',
-  });
+  const list: Array<string | number> = [];
+  if (headers) for (const name in headers) list.push(name, headers[name]);
+  list.push('Content-Type', JSON_TYPE, 'Content-Length', Buffer.byteLength(text), 'Cache-Control', 'no-store');
+  res.writeHead(status, list as unknown as OutgoingHttpHeaders);
   res.end(text);
 }
 
