@@ -55,7 +55,12 @@ export class HttpDoor {
       requests.inc({ route: this[ROUTE] ?? 'other', status: String(this.statusCode) });
     };
     this.sse = new SseTransport(ctx);
-    this.longpoll = new LongPollTransport(ctx);
+    const counted = this.counted;
+    this.longpoll = new LongPollTransport(ctx, (res: RoutedResponse) => {
+      if (res[ROUTE] !== undefined) return;
+      res[ROUTE] = POLL_PATH;
+      res.on('finish', counted);
+    });
     this.websocket = new WebSocketTransport(ctx);
     const options: ServerOptions = { maxHeaderSize: ctx.config.http.maxHeaderBytes, requestTimeout: 30_000, headersTimeout: 20_000, keepAliveTimeout: 5_000 };
     const route = (req: IncomingMessage, res: ServerResponse) => void this.route(req, res);
@@ -163,13 +168,15 @@ export class HttpDoor {
     }
     const path = url.pathname;
     const method = req.method ?? 'GET';
+    // a poll is counted once it answers: a label and a listener held while it waits cost ~100 B each
+    if (path === POLL_PATH && method === 'GET') return this.longpoll.handle(req, res, url);
     const headers = ctx.commonHeaders(req);
     (res as RoutedResponse)[ROUTE] = routeLabel(path);
     res.on('finish', this.counted);
     try {
       if (method === 'OPTIONS') return this.preflight(req, res, headers);
       if (path === '/v1/sse') return await this.only(method, ['GET'], () => this.sse.handle(req, res, url));
-      if (path === '/v1/poll') return await this.only(method, ['GET'], () => this.longpoll.handle(req, res, url));
+      if (path === POLL_PATH) return await this.only(method, ['GET'], () => this.longpoll.handle(req, res, url));
       if (path === '/v1/publish') {
         return await this.only(method, ['POST'], async () => handlePublishJson(ctx, req, res, await ctx.authenticate(req, url)));
       }
@@ -305,11 +312,16 @@ function decodeTopicPath(raw: string): string {
   }
 }
 
+const POLL_PATH = '/v1/poll';
+const ROUTES = ['/v1/sse', POLL_PATH, '/v1/publish', '/v1/history', '/v1/ack', '/v1/receipts', '/v1/presence', '/v1/presence/stats', '/v1/webpush/vapid-public-key', '/v1/webpush/sw.js', DISCOVERY_PATH, '/healthz', '/readyz', '/metrics'];
+
 function routeLabel(path: string): string {
   if (path.startsWith('/v1/topics/')) return '/v1/topics';
   if (path.startsWith(CLIENT_PREFIX)) return '/v1/client';
   if (path.startsWith('/v1/admin/')) return '/v1/admin';
   if (path.startsWith(CONSOLE_PATH)) return CONSOLE_PATH;
   if (path.startsWith('/v1/webpush/subscriptions')) return '/v1/webpush/subscriptions';
-  return ['/v1/sse', '/v1/poll', '/v1/publish', '/v1/history', '/v1/ack', '/v1/receipts', '/v1/presence', '/v1/presence/stats', '/v1/webpush/vapid-public-key', '/v1/webpush/sw.js', DISCOVERY_PATH, '/healthz', '/readyz', '/metrics'].includes(path) ? path : 'other';
+  // the constant, not the request's own copy of it: a stream keeps its label for its whole life
+  const i = ROUTES.indexOf(path);
+  return i < 0 ? 'other' : ROUTES[i];
 }
