@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { OmnipushError } from '../core/errors.js';
 import type { TransportContext } from '../transports/context.js';
-import { LongPollTransport } from '../transports/longpoll/longpoll-transport.js';
+import { LongPollTransport, type PollHost } from '../transports/longpoll/longpoll-transport.js';
 import { SseTransport } from '../transports/sse/sse-transport.js';
 import { WebSocketTransport } from '../transports/websocket/ws-transport.js';
 import { WEBPUSH_PREFIX, WebPushHttp } from '../transports/webpush/webpush-http.js';
@@ -43,6 +43,8 @@ export class HttpDoor {
   private readonly metricsToken: Buffer | undefined;
   private admin: AdminApi | undefined;
   private receipts: { tracker: Receipts; log: ReceiptLog } | undefined;
+  /** Set once close() began: parked long-poll connections close after their answer. */
+  private closing = false;
 
   constructor(
     private readonly ctx: TransportContext,
@@ -55,12 +57,7 @@ export class HttpDoor {
       requests.inc({ route: this[ROUTE] ?? 'other', status: String(this.statusCode) });
     };
     this.sse = new SseTransport(ctx);
-    const counted = this.counted;
-    this.longpoll = new LongPollTransport(ctx, (res: RoutedResponse) => {
-      if (res[ROUTE] !== undefined) return;
-      res[ROUTE] = POLL_PATH;
-      res.on('finish', counted);
-    });
+    this.longpoll = new LongPollTransport(ctx, this.pollHost());
     this.websocket = new WebSocketTransport(ctx);
     const options: ServerOptions = { maxHeaderSize: ctx.config.http.maxHeaderBytes, requestTimeout: 30_000, headersTimeout: 20_000, keepAliveTimeout: 5_000 };
     const route = (req: IncomingMessage, res: ServerResponse) => void this.route(req, res);
@@ -74,7 +71,15 @@ export class HttpDoor {
       sockets.delete(this);
       headRead({ socket: this });
     }
+    const keepAliveMs = options.keepAliveTimeout!;
     this.server.on('connection', (s: Socket) => {
+      if (sockets.has(s)) {
+        // a parked long-poll's connection handed back after its answer: it waits for its next
+        // request as long as node keeps an idle keep-alive connection (headRead stops the clock)
+        s.setTimeout(keepAliveMs);
+        (s as PlacedSocket)[PLACE] = KEEP_ALIVE;
+        return;
+      }
       // until its first request head is read, a connection is one more unauthenticated socket
       const place = ctx.preAuth.enter(ctx.addresses.poolKey(s), ctx.preAuth.timeoutMs, () => s.destroy());
       if (!place) {
@@ -123,6 +128,27 @@ export class HttpDoor {
         `HTTP/1.1 ${status} ${tooBig ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
     });
+  }
+
+  /** What the long-poll door asks of the server for its answers: counting them, and parked connections' keep-alive. */
+  private pollHost(): PollHost {
+    const { counted } = this;
+    const requests = this.ctx.metrics.httpRequests;
+    return {
+      answering(res: RoutedResponse): void {
+        if (res[ROUTE] !== undefined) return;
+        res[ROUTE] = POLL_PATH;
+        res.on('finish', counted);
+      },
+      answered(status: number): void {
+        requests.inc({ route: POLL_PATH, status: String(status) });
+      },
+      keepAliveMs: () => (this.closing || this.ctx.draining() ? null : this.server.keepAliveTimeout),
+      resume: (socket: Socket): void => {
+        // node sets the connection up as a new one; our 'connection' listener knows it (see there)
+        this.server.emit('connection', socket);
+      },
+    };
   }
 
   /** Mounts the server API at `/v1/admin/` and, when it has console credentials, the console at `/admin`. */
@@ -263,6 +289,7 @@ export class HttpDoor {
 
   /** Stops accepting connections and ends streams and held polls. */
   async close(): Promise<void> {
+    this.closing = true;
     const closed = new Promise<void>((r) => this.server.close(() => r()));
     this.sse.close();
     this.longpoll.close();
@@ -283,7 +310,9 @@ const ROUTE = Symbol('omnipush.route');
 type RoutedResponse = ServerResponse & { [ROUTE]?: string };
 
 const PLACE = Symbol('omnipush.preAuthPlace');
-type PlacedSocket = Socket & { [PLACE]?: PreAuthPlace };
+/** In place of a pre-auth place: the connection is idle between requests on node's keep-alive clock. */
+const KEEP_ALIVE = Symbol('omnipush.keepAlive');
+type PlacedSocket = Socket & { [PLACE]?: PreAuthPlace | typeof KEEP_ALIVE };
 
 /** A request head was read whole: its connection leaves the pre-auth pool (shared listener, no closure per request). */
 function headRead(req: { socket: Socket }): void {
@@ -291,7 +320,8 @@ function headRead(req: { socket: Socket }): void {
   const place = s[PLACE];
   if (place) {
     s[PLACE] = undefined;
-    place.leave();
+    if (place === KEEP_ALIVE) s.setTimeout(0);
+    else place.leave();
   }
 }
 

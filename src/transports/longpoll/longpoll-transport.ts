@@ -1,11 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
 import type { ConnectionInfo } from '../../core/connections.js';
 import { JSON_MESSAGE } from '../../wire/json-message.js';
-import { sendError } from '../../wire/http-respond.js';
+import { errorAnswer, sendError } from '../../wire/http-respond.js';
+import { answerParked, parkExchange } from '../../wire/http-park.js';
 import { flagParam, numberParam, topicParams } from '../../wire/http-request.js';
 import type { TransportContext } from '../context.js';
 import { Deadline } from '../deadline.js';
@@ -23,6 +25,22 @@ const CAUGHT_UP = 4;
 /** Its deadline is its token's expiry (answered 401), not its timeout. */
 const EXPIRES = 8;
 const NO_ECHO = 16;
+/** Its connection is parked (out of node's HTTP machinery): it answers on the socket itself. */
+const PARKED = 32;
+/** Parked, and the request allows the connection to serve another one after the answer. */
+const KEEP_ALIVE = 64;
+
+/** What the HTTP door does for the long-poll door's answers. */
+export interface PollHost {
+  /** Told just before a response that node still holds is written (the door counts it when it finishes). */
+  answering(res: ServerResponse): void;
+  /** A parked poll was answered with `status`. */
+  answered(status: number): void;
+  /** node's keep-alive timeout (ms), or null when the server is closing (a parked connection then closes after its answer). */
+  keepAliveMs(): number | null;
+  /** Hands a parked connection back to the HTTP server, answered, for its next request. */
+  resume(socket: Socket): void;
+}
 
 /**
  * One held poll — also what the connection registry counts as a long-poll connection: between
@@ -43,10 +61,14 @@ class HeldPoll extends Deadline implements HubSubscriber, ConnectionInfo {
   private flags: number;
   /** Where the client already was, until the replay is handed over (then the head is the next cursor). */
   private sinceCursor: string;
+  /** The request's response while node holds it; its socket once parked. */
+  private out: ServerResponse | Socket;
+  /** The request's `Origin` (all the common response headers need) once parked: the request is gone then. */
+  private origin: string | undefined = undefined;
 
   constructor(
     public principal: Principal,
-    private readonly res: ServerResponse,
+    res: ServerResponse,
     private readonly limit: number,
     private readonly filters: string[],
     readonly address: string,
@@ -63,6 +85,7 @@ class HeldPoll extends Deadline implements HubSubscriber, ConnectionInfo {
     super(at);
     this.flags = (noEcho ? NO_ECHO : 0) | (expires ? EXPIRES : 0);
     this.sinceCursor = sinceCursor;
+    this.out = res;
     this.id = owner.ctx.registry.nextId('longpoll');
   }
 
@@ -155,32 +178,61 @@ class HeldPoll extends Deadline implements HubSubscriber, ConnectionInfo {
     let tail = `],"cursor":${JSON.stringify(cursor)},"more":${full || !caughtUp},"connection":${JSON.stringify(this.connectionId)}`;
     if (this.gapInfo) tail += `,"gap":${JSON.stringify(this.gapInfo)}`;
     parts.push(Buffer.from(tail + '}'));
-    const body = Buffer.concat(parts);
-    if (!this.res.destroyed) {
-      this.owner.answering(this.res);
-      this.res.writeHead(200, {
-        ...this.headers(),
-        'Content-Type': 'application/json; charset=utf-8',
-        'Content-Length': body.length,
-        'Cache-Control': 'no-store',
-      });
-      this.res.end(body);
-    }
+    this.answer(200, this.headers(), Buffer.concat(parts));
     this.owner.pollDone(this);
-  }
-
-  /** The common response headers, made when the answer goes out rather than held while the poll waits. */
-  private headers(): Record<string, string> {
-    return this.owner.ctx.commonHeaders(this.res.req);
   }
 
   fail(e: unknown): void {
     if (this.flags & DONE) return;
     this.flags |= DONE;
     this.owner.ctx.hub.unsubscribe(this);
-    this.owner.answering(this.res);
-    sendError(this.res, e, this.headers());
+    const a = errorAnswer(e, this.headers());
+    this.answer(a.status, a.headers, Buffer.from(JSON.stringify(a.body)));
     this.owner.pollDone(this);
+  }
+
+  /** Writes a JSON answer, on node's response or, parked, on the socket (then handed back to the HTTP server). */
+  private answer(status: number, headers: Record<string, string>, body: Buffer): void {
+    const all = { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': body.length, 'Cache-Control': 'no-store' };
+    const { host } = this.owner;
+    if (this.flags & PARKED) {
+      const socket = this.out as Socket;
+      const keepAlive = this.flags & KEEP_ALIVE ? host.keepAliveMs() : null;
+      const again = answerParked(socket, status, all, body, keepAlive, parkedClosed);
+      host.answered(status);
+      if (again) host.resume(socket);
+      return;
+    }
+    const res = this.out as ServerResponse;
+    if (res.destroyed) return;
+    host.answering(res);
+    if (res.headersSent) return void res.destroy();
+    res.writeHead(status, all);
+    res.end(body);
+  }
+
+  /** The common response headers, made when the answer goes out rather than held while the poll waits. */
+  private headers(): Record<string, string> {
+    const req = this.flags & PARKED ? ({ headers: this.origin === undefined ? {} : { origin: this.origin } } as IncomingMessage) : (this.out as ServerResponse).req;
+    return this.owner.ctx.commonHeaders(req);
+  }
+
+  /**
+   * Takes the connection out of node's HTTP machinery while the poll waits (see parkExchange), unless
+   * its answer is already on its way. `readAtHead`: the socket's byte count when the request head was read.
+   */
+  park(readAtHead: number): void {
+    if (this.flags & (DONE | SCHEDULED | PARKED)) return;
+    const res = this.out as ServerResponse;
+    const origin = res.req.headers.origin;
+    const keepAlive = res.shouldKeepAlive;
+    const socket = parkExchange(res.req, res, readAtHead, parkedClosed);
+    if (!socket) return;
+    (res as PollResponse)[POLL] = undefined;
+    (socket as PollSocket)[POLL] = this;
+    this.out = socket;
+    this.origin = origin;
+    this.flags |= PARKED | (keepAlive ? KEEP_ALIVE : 0);
   }
 
   abandon(): void {
@@ -191,12 +243,19 @@ class HeldPoll extends Deadline implements HubSubscriber, ConnectionInfo {
   }
 }
 
-/** Where a response finds its held poll: the close listener is one function for every poll, not a closure each. */
+/** Where a response (or a parked socket) finds its held poll: the close listener is one function for every poll, not a closure each. */
 const POLL = Symbol('omnipush.heldPoll');
 type PollResponse = ServerResponse & { [POLL]?: HeldPoll };
+type PollSocket = Socket & { [POLL]?: HeldPoll };
 
 function responseClosed(this: PollResponse): void {
   this[POLL]?.abandon();
+}
+
+function parkedClosed(this: PollSocket): void {
+  const poll = this[POLL];
+  this[POLL] = undefined;
+  poll?.abandon();
 }
 
 /**
@@ -208,13 +267,9 @@ export class LongPollTransport {
   /** Held polls now; they themselves are found through the registry (a set of them cost an entry each). */
   private held = 0;
 
-  /**
-   * `answering`: told just before a response is written (the HTTP door counts requests by route and
-   * status when they finish; a held poll takes that listener on only once it answers).
-   */
   constructor(
     readonly ctx: TransportContext,
-    readonly answering: (res: ServerResponse) => void = () => undefined,
+    readonly host: PollHost,
   ) {}
 
   get connectionCount(): number {
@@ -223,6 +278,7 @@ export class LongPollTransport {
 
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const { ctx } = this;
+    const readAtHead = req.socket.bytesRead;
     const headers = ctx.commonHeaders(req);
     try {
       if (ctx.draining()) throw new OmnipushError('shutting_down', 'server is shutting down; retry shortly');
@@ -258,9 +314,13 @@ export class LongPollTransport {
       await ctx.hub.subscribe(poll, plan);
       poll.caughtUp();
       if (timeout === 0 || poll.hasGap) poll.finish();
+      else poll.park(readAtHead);
     } catch (e) {
-      this.answering(res);
-      sendError(res, e, headers);
+      // (a parked exchange has no socket on its response: it can throw no more)
+      if (res.socket) {
+        this.host.answering(res);
+        sendError(res, e, headers);
+      }
     }
   }
 
