@@ -5,9 +5,10 @@ import type { RunningServer } from '../src/server.js';
 import { startTestServer, waitFor, within } from './helpers/server.js';
 
 /**
- * A held poll's connection waits out of node's HTTP machinery (parked) and is handed back to it
- * after the answer. These tests speak raw HTTP/1.1 on one socket, so that what happens to the
- * connection itself (kept, closed, reused) is seen, not hidden by a client's pool.
+ * A held poll's connection waits out of node's HTTP machinery (parked; at once, as
+ * `longpoll.parkAfter: 0` says) and is handed back to it after the answer. These tests speak raw
+ * HTTP/1.1 on one socket, so that what happens to the connection itself (kept, closed, reused) is
+ * seen, not hidden by a client's pool.
  */
 
 interface RawResponse {
@@ -97,7 +98,7 @@ async function publish(server: RunningServer, topic: string, data: string): Prom
 describe('long-poll: parked connections', () => {
   let server: RunningServer;
   before(async () => {
-    server = await startTestServer();
+    server = await startTestServer({ longpoll: { parkAfter: 0 } });
   });
   after(() => server.close());
 
@@ -207,7 +208,7 @@ describe('long-poll: parked connections', () => {
 
 describe('long-poll: parked connections at shutdown', () => {
   it('answers a parked poll and closes its connection', async () => {
-    const server = await startTestServer();
+    const server = await startTestServer({ longpoll: { parkAfter: 0 } });
     const c = new RawClient(server.http);
     try {
       c.get('/v1/poll?topic=park/shutdown&since=now&timeout=60');
@@ -219,5 +220,28 @@ describe('long-poll: parked connections at shutdown', () => {
     assert.equal(r.status, 200);
     assert.equal(r.headers.connection, 'close');
     assert.equal(await c.closed(), '');
+  });
+});
+
+describe('long-poll: parking later (longpoll.parkAfter)', () => {
+  it('leaves a poll answered before parkAfter with node: a request pipelined meanwhile is answered after it', async () => {
+    const server = await startTestServer({ longpoll: { parkAfter: 30 } });
+    try {
+      const c = new RawClient(server.http);
+      c.get('/v1/poll?topic=park/later&since=now&timeout=30');
+      await waitFor(async () => (await held(server)) === 1, 'the poll to be held');
+      c.get('/healthz');
+      await publish(server, 'park/later', 'w');
+      const r = await c.next();
+      assert.equal(r.headers.connection, 'keep-alive');
+      assert.deepEqual(
+        (JSON.parse(r.body) as { messages: Array<{ data: string }> }).messages.map((m) => m.data),
+        ['w'],
+      );
+      assert.deepEqual(JSON.parse((await c.next()).body), { status: 'ok' });
+      c.socket.destroy();
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -46,7 +46,7 @@ export function answerParked(socket: Socket, status: number, headers: Record<str
   const again = keepAliveMs !== null && s[SENT_MORE] !== true;
   let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`;
   for (const name in headers) head += `${name}: ${headers[name]}\r\n`;
-  head += `Date: ${new Date().toUTCString()}\r\n`;
+  head += `Date: ${httpDate()}\r\n`;
   head += again ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(keepAliveMs / 1000)}\r\n\r\n` : 'Connection: close\r\n\r\n';
   s.write(Buffer.concat([Buffer.from(head, 'latin1'), body]));
   if (!again) {
@@ -57,6 +57,20 @@ export function answerParked(socket: Socket, status: number, headers: Record<str
   // the next parser reads the socket natively again, as the first one did
   if (s._handle) s._handle._consumed = false;
   return true;
+}
+
+let dateSecond = 0;
+let dateText = '';
+
+/** The `Date` header's value, made once a second as node makes its own. */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
 }
 
 function sentMore(this: ParkedSocket): void {

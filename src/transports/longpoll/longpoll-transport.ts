@@ -65,6 +65,8 @@ class HeldPoll extends Deadline implements HubSubscriber, ConnectionInfo {
   private out: ServerResponse | Socket;
   /** The request's `Origin` (all the common response headers need) once parked: the request is gone then. */
   private origin: string | undefined = undefined;
+  /** The socket's byte count when the request head was read (parking checks that nothing came after). */
+  readAtHead = 0;
 
   constructor(
     public principal: Principal,
@@ -219,14 +221,14 @@ class HeldPoll extends Deadline implements HubSubscriber, ConnectionInfo {
 
   /**
    * Takes the connection out of node's HTTP machinery while the poll waits (see parkExchange), unless
-   * its answer is already on its way. `readAtHead`: the socket's byte count when the request head was read.
+   * its answer is already on its way.
    */
-  park(readAtHead: number): void {
+  park(): void {
     if (this.flags & (DONE | SCHEDULED | PARKED)) return;
     const res = this.out as ServerResponse;
     const origin = res.req.headers.origin;
     const keepAlive = res.shouldKeepAlive;
-    const socket = parkExchange(res.req, res, readAtHead, parkedClosed);
+    const socket = parkExchange(res.req, res, this.readAtHead, parkedClosed);
     if (!socket) return;
     (res as PollResponse)[POLL] = undefined;
     (socket as PollSocket)[POLL] = this;
@@ -266,6 +268,13 @@ function parkedClosed(this: PollSocket): void {
 export class LongPollTransport {
   /** Held polls now; they themselves are found through the registry (a set of them cost an entry each). */
   private held = 0;
+  /**
+   * Held polls not parked yet, by when they began. Parking costs a connection set-up when the poll
+   * answers: a poll answered within `longpoll.parkAfter` (a busy topic) stays with node, one that
+   * waits longer (where memory is spent) is parked by a sweep.
+   */
+  private readonly unparked = new Set<HeldPoll>();
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
     readonly ctx: TransportContext,
@@ -311,10 +320,11 @@ export class LongPollTransport {
       ctx.registry.add(poll);
       (res as PollResponse)[POLL] = poll;
       res.on('close', responseClosed);
+      poll.readAtHead = readAtHead;
       await ctx.hub.subscribe(poll, plan);
       poll.caughtUp();
       if (timeout === 0 || poll.hasGap) poll.finish();
-      else poll.park(readAtHead);
+      else this.parkLater(poll);
     } catch (e) {
       // (a parked exchange has no socket on its response: it can throw no more)
       if (res.socket) {
@@ -324,8 +334,30 @@ export class LongPollTransport {
     }
   }
 
+  private parkLater(poll: HeldPoll): void {
+    const after = this.ctx.config.longpoll.parkAfter * 1000;
+    if (after === 0) return poll.park();
+    this.unparked.add(poll);
+    if (this.sweeper) return;
+    // one sweep for every waiting poll, as often as polls should be parked
+    this.sweeper = setInterval(() => {
+      const old = Date.now() - after;
+      for (const p of this.unparked) {
+        if (p.since > old) break;
+        this.unparked.delete(p);
+        p.park();
+      }
+      if (this.unparked.size === 0) {
+        clearInterval(this.sweeper);
+        this.sweeper = undefined;
+      }
+    }, Math.max(100, after / 2));
+    this.sweeper.unref();
+  }
+
   /** A held poll was answered or abandoned: it holds nothing any more. */
   pollDone(poll: HeldPoll): void {
+    this.unparked.delete(poll);
     poll.cancel();
     this.held--;
     this.ctx.registry.remove(poll);
@@ -335,6 +367,9 @@ export class LongPollTransport {
 
   /** Answers every held poll (shutdown). */
   close(): void {
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+    this.unparked.clear();
     const polls: HeldPoll[] = [];
     for (const c of this.ctx.registry.all()) if (c instanceof HeldPoll && c.owner === this) polls.push(c);
     for (const p of polls) p.finish();
