@@ -46,6 +46,11 @@ export function startPublishFloor(): Promise<ServerProc> {
   return startServerProcess(join(ROOT, 'dist/bench/floor/http-publish.js'), [], {}, { inspect: true });
 }
 
+/** The bare node:http server that holds every request open (the held long-poll floor). */
+export function startPollFloor(): Promise<ServerProc> {
+  return startServerProcess(join(ROOT, 'dist/bench/floor/longpoll-hold.js'), [], {}, { inspect: true });
+}
+
 /** A peer server from bench/peers (`ws-ceiling`, `socketio-server`, `aedes-server`). */
 export function startPeer(name: 'ws-ceiling' | 'socketio-server' | 'aedes-server', args: string[] = []): Promise<ServerProc> {
   return startServerProcess(join(ROOT, `dist/bench/peers/${name}.js`), args, {}, { inspect: true });

@@ -1,8 +1,9 @@
 import { join } from 'node:path';
 import { Histogram } from '../lib/histogram.js';
-import { cpuSeconds, forkLoadGen, settledRss, type ServerProc } from '../lib/procs.js';
+import { cpuSeconds, forkLoadGen, type ServerProc } from '../lib/procs.js';
 import { publishBatch, sleep } from '../lib/publish.js';
 import { LOADGEN_DIR } from '../lib/servers.js';
+import { headCursor, POLL_TOPIC } from './longpoll-held.js';
 
 export interface LongPollResult {
   clients: number;
@@ -12,10 +13,6 @@ export interface LongPollResult {
   p99ms: number;
   lost: number;
   serverCpuPct: number;
-  /** (RSS with every poll held − RSS before any) / clients: includes one-time costs such as V8's young generation growing. */
-  rssPerHeldPollBytes: number;
-  /** RSS slope between half and all of the clients holding a poll: what one more held poll costs. */
-  rssMarginalPerHeldPollBytes: number;
 }
 
 interface Stats {
@@ -28,19 +25,14 @@ interface Stats {
 /** N long-poll clients repolling from their cursor; a fixed publish rate; every client must see every message. */
 export async function longpollFanout(server: ServerProc, clients: number, seconds: number, perSec = 5): Promise<LongPollResult> {
   const pid = server.proc.pid!;
-  const topic = 'bench/poll';
-  const head = (await (await fetch(`${server.url}/v1/poll?topic=${topic}&since=now&timeout=0`)).json()) as { cursor: string };
-  const rss0 = await settledRss(pid);
+  const topic = POLL_TOPIC;
+  const since = await headCursor(server);
   const gens = [0, 1].map(() => forkLoadGen(join(LOADGEN_DIR, 'poll-clients.js'), []));
   try {
-    // the halves start one after the other so that the second half's cost can be read alone
     const half = Math.ceil(clients / 2);
-    await gens[0].ask({ cmd: 'start', url: server.url, topic, count: half, since: head.cursor });
+    await gens[0].ask({ cmd: 'start', url: server.url, topic, count: half, since });
+    await gens[1].ask({ cmd: 'start', url: server.url, topic, count: clients - half, since });
     await sleep(1500);
-    const rssHalf = await settledRss(pid);
-    await gens[1].ask({ cmd: 'start', url: server.url, topic, count: clients - half, since: head.cursor });
-    await sleep(1500);
-    const rss1 = await settledRss(pid);
     const cpu0 = cpuSeconds(pid);
     const t0 = performance.now();
     let sent = 0;
@@ -70,8 +62,6 @@ export async function longpollFanout(server: ServerProc, clients: number, second
       p99ms: hist.percentile(0.99),
       lost,
       serverCpuPct: Math.round(((cpuSeconds(pid) - cpu0) / elapsed) * 100),
-      rssPerHeldPollBytes: Math.round((rss1 - rss0) / clients),
-      rssMarginalPerHeldPollBytes: Math.round((rss1 - rssHalf) / (clients - half)),
     };
   } finally {
     await Promise.all(gens.map((g) => g.ask({ cmd: 'stop' }).catch(() => undefined)));

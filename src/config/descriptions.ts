@@ -43,6 +43,7 @@ export const KEY_DESCRIPTIONS: Readonly<Record<string, string>> = {
   'longpoll.defaultTimeout': 'how long a poll is held when nothing is there',
   'longpoll.maxTimeout': 'longest hold a client may ask for',
   'longpoll.maxMessages': 'most messages returned by one poll',
+  'longpoll.parkAfter': "seconds a held poll waits before its connection is parked out of node's HTTP machinery (less memory while it waits, a connection set-up more when it answers); 0 parks at once",
   auth: 'Who may publish and subscribe.',
   'auth.allowAnonymous': 'let requests without credentials in (default: true only when no JWT key is set)',
   'auth.anonymous': 'grants of anonymous requests {publish, subscribe, deny}',

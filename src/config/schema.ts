@@ -222,6 +222,12 @@ export const configSchema = z
         maxTimeout: seconds.default(120),
         /** most messages returned by one poll */
         maxMessages: z.number().int().positive().default(100),
+        /**
+         * seconds a poll waits before its connection is parked out of node's HTTP machinery (~3.4 KB
+         * less while it waits, one connection set-up more when it answers); 0 parks at once. Busy
+         * topics whose polls answer within a second spend less CPU with 1.
+         */
+        parkAfter: z.number().min(0).finite().default(0),
       })
       .strict()
       .default({}),

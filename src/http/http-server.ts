@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { OmnipushError } from '../core/errors.js';
 import type { TransportContext } from '../transports/context.js';
-import { LongPollTransport } from '../transports/longpoll/longpoll-transport.js';
+import { LongPollTransport, type PollHost } from '../transports/longpoll/longpoll-transport.js';
 import { SseTransport } from '../transports/sse/sse-transport.js';
 import { WebSocketTransport } from '../transports/websocket/ws-transport.js';
 import { WEBPUSH_PREFIX, WebPushHttp } from '../transports/webpush/webpush-http.js';
@@ -43,6 +43,8 @@ export class HttpDoor {
   private readonly metricsToken: Buffer | undefined;
   private admin: AdminApi | undefined;
   private receipts: { tracker: Receipts; log: ReceiptLog } | undefined;
+  /** Set once close() began: parked long-poll connections close after their answer. */
+  private closing = false;
 
   constructor(
     private readonly ctx: TransportContext,
@@ -55,7 +57,7 @@ export class HttpDoor {
       metrics.countHttpRequest(this[ROUTE] ?? 'other', this.statusCode);
     };
     this.sse = new SseTransport(ctx);
-    this.longpoll = new LongPollTransport(ctx);
+    this.longpoll = new LongPollTransport(ctx, this.pollHost());
     this.websocket = new WebSocketTransport(ctx);
     const options: ServerOptions = { maxHeaderSize: ctx.config.http.maxHeaderBytes, requestTimeout: 30_000, headersTimeout: 20_000, keepAliveTimeout: 5_000 };
     const route = (req: IncomingMessage, res: ServerResponse) => void this.route(req, res);
@@ -69,7 +71,15 @@ export class HttpDoor {
       sockets.delete(this);
       headRead({ socket: this });
     }
+    const keepAliveMs = options.keepAliveTimeout!;
     this.server.on('connection', (s: Socket) => {
+      if (sockets.has(s)) {
+        // a parked long-poll's connection handed back after its answer: it waits for its next
+        // request as long as node keeps an idle keep-alive connection (headRead stops the clock)
+        s.setTimeout(keepAliveMs);
+        (s as PlacedSocket)[PLACE] = KEEP_ALIVE;
+        return;
+      }
       // until its first request head is read, a connection is one more unauthenticated socket
       const place = ctx.preAuth.enter(ctx.addresses.poolKey(s), ctx.preAuth.timeoutMs, () => s.destroy());
       if (!place) {
@@ -128,6 +138,27 @@ export class HttpDoor {
     });
   }
 
+  /** What the long-poll door asks of the server for its answers: counting them, and parked connections' keep-alive. */
+  private pollHost(): PollHost {
+    const { counted } = this;
+    const requests = this.ctx.metrics.httpRequests;
+    return {
+      answering(res: RoutedResponse): void {
+        if (res[ROUTE] !== undefined) return;
+        res[ROUTE] = POLL_PATH;
+        res.on('finish', counted);
+      },
+      answered(status: number): void {
+        requests.inc({ route: POLL_PATH, status: String(status) });
+      },
+      keepAliveMs: () => (this.closing || this.ctx.draining() ? null : this.server.keepAliveTimeout),
+      resume: (socket: Socket): void => {
+        // node sets the connection up as a new one; our 'connection' listener knows it (see there)
+        this.server.emit('connection', socket);
+      },
+    };
+  }
+
   /** Mounts the server API at `/v1/admin/` and, when it has console credentials, the console at `/admin`. */
   mountAdmin(admin: AdminApi): void {
     this.admin = admin;
@@ -175,6 +206,8 @@ export class HttpDoor {
     }
     const path = url.pathname;
     const method = req.method ?? 'GET';
+    // a poll is counted once it answers: a label and a listener held while it waits cost ~100 B each
+    if (path === POLL_PATH && method === 'GET') return this.longpoll.handle(req, res, url);
     const headers = ctx.commonHeaders(req);
     (res as RoutedResponse)[ROUTE] = routeLabel(path);
     res.on('finish', this.counted);
@@ -183,7 +216,7 @@ export class HttpDoor {
       if (path === PUBLISH_PATH && method === 'POST') return await handlePublishJson(ctx, req, res, await ctx.authenticate(req, url), headers);
       if (method === 'OPTIONS') return this.preflight(req, res, headers);
       if (path === '/v1/sse') return await this.only(method, ['GET'], () => this.sse.handle(req, res, url));
-      if (path === '/v1/poll') return await this.only(method, ['GET'], () => this.longpoll.handle(req, res, url));
+      if (path === POLL_PATH) return await this.only(method, ['GET'], () => this.longpoll.handle(req, res, url));
       if (path === PUBLISH_PATH) throw notAllowed(method, ['POST']);
       if (path.startsWith('/v1/topics/')) {
         return await this.only(method, ['POST', 'PUT'], async () => {
@@ -266,6 +299,7 @@ export class HttpDoor {
 
   /** Stops accepting connections and ends streams and held polls. */
   async close(): Promise<void> {
+    this.closing = true;
     const closed = new Promise<void>((r) => this.server.close(() => r()));
     this.sse.close();
     this.longpoll.close();
@@ -297,7 +331,9 @@ const ROUTE = Symbol('omnipush.route');
 type RoutedResponse = ServerResponse & { [ROUTE]?: string };
 
 const PLACE = Symbol('omnipush.preAuthPlace');
-type PlacedSocket = Socket & { [PLACE]?: PreAuthPlace };
+/** In place of a pre-auth place: the connection is idle between requests on node's keep-alive clock. */
+const KEEP_ALIVE = Symbol('omnipush.keepAlive');
+type PlacedSocket = Socket & { [PLACE]?: PreAuthPlace | typeof KEEP_ALIVE };
 
 /** A request head was read whole: its connection leaves the pre-auth pool (shared listener, no closure per request). */
 function headRead(req: { socket: Socket }): void {
@@ -305,7 +341,8 @@ function headRead(req: { socket: Socket }): void {
   const place = s[PLACE];
   if (place) {
     s[PLACE] = undefined;
-    place.leave();
+    if (place === KEEP_ALIVE) s.setTimeout(0);
+    else place.leave();
   }
 }
 
@@ -326,13 +363,17 @@ function decodeTopicPath(raw: string): string {
   }
 }
 
+const POLL_PATH = '/v1/poll';
+const ROUTES = ['/v1/sse', POLL_PATH, '/v1/publish', '/v1/history', '/v1/ack', '/v1/receipts', '/v1/presence', '/v1/presence/stats', '/v1/webpush/vapid-public-key', '/v1/webpush/sw.js', DISCOVERY_PATH, '/healthz', '/readyz', '/metrics'];
+
 function routeLabel(path: string): string {
   if (path.startsWith('/v1/topics/')) return '/v1/topics';
   if (path.startsWith(CLIENT_PREFIX)) return '/v1/client';
   if (path.startsWith('/v1/admin/')) return '/v1/admin';
   if (path.startsWith(CONSOLE_PATH)) return CONSOLE_PATH;
   if (path.startsWith('/v1/webpush/subscriptions')) return '/v1/webpush/subscriptions';
-  return ROUTE_LABELS.has(path) ? path : 'other';
+  // the constant, not the request's own copy of it: a stream keeps its label for its whole life
+  return ROUTE_LABELS.get(path) ?? 'other';
 }
 
-const ROUTE_LABELS = new Set(['/v1/sse', '/v1/poll', PUBLISH_PATH, '/v1/history', '/v1/ack', '/v1/receipts', '/v1/presence', '/v1/presence/stats', '/v1/webpush/vapid-public-key', '/v1/webpush/sw.js', DISCOVERY_PATH, '/healthz', '/readyz', '/metrics']);
+const ROUTE_LABELS = new Map(ROUTES.map((r) => [r, r]));

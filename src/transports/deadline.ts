@@ -62,6 +62,8 @@ class DeadlineWheel {
   private armedFor = Infinity;
 
   add(d: Deadline): void {
+    // a moment that never comes waits nowhere (an owner that is its own deadline may need none)
+    if (d.when === Infinity) return;
     // (a moment that is not a number is due now, as setTimeout would take it)
     const slot = Number.isNaN(d.when) ? 1 : Math.max(1, Math.ceil(d.when / DEADLINE_SLOT_MS));
     let set = this.slots.get(slot);

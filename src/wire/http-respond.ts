@@ -56,11 +56,17 @@ export function errorBody(e: OmnipushError): { error: Record<string, unknown> } 
 }
 
 export function sendError(res: ServerResponse, e: unknown, headers: Record<string, string> = {}): void {
+  const { status, headers: h, body } = errorAnswer(e, headers);
+  sendJson(res, status, body, h);
+}
+
+/** The status, headers (`headers` and the error's own: `WWW-Authenticate`, `Retry-After`) and JSON body of an error answer. */
+export function errorAnswer(e: unknown, headers: Record<string, string> = {}): { status: number; headers: Record<string, string>; body: { error: Record<string, unknown> } } {
   const err = e instanceof OmnipushError ? e : new OmnipushError('internal', 'internal error');
   const status = statusFor(err.code);
   const h = { ...headers };
   if (err.code === 'unauthorized') h['WWW-Authenticate'] = 'Bearer realm="omnipush"';
   if (status === 503) h['Retry-After'] = '5';
   if (status === 429) h['Retry-After'] = String(Math.max(1, Math.ceil(Number(err.details?.retryAfter ?? 1))));
-  sendJson(res, status, errorBody(err), h);
+  return { status, headers: h, body: errorBody(err) };
 }
