@@ -136,6 +136,7 @@ export const KEY_DESCRIPTIONS: Readonly<Record<string, string>> = {
   'admin.clusterTimeout': 'ms to wait for other nodes in cluster-wide calls',
   metrics: 'Operator endpoints.',
   'metrics.token': 'when set, GET /metrics needs Authorization: Bearer <token>',
+  'metrics.loopDelayResolution': 'ms between samples of the event-loop delay gauges (1 measures stalls exactly but slows fan-out)',
   presence: 'Who is subscribed to a topic now, and join/leave events (docs/presence.md).',
   'presence.rules': '[{filter, joinLeave?, maxMembers?}]: topics with a member list; off without rules',
   'presence.pollGrace': 'time a long-poll client stays present after each poll',
