@@ -16,6 +16,7 @@ import { SessionClaims } from './session-claims.js';
 import { SessionOwners } from './session-owner.js';
 import { SessionStore } from './session-store.js';
 import { WillScheduler } from './will.js';
+import { ticksAt } from './registration.js';
 
 /** Broker figures, published under `$SYS/broker/`. */
 export interface MqttStats {
@@ -45,10 +46,21 @@ export class Broker {
   readonly owners: SessionOwners;
   /** Connected clients by client identifier (for takeover). */
   readonly live = new Map<string, MqttConnection>();
-  /** Every connection, CONNECT or not (for the sweep). */
+  /**
+   * Every connection, CONNECT or not (for closing them all). Not emptied as they open: an entry
+   * taken out at every CONNACK made the set shrink and grow again with each burst of connects,
+   * and each new table of an old set is allocated in the old space (garbage to the next full GC).
+   */
   readonly connections = new Set<MqttConnection>();
-  /** CONNECTs at work per client identifier (from their claim on): the claim is theirs. */
-  private readonly connecting = new Map<string, number>();
+  /**
+   * CONNECTs at work per client identifier (from their claim on): the claim is theirs. An entry at
+   * 0 is none: the sweep clears them in bulk ({@link connectingDone}), because a delete per CONNECT
+   * made the map shrink and grow with every burst of connects, each new table of an old map
+   * allocated in the old space (garbage on every connect, there until the next full GC).
+   */
+  private connecting = new Map<string, number>();
+  /** Entries of {@link connecting} at 0. */
+  private connectingDone = 0;
   /**
    * Bytes of packets one connection may have waiting behind a handler still at work:
    * `limits.maxQueueBytes`, the bound on its unsent bytes the other way.
@@ -81,7 +93,9 @@ export class Broker {
 
   /** A CONNECT for `clientId` is about to claim it. */
   connectBegan(clientId: string): void {
-    this.connecting.set(clientId, (this.connecting.get(clientId) ?? 0) + 1);
+    const n = this.connecting.get(clientId);
+    if (n === 0) this.connectingDone--;
+    this.connecting.set(clientId, (n ?? 0) + 1);
   }
 
   /**
@@ -94,9 +108,9 @@ export class Broker {
    * it read.
    */
   connectEnded(clientId: string, attached: boolean, claim: number | 'none' | 'failed'): void {
-    const n = (this.connecting.get(clientId) ?? 1) - 1;
-    if (n > 0) this.connecting.set(clientId, n);
-    else this.connecting.delete(clientId);
+    const n = Math.max(0, (this.connecting.get(clientId) ?? 1) - 1);
+    this.connecting.set(clientId, n);
+    if (n === 0) this.connectingDone++;
     if (attached || claim === 'none' || n > 0 || this.live.has(clientId)) return;
     if (claim !== 'failed' && !this.claims.current(clientId, claim)) {
       const s = this.sessions.peek(clientId);
@@ -120,7 +134,7 @@ export class Broker {
 
   /** The session of `clientId` is gone here: so goes its claim, unless a connection here has it (or is claiming it). */
   private releaseClaim(clientId: string): void {
-    if (!this.live.has(clientId) && !this.connecting.has(clientId)) this.claims.release(clientId);
+    if (!this.live.has(clientId) && !this.connecting.get(clientId)) this.claims.release(clientId);
   }
 
   /**
@@ -267,10 +281,8 @@ export class Broker {
     conn.place?.leave();
     conn.place = null;
     conn.expiry?.cancel();
-    if (conn.registration) {
-      this.ctx.registry.remove(conn.registration, conn.closeReason);
-      conn.registration = null;
-    }
+    // a no-op when it was never registered, or was removed already
+    if (conn.id) this.ctx.registry.remove(conn, conn.closeReason);
     conn.presenceWatch?.clear();
     if (conn.budgeted) {
       conn.budgeted = false;
@@ -334,8 +346,10 @@ export class Broker {
    * answer to it ({@link armAnswerDeadline}) and its credentials' expiry ({@link armExpiry}).
    */
   sweep(now: number): void {
-    for (const c of this.connections) {
-      if (c.state === 'open' && c.keepalive > 0 && !c.holding && now - c.lastSeen > c.keepalive * 1500) c.disconnect(RC.keepAliveTimeout, 'keep alive timeout');
+    const ticks = ticksAt(now);
+    for (const c of this.live.values()) {
+      // in tenths of a second, each end rounded down: one more tick, so never early
+      if (c.state === 'open' && c.keepalive > 0 && !c.holding && ticks - c.seenAt > c.keepalive * 15 + 1) c.disconnect(RC.keepAliveTimeout, 'keep alive timeout');
     }
     const expired = this.sessions.expired(now);
     for (const s of expired.sessions) this.endSession(s);
@@ -351,6 +365,12 @@ export class Broker {
         },
         (e: unknown) => this.log.error({ err: e, client: id }, 'mqtt session expiry not checked'),
       );
+    }
+    if (this.connectingDone > 0) {
+      const still = new Map<string, number>();
+      for (const [id, n] of this.connecting) if (n > 0) still.set(id, n);
+      this.connecting = still;
+      this.connectingDone = 0;
     }
     // grouped writes at the first sweep once a second has passed: 1 to 1.25 s apart (docs/mqtt.md)
     if (now - this.lastFlush >= 1000) {

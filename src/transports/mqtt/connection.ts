@@ -3,7 +3,7 @@ import { DENY_ALL, type Principal } from '../../core/grants.js';
 import type { Broker } from './broker.js';
 import { decode, dropOptional, encode, successAck } from './codec.js';
 import type { SessionFeed } from './feed.js';
-import { PacketFramer } from './framer.js';
+import { framePackets, type PacketSink } from './framer.js';
 import { handleAck, handlePubrel } from './handlers/acks.js';
 import { OmnipushError } from '../../core/errors.js';
 import { handleConnect, refuse } from './handlers/connect.js';
@@ -20,7 +20,7 @@ import type { MqttSession, OutMsg, SessionPort } from './session.js';
 import type { WillSpec } from './will.js';
 import type { Deadline } from '../deadline.js';
 import type { PreAuthPlace } from '../pre-auth-pool.js';
-import type { MqttRegistration } from './registration.js';
+import { MqttRegistration, ticksAt } from './registration.js';
 import type { MqttPresenceWatch } from './presence-topics.js';
 import { clientAddress } from '../../core/connections.js';
 
@@ -32,7 +32,7 @@ const UNAUTHENTICATED: Principal = { id: 'unauthenticated', kind: 'anonymous', g
  * One MQTT network connection: frames and checks what arrives, hands each packet to its handler,
  * and writes packets out through the link's per-tick batch. The session it serves may outlive it.
  */
-export class MqttConnection implements SessionPort {
+export class MqttConnection extends MqttRegistration implements SessionPort, PacketSink {
   /** new: waiting for CONNECT; connecting: CONNECT being handled; open: CONNACK sent. */
   state: 'new' | 'connecting' | 'open' | 'closed' = 'new';
   version = 4;
@@ -42,7 +42,8 @@ export class MqttConnection implements SessionPort {
   clientId = '';
   /** seconds; 0 = none */
   keepalive = 0;
-  lastSeen = Date.now();
+  /** When a packet last came ({@link ticksAt}). */
+  seenAt = ticksAt(Date.now());
   clientReceiveMax = 65535;
   clientMaxPacket = 268435460;
   clientAliasMax = 0;
@@ -61,8 +62,6 @@ export class MqttConnection implements SessionPort {
   connectExpiry = 0;
   /** The client's IP address, as quotas count it. */
   readonly address: string;
-  /** Its entry in the connection registry, from CONNACK until it closes. */
-  registration: MqttRegistration | null = null;
   /** Its `$presence/...` subscriptions (made at the first one). */
   presenceWatch: MqttPresenceWatch | null = null;
   /** Holds a slot of the shared connection budget (once authenticated). */
@@ -75,7 +74,8 @@ export class MqttConnection implements SessionPort {
   superseded = false;
   /** Why it ended, for the registry's observers (webhooks' `disconnect` event). */
   closeReason: string | undefined;
-  private readonly framer: PacketFramer;
+  /** A packet split across reads, while the rest has not come. */
+  partial: Buffer | null = null;
   /**
    * Packets that arrived while a handler was still at work (CONNECT, a session write): they wait,
    * in order. Non-null while a handler is at work; the link is not read meanwhile.
@@ -89,7 +89,7 @@ export class MqttConnection implements SessionPort {
     readonly link: Link,
     readonly kind: 'tcp' | 'tls' | 'ws',
   ) {
-    this.framer = new PacketFramer(broker.config.maxPacketBytes);
+    super();
     this.address = clientAddress(link.address);
   }
 
@@ -114,15 +114,16 @@ export class MqttConnection implements SessionPort {
     if (this.state === 'closed') return;
     this.broker.stats.bytesIn += chunk.length;
     try {
-      this.framer.push(chunk, (raw) => this.onPacket(raw));
+      framePackets(this, chunk, this.broker.config.maxPacketBytes);
     } catch (e) {
       this.fail(e);
     }
   }
 
-  private onPacket(raw: Buffer): void {
+  /** One whole packet from the framer. */
+  onPacket(raw: Buffer): void {
     if (this.state === 'closed') return;
-    this.lastSeen = Date.now();
+    this.seenAt = ticksAt(Date.now());
     if (this.state === 'new') {
       if (raw[0] >> 4 !== 1) throw new MqttProtocolError(RC.protocolError, 'the first packet must be CONNECT');
       this.state = 'connecting';
@@ -198,7 +199,7 @@ export class MqttConnection implements SessionPort {
     this.dropHeld();
     if (this.state === 'open') {
       // the client's keepalive could not be heard while the link was not read: it counts from now
-      this.lastSeen = Date.now();
+      this.seenAt = ticksAt(Date.now());
       this.link.resume();
     }
   }

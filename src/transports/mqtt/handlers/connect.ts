@@ -4,7 +4,7 @@ import { canReceive, subscribeVerdict } from '../../../core/grants.js';
 import { decode, encode, unsupportedConnack } from '../codec.js';
 import type { MqttConnection } from '../connection.js';
 import { sharedFilter } from '../feed.js';
-import { PacketFramer } from '../framer.js';
+import { bodyOffset } from '../framer.js';
 import { checkConnect, UnsupportedProtocol } from '../packet-check.js';
 import { connackCode3, MqttProtocolError, RC } from '../reason-codes.js';
 import { MqttSession } from '../session.js';
@@ -12,7 +12,6 @@ import { wantsCursor } from '../publish-encoder.js';
 import { ownerOf } from '../session-owner.js';
 import { notSaved } from '../session-store.js';
 import { willOf } from './will-spec.js';
-import { MqttRegistration } from '../registration.js';
 import { OmnipushError } from '../../../core/errors.js';
 
 /**
@@ -55,7 +54,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
       return;
     }
     // a v5 client learns why from CONNACK (§3.2.2.2); 3.1.1 wants the connection closed without one
-    const at = PacketFramer.bodyOffset(raw);
+    const at = bodyOffset(raw);
     if (e instanceof MqttProtocolError && raw.length > at + 6 && raw.toString('latin1', at, at + 6) === '\x00\x04MQTT' && raw[at + 6] === 5) {
       conn.version = 5;
       return refuse(conn, e.reasonCode, e.message);
@@ -266,8 +265,7 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
   conn.send(ack);
   conn.state = 'open';
   broker.armExpiry(conn);
-  conn.registration = new MqttRegistration(conn, broker.ctx.registry.nextId('mqtt'));
-  broker.ctx.registry.add(conn.registration);
+  conn.register();
   broker.live.set(clientId, conn);
   broker.owners.announce(clientId, owner);
   broker.stats.connectionsTotal++;
