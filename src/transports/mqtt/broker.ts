@@ -16,6 +16,7 @@ import { SessionClaims } from './session-claims.js';
 import { SessionOwners } from './session-owner.js';
 import { SessionStore } from './session-store.js';
 import { WillScheduler } from './will.js';
+import { StringPool } from './string-pool.js';
 import { ticksAt } from './registration.js';
 
 /** Broker figures, published under `$SYS/broker/`. */
@@ -47,11 +48,11 @@ export class Broker {
   /** Connected clients by client identifier (for takeover). */
   readonly live = new Map<string, MqttConnection>();
   /**
-   * Every connection, CONNECT or not (for closing them all). Not emptied as they open: an entry
-   * taken out at every CONNACK made the set shrink and grow again with each burst of connects,
-   * and each new table of an old set is allocated in the old space (garbage to the next full GC).
+   * Every connection, CONNECT or not (for closing them all), linked through the connections
+   * themselves: a set's table costs more per entry than two fields, and each time it doubles the
+   * old table is garbage in the old space (a set of a few thousand is reallocated whole).
    */
-  readonly connections = new Set<MqttConnection>();
+  private first: MqttConnection | null = null;
   /**
    * CONNECTs at work per client identifier (from their claim on): the claim is theirs. An entry at
    * 0 is none: the sweep clears them in bulk ({@link connectingDone}), because a delete per CONNECT
@@ -67,6 +68,8 @@ export class Broker {
    */
   readonly maxHeldBytes: number;
   private lastFlush = 0;
+  /** Addresses and filters that connections share (see StringPool). */
+  readonly strings = new StringPool(4096);
 
   constructor(
     readonly ctx: TransportContext,
@@ -89,6 +92,29 @@ export class Broker {
       answeredLate: (id) => this.answeredLate(id),
     });
     this.owners = new SessionOwners(cluster, ctx.hub, this.sessions, this.claims, ctx.log);
+  }
+
+  /** A new connection, CONNECT or not. */
+  track(conn: MqttConnection): void {
+    conn.nextConn = this.first;
+    if (this.first) this.first.prevConn = conn;
+    this.first = conn;
+  }
+
+  private unlink(conn: MqttConnection): void {
+    const { prevConn: prev, nextConn: next } = conn;
+    if (prev) prev.nextConn = next;
+    else if (this.first === conn) this.first = next;
+    else return;
+    if (next) next.prevConn = prev;
+    conn.prevConn = conn.nextConn = null;
+  }
+
+  /** Every connection, CONNECT or not, as a list of its own. */
+  get connections(): MqttConnection[] {
+    const all: MqttConnection[] = [];
+    for (let c = this.first; c; c = c.nextConn) all.push(c);
+    return all;
   }
 
   /** A CONNECT for `clientId` is about to claim it. */
@@ -277,7 +303,7 @@ export class Broker {
 
   /** A connection ended (any way): its session stays, waits out its expiry, or ends. */
   connectionClosed(conn: MqttConnection): void {
-    this.connections.delete(conn);
+    this.unlink(conn);
     conn.place?.leave();
     conn.place = null;
     conn.expiry?.cancel();
@@ -381,7 +407,7 @@ export class Broker {
 
   /** Closes every connection (0x8B) and saves every persistent session. */
   async close(): Promise<void> {
-    for (const c of [...this.connections]) {
+    for (const c of this.connections) {
       if (c.state === 'open') c.disconnect(RC.serverShuttingDown, 'server shutting down');
       else {
         c.state = 'closed';

@@ -4,6 +4,7 @@ import type { Broker } from './broker.js';
 import { decode, dropOptional, encode, successAck } from './codec.js';
 import type { SessionFeed } from './feed.js';
 import { framePackets, type PacketSink } from './framer.js';
+import { DEFAULT_TERMS, type ClientTerms } from './client-terms.js';
 import { handleAck, handlePubrel } from './handlers/acks.js';
 import { OmnipushError } from '../../core/errors.js';
 import { handleConnect, refuse } from './handlers/connect.js';
@@ -44,13 +45,8 @@ export class MqttConnection extends MqttRegistration implements SessionPort, Pac
   keepalive = 0;
   /** When a packet last came ({@link ticksAt}). */
   seenAt = ticksAt(Date.now());
-  clientReceiveMax = 65535;
-  clientMaxPacket = 268435460;
-  clientAliasMax = 0;
-  /** Request Problem Information (MQTT 5 CONNECT): 0 keeps reason strings to CONNACK and DISCONNECT. */
-  problemInfo = true;
-  /** The client asked for our cursor user property on every PUBLISH (MQTT 5, at CONNECT). */
-  cursor = false;
+  /** What it said at CONNECT that bounds what we send it (shared defaults unless it asked otherwise). */
+  terms: ClientTerms = DEFAULT_TERMS;
   private outAliases: OutboundAliases | null = null;
   inAliases: InboundAliases | null = null;
   /** Inbound QoS 1/2 publishes not yet acknowledged (our Receive Maximum). */
@@ -58,8 +54,6 @@ export class MqttConnection extends MqttRegistration implements SessionPort, Pac
   will: WillSpec | undefined;
   /** The will was recorded in the cluster's map at CONNECT (a clean DISCONNECT removes it there). */
   willArmed = false;
-  /** Session expiry the client asked for at CONNECT (a DISCONNECT may not raise it from 0). */
-  connectExpiry = 0;
   /** The client's IP address, as quotas count it. */
   readonly address: string;
   /** Its `$presence/...` subscriptions (made at the first one). */
@@ -74,6 +68,9 @@ export class MqttConnection extends MqttRegistration implements SessionPort, Pac
   superseded = false;
   /** Why it ended, for the registry's observers (webhooks' `disconnect` event). */
   closeReason: string | undefined;
+  /** Its neighbours in the broker's list of connections. */
+  prevConn: MqttConnection | null = null;
+  nextConn: MqttConnection | null = null;
   /** A packet split across reads, while the rest has not come. */
   partial: Buffer | null = null;
   /**
@@ -90,7 +87,7 @@ export class MqttConnection extends MqttRegistration implements SessionPort, Pac
     readonly kind: 'tcp' | 'tls' | 'ws',
   ) {
     super();
-    this.address = clientAddress(link.address);
+    this.address = broker.strings.get(clientAddress(link.address));
   }
 
   /** A getter, so the check reads the state after an await (narrowing would not). */
@@ -107,7 +104,7 @@ export class MqttConnection extends MqttRegistration implements SessionPort, Pac
   }
 
   get window(): number {
-    return Math.min(this.clientReceiveMax, this.broker.config.maxInflight);
+    return Math.min(this.terms.receiveMax, this.broker.config.maxInflight);
   }
 
   onData(chunk: Buffer): void {
@@ -257,12 +254,12 @@ export class MqttConnection extends MqttRegistration implements SessionPort, Pac
    */
   send(packet: Packet): void {
     if (this.state === 'closed') return;
-    if (!this.problemInfo && packet.cmd !== 'connack' && packet.cmd !== 'disconnect') dropOptional(packet);
+    if (!this.terms.problemInfo && packet.cmd !== 'connack' && packet.cmd !== 'disconnect') dropOptional(packet);
     let buf = encode(packet, this.version);
-    if (buf.length > this.clientMaxPacket) {
+    if (buf.length > this.terms.maxPacket) {
       if (dropOptional(packet)) buf = encode(packet, this.version);
-      if (buf.length > this.clientMaxPacket) {
-        this.broker.log.info({ client: this.clientId, cmd: packet.cmd, size: buf.length, max: this.clientMaxPacket }, 'mqtt packet over the client\'s Maximum Packet Size; connection closed');
+      if (buf.length > this.terms.maxPacket) {
+        this.broker.log.info({ client: this.clientId, cmd: packet.cmd, size: buf.length, max: this.terms.maxPacket }, 'mqtt packet over the client\'s Maximum Packet Size; connection closed');
         this.state = 'closed';
         this.dropHeld();
         this.broker.connectionClosed(this);
@@ -286,17 +283,17 @@ export class MqttConnection extends MqttRegistration implements SessionPort, Pac
     const v5 = this.version === 5;
     let buf: Buffer | null;
     let alias: { alias: number; fresh: boolean } | undefined;
-    if (v5 && (out.ids || this.clientAliasMax > 0)) {
-      this.outAliases ??= new OutboundAliases(this.clientAliasMax);
+    if (v5 && (out.ids || this.terms.aliasMax > 0)) {
+      this.outAliases ??= new OutboundAliases(this.terms.aliasMax);
       alias = this.outAliases.lookup(out.m.topic);
-      buf = encodePublish(out.m, { version: 5, qos: out.qos, retain: out.retain, dup, packetId, subscriptionIds: out.ids, topicAlias: alias?.alias, aliasOnly: alias?.fresh === false, cursor: this.cursor, now: Date.now() });
+      buf = encodePublish(out.m, { version: 5, qos: out.qos, retain: out.retain, dup, packetId, subscriptionIds: out.ids, topicAlias: alias?.alias, aliasOnly: alias?.fresh === false, cursor: this.terms.cursor, now: Date.now() });
     } else if (out.d) {
-      const tpl = out.d.encoded(SHARED_FORMATS[v5 ? (this.cursor ? 'v5c' : 'v5') : 'v4'][out.qos][out.retain ? 1 : 0]);
+      const tpl = out.d.encoded(SHARED_FORMATS[v5 ? (this.terms.cursor ? 'v5c' : 'v5') : 'v4'][out.qos][out.retain ? 1 : 0]);
       buf = tpl && out.qos > 0 ? withPacketId(tpl, packetId, dup) : tpl;
     } else {
-      buf = encodePublish(out.m, { version: this.version, qos: out.qos, retain: out.retain, dup, packetId, cursor: this.cursor, now: Date.now() });
+      buf = encodePublish(out.m, { version: this.version, qos: out.qos, retain: out.retain, dup, packetId, cursor: this.terms.cursor, now: Date.now() });
     }
-    if (buf && buf.length > this.clientMaxPacket) buf = this.fitPublish(out, packetId, dup, alias);
+    if (buf && buf.length > this.terms.maxPacket) buf = this.fitPublish(out, packetId, dup, alias);
     // expired on the way, or too big for the client: not sent, and as if delivered (MQTT-3.1.2-25)
     if (!buf) return false;
     if (alias?.fresh) this.outAliases!.confirm(out.m.topic, alias.alias);
@@ -313,14 +310,14 @@ export class MqttConnection extends MqttRegistration implements SessionPort, Pac
    * does not fit, the message is dropped for this client and counted.
    */
   private fitPublish(out: OutMsg, packetId: number, dup: boolean, alias: { alias: number; fresh: boolean } | undefined): Buffer | null {
-    if (this.cursor) {
+    if (this.terms.cursor) {
       const buf = encodePublish(out.m, { version: this.version, qos: out.qos, retain: out.retain, dup, packetId, subscriptionIds: out.ids, topicAlias: alias?.alias, aliasOnly: alias?.fresh === false, now: Date.now() });
-      if (buf && buf.length <= this.clientMaxPacket) return buf;
+      if (buf && buf.length <= this.terms.maxPacket) return buf;
       if (!buf) return null;
     }
     this.broker.stats.dropped++;
     this.broker.ctx.metrics.mqttDroppedOversize.inc();
-    this.broker.log.debug({ client: this.clientId, topic: out.m.topic, max: this.clientMaxPacket }, 'mqtt message over the client\'s Maximum Packet Size; not sent');
+    this.broker.log.debug({ client: this.clientId, topic: out.m.topic, max: this.terms.maxPacket }, 'mqtt message over the client\'s Maximum Packet Size; not sent');
     return null;
   }
 

@@ -148,7 +148,7 @@ export class MqttTransport {
       return null;
     }
     conn.place = place;
-    this.broker.connections.add(conn);
+    this.broker.track(conn);
     return conn;
   }
 

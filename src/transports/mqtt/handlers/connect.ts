@@ -12,6 +12,7 @@ import { wantsCursor } from '../publish-encoder.js';
 import { ownerOf } from '../session-owner.js';
 import { notSaved } from '../session-store.js';
 import { willOf } from './will-spec.js';
+import { DEFAULT_TERMS, withTerms } from '../client-terms.js';
 import { OmnipushError } from '../../../core/errors.js';
 
 /**
@@ -67,8 +68,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
 
   if (v5) {
     // a refusal too must fit the client's limits (MQTT-3.1.2-24)
-    conn.clientMaxPacket = props.maximumPacketSize ?? 268435460;
-    conn.problemInfo = props.requestProblemInformation !== false;
+    conn.terms = withTerms(conn.terms, { maxPacket: props.maximumPacketSize ?? DEFAULT_TERMS.maxPacket, problemInfo: props.requestProblemInformation !== false });
   }
   if (broker.ctx.draining()) return refuse(conn, RC.serverUnavailable, 'server shutting down');
   if (props.authenticationMethod !== undefined) return refuse(conn, RC.badAuthMethod, 'enhanced authentication is not supported');
@@ -103,7 +103,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   const maxExpiry = cfg.maxSessionExpiry;
   const askedExpiry = v5 ? (props.sessionExpiryInterval ?? 0) : clean ? 0 : 0xffffffff;
   const expiry = Math.min(askedExpiry, maxExpiry);
-  conn.connectExpiry = askedExpiry;
+  conn.terms = withTerms(conn.terms, { connectExpiry: askedExpiry });
   conn.clientId = clientId;
   // a will the server refuses refuses the CONNECT before anything else happens: no older
   // connection is taken over and no session is made or changed
@@ -117,7 +117,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   const ack = successConnack(conn, p, clientId, assigned, expiry, askedExpiry);
   // CONNACK has nothing optional left to leave out: a client whose Maximum Packet Size cannot hold
   // it is refused before anything happens to a session (MQTT-3.1.2-24)
-  if (v5 && encode(ack, 5).length > conn.clientMaxPacket) return refuse(conn, RC.packetTooLarge, 'Maximum Packet Size too small for CONNACK');
+  if (v5 && encode(ack, 5).length > conn.terms.maxPacket) return refuse(conn, RC.packetTooLarge, 'Maximum Packet Size too small for CONNACK');
 
   // a session is its owner's: another principal's CONNECT takes nothing over and cleans nothing,
   // and is refused here, before any other node is asked to let the session go
@@ -226,9 +226,11 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
 
   conn.keepalive = ack.properties?.serverKeepAlive ?? p.keepalive ?? 0;
   if (v5) {
-    conn.clientReceiveMax = props.receiveMaximum ?? 65535;
-    conn.clientAliasMax = props.topicAliasMaximum ?? 0;
-    conn.cursor = wantsCursor(props.userProperties as Record<string, string | string[]> | undefined);
+    conn.terms = withTerms(conn.terms, {
+      receiveMax: props.receiveMaximum ?? DEFAULT_TERMS.receiveMax,
+      aliasMax: props.topicAliasMaximum ?? 0,
+      cursor: wantsCursor(props.userProperties as Record<string, string | string[]> | undefined),
+    });
   }
 
   // a new persistent session is in the store before CONNACK says it exists: a crash right after

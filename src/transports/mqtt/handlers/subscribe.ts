@@ -116,6 +116,8 @@ function subscribe(conn: MqttConnection, p: ISubscribePacket, elsewhere: number,
       codes.push(v5 ? RC.notAuthorized : 0x80);
       continue;
     }
+    // one copy of a filter that many sessions hold
+    if (!shared) filter = broker.strings.get(filter);
     const key = shared ? sub.topic : filter;
     const map = shared ? s.shared : s.subs;
     // a filter repeated in one packet: the later options win, as if in two packets
