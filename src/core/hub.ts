@@ -135,6 +135,9 @@ interface PendingPublish {
 
 const CONTROL_RE = /[\r\n\0]/;
 
+/** Filters {@link Hub} keeps a shared one-filter list for. */
+const SOLE_LISTS = 4096;
+
 function connectionIdField(name: string, v: unknown): string {
   if (typeof v !== 'string' || !isConnectionId(v)) throw new OmnipushError('invalid_request', `${name} must be a connection id (1..128 printable ASCII characters)`);
   return v;
@@ -164,6 +167,11 @@ export class Hub {
 
   private readonly trie = new SubscriptionTrie<SubState>();
   private readonly subs = new Map<HubSubscriber, SubState>();
+  /**
+   * Frozen one-filter lists, one per filter: the subscribers of a popular topic all hold the same
+   * list rather than ~56 bytes each. Bounded: it starts over past SOLE_LISTS filters.
+   */
+  private readonly soleLists = new Map<string, string[]>();
   private queue: PendingPublish[] = [];
   private flushing = false;
   private flushScheduled = false;
@@ -496,6 +504,16 @@ export class Hub {
    * `all` (every stored message), `now` (live only) or undefined (retained messages, then live).
    * Throws {@link OmnipushError} (invalid_filter, invalid_cursor, forbidden).
    */
+  private soleList(filter: string): string[] {
+    let list = this.soleLists.get(filter);
+    if (!list) {
+      if (this.soleLists.size >= SOLE_LISTS) this.soleLists.clear();
+      list = Object.freeze([filter]) as string[];
+      this.soleLists.set(filter, list);
+    }
+    return list;
+  }
+
   checkSubscribe(p: Principal, filters: string[], since?: string): SubscribePlan {
     if (filters.length === 0) throw new OmnipushError('invalid_filter', 'at least one topic filter is required');
     if (filters.length > 64) throw new OmnipushError('invalid_filter', 'at most 64 topic filters per subscription');
@@ -509,7 +527,7 @@ export class Hub {
       if (!checked.includes(filter)) checked.push(filter);
     }
     // a copy at its exact size: the list grown by push has room for 17, and each subscriber keeps it
-    const plan: SubscribePlan = { filters: checked.slice(), perMessageCheck, mode: 'retained', afterSeq: 0 };
+    const plan: SubscribePlan = { filters: checked.length === 1 ? this.soleList(checked[0]) : checked.slice(), perMessageCheck, mode: 'retained', afterSeq: 0 };
     if (since === undefined || since === '') return plan;
     if (since === 'now') return { ...plan, mode: 'live', afterSeq: this.head };
     if (since === 'all' || since === '0') return { ...plan, mode: 'history', afterSeq: 0 };

@@ -206,8 +206,17 @@ function limited(limit: string, wait: number): OmnipushError {
   return new OmnipushError('rate_limited', `rate ${limit} exceeded; retry in ${retryAfter} s`, { limit, retryAfter });
 }
 
+/** Zero counts a map of {@link drop} keeps rather than deleting (see there). */
+const KEEP_ZEROS = 64;
+
+/**
+ * One fewer for `key`. A small map keeps the key at 0: taking its last key out and putting it back
+ * at the next connect made the map's table shrink and grow every time, and each new table of an
+ * old map is allocated in the old space, garbage on every connect until the next full GC.
+ */
 function drop(m: Map<string, number>, key: string): void {
   const n = (m.get(key) ?? 0) - 1;
   if (n > 0) m.set(key, n);
-  else m.delete(key);
+  else if (m.size > KEEP_ZEROS) m.delete(key);
+  else m.set(key, 0);
 }

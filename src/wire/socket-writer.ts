@@ -22,10 +22,11 @@ export class SocketWriter {
   lastWriteAt = Date.now();
 
   constructor(
-    private readonly socket: Socket,
+    protected readonly socket: Socket,
     private readonly maxBytes: number,
-    // an owner object rather than a callback: a closure per connection costs memory at 10k+ sockets
-    private readonly owner: SocketWriterOwner,
+    // an owner object rather than a callback: a closure per connection costs memory at 10k+ sockets;
+    // null when a subclass is its own owner (one object per connection rather than two)
+    private readonly owner: SocketWriterOwner | null,
     /** Wraps each flushed block (e.g. chunked transfer framing); identity when absent. */
     private readonly frame?: (block: Buffer) => Buffer | Buffer[],
   ) {}
@@ -46,7 +47,7 @@ export class SocketWriter {
       this.dead = true;
       this.chunks = null;
       this.queued = 0;
-      this.owner.overflowed();
+      (this.owner ?? (this as unknown as SocketWriterOwner)).overflowed();
       return false;
     }
     (this.chunks ??= []).push(buf);

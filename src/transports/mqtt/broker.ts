@@ -16,6 +16,8 @@ import { SessionClaims } from './session-claims.js';
 import { SessionOwners } from './session-owner.js';
 import { SessionStore } from './session-store.js';
 import { WillScheduler } from './will.js';
+import { StringPool } from './string-pool.js';
+import { ticksAt } from './registration.js';
 
 /** Broker figures, published under `$SYS/broker/`. */
 export interface MqttStats {
@@ -45,16 +47,29 @@ export class Broker {
   readonly owners: SessionOwners;
   /** Connected clients by client identifier (for takeover). */
   readonly live = new Map<string, MqttConnection>();
-  /** Every connection, CONNECT or not (for the sweep). */
-  readonly connections = new Set<MqttConnection>();
-  /** CONNECTs at work per client identifier (from their claim on): the claim is theirs. */
-  private readonly connecting = new Map<string, number>();
+  /**
+   * Every connection, CONNECT or not (for closing them all), linked through the connections
+   * themselves: a set's table costs more per entry than two fields, and each time it doubles the
+   * old table is garbage in the old space (a set of a few thousand is reallocated whole).
+   */
+  private first: MqttConnection | null = null;
+  /**
+   * CONNECTs at work per client identifier (from their claim on): the claim is theirs. An entry at
+   * 0 is none: the sweep clears them in bulk ({@link connectingDone}), because a delete per CONNECT
+   * made the map shrink and grow with every burst of connects, each new table of an old map
+   * allocated in the old space (garbage on every connect, there until the next full GC).
+   */
+  private connecting = new Map<string, number>();
+  /** Entries of {@link connecting} at 0. */
+  private connectingDone = 0;
   /**
    * Bytes of packets one connection may have waiting behind a handler still at work:
    * `limits.maxQueueBytes`, the bound on its unsent bytes the other way.
    */
   readonly maxHeldBytes: number;
   private lastFlush = 0;
+  /** Addresses and filters that connections share (see StringPool). */
+  readonly strings = new StringPool(4096);
 
   constructor(
     readonly ctx: TransportContext,
@@ -79,9 +94,34 @@ export class Broker {
     this.owners = new SessionOwners(cluster, ctx.hub, this.sessions, this.claims, ctx.log);
   }
 
+  /** A new connection, CONNECT or not. */
+  track(conn: MqttConnection): void {
+    conn.nextConn = this.first;
+    if (this.first) this.first.prevConn = conn;
+    this.first = conn;
+  }
+
+  private unlink(conn: MqttConnection): void {
+    const { prevConn: prev, nextConn: next } = conn;
+    if (prev) prev.nextConn = next;
+    else if (this.first === conn) this.first = next;
+    else return;
+    if (next) next.prevConn = prev;
+    conn.prevConn = conn.nextConn = null;
+  }
+
+  /** Every connection, CONNECT or not, as a list of its own. */
+  get connections(): MqttConnection[] {
+    const all: MqttConnection[] = [];
+    for (let c = this.first; c; c = c.nextConn) all.push(c);
+    return all;
+  }
+
   /** A CONNECT for `clientId` is about to claim it. */
   connectBegan(clientId: string): void {
-    this.connecting.set(clientId, (this.connecting.get(clientId) ?? 0) + 1);
+    const n = this.connecting.get(clientId);
+    if (n === 0) this.connectingDone--;
+    this.connecting.set(clientId, (n ?? 0) + 1);
   }
 
   /**
@@ -94,9 +134,9 @@ export class Broker {
    * it read.
    */
   connectEnded(clientId: string, attached: boolean, claim: number | 'none' | 'failed'): void {
-    const n = (this.connecting.get(clientId) ?? 1) - 1;
-    if (n > 0) this.connecting.set(clientId, n);
-    else this.connecting.delete(clientId);
+    const n = Math.max(0, (this.connecting.get(clientId) ?? 1) - 1);
+    this.connecting.set(clientId, n);
+    if (n === 0) this.connectingDone++;
     if (attached || claim === 'none' || n > 0 || this.live.has(clientId)) return;
     if (claim !== 'failed' && !this.claims.current(clientId, claim)) {
       const s = this.sessions.peek(clientId);
@@ -120,7 +160,7 @@ export class Broker {
 
   /** The session of `clientId` is gone here: so goes its claim, unless a connection here has it (or is claiming it). */
   private releaseClaim(clientId: string): void {
-    if (!this.live.has(clientId) && !this.connecting.has(clientId)) this.claims.release(clientId);
+    if (!this.live.has(clientId) && !this.connecting.get(clientId)) this.claims.release(clientId);
   }
 
   /**
@@ -263,14 +303,12 @@ export class Broker {
 
   /** A connection ended (any way): its session stays, waits out its expiry, or ends. */
   connectionClosed(conn: MqttConnection): void {
-    this.connections.delete(conn);
+    this.unlink(conn);
     conn.place?.leave();
     conn.place = null;
     conn.expiry?.cancel();
-    if (conn.registration) {
-      this.ctx.registry.remove(conn.registration, conn.closeReason);
-      conn.registration = null;
-    }
+    // a no-op when it was never registered, or was removed already
+    if (conn.id) this.ctx.registry.remove(conn, conn.closeReason);
     conn.presenceWatch?.clear();
     if (conn.budgeted) {
       conn.budgeted = false;
@@ -334,8 +372,10 @@ export class Broker {
    * answer to it ({@link armAnswerDeadline}) and its credentials' expiry ({@link armExpiry}).
    */
   sweep(now: number): void {
-    for (const c of this.connections) {
-      if (c.state === 'open' && c.keepalive > 0 && !c.holding && now - c.lastSeen > c.keepalive * 1500) c.disconnect(RC.keepAliveTimeout, 'keep alive timeout');
+    const ticks = ticksAt(now);
+    for (const c of this.live.values()) {
+      // in tenths of a second, each end rounded down: one more tick, so never early
+      if (c.state === 'open' && c.keepalive > 0 && !c.holding && ticks - c.seenAt > c.keepalive * 15 + 1) c.disconnect(RC.keepAliveTimeout, 'keep alive timeout');
     }
     const expired = this.sessions.expired(now);
     for (const s of expired.sessions) this.endSession(s);
@@ -352,6 +392,12 @@ export class Broker {
         (e: unknown) => this.log.error({ err: e, client: id }, 'mqtt session expiry not checked'),
       );
     }
+    if (this.connectingDone > 0) {
+      const still = new Map<string, number>();
+      for (const [id, n] of this.connecting) if (n > 0) still.set(id, n);
+      this.connecting = still;
+      this.connectingDone = 0;
+    }
     // grouped writes at the first sweep once a second has passed: 1 to 1.25 s apart (docs/mqtt.md)
     if (now - this.lastFlush >= 1000) {
       this.lastFlush = now;
@@ -361,7 +407,7 @@ export class Broker {
 
   /** Closes every connection (0x8B) and saves every persistent session. */
   async close(): Promise<void> {
-    for (const c of [...this.connections]) {
+    for (const c of this.connections) {
       if (c.state === 'open') c.disconnect(RC.serverShuttingDown, 'server shutting down');
       else {
         c.state = 'closed';

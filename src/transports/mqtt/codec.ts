@@ -1,5 +1,6 @@
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import { MqttProtocolError, RC } from './reason-codes.js';
+import { connack5, suback5 } from './v5-acks.js';
 
 /**
  * mqtt-packet's parser is stateful and heavy (a buffer list and an event emitter). The framer
@@ -58,6 +59,10 @@ export function encode(packet: Packet, version: number): Buffer {
   if (version < 5) {
     if (packet.cmd === 'connack') return Buffer.from([0x20, 2, packet.sessionPresent ? 1 : 0, packet.returnCode ?? 0]);
     if (packet.cmd === 'suback' && packet.messageId !== undefined && packet.granted.length < 126) return suback3(packet.messageId, packet.granted as number[]);
+  }
+  if (version === 5) {
+    const b = packet.cmd === 'connack' ? connack5(packet) : packet.cmd === 'suback' ? suback5(packet) : null;
+    if (b) return b;
   }
   return mqttPacket.generate(packet, { protocolVersion: version });
 }

@@ -3,7 +3,8 @@ import { DENY_ALL, type Principal } from '../../core/grants.js';
 import type { Broker } from './broker.js';
 import { decode, dropOptional, encode, successAck } from './codec.js';
 import type { SessionFeed } from './feed.js';
-import { PacketFramer } from './framer.js';
+import { framePackets, type PacketSink } from './framer.js';
+import { DEFAULT_TERMS, type ClientTerms } from './client-terms.js';
 import { handleAck, handlePubrel } from './handlers/acks.js';
 import { OmnipushError } from '../../core/errors.js';
 import { handleConnect, refuse } from './handlers/connect.js';
@@ -20,7 +21,7 @@ import type { MqttSession, OutMsg, SessionPort } from './session.js';
 import type { WillSpec } from './will.js';
 import type { Deadline } from '../deadline.js';
 import type { PreAuthPlace } from '../pre-auth-pool.js';
-import type { MqttRegistration } from './registration.js';
+import { MqttRegistration, ticksAt } from './registration.js';
 import type { MqttPresenceWatch } from './presence-topics.js';
 import { clientAddress } from '../../core/connections.js';
 
@@ -32,7 +33,7 @@ const UNAUTHENTICATED: Principal = { id: 'unauthenticated', kind: 'anonymous', g
  * One MQTT network connection: frames and checks what arrives, hands each packet to its handler,
  * and writes packets out through the link's per-tick batch. The session it serves may outlive it.
  */
-export class MqttConnection implements SessionPort {
+export class MqttConnection extends MqttRegistration implements SessionPort, PacketSink {
   /** new: waiting for CONNECT; connecting: CONNECT being handled; open: CONNACK sent. */
   state: 'new' | 'connecting' | 'open' | 'closed' = 'new';
   version = 4;
@@ -42,14 +43,10 @@ export class MqttConnection implements SessionPort {
   clientId = '';
   /** seconds; 0 = none */
   keepalive = 0;
-  lastSeen = Date.now();
-  clientReceiveMax = 65535;
-  clientMaxPacket = 268435460;
-  clientAliasMax = 0;
-  /** Request Problem Information (MQTT 5 CONNECT): 0 keeps reason strings to CONNACK and DISCONNECT. */
-  problemInfo = true;
-  /** The client asked for our cursor user property on every PUBLISH (MQTT 5, at CONNECT). */
-  cursor = false;
+  /** When a packet last came ({@link ticksAt}). */
+  seenAt = ticksAt(Date.now());
+  /** What it said at CONNECT that bounds what we send it (shared defaults unless it asked otherwise). */
+  terms: ClientTerms = DEFAULT_TERMS;
   private outAliases: OutboundAliases | null = null;
   inAliases: InboundAliases | null = null;
   /** Inbound QoS 1/2 publishes not yet acknowledged (our Receive Maximum). */
@@ -57,12 +54,8 @@ export class MqttConnection implements SessionPort {
   will: WillSpec | undefined;
   /** The will was recorded in the cluster's map at CONNECT (a clean DISCONNECT removes it there). */
   willArmed = false;
-  /** Session expiry the client asked for at CONNECT (a DISCONNECT may not raise it from 0). */
-  connectExpiry = 0;
   /** The client's IP address, as quotas count it. */
   readonly address: string;
-  /** Its entry in the connection registry, from CONNACK until it closes. */
-  registration: MqttRegistration | null = null;
   /** Its `$presence/...` subscriptions (made at the first one). */
   presenceWatch: MqttPresenceWatch | null = null;
   /** Holds a slot of the shared connection budget (once authenticated). */
@@ -75,7 +68,11 @@ export class MqttConnection implements SessionPort {
   superseded = false;
   /** Why it ended, for the registry's observers (webhooks' `disconnect` event). */
   closeReason: string | undefined;
-  private readonly framer: PacketFramer;
+  /** Its neighbours in the broker's list of connections. */
+  prevConn: MqttConnection | null = null;
+  nextConn: MqttConnection | null = null;
+  /** A packet split across reads, while the rest has not come. */
+  partial: Buffer | null = null;
   /**
    * Packets that arrived while a handler was still at work (CONNECT, a session write): they wait,
    * in order. Non-null while a handler is at work; the link is not read meanwhile.
@@ -89,8 +86,8 @@ export class MqttConnection implements SessionPort {
     readonly link: Link,
     readonly kind: 'tcp' | 'tls' | 'ws',
   ) {
-    this.framer = new PacketFramer(broker.config.maxPacketBytes);
-    this.address = clientAddress(link.address);
+    super();
+    this.address = broker.strings.get(clientAddress(link.address));
   }
 
   /** A getter, so the check reads the state after an await (narrowing would not). */
@@ -107,22 +104,23 @@ export class MqttConnection implements SessionPort {
   }
 
   get window(): number {
-    return Math.min(this.clientReceiveMax, this.broker.config.maxInflight);
+    return Math.min(this.terms.receiveMax, this.broker.config.maxInflight);
   }
 
   onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.broker.stats.bytesIn += chunk.length;
     try {
-      this.framer.push(chunk, (raw) => this.onPacket(raw));
+      framePackets(this, chunk, this.broker.config.maxPacketBytes);
     } catch (e) {
       this.fail(e);
     }
   }
 
-  private onPacket(raw: Buffer): void {
+  /** One whole packet from the framer. */
+  onPacket(raw: Buffer): void {
     if (this.state === 'closed') return;
-    this.lastSeen = Date.now();
+    this.seenAt = ticksAt(Date.now());
     if (this.state === 'new') {
       if (raw[0] >> 4 !== 1) throw new MqttProtocolError(RC.protocolError, 'the first packet must be CONNECT');
       this.state = 'connecting';
@@ -198,7 +196,7 @@ export class MqttConnection implements SessionPort {
     this.dropHeld();
     if (this.state === 'open') {
       // the client's keepalive could not be heard while the link was not read: it counts from now
-      this.lastSeen = Date.now();
+      this.seenAt = ticksAt(Date.now());
       this.link.resume();
     }
   }
@@ -256,12 +254,12 @@ export class MqttConnection implements SessionPort {
    */
   send(packet: Packet): void {
     if (this.state === 'closed') return;
-    if (!this.problemInfo && packet.cmd !== 'connack' && packet.cmd !== 'disconnect') dropOptional(packet);
+    if (!this.terms.problemInfo && packet.cmd !== 'connack' && packet.cmd !== 'disconnect') dropOptional(packet);
     let buf = encode(packet, this.version);
-    if (buf.length > this.clientMaxPacket) {
+    if (buf.length > this.terms.maxPacket) {
       if (dropOptional(packet)) buf = encode(packet, this.version);
-      if (buf.length > this.clientMaxPacket) {
-        this.broker.log.info({ client: this.clientId, cmd: packet.cmd, size: buf.length, max: this.clientMaxPacket }, 'mqtt packet over the client\'s Maximum Packet Size; connection closed');
+      if (buf.length > this.terms.maxPacket) {
+        this.broker.log.info({ client: this.clientId, cmd: packet.cmd, size: buf.length, max: this.terms.maxPacket }, 'mqtt packet over the client\'s Maximum Packet Size; connection closed');
         this.state = 'closed';
         this.dropHeld();
         this.broker.connectionClosed(this);
@@ -285,17 +283,17 @@ export class MqttConnection implements SessionPort {
     const v5 = this.version === 5;
     let buf: Buffer | null;
     let alias: { alias: number; fresh: boolean } | undefined;
-    if (v5 && (out.ids || this.clientAliasMax > 0)) {
-      this.outAliases ??= new OutboundAliases(this.clientAliasMax);
+    if (v5 && (out.ids || this.terms.aliasMax > 0)) {
+      this.outAliases ??= new OutboundAliases(this.terms.aliasMax);
       alias = this.outAliases.lookup(out.m.topic);
-      buf = encodePublish(out.m, { version: 5, qos: out.qos, retain: out.retain, dup, packetId, subscriptionIds: out.ids, topicAlias: alias?.alias, aliasOnly: alias?.fresh === false, cursor: this.cursor, now: Date.now() });
+      buf = encodePublish(out.m, { version: 5, qos: out.qos, retain: out.retain, dup, packetId, subscriptionIds: out.ids, topicAlias: alias?.alias, aliasOnly: alias?.fresh === false, cursor: this.terms.cursor, now: Date.now() });
     } else if (out.d) {
-      const tpl = out.d.encoded(SHARED_FORMATS[v5 ? (this.cursor ? 'v5c' : 'v5') : 'v4'][out.qos][out.retain ? 1 : 0]);
+      const tpl = out.d.encoded(SHARED_FORMATS[v5 ? (this.terms.cursor ? 'v5c' : 'v5') : 'v4'][out.qos][out.retain ? 1 : 0]);
       buf = tpl && out.qos > 0 ? withPacketId(tpl, packetId, dup) : tpl;
     } else {
-      buf = encodePublish(out.m, { version: this.version, qos: out.qos, retain: out.retain, dup, packetId, cursor: this.cursor, now: Date.now() });
+      buf = encodePublish(out.m, { version: this.version, qos: out.qos, retain: out.retain, dup, packetId, cursor: this.terms.cursor, now: Date.now() });
     }
-    if (buf && buf.length > this.clientMaxPacket) buf = this.fitPublish(out, packetId, dup, alias);
+    if (buf && buf.length > this.terms.maxPacket) buf = this.fitPublish(out, packetId, dup, alias);
     // expired on the way, or too big for the client: not sent, and as if delivered (MQTT-3.1.2-25)
     if (!buf) return false;
     if (alias?.fresh) this.outAliases!.confirm(out.m.topic, alias.alias);
@@ -312,14 +310,14 @@ export class MqttConnection implements SessionPort {
    * does not fit, the message is dropped for this client and counted.
    */
   private fitPublish(out: OutMsg, packetId: number, dup: boolean, alias: { alias: number; fresh: boolean } | undefined): Buffer | null {
-    if (this.cursor) {
+    if (this.terms.cursor) {
       const buf = encodePublish(out.m, { version: this.version, qos: out.qos, retain: out.retain, dup, packetId, subscriptionIds: out.ids, topicAlias: alias?.alias, aliasOnly: alias?.fresh === false, now: Date.now() });
-      if (buf && buf.length <= this.clientMaxPacket) return buf;
+      if (buf && buf.length <= this.terms.maxPacket) return buf;
       if (!buf) return null;
     }
     this.broker.stats.dropped++;
     this.broker.ctx.metrics.mqttDroppedOversize.inc();
-    this.broker.log.debug({ client: this.clientId, topic: out.m.topic, max: this.clientMaxPacket }, 'mqtt message over the client\'s Maximum Packet Size; not sent');
+    this.broker.log.debug({ client: this.clientId, topic: out.m.topic, max: this.terms.maxPacket }, 'mqtt message over the client\'s Maximum Packet Size; not sent');
     return null;
   }
 

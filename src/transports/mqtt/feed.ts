@@ -12,7 +12,11 @@ import type { MqttSession, OutMsg, SubOptions } from './session.js';
  * Replaced as a whole when the filter set changes.
  */
 export class SessionFeed implements HubSubscriber {
-  readonly transport = 'mqtt';
+  // on the prototype: one field fewer in every idle connection's feed
+  get transport(): string {
+    return 'mqtt';
+  }
+
   /** Messages up to this seq come from history (a resumed session), the rest are live. */
   replayUpTo = 0;
   replaying = false;

@@ -19,18 +19,17 @@ export interface Link {
 }
 
 /**
- * TCP or TLS: packets straight to the socket through the per-tick writer. It is its writer's owner
- * itself, and the counting callback is the transport's: no closure per connection.
+ * TCP or TLS: packets straight to the socket, batched per tick. It is its own writer (a subclass
+ * rather than a second object per connection), and the counting callback is the transport's: no
+ * closure per connection.
  */
-class SocketLink implements Link, SocketWriterOwner {
-  private readonly writer: SocketWriter;
-
+class SocketLink extends SocketWriter implements Link, SocketWriterOwner {
   constructor(
-    private readonly socket: Socket,
+    socket: Socket,
     maxQueueBytes: number,
     private readonly onOverflow: () => void,
   ) {
-    this.writer = new SocketWriter(socket, maxQueueBytes, this);
+    super(socket, maxQueueBytes, null);
   }
 
   get remote(): string {
@@ -39,10 +38,6 @@ class SocketLink implements Link, SocketWriterOwner {
 
   get address(): string | undefined {
     return this.socket.remoteAddress;
-  }
-
-  write(buf: Buffer): boolean {
-    return this.writer.write(buf);
   }
 
   /** The socket holds more unsent bytes than allowed: it is cut (nothing more can be written). */
@@ -60,7 +55,7 @@ class SocketLink implements Link, SocketWriterOwner {
   }
 
   end(): void {
-    this.writer.close(true);
+    this.close(true);
     this.socket.end();
     // a peer that never reads would hold the socket open
     const s = this.socket;
@@ -68,7 +63,7 @@ class SocketLink implements Link, SocketWriterOwner {
   }
 
   destroy(): void {
-    this.writer.close(false);
+    this.close(false);
     this.socket.destroy();
   }
 }

@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { IConnectPacket, IPublishPacket, Packet } from 'mqtt-packet';
 import type { Properties } from '../../core/message.js';
-import { PacketFramer } from './framer.js';
+import { bodyOffset } from './framer.js';
 import { MqttProtocolError, RC } from './reason-codes.js';
 
 /**
@@ -210,7 +210,7 @@ export class UnsupportedProtocol extends Error {
 
 /** Checks a CONNECT packet; throws UnsupportedProtocol or MqttProtocolError. */
 export function checkConnect(packet: Buffer): ConnectCheck {
-  const r = new Reader(packet, PacketFramer.bodyOffset(packet), packet.length);
+  const r = new Reader(packet, bodyOffset(packet), packet.length);
   if ((packet[0] & 0x0f) !== 0) throw malformed('CONNECT flags must be 0');
   const name = r.binary('protocol name').toString('latin1');
   const level = r.u8('protocol level') & 0x7f;
@@ -261,7 +261,7 @@ const PUBREL_CODES = new Set([0x00, 0x92]);
 export function checkPacket(packet: Buffer, version: number): InboundPublish | Packet | undefined {
   const type = packet[0] >> 4;
   const flags = packet[0] & 0x0f;
-  const r = new Reader(packet, PacketFramer.bodyOffset(packet), packet.length);
+  const r = new Reader(packet, bodyOffset(packet), packet.length);
   const v5 = version === 5;
   switch (type) {
     case 1:

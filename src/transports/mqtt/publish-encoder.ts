@@ -1,6 +1,6 @@
 import type { WireFormat } from '../../core/encoded.js';
 import type { Properties, StoredMessage } from '../../core/message.js';
-import { PacketFramer } from './framer.js';
+import { bodyOffset } from './framer.js';
 
 /**
  * The MQTT 5 user property that carries a message's cursor (docs/mqtt.md). A client asks for it
@@ -136,7 +136,7 @@ export function encodePublish(m: StoredMessage, o: PublishOptions): Buffer | nul
 /** A copy of a QoS 1/2 template with its packet identifier (and DUP) filled in. */
 export function withPacketId(template: Buffer, packetId: number, dup: boolean): Buffer {
   const b = Buffer.from(template);
-  const at = PacketFramer.bodyOffset(b);
+  const at = bodyOffset(b);
   b.writeUInt16BE(packetId, at + 2 + b.readUInt16BE(at));
   if (dup) b[0] |= 0x08;
   return b;

@@ -4,7 +4,7 @@ import { canReceive, subscribeVerdict } from '../../../core/grants.js';
 import { decode, encode, unsupportedConnack } from '../codec.js';
 import type { MqttConnection } from '../connection.js';
 import { sharedFilter } from '../feed.js';
-import { PacketFramer } from '../framer.js';
+import { bodyOffset } from '../framer.js';
 import { checkConnect, UnsupportedProtocol } from '../packet-check.js';
 import { connackCode3, MqttProtocolError, RC } from '../reason-codes.js';
 import { MqttSession } from '../session.js';
@@ -12,7 +12,7 @@ import { wantsCursor } from '../publish-encoder.js';
 import { ownerOf } from '../session-owner.js';
 import { notSaved } from '../session-store.js';
 import { willOf } from './will-spec.js';
-import { MqttRegistration } from '../registration.js';
+import { DEFAULT_TERMS, withTerms } from '../client-terms.js';
 import { OmnipushError } from '../../../core/errors.js';
 
 /**
@@ -55,7 +55,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
       return;
     }
     // a v5 client learns why from CONNACK (§3.2.2.2); 3.1.1 wants the connection closed without one
-    const at = PacketFramer.bodyOffset(raw);
+    const at = bodyOffset(raw);
     if (e instanceof MqttProtocolError && raw.length > at + 6 && raw.toString('latin1', at, at + 6) === '\x00\x04MQTT' && raw[at + 6] === 5) {
       conn.version = 5;
       return refuse(conn, e.reasonCode, e.message);
@@ -68,8 +68,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
 
   if (v5) {
     // a refusal too must fit the client's limits (MQTT-3.1.2-24)
-    conn.clientMaxPacket = props.maximumPacketSize ?? 268435460;
-    conn.problemInfo = props.requestProblemInformation !== false;
+    conn.terms = withTerms(conn.terms, { maxPacket: props.maximumPacketSize ?? DEFAULT_TERMS.maxPacket, problemInfo: props.requestProblemInformation !== false });
   }
   if (broker.ctx.draining()) return refuse(conn, RC.serverUnavailable, 'server shutting down');
   if (props.authenticationMethod !== undefined) return refuse(conn, RC.badAuthMethod, 'enhanced authentication is not supported');
@@ -104,7 +103,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   const maxExpiry = cfg.maxSessionExpiry;
   const askedExpiry = v5 ? (props.sessionExpiryInterval ?? 0) : clean ? 0 : 0xffffffff;
   const expiry = Math.min(askedExpiry, maxExpiry);
-  conn.connectExpiry = askedExpiry;
+  conn.terms = withTerms(conn.terms, { connectExpiry: askedExpiry });
   conn.clientId = clientId;
   // a will the server refuses refuses the CONNECT before anything else happens: no older
   // connection is taken over and no session is made or changed
@@ -118,7 +117,7 @@ export async function handleConnect(conn: MqttConnection, raw: Buffer): Promise<
   const ack = successConnack(conn, p, clientId, assigned, expiry, askedExpiry);
   // CONNACK has nothing optional left to leave out: a client whose Maximum Packet Size cannot hold
   // it is refused before anything happens to a session (MQTT-3.1.2-24)
-  if (v5 && encode(ack, 5).length > conn.clientMaxPacket) return refuse(conn, RC.packetTooLarge, 'Maximum Packet Size too small for CONNACK');
+  if (v5 && encode(ack, 5).length > conn.terms.maxPacket) return refuse(conn, RC.packetTooLarge, 'Maximum Packet Size too small for CONNACK');
 
   // a session is its owner's: another principal's CONNECT takes nothing over and cleans nothing,
   // and is refused here, before any other node is asked to let the session go
@@ -227,9 +226,11 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
 
   conn.keepalive = ack.properties?.serverKeepAlive ?? p.keepalive ?? 0;
   if (v5) {
-    conn.clientReceiveMax = props.receiveMaximum ?? 65535;
-    conn.clientAliasMax = props.topicAliasMaximum ?? 0;
-    conn.cursor = wantsCursor(props.userProperties as Record<string, string | string[]> | undefined);
+    conn.terms = withTerms(conn.terms, {
+      receiveMax: props.receiveMaximum ?? DEFAULT_TERMS.receiveMax,
+      aliasMax: props.topicAliasMaximum ?? 0,
+      cursor: wantsCursor(props.userProperties as Record<string, string | string[]> | undefined),
+    });
   }
 
   // a new persistent session is in the store before CONNACK says it exists: a crash right after
@@ -266,8 +267,7 @@ async function takeUp(conn: MqttConnection, p: IConnectPacket, clientId: string,
   conn.send(ack);
   conn.state = 'open';
   broker.armExpiry(conn);
-  conn.registration = new MqttRegistration(conn, broker.ctx.registry.nextId('mqtt'));
-  broker.ctx.registry.add(conn.registration);
+  conn.register();
   broker.live.set(clientId, conn);
   broker.owners.announce(clientId, owner);
   broker.stats.connectionsTotal++;

@@ -11,7 +11,7 @@ export function handleDisconnect(conn: MqttConnection, p: IDisconnectPacket): vo
   const rc = conn.version === 5 ? (p.reasonCode ?? 0) : 0;
   const expiry = p.properties?.sessionExpiryInterval;
   if (expiry !== undefined) {
-    if (conn.connectExpiry === 0 && expiry > 0) throw new MqttProtocolError(RC.protocolError, 'session expiry cannot be set at DISCONNECT when CONNECT had none');
+    if (conn.terms.connectExpiry === 0 && expiry > 0) throw new MqttProtocolError(RC.protocolError, 'session expiry cannot be set at DISCONNECT when CONNECT had none');
     s.expiry = Math.min(expiry, conn.broker.config.maxSessionExpiry);
   }
   if (rc === RC.success) conn.will = undefined;

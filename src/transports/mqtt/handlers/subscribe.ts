@@ -5,6 +5,7 @@ import type { MqttConnection } from '../connection.js';
 import { parseShared } from '../feed.js';
 import { MqttProtocolError, RC } from '../reason-codes.js';
 import type { SubOptions } from '../session.js';
+import { commonOptions } from '../subscriptions.js';
 import { notSaved } from '../session-store.js';
 import { MqttPresenceWatch, PRESENCE_PREFIX } from '../presence-topics.js';
 
@@ -88,8 +89,13 @@ function subscribe(conn: MqttConnection, p: ISubscribePacket, elsewhere: number,
   // `quotas.subscriptionsPerConnection` / `PerPrincipal`: what may still be added, shared or not
   let room = broker.ctx.quotas.subscriptionRoom(conn.principal, s.subs.size + s.sharedCount, true, elsewhere);
   for (const sub of p.subscriptions) {
-    const opts: SubOptions = { qos: sub.qos, nl: sub.nl === true, rap: sub.rap === true, rh: (sub.rh ?? 0) as 0 | 1 | 2 };
-    if (id !== undefined) opts.id = id;
+    const rh = (sub.rh ?? 0) as 0 | 1 | 2;
+    let opts: SubOptions;
+    if (id === undefined && !s.persistent && sub.qos <= 2 && rh <= 2) opts = commonOptions(sub.qos, sub.nl === true, sub.rap === true, rh);
+    else {
+      opts = { qos: sub.qos, nl: sub.nl === true, rap: sub.rap === true, rh };
+      if (id !== undefined) opts.id = id;
+    }
     let shared: { group: string; filter: string } | null;
     let filter: string;
     try {
@@ -110,6 +116,8 @@ function subscribe(conn: MqttConnection, p: ISubscribePacket, elsewhere: number,
       codes.push(v5 ? RC.notAuthorized : 0x80);
       continue;
     }
+    // one copy of a filter that many sessions hold
+    if (!shared) filter = broker.strings.get(filter);
     const key = shared ? sub.topic : filter;
     const map = shared ? s.shared : s.subs;
     // a filter repeated in one packet: the later options win, as if in two packets
@@ -141,7 +149,7 @@ function subscribe(conn: MqttConnection, p: ISubscribePacket, elsewhere: number,
     if (conn.closed) return;
     for (const g of grants) if (g.shared) broker.shared.join(g.key, s, g.opts);
     if (grants.some((g) => !g.shared)) broker.refreshFeed(conn, false);
-    if (conn.registration) broker.ctx.registry.subscriptionsChanged(conn.registration);
+    broker.ctx.registry.subscriptionsChanged(conn);
     for (const g of grants) if (g.retained) broker.sendRetained(conn, g.filter, g.opts);
   };
   if (grants.length === 0 || !s.persistent) {

@@ -56,7 +56,7 @@ export function handleUnsubscribe(conn: MqttConnection, p: IUnsubscribePacket): 
     const packet: IUnsubackPacket = { cmd: 'unsuback', messageId: p.messageId, granted: conn.version === 5 ? granted : [] };
     if (reason && conn.version === 5) packet.properties = { reasonString: reason };
     conn.send(packet);
-    if (conn.registration) broker.ctx.registry.subscriptionsChanged(conn.registration);
+    broker.ctx.registry.subscriptionsChanged(conn);
   };
   if (removed.length === 0 || !s.persistent) {
     for (const r of removed) if (r.shared) broker.shared.leave(r.key, s);
