@@ -16,7 +16,15 @@ export class Delivery {
   private f2: WireFormat<unknown> | undefined;
   private v2: unknown;
   private more: Map<WireFormat<unknown>, unknown> | undefined;
-  constructor(readonly message: StoredMessage) {}
+  constructor(
+    readonly message: StoredMessage,
+    /**
+     * The only message of its fan-out round: a writer with nothing queued may hand it to its
+     * socket at once, since no second message for that socket follows in this round to share
+     * the write with. The first subscribers then get it while the round goes on, not after it.
+     */
+    readonly alone = false,
+  ) {}
 
   encoded<T>(format: WireFormat<T>): T {
     const f = format as WireFormat<unknown>;

@@ -384,7 +384,7 @@ export class Hub {
           continue;
         }
         for (let i = 0; i < stored.length; i++) {
-          this.fanOut(stored[i]);
+          this.fanOut(stored[i], stored.length === 1);
           batch[i].waiter.stored(stored[i]);
         }
       }
@@ -431,7 +431,7 @@ export class Hub {
    * already durable. Seqs at or below `head` are ignored, so a bus replaying after a hole is harmless.
    */
   fanOutFromBus(batch: StoredMessage[]): void {
-    for (const m of batch) if (m.seq > this.head) this.fanOut(m);
+    for (const m of batch) if (m.seq > this.head) this.fanOut(m, batch.length === 1);
     let n = 0;
     while (n < this.headWaiters.length && this.headWaiters[n].seq <= this.head) n++;
     if (n === 0) return;
@@ -442,14 +442,14 @@ export class Hub {
     this.settleIdle();
   }
 
-  private fanOut(m: StoredMessage): void {
+  private fanOut(m: StoredMessage, alone: boolean): void {
     this.head = m.seq;
     // saved and put back, should a subscriber's deliver ever lead to a fan-out of its own
     const outer = this.fanMessage;
     const outerDelivery = this.fanDelivery;
     const outerCount = this.fanCount;
     this.fanMessage = m;
-    this.fanDelivery = new Delivery(m);
+    this.fanDelivery = new Delivery(m, alone);
     this.fanCount = 0;
     // only a message naming a connection pays for the check, once per subscriber it matches
     this.trie.match(m.topic, m.exclude === undefined && m.sender === undefined ? this.fanOutTo : this.fanOutToOthers);

@@ -40,8 +40,11 @@ export class SocketWriter {
     return this.queued + this.socket.writableLength;
   }
 
-  /** Queues `buf`; returns false if the writer is closed or just overflowed. */
-  write(buf: Buffer): boolean {
+  /**
+   * Queues `buf`; returns false if the writer is closed or just overflowed. With `now` (the
+   * delivery is the only message of its round) and nothing queued, it goes to the socket at once.
+   */
+  write(buf: Buffer, now = false): boolean {
     if (this.dead) return false;
     if (this.queued + buf.length + this.socket.writableLength > this.maxBytes) {
       this.dead = true;
@@ -49,6 +52,11 @@ export class SocketWriter {
       this.queued = 0;
       (this.owner ?? (this as unknown as SocketWriterOwner)).overflowed();
       return false;
+    }
+    if (now && this.chunks === null) {
+      this.lastWriteAt = Date.now();
+      if (!this.socket.destroyed) this.send(buf);
+      return true;
     }
     (this.chunks ??= []).push(buf);
     this.queued += buf.length;
@@ -74,6 +82,10 @@ export class SocketWriter {
     this.queued = 0;
     this.lastWriteAt = Date.now();
     if (this.socket.destroyed) return;
+    this.send(block);
+  }
+
+  private send(block: Buffer): void {
     const framed = this.frame ? this.frame(block) : block;
     if (Array.isArray(framed)) {
       this.socket.cork();

@@ -300,7 +300,7 @@ export class MqttConnection extends MqttRegistration implements SessionPort, Pac
     this.broker.stats.bytesOut += buf.length;
     this.broker.stats.messagesOut++;
     this.broker.countDelivery();
-    this.link.write(buf);
+    this.link.write(buf, out.d?.alone === true);
     return true;
   }
 

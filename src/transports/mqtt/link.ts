@@ -5,7 +5,8 @@ import { wsFrameHeader, WS_BINARY } from '../../wire/ws-frame-header.js';
 
 /** The byte pipe under an MQTT connection: TCP, TLS or a WebSocket. Writes are batched per tick. */
 export interface Link {
-  write(buf: Buffer): boolean;
+  /** `now`: see {@link SocketWriter.write}. */
+  write(buf: Buffer, now?: boolean): boolean;
   /** Stops reading from the peer (TCP flow control holds back what it sends); data already read may still come. */
   pause(): void;
   /** Reads again after {@link pause}. */
@@ -95,7 +96,7 @@ export function wsLink(ws: WebSocket, socket: Socket, maxQueueBytes: number, onO
     binaryFrame,
   );
   const link: Link = {
-    write: (buf) => writer.write(buf),
+    write: (buf, now) => writer.write(buf, now),
     // ws stops reading the socket; messages of data it has already read may still be emitted
     pause: () => ws.pause(),
     resume: () => ws.resume(),

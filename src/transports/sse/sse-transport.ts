@@ -66,7 +66,7 @@ class SseConnection implements HubSubscriber, SocketWriterOwner, ConnectionInfo,
   }
 
   deliver(d: Delivery): void {
-    if (this.writer.write(d.encoded(this.json ? SSE_JSON : SSE_RAW))) this.owner.ctx.metrics.deliveryCounts.sse++;
+    if (this.writer.write(d.encoded(this.json ? SSE_JSON : SSE_RAW), d.alone)) this.owner.ctx.metrics.deliveryCounts.sse++;
   }
 
   backpressure(): Promise<void> | null {

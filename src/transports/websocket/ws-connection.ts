@@ -166,7 +166,7 @@ export class WsConnection extends WsConnectionState implements SocketWriterOwner
   deliver(d: Delivery): void {
     if (this.closed) return;
     if (this.writer) {
-      if (this.writer.write(d.encoded(WS_MESSAGE_FRAME))) this.ctx.metrics.deliveryCounts.websocket++;
+      if (this.writer.write(d.encoded(WS_MESSAGE_FRAME), d.alone)) this.ctx.metrics.deliveryCounts.websocket++;
     } else {
       this.ws.send(d.encoded(WS_MESSAGE_TEXT));
       this.ctx.metrics.deliveryCounts.websocket++;
