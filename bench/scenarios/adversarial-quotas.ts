@@ -2,7 +2,7 @@
  * What the quotas cost on the hot paths: WebSocket and MQTT QoS 0 fan-out, and MQTT QoS 1
  * point-to-point, with every quota on (limits far above what the run reaches, so nothing is
  * refused and only the checks cost) ÷ every quota off, in the same run. Off and on alternate
- * (off, on, on, off, off, on) so that a machine whose load drifts during the run favours neither,
+ * (off, on, on, off, off, on, ...) so that a machine whose load drifts during the run favours neither,
  * and the medians are compared: one round of 10k-client fan-out moves by ±20% on two cores.
  *
  * QoS 1 runs in phases of its own, on a broker with no other clients, in more rounds: on two cores
@@ -100,7 +100,7 @@ export async function quotaCost(o: AdversarialOptions): Promise<void> {
   const pairs = o.quick ? 100 : 1000;
   const seconds = o.quick ? 3 : 10;
   const mqtt = hasMqttDoor();
-  const fo = await fanoutRounds(o.quick ? 1 : 3, clients, pairs, seconds, mqtt);
+  const fo = await fanoutRounds(o.quick ? 1 : 5, clients, pairs, seconds, mqtt);
   const q1 = mqtt ? await qos1Rounds(o.quick ? 2 : 4, pairs, seconds) : { off: [], on: [] };
   o.results.quotas = { clients, pairs, seconds, off: fo.off, on: fo.on, qos1: q1 };
   const k = (n: number) => `${(n / 1000).toFixed(1)}k/s`;
