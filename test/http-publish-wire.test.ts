@@ -1,84 +1,8 @@
 import assert from 'node:assert/strict';
-import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../src/server.js';
+import { RawHttpClient as RawClient } from './helpers/raw-http.js';
 import { startTestServer } from './helpers/server.js';
-
-interface RawAnswer {
-  status: number;
-  headers: Map<string, string>;
-  body: string;
-}
-
-/** A keep-alive connection that writes raw bytes and reads whole HTTP/1.1 answers (Content-Length bodies). */
-class RawClient {
-  private buf = Buffer.alloc(0);
-  private waiting: (() => void) | undefined;
-  private readonly socket: Socket;
-  readonly ready: Promise<void>;
-
-  constructor(url: string) {
-    const u = new URL(url);
-    this.socket = connect(Number(u.port), u.hostname);
-    this.ready = new Promise((resolve, reject) => {
-      this.socket.once('connect', resolve);
-      this.socket.once('error', reject);
-    });
-    this.socket.on('data', (d: Buffer) => {
-      this.buf = Buffer.concat([this.buf, d]);
-      this.waiting?.();
-    });
-  }
-
-  write(bytes: string): void {
-    this.socket.write(bytes);
-  }
-
-  /** The next `n` answers, in order; fails after `ms`. */
-  async answers(n: number, ms = 10_000): Promise<RawAnswer[]> {
-    const out: RawAnswer[] = [];
-    const deadline = Date.now() + ms;
-    while (out.length < n) {
-      const a = this.take();
-      if (a) {
-        out.push(a);
-        continue;
-      }
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for answer ${out.length + 1} of ${n}; have ${JSON.stringify(this.buf.toString())}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiting = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      this.waiting = undefined;
-    }
-    return out;
-  }
-
-  private take(): RawAnswer | undefined {
-    const end = this.buf.indexOf('\r\n\r\n');
-    if (end < 0) return undefined;
-    const [statusLine, ...lines] = this.buf.subarray(0, end).toString('latin1').split('\r\n');
-    const headers = new Map<string, string>();
-    for (const l of lines) {
-      const i = l.indexOf(':');
-      headers.set(l.slice(0, i).toLowerCase(), l.slice(i + 1).trim());
-    }
-    const length = Number(headers.get('content-length'));
-    assert.ok(Number.isInteger(length), `answer without Content-Length: ${statusLine}`);
-    if (this.buf.length < end + 4 + length) return undefined;
-    const body = this.buf.subarray(end + 4, end + 4 + length).toString('utf8');
-    this.buf = this.buf.subarray(end + 4 + length);
-    return { status: Number(statusLine.split(' ')[1]), headers, body };
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-}
 
 function publishHead(body: string, extra = ''): string {
   return `POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n`;
@@ -111,17 +35,17 @@ describe('HTTP publish on the wire', () => {
     const c = new RawClient(server.http);
     await c.ready;
     const body = JSON.stringify({ topic: 'wire/one', data: 'hello' });
-    c.write(publishHead(body) + body);
-    const [a] = await c.answers(1);
+    c.send(publishHead(body) + body);
+    const [a] = await c.responses(1);
     c.close();
     assert.equal(a.status, 200);
     const j = JSON.parse(a.body) as { cursor: string; topic: string };
     assert.equal(j.topic, 'wire/one');
     assert.deepEqual(Object.keys(j), ['cursor', 'topic']);
-    assert.equal(a.headers.get('content-type'), 'application/json; charset=utf-8');
-    assert.equal(a.headers.get('cache-control'), 'no-store');
-    assert.equal(a.headers.get('link'), '</.well-known/omnipush>; rel="omnipush"');
-    assert.equal(Number(a.headers.get('content-length')), Buffer.byteLength(a.body));
+    assert.equal(a.headers['content-type'], 'application/json; charset=utf-8');
+    assert.equal(a.headers['cache-control'], 'no-store');
+    assert.equal(a.headers['link'], '</.well-known/omnipush>; rel="omnipush"');
+    assert.equal(Number(a.headers['content-length']), Buffer.byteLength(a.body));
     const h = await history(server.http, 'wire/one');
     assert.deepEqual(
       h.map((m) => [m.cursor, m.data]),
@@ -133,20 +57,20 @@ describe('HTTP publish on the wire', () => {
     const c = new RawClient(server.http);
     await c.ready;
     const body = JSON.stringify({ topic: 'wire/late', data: 'late' });
-    c.write(publishHead(body));
+    c.send(publishHead(body));
     // pauses shape the arrival (head, then the body in two segments); nothing waits on them
     await new Promise((r) => setTimeout(r, 50));
-    c.write(body.slice(0, 10));
+    c.send(body.slice(0, 10));
     await new Promise((r) => setTimeout(r, 20));
-    c.write(body.slice(10));
-    const [late] = await c.answers(1);
+    c.send(body.slice(10));
+    const [late] = await c.responses(1);
     assert.equal(late.status, 200, late.body);
 
     const parts = ['{"topic":"wire/late",', '"data":"chunked"}'];
-    c.write(CHUNKED_HEAD + chunked(parts.slice(0, 1)).replace(/0\r\n\r\n$/, ''));
+    c.send(CHUNKED_HEAD + chunked(parts.slice(0, 1)).replace(/0\r\n\r\n$/, ''));
     await new Promise((r) => setTimeout(r, 20));
-    c.write(chunked(parts.slice(1)));
-    const [inChunks] = await c.answers(1);
+    c.send(chunked(parts.slice(1)));
+    const [inChunks] = await c.responses(1);
     c.close();
     assert.equal(inChunks.status, 200, inChunks.body);
     assert.deepEqual(
@@ -159,8 +83,8 @@ describe('HTTP publish on the wire', () => {
     const c = new RawClient(server.http);
     await c.ready;
     const bodies = [1, 2, 3].map((i) => JSON.stringify({ topic: 'wire/pipe', data: `m${i}` }));
-    c.write(bodies.map((b) => publishHead(b) + b).join(''));
-    const answers = await c.answers(3);
+    c.send(bodies.map((b) => publishHead(b) + b).join(''));
+    const answers = await c.responses(3);
     c.close();
     assert.deepEqual(
       answers.map((a) => a.status),
@@ -177,8 +101,8 @@ describe('HTTP publish on the wire', () => {
     const c = new RawClient(server.http);
     await c.ready;
     const big = JSON.stringify({ topic: 'wire/big', data: 'x'.repeat(5000) });
-    c.write(CHUNKED_HEAD + chunked([big]));
-    const [a] = await c.answers(1);
+    c.send(CHUNKED_HEAD + chunked([big]));
+    const [a] = await c.responses(1);
     c.close();
     assert.equal(a.status, 413);
     assert.equal((JSON.parse(a.body) as { error: { code: string } }).error.code, 'payload_too_large');

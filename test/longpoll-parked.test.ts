@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../src/server.js';
-import { startTestServer, waitFor, within } from './helpers/server.js';
+import { RawHttpClient as RawClient } from './helpers/raw-http.js';
+import { startTestServer, waitFor } from './helpers/server.js';
 
 /**
  * A held poll's connection waits out of node's HTTP machinery (parked; at once, as
@@ -10,75 +10,6 @@ import { startTestServer, waitFor, within } from './helpers/server.js';
  * HTTP/1.1 on one socket, so that what happens to the connection itself (kept, closed, reused) is
  * seen, not hidden by a client's pool.
  */
-
-interface RawResponse {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-}
-
-/** Reads HTTP/1.1 responses (Content-Length bodies) off a socket, in order. */
-class RawClient {
-  readonly socket: Socket;
-  private buf = Buffer.alloc(0);
-  private waiting: (() => void) | null = null;
-  ended = false;
-
-  constructor(base: string) {
-    const u = new URL(base);
-    this.socket = connect(Number(u.port), u.hostname);
-    this.socket.on('data', (d: Buffer) => {
-      this.buf = Buffer.concat([this.buf, d]);
-      this.waiting?.();
-    });
-    this.socket.on('close', () => {
-      this.ended = true;
-      this.waiting?.();
-    });
-    this.socket.on('error', () => undefined);
-  }
-
-  send(text: string): void {
-    this.socket.write(text);
-  }
-
-  get(path: string, extra = ''): void {
-    this.send(`GET ${path} HTTP/1.1\r\nHost: test\r\n${extra}\r\n`);
-  }
-
-  /** The next whole response; rejects when the connection closes first. */
-  async next(ms = 10_000): Promise<RawResponse> {
-    return within(
-      (async () => {
-        for (;;) {
-          const end = this.buf.indexOf('\r\n\r\n');
-          if (end >= 0) {
-            const lines = this.buf.subarray(0, end).toString('latin1').split('\r\n');
-            const headers: Record<string, string> = {};
-            for (const l of lines.slice(1)) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim();
-            const length = Number(headers['content-length'] ?? 0);
-            if (this.buf.length >= end + 4 + length) {
-              const body = this.buf.subarray(end + 4, end + 4 + length).toString();
-              this.buf = this.buf.subarray(end + 4 + length);
-              return { status: Number(lines[0].split(' ')[1]), headers, body };
-            }
-          }
-          if (this.ended) throw new Error(`connection closed; unread: ${JSON.stringify(this.buf.toString())}`);
-          await new Promise<void>((r) => (this.waiting = r));
-          this.waiting = null;
-        }
-      })(),
-      ms,
-      'an HTTP response',
-    );
-  }
-
-  /** Resolves when the server has closed the connection, with whatever it sent that was not read. */
-  async closed(ms = 10_000): Promise<string> {
-    await waitFor(() => this.ended, 'the connection to close', ms);
-    return this.buf.toString();
-  }
-}
 
 async function held(server: RunningServer): Promise<number> {
   const text = await (await fetch(`${server.http}/metrics`)).text();
