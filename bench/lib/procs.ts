@@ -1,5 +1,6 @@
-import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline';
 import { WebSocket } from 'ws';
 
@@ -140,6 +141,42 @@ export function cpuSeconds(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields[11] = utime, fields[12] = stime, in clock ticks (100 per second on Linux)
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * CPU nanoseconds a process has run so far, all its threads: the scheduler's own count
+ * (`/proc/<pid>/task/<tid>/schedstat`), where `/proc/<pid>/stat` counts in 10 ms ticks. A thread
+ * that ends between the listing and the read is skipped.
+ */
+export function cpuNanos(pid: number): number {
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      /* the thread ended */
+    }
+  }
+  return ns;
+}
+
+/** CPU lists for {@link pin}: servers on the first core, the bench and its load generators on the second. */
+export const SERVER_CPU = '0';
+export const DRIVER_CPU = '1';
+export const ALL_CPUS = `0-${availableParallelism() - 1}`;
+
+/**
+ * Pins a process and all its threads to `cpus` (`taskset`'s list form); processes it starts later
+ * inherit it. False, and nothing done, on a one-core machine or without `taskset`.
+ */
+export function pin(pid: number, cpus: string): boolean {
+  if (availableParallelism() < 2) return false;
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Resident memory of a process, bytes. */

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { Histogram } from '../lib/histogram.js';
 import { MqttConn } from '../lib/mqtt-wire.js';
-import { cpuSeconds, forkLoadGen, heldRss, type LoadGen, type ServerProc } from '../lib/procs.js';
+import { cpuNanos, cpuSeconds, forkLoadGen, heldRss, type LoadGen, type ServerProc } from '../lib/procs.js';
 import { sleep, stampedPayload } from '../lib/publish.js';
 import { LOADGEN_DIR } from '../lib/servers.js';
 
@@ -48,7 +48,7 @@ const QOS1_WINDOW = 10;
  */
 const STALL_MS = 3000;
 
-async function call<T>(g: LoadGen, msg: Record<string, unknown>): Promise<T> {
+export async function call<T>(g: LoadGen, msg: Record<string, unknown>): Promise<T> {
   const r = await g.ask<T & { error?: string }>(msg);
   if (r && typeof r === 'object' && 'error' in r && r.error) throw new Error(`load generator: ${r.error}`);
   return r;
@@ -97,6 +97,53 @@ async function publishQos0(pub: MqttConn, n: number): Promise<void> {
   if (!pub.isOpen) throw new Error('the broker closed the publisher');
 }
 
+/**
+ * QoS 0 fan-out at max rate from `pub` to the load generators' subscribers, with the backlog
+ * bounded so that buffering is not what gets measured.
+ */
+export async function mqttMaxRate(gens: LoadGen[], pub: MqttConn, pid: number, clients: number, seconds: number): Promise<MqttResult['fanout']> {
+  await stats(gens, { reset: true, timing: false });
+  let published = 0;
+  // deliveries given up on after a stall, so a broker that drops does not stall every later round
+  let writtenOff = 0;
+  const cpu0 = cpuSeconds(pid);
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  let lastDelivered = -1;
+  let movedAt = t0;
+  while (performance.now() < end) {
+    const s = await stats(gens);
+    const now = performance.now();
+    if (s.delivered !== lastDelivered) {
+      lastDelivered = s.delivered;
+      movedAt = now;
+    }
+    const pace = now - t0 > 200 ? (s.delivered / (now - t0)) * 1000 : 0;
+    const limit = Math.min(clients * BACKLOG_PER_CLIENT, Math.max(2 * clients, BACKLOG_FLOOR, pace * BACKLOG_SECONDS));
+    const room = Math.floor((limit - (published * clients - writtenOff - s.delivered)) / clients);
+    if (room > 0) {
+      const n = Math.min(BATCH, room);
+      await publishQos0(pub, n);
+      published += n;
+    } else if (now - movedAt >= STALL_MS) {
+      writtenOff = published * clients - s.delivered;
+      movedAt = now;
+    } else await sleep(2);
+  }
+  // the rate counts what arrived while the broker had work queued all along; the rest is drained after
+  const inWindow = await stats(gens);
+  const elapsed = (performance.now() - t0) / 1000;
+  const cpuPct = Math.round(((cpuSeconds(pid) - cpu0) / elapsed) * 100);
+  const s = await drain(gens, published * clients, 30_000);
+  return {
+    deliveriesPerSec: Math.round(inWindow.delivered / elapsed),
+    messages: published,
+    lost: Math.max(0, published * clients - s.delivered),
+    serverCpuPct: cpuPct,
+    closed: s.closed,
+  };
+}
+
 export async function mqttScenario(server: ServerProc, o: MqttOptions): Promise<MqttResult> {
   const addr = server.mqtt;
   if (!addr) throw new Error('server has no MQTT listener');
@@ -113,47 +160,7 @@ export async function mqttScenario(server: ServerProc, o: MqttOptions): Promise<
     const rss1 = await heldRss(server);
     pub = await MqttConn.open(addr, 'bench-publisher');
 
-    // max rate, with the backlog bounded so that buffering is not what gets measured
-    await stats(gens, { reset: true, timing: false });
-    let published = 0;
-    // deliveries given up on after a stall, so a broker that drops does not stall every later round
-    let writtenOff = 0;
-    const cpu0 = cpuSeconds(pid);
-    const t0 = performance.now();
-    const end = t0 + o.seconds * 1000;
-    let lastDelivered = -1;
-    let movedAt = t0;
-    while (performance.now() < end) {
-      const s = await stats(gens);
-      const now = performance.now();
-      if (s.delivered !== lastDelivered) {
-        lastDelivered = s.delivered;
-        movedAt = now;
-      }
-      const pace = now - t0 > 200 ? (s.delivered / (now - t0)) * 1000 : 0;
-      const limit = Math.min(o.clients * BACKLOG_PER_CLIENT, Math.max(2 * o.clients, BACKLOG_FLOOR, pace * BACKLOG_SECONDS));
-      const room = Math.floor((limit - (published * o.clients - writtenOff - s.delivered)) / o.clients);
-      if (room > 0) {
-        const n = Math.min(BATCH, room);
-        await publishQos0(pub, n);
-        published += n;
-      } else if (now - movedAt >= STALL_MS) {
-        writtenOff = published * o.clients - s.delivered;
-        movedAt = now;
-      } else await sleep(2);
-    }
-    // the rate counts what arrived while the broker had work queued all along; the rest is drained after
-    const inWindow = await stats(gens);
-    const elapsed = (performance.now() - t0) / 1000;
-    const cpuPct = Math.round(((cpuSeconds(pid) - cpu0) / elapsed) * 100);
-    const s = await drain(gens, published * o.clients, 30_000);
-    const fanout = {
-      deliveriesPerSec: Math.round(inWindow.delivered / elapsed),
-      messages: published,
-      lost: Math.max(0, published * o.clients - s.delivered),
-      serverCpuPct: cpuPct,
-      closed: s.closed,
-    };
+    const fanout = await mqttMaxRate(gens, pub, pid, o.clients, o.seconds);
 
     // fixed rate: 50k deliveries/s in all, one message at a time on a schedule
     const target = 50_000;
@@ -206,11 +213,11 @@ export interface Qos1Result {
 async function runPairs(gens: LoadGen[], addr: { host: string; port: number }, pid: number, pairs: number, seconds: number): Promise<Qos1Result> {
   const halfPairs = Math.ceil(pairs / 2);
   await Promise.all(gens.map((g, i) => call(g, { cmd: 'pairs', ...addr, count: i === 0 ? halfPairs : pairs - halfPairs })));
-  const cpu0 = cpuSeconds(pid);
+  const cpu0 = cpuNanos(pid);
   const runs = await Promise.all(
     gens.map((g) => call<{ completed: number; elapsedSec: number; inFlightLeft: number; hist: number[] }>(g, { cmd: 'run-pairs', seconds, window: QOS1_WINDOW })),
   );
-  const cpu = cpuSeconds(pid) - cpu0;
+  const cpu = (cpuNanos(pid) - cpu0) / 1e9;
   const elapsed = Math.max(...runs.map((r) => r.elapsedSec));
   const completed = runs.reduce((n, r) => n + r.completed, 0);
   const hist = new Histogram();

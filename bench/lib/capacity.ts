@@ -1,0 +1,35 @@
+import { stats } from '../scenarios/fanout.js';
+import { cpuNanos, type LoadGen } from './procs.js';
+import { sleep } from './publish.js';
+
+/**
+ * Server CPU nanoseconds per delivery while `publish` sends one message `rate` times a second for
+ * `seconds` to the load generators' `clients` subscribers, every delivery awaited (up to 10 s after).
+ *
+ * What the server would sustain were it alone on the machine is one over this figure. On two cores
+ * shared with the load generators, a max-rate fan-out moves by ±30% between rounds of one build:
+ * how many messages share one socket write depends on how far the clients lag, which feeds back
+ * into what each delivery costs. Below saturation and with one message per publish, every delivery
+ * is its own write and this figure repeats within ±1% across server processes (quiet machine).
+ */
+export async function cpuPerDelivery(gens: LoadGen[], pid: number, clients: number, rate: number, seconds: number, publish: () => void): Promise<number> {
+  await stats(gens, { reset: true, timing: false });
+  const cpu0 = cpuNanos(pid);
+  const t0 = performance.now();
+  let sent = 0;
+  while (performance.now() - t0 < seconds * 1000) {
+    const wait = t0 + (sent * 1000) / rate - performance.now();
+    if (wait > 0) await sleep(wait);
+    publish();
+    sent++;
+  }
+  const want = sent * clients;
+  const until = performance.now() + 10_000;
+  let s = await stats(gens);
+  while (s.delivered < want && performance.now() < until) {
+    await sleep(20);
+    s = await stats(gens);
+  }
+  if (s.delivered < want) throw new Error(`capacity phase: ${s.delivered} of ${want} deliveries arrived`);
+  return (cpuNanos(pid) - cpu0) / s.delivered;
+}
