@@ -290,7 +290,7 @@ export class Broker {
   armAnswerDeadline(c: MqttConnection, connectAt: number): void {
     c.expiry = new Deadline(connectAt + this.answerMs, () => {
       if (c.state !== 'connecting') return;
-      this.log.warn({ client: c.clientId, remote: c.link.remote, ms: Date.now() - connectAt }, 'mqtt CONNECT not answered in time; refused');
+      this.log.warn({ client: c.clientId, address: c.address, remote: c.link.remote, ms: Date.now() - connectAt }, 'mqtt CONNECT not answered in time; refused');
       refuse(c, RC.serverUnavailable, 'the server could not answer CONNECT in time');
     });
   }

@@ -238,7 +238,7 @@ export class MqttConnection extends MqttRegistration implements SessionPort, Pac
   fail(e: unknown): void {
     if (this.state === 'closed') return;
     if (e instanceof MqttProtocolError) {
-      this.broker.log.debug({ client: this.clientId, remote: this.link.remote, rc: e.reasonCode, err: e.message }, 'mqtt protocol error');
+      this.broker.log.debug({ client: this.clientId, address: this.address, remote: this.link.remote, rc: e.reasonCode, err: e.message }, 'mqtt protocol error');
       this.disconnect(e.reasonCode, e.message);
     } else {
       this.broker.log.error({ err: e, client: this.clientId }, 'mqtt connection failed');

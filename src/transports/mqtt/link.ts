@@ -33,8 +33,10 @@ class SocketLink extends SocketWriter implements Link, SocketWriterOwner {
     super(socket, maxQueueBytes, null);
   }
 
+  /** `address:port`, or `closed` once the socket is gone (node's cached peer address is not kept: 56 B per connection). */
   get remote(): string {
-    return `${this.socket.remoteAddress}:${this.socket.remotePort}`;
+    const a = this.socket.remoteAddress;
+    return a === undefined ? 'closed' : `${a}:${this.socket.remotePort}`;
   }
 
   get address(): string | undefined {
