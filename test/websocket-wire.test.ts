@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../src/server.js';
 import { closePayload, GUID, RawWs } from './helpers/raw-ws.js';
@@ -109,5 +110,44 @@ describe('WebSocket wire (RFC 6455)', () => {
     ok.send(1, JSON.stringify({ type: 'ping', id: 1 }));
     await waitFor(() => ok.texts().length === 1, 'still serving');
     ok.sock.destroy();
+  });
+});
+
+/** The first line of the server's answer to an upgrade request with this `Sec-WebSocket-Key`. */
+function upgradeStatus(base: string, key: string): Promise<string> {
+  const u = new URL(base);
+  return new Promise((resolve) => {
+    const s = connect(Number(u.port), u.hostname);
+    let text = '';
+    s.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+      if (text.includes('\r\n')) {
+        resolve(text.slice(0, text.indexOf('\r\n')));
+        s.destroy();
+      }
+    });
+    s.on('error', () => undefined);
+    s.on('close', () => resolve(text || 'closed without an answer'));
+    s.write(`GET /v1/ws HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`);
+  });
+}
+
+describe('WebSocket handshakes refused by ws', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startTestServer({ limits: { maxConnections: 2 } });
+  });
+  after(() => server.close());
+
+  it('give their connection slot back: bad keys never fill the connection limit', async () => {
+    for (let i = 0; i < 5; i++) assert.match(await upgradeStatus(server.http, 'not-a-key'), /^HTTP\/1\.1 400/, `bad key #${i + 1}`);
+    const a = await RawWs.open(server.http, '/v1/ws');
+    const b = await RawWs.open(server.http, '/v1/ws');
+    assert.match(a.head, /^HTTP\/1\.1 101/);
+    assert.match(b.head, /^HTTP\/1\.1 101/);
+    // the limit itself still holds
+    assert.match(await upgradeStatus(server.http, randomBytes(16).toString('base64')), /^HTTP\/1\.1 503/);
+    a.sock.destroy();
+    b.sock.destroy();
   });
 });

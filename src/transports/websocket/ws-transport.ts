@@ -101,8 +101,14 @@ export class WebSocketTransport {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       conn = this.accept(ws, socket, head, principal, place, address, clientId);
     });
-    // without permessage-deflate negotiation or a client check, `ws` completes the upgrade at once
-    return conn !== undefined;
+    // without a client check `ws` completes the upgrade at once: no connection now means it refused
+    // the handshake (answered 400, or the client had gone), and the slot taken for it is given back
+    if (conn === undefined) {
+      if (place) place.leave();
+      else ctx.connections.release();
+      return false;
+    }
+    return true;
   }
 
   private accept(ws: WebSocket, socket: Socket, head: Buffer, principal: Principal, place: PreAuthPlace | null, address: string, clientId: string | undefined): WsConnection {
