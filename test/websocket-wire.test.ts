@@ -1,100 +1,10 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../src/server.js';
+import { closePayload, GUID, RawWs } from './helpers/raw-ws.js';
 import { startTestServer, waitFor } from './helpers/server.js';
-
-const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
-
-interface Frame {
-  fin: boolean;
-  rsv: number;
-  opcode: number;
-  payload: Buffer;
-}
-
-/** A raw RFC 6455 client: we write the frames (masked or not, as a test wants) and parse the server's. */
-class RawWs {
-  frames: Frame[] = [];
-  head = '';
-  closed = false;
-  private buf = Buffer.alloc(0);
-  private upgraded = false;
-  private constructor(readonly sock: Socket) {}
-
-  static async open(base: string, path: string, key = randomBytes(16).toString('base64')): Promise<RawWs> {
-    const u = new URL(base);
-    const sock = connect(Number(u.port), u.hostname);
-    const c = new RawWs(sock);
-    sock.on('data', (d: Buffer) => c.onData(d));
-    sock.on('close', () => (c.closed = true));
-    sock.on('error', () => undefined);
-    sock.write(`GET ${path} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`);
-    await waitFor(() => c.upgraded || c.closed, 'handshake answer');
-    return c;
-  }
-
-  private onData(d: Buffer): void {
-    this.buf = Buffer.concat([this.buf, d]);
-    if (!this.upgraded) {
-      const end = this.buf.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      this.head = this.buf.subarray(0, end).toString();
-      this.buf = this.buf.subarray(end + 4);
-      this.upgraded = true;
-    }
-    for (;;) {
-      if (this.buf.length < 2) return;
-      let len = this.buf[1] & 0x7f;
-      let off = 2;
-      if (len === 126) {
-        if (this.buf.length < 4) return;
-        len = this.buf.readUInt16BE(2);
-        off = 4;
-      } else if (len === 127) {
-        if (this.buf.length < 10) return;
-        len = Number(this.buf.readBigUInt64BE(2));
-        off = 10;
-      }
-      if (this.buf.length < off + len) return;
-      const b0 = this.buf[0];
-      this.frames.push({ fin: (b0 & 0x80) !== 0, rsv: (b0 >> 4) & 7, opcode: b0 & 0x0f, payload: this.buf.subarray(off, off + len) });
-      this.buf = this.buf.subarray(off + len);
-    }
-  }
-
-  /** Sends one frame; masked unless `mask` is false. `b0` overrides the first byte. */
-  send(opcode: number, payload: Buffer | string, opts: { fin?: boolean; mask?: boolean; rsv?: number } = {}): void {
-    const data = Buffer.from(payload);
-    const b0 = ((opts.fin ?? true) ? 0x80 : 0) | ((opts.rsv ?? 0) << 4) | opcode;
-    const masked = opts.mask ?? true;
-    const n = data.length;
-    const lenBytes = n < 126 ? [n] : n < 65536 ? [126, n >> 8, n & 0xff] : [127, 0, 0, 0, 0, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
-    lenBytes[0] |= masked ? 0x80 : 0;
-    const key = randomBytes(4);
-    const body = Buffer.from(data);
-    if (masked) for (let i = 0; i < n; i++) body[i] ^= key[i & 3];
-    this.sock.write(Buffer.concat([Buffer.from([b0, ...lenBytes]), masked ? key : Buffer.alloc(0), body]));
-  }
-
-  closeCode(): number | undefined {
-    const f = this.frames.find((x) => x.opcode === 8);
-    return f && f.payload.length >= 2 ? f.payload.readUInt16BE(0) : f ? 1005 : undefined;
-  }
-
-  async expectClose(code: number, what: string): Promise<void> {
-    await waitFor(() => this.closeCode() !== undefined || this.closed, `close for ${what}`);
-    assert.equal(this.closeCode(), code, what);
-    this.sock.destroy();
-  }
-
-  texts(): string[] {
-    return this.frames.filter((f) => f.opcode === 1).map((f) => f.payload.toString());
-  }
-}
-
-const closePayload = (code: number, reason = '') => Buffer.concat([Buffer.from([code >> 8, code & 0xff]), Buffer.from(reason)]);
 
 describe('WebSocket wire (RFC 6455)', () => {
   let server: RunningServer;
@@ -200,5 +110,44 @@ describe('WebSocket wire (RFC 6455)', () => {
     ok.send(1, JSON.stringify({ type: 'ping', id: 1 }));
     await waitFor(() => ok.texts().length === 1, 'still serving');
     ok.sock.destroy();
+  });
+});
+
+/** The first line of the server's answer to an upgrade request with this `Sec-WebSocket-Key`. */
+function upgradeStatus(base: string, key: string): Promise<string> {
+  const u = new URL(base);
+  return new Promise((resolve) => {
+    const s = connect(Number(u.port), u.hostname);
+    let text = '';
+    s.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+      if (text.includes('\r\n')) {
+        resolve(text.slice(0, text.indexOf('\r\n')));
+        s.destroy();
+      }
+    });
+    s.on('error', () => undefined);
+    s.on('close', () => resolve(text || 'closed without an answer'));
+    s.write(`GET /v1/ws HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`);
+  });
+}
+
+describe('WebSocket handshakes refused by ws', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startTestServer({ limits: { maxConnections: 2 } });
+  });
+  after(() => server.close());
+
+  it('give their connection slot back: bad keys never fill the connection limit', async () => {
+    for (let i = 0; i < 5; i++) assert.match(await upgradeStatus(server.http, 'not-a-key'), /^HTTP\/1\.1 400/, `bad key #${i + 1}`);
+    const a = await RawWs.open(server.http, '/v1/ws');
+    const b = await RawWs.open(server.http, '/v1/ws');
+    assert.match(a.head, /^HTTP\/1\.1 101/);
+    assert.match(b.head, /^HTTP\/1\.1 101/);
+    // the limit itself still holds
+    assert.match(await upgradeStatus(server.http, randomBytes(16).toString('base64')), /^HTTP\/1\.1 503/);
+    a.sock.destroy();
+    b.sock.destroy();
   });
 });

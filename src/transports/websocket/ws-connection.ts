@@ -1,9 +1,8 @@
-import type { Socket } from 'node:net';
 import type { ConnectionInfo, Door } from '../../core/connections.js';
 import type { Delivery } from '../../core/encoded.js';
 import { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
-import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
+import type { SocketWriter, SocketWriterOwner } from '../../wire/socket-writer.js';
 import type { TransportContext } from '../context.js';
 import { expiryDeadline, type Deadline } from '../deadline.js';
 import type { PreAuthEnd } from '../pre-auth-pool.js';
@@ -14,7 +13,7 @@ import { parseClientMessage, requestIdOf, type ClientMessage, type RequestId } f
 import { WsSubscriptions } from './ws-subscriptions.js';
 import { WsConnectionState } from './ws-connection-state.js';
 import { NO_TOPICS, WsSubscription } from './ws-subscription.js';
-import type { DoorSocket, DoorSocketOwner } from './ws-socket.js';
+import type { DoorSocketOwner, DoorWire } from './ws-socket.js';
 
 /** Close codes of docs/websocket.md. */
 export const CLOSE = { normal: 1000, goingAway: 1001, policy: 1008, internal: 1011, tryAgainLater: 1013, credentials: 4001, slowConsumer: 4008, disconnected: 4009 } as const;
@@ -50,7 +49,6 @@ const SUB_IDS = Array.from({ length: 16 }, (_, i) => `s${i + 1}`);
 export class WsConnection extends WsConnectionState implements SocketWriterOwner, PresenceWatcher, ConnectionInfo, DoorSocketOwner {
   private readonly subs = new WsSubscriptions<WsSubscription>();
   private nextSub = 1;
-  private readonly writer: SocketWriter | null;
   private expiry: Deadline | undefined;
   /** Its id in the connection registry ('' until it first registers; kept after it leaves, for observers that read it late). */
   id = '';
@@ -59,11 +57,11 @@ export class WsConnection extends WsConnectionState implements SocketWriterOwner
   presenceState: unknown = undefined;
 
   constructor(
-    private readonly ws: DoorSocket,
-    socket: Socket,
+    private readonly ws: DoorWire,
+    /** The socket's own queue (null on `ws` sockets, which frame and compress each send). */
+    private readonly writer: SocketWriter | null,
     public principal: Principal,
     private readonly ctx: TransportContext,
-    deflate: boolean,
     /** The door that holds this connection in its sweep slice `slice`. */
     readonly owner: { forget(conn: WsConnection): void },
     readonly slice: number,
@@ -71,7 +69,6 @@ export class WsConnection extends WsConnectionState implements SocketWriterOwner
     readonly address: string,
   ) {
     super();
-    this.writer = deflate ? null : new SocketWriter(socket, ctx.config.limits.maxQueueBytes, this);
     ws.attach(this);
     this.expiry = expiryDeadline(principal.expiresAt, () => this.end(CLOSE.credentials, 'credentials expired'));
   }
@@ -151,6 +148,10 @@ export class WsConnection extends WsConnectionState implements SocketWriterOwner
 
   onSocketClosed(): void {
     this.owner.forget(this);
+  }
+
+  onProtocolError(code: number, reason: string): void {
+    this.end(code, reason);
   }
 
   overflowed(): void {

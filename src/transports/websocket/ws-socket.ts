@@ -1,10 +1,29 @@
 import { WebSocket } from 'ws';
 
-/** What a socket tells its connection; the connection sets itself with {@link DoorSocket.attach}. */
+/** What a socket tells its connection; the connection sets itself with {@link DoorWire.attach}. */
 export interface DoorSocketOwner {
   onFrame(data: Buffer, isBinary: boolean): void;
   onPong(): void;
   onSocketClosed(): void;
+  /** The client broke the protocol: the connection ends with `code` (1002, 1007, 1009). */
+  onProtocolError(code: number, reason: string): void;
+  /** Its outgoing queue passed its bound. */
+  overflowed(): void;
+}
+
+/**
+ * A WebSocket as a connection uses it: `ws`'s ({@link DoorSocket}, with permessage-deflate on)
+ * or the door's own (`PlainDoorSocket`).
+ */
+export interface DoorWire {
+  attach(owner: DoorSocketOwner): void;
+  /** A text message (only sockets without a writer of their own frame it here). */
+  send(text: string): void;
+  ping(): void;
+  /** Starts the closing handshake. */
+  close(code: number, reason: string): void;
+  /** Cuts the socket. */
+  terminate(): void;
 }
 
 /** `ws`'s receiver, as far as this file looks into it. */
@@ -18,7 +37,7 @@ interface ReceiverChunks {
  * on each of 10k idle sockets cost ~2 MB, and a socket must never be left without an `'error'`
  * handler (an unhandled `'error'` would throw). Here `'error'` always ends the socket.
  */
-export class DoorSocket extends WebSocket {
+export class DoorSocket extends WebSocket implements DoorWire {
   private owner: DoorSocketOwner | null = null;
 
   attach(owner: DoorSocketOwner): void {

@@ -9,7 +9,8 @@ import { clientIdOf } from '../../core/presence-info.js';
 import type { TransportContext } from '../context.js';
 import type { PreAuthPlace } from '../pre-auth-pool.js';
 import { CLOSE, WsConnection } from './ws-connection.js';
-import { DoorSocket } from './ws-socket.js';
+import { DoorSocket, type DoorWire } from './ws-socket.js';
+import { HandshakeOnly, PlainDoorSocket } from './ws-plain-socket.js';
 
 export const WS_PATH = '/v1/ws';
 /** Sweep slices: each tick visits one slice, so a full round of pings is spread over the interval. */
@@ -31,7 +32,8 @@ export class WebSocketTransport {
   constructor(private readonly ctx: TransportContext) {
     const cfg = ctx.config.websocket;
     const common = { noServer: true, maxPayload: cfg.maxFrameBytes, perMessageDeflate: cfg.perMessageDeflate, clientTracking: false } as const;
-    this.wss = new WebSocketServer({ ...common, WebSocket: DoorSocket });
+    // without permessage-deflate, `ws` does the handshake and the door reads and writes frames itself
+    this.wss = new WebSocketServer({ ...common, WebSocket: cfg.perMessageDeflate ? DoorSocket : HandshakeOnly });
     this.echo = cfg.echoPath ? new WebSocketServer(common) : null;
     this.timer = setInterval(() => this.sweep(), (cfg.pingInterval * 1000) / SLICES);
     this.timer.unref();
@@ -97,19 +99,27 @@ export class WebSocketTransport {
       return false;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      conn = this.accept(ws as DoorSocket, socket, principal, place, address, clientId);
+      conn = this.accept(ws, socket, head, principal, place, address, clientId);
     });
-    // without permessage-deflate negotiation or a client check, `ws` completes the upgrade at once
-    return conn !== undefined;
+    // without a client check `ws` completes the upgrade at once: no connection now means it refused
+    // the handshake (answered 400, or the client had gone), and the slot taken for it is given back
+    if (conn === undefined) {
+      if (place) place.leave();
+      else ctx.connections.release();
+      return false;
+    }
+    return true;
   }
 
-  private accept(ws: DoorSocket, socket: Socket, principal: Principal, place: PreAuthPlace | null, address: string, clientId: string | undefined): WsConnection {
+  private accept(ws: WebSocket, socket: Socket, head: Buffer, principal: Principal, place: PreAuthPlace | null, address: string, clientId: string | undefined): WsConnection {
     const { ctx } = this;
-    // `ws` has its own socket error listener now (it closes the socket): a second one held a list
+    // the socket gets its own error listener (ws's, or the plain socket's, both close it): a second one held a list
     socket.off('error', destroySocket);
     socket.setNoDelay(true);
     const slice = this.nextSlice++ % SLICES;
-    const conn = new WsConnection(ws, socket, principal, ctx, ctx.config.websocket.perMessageDeflate, this, slice, address);
+    const plain = ws instanceof DoorSocket ? null : new PlainDoorSocket(socket, ctx.config.websocket.maxFrameBytes, ctx.config.limits.maxQueueBytes);
+    const wire: DoorWire = plain ?? (ws as DoorSocket);
+    const conn = new WsConnection(wire, plain?.writer ?? null, principal, ctx, this, slice, address);
     conn.clientId = clientId;
     conn.authPlace = place;
     conn.budgeted = place === null;
@@ -117,6 +127,7 @@ export class WebSocketTransport {
     this.slices[slice].add(conn);
     this.count++;
     ctx.metrics.connections.inc({ transport: 'websocket' });
+    plain?.start(head);
     return conn;
   }
 
