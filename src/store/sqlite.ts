@@ -7,6 +7,7 @@ import { allRetained } from '../core/retained-replay.js';
 import { IDEMPOTENCY_KIND, idempotencyRecord, toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetainedRef, type RetentionRule, type Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
+import { MessageRows, mqttExtras, propertiesColumn } from './sqlite-rows.js';
 import { retentionFor } from './retention.js';
 import { levelKey, walkRetainedKeys, type KeyedRef, type KeyRange } from './retained-walk.js';
 
@@ -155,14 +156,13 @@ export class SqliteStore implements Store {
     }
     this.retainedKeys = (from, to, limit) => (to === null ? s.retainedFrom.all(from, limit) : s.retainedRange.all(from, to, limit)) as KeyedRef[];
 
+    const rows = new MessageRows(db);
     this.appendTx = db.transaction((batch: AppendInput[]) => {
       const out: StoredMessage[] = [];
-      for (const input of batch) {
-        const seq = ++this.seq;
-        const m = toStored(input, this.epoch, seq);
-        const props = m.properties?.length ? JSON.stringify(m.properties) : null;
-        const extras = mqttExtras(m);
-        s.insert.run(seq, m.topic, m.payload, m.contentType ?? null, m.event ?? null, props, m.retain ? 1 : 0, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt, extras);
+      for (const input of batch) out.push(toStored(input, this.epoch, ++this.seq));
+      rows.insert(out);
+      for (let i = 0; i < out.length; i++) {
+        const m = out[i];
         const n = this.counts.get(m.topic);
         if (n === undefined) {
           s.insertTopic.run(m.topic);
@@ -171,13 +171,13 @@ export class SqliteStore implements Store {
         this.counts.set(m.topic, (n ?? 0) + 1);
         if (m.retain) {
           if (m.payload.length === 0) s.deleteRetained.run(m.topic);
-          else s.upsertRetained.run(m.topic, seq, m.payload, m.contentType ?? null, m.event ?? null, props, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt, extras, levelKey(m.topic));
+          else s.upsertRetained.run(m.topic, m.seq, m.payload, m.contentType ?? null, m.event ?? null, propertiesColumn(m), m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt, mqttExtras(m), levelKey(m.topic));
         }
+        const input = batch[i];
         if (input.idempotencyKey !== undefined) {
           s.putRecord.run(IDEMPOTENCY_KIND, input.idempotencyKey, idempotencyRecord(m));
           input.idempotencyKey = undefined;
         }
-        out.push(m);
       }
       return out;
     });
@@ -186,7 +186,6 @@ export class SqliteStore implements Store {
   private prepare() {
     const db = this.db;
     return {
-      insert: db.prepare('INSERT INTO messages (seq, topic, payload, content_type, event, properties, retain, expires_at, publisher, qos, published_at, mqtt) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)'),
       insertTopic: db.prepare('INSERT OR IGNORE INTO topics (topic, pruned_through) VALUES (?, 0)'),
       upsertRetained: db.prepare(
         'INSERT INTO retained (topic, seq, payload, content_type, event, properties, expires_at, publisher, qos, published_at, mqtt, lkey) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ' +
@@ -460,14 +459,4 @@ export class SqliteStore implements Store {
     }
     return m;
   }
-}
-
-/** The MQTT 5 fields that must survive a restart, in one nullable column. */
-function mqttExtras(m: AppendInput): string | null {
-  if (m.payloadFormat === undefined && m.responseTopic === undefined && m.correlationData === undefined) return null;
-  const x: { pf?: 0 | 1; rt?: string; cd?: string } = {};
-  if (m.payloadFormat !== undefined) x.pf = m.payloadFormat;
-  if (m.responseTopic !== undefined) x.rt = m.responseTopic;
-  if (m.correlationData !== undefined) x.cd = m.correlationData.toString('base64');
-  return JSON.stringify(x);
 }
