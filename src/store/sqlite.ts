@@ -7,6 +7,7 @@ import { allRetained } from '../core/retained-replay.js';
 import { IDEMPOTENCY_KIND, idempotencyRecord, toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetainedRef, type RetentionRule, type Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
+import { DEFAULT_CHECKPOINTS, WalCheckpoints, type CheckpointCounts, type CheckpointOptions } from './sqlite-checkpoint.js';
 import { MessageRows, mqttExtras, propertiesColumn } from './sqlite-rows.js';
 import { retentionFor } from './retention.js';
 import { levelKey, walkRetainedKeys, type KeyedRef, type KeyRange } from './retained-walk.js';
@@ -64,18 +65,21 @@ export class SqliteStore implements Store {
   private retainedKeys!: KeyRange<KeyedRef[]>;
   private stmts!: ReturnType<SqliteStore['prepare']>;
   private appendTx!: (batch: AppendInput[]) => StoredMessage[];
+  private checkpoints: WalCheckpoints | null = null;
 
   constructor(
     private readonly dir: string,
-    private readonly opts: { synchronous: 'normal' | 'full' } = { synchronous: 'normal' },
+    private readonly opts: { synchronous: 'normal' | 'full'; checkpoints?: CheckpointOptions } = { synchronous: 'normal' },
   ) {}
 
   async open(): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
-    const db = new Database(join(this.dir, 'omnipush.db'));
+    const file = join(this.dir, 'omnipush.db');
+    const db = new Database(file);
     this.db = db;
     db.pragma('journal_mode = WAL');
-    db.pragma(`synchronous = ${this.opts.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+    const synchronous = this.opts.synchronous === 'full' ? 'FULL' : 'NORMAL';
+    db.pragma(`synchronous = ${synchronous}`);
     db.pragma('busy_timeout = 5000');
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > SCHEMA_VERSION) throw new Error(`store at ${this.dir} has schema ${version}; this server knows up to ${SCHEMA_VERSION}`);
@@ -157,6 +161,7 @@ export class SqliteStore implements Store {
     this.retainedKeys = (from, to, limit) => (to === null ? s.retainedFrom.all(from, limit) : s.retainedRange.all(from, to, limit)) as KeyedRef[];
 
     const rows = new MessageRows(db);
+    this.checkpoints = new WalCheckpoints(db, file, synchronous, this.opts.checkpoints ?? DEFAULT_CHECKPOINTS);
     this.appendTx = db.transaction((batch: AppendInput[]) => {
       const out: StoredMessage[] = [];
       for (const input of batch) out.push(toStored(input, this.epoch, ++this.seq));
@@ -219,7 +224,9 @@ export class SqliteStore implements Store {
 
   async append(batch: AppendInput[]): Promise<StoredMessage[]> {
     if (batch.length === 0) return [];
-    return this.appendTx(batch);
+    const out = this.appendTx(batch);
+    this.checkpoints?.committed();
+    return out;
   }
 
   async history(q: HistoryQuery): Promise<StoredMessage[]> {
@@ -366,6 +373,7 @@ export class SqliteStore implements Store {
           s.setPruned.run(upTo, topic);
           return info.changes;
         })();
+        this.checkpoints?.committed();
         removed += deleted;
         const left = (this.counts.get(topic) ?? deleted) - deleted;
         // a topic pruned away takes no memory: its mark is on disk (topics), its count goes
@@ -405,6 +413,7 @@ export class SqliteStore implements Store {
         else s.putRecord.run(c.kind, c.key, c.value);
       }
     })();
+    this.checkpoints?.committed();
   }
 
   async listRecords(kind: string, prefix = '', limit = Infinity, after?: string): Promise<Array<{ key: string; value: Buffer }>> {
@@ -429,8 +438,26 @@ export class SqliteStore implements Store {
     return { topics: Math.max(this.counts.size, this.oldestAt.size) };
   }
 
+  /** What the WAL checkpoints did (see sqlite-checkpoint.ts). */
+  checkpointCounts(): CheckpointCounts | undefined {
+    return this.checkpoints?.counts;
+  }
+
+  /** For tests: the checkpoint thread ends as if it crashed. */
+  async killCheckpointThread(): Promise<void> {
+    await this.checkpoints?.killThread();
+  }
+
+  private closing: Promise<void> | null = null;
+
   async close(): Promise<void> {
+    this.closing ??= this.closeNow();
+    return this.closing;
+  }
+
+  private async closeNow(): Promise<void> {
     if (!this.db?.open) return;
+    await this.checkpoints?.close();
     this.stmts.setMeta.run('seq_high_water', String(this.seq));
     this.db.pragma('wal_checkpoint(TRUNCATE)');
     this.db.close();
