@@ -16,7 +16,7 @@ export const DEFAULT_CHECKPOINTS: CheckpointOptions = { intervalMs: 1000, commit
  * 1000: only if the thread falls far behind. A history sweep deleting 100k rows writes several
  * thousand frames in a few ms while the thread copies the last second's: at 10 000 frames, the
  * writer's checkpoint (a 60 ms pause) came with every sweep under wrk; at 25 000 the WAL peaked
- * near 46 MB.
+ * at 46-67 MB.
  */
 const BACKSTOP_FRAMES = 25_000;
 const SQLITE_DEFAULT_AUTOCHECKPOINT = 1000;
