@@ -194,6 +194,48 @@ describe('sqlite store across restarts', () => {
     await c.close();
   });
 
+  it('a batch of any size keeps every field of every message, in seq order, across a restart', async () => {
+    const dir = sqliteDir();
+    const a = new SqliteStore(dir);
+    await a.open();
+    // 1 + 150 + 63: each size a different mix of the multi-row INSERTs (64, 32, ... 1 rows)
+    const sizes = [1, 150, 63];
+    const full = (i: number): AppendInput =>
+      input(`f/${i % 7}`, `m${i}`, {
+        contentType: `text/x-${i}`,
+        event: `e${i}`,
+        properties: [['k', String(i)], ['k', 'again']],
+        expiresAt: 1_000_000 + i,
+        publisher: `p${i}`,
+        qos: (i % 3) as 0 | 1 | 2,
+        payloadFormat: 1,
+        responseTopic: `r/${i}`,
+        correlationData: Buffer.from([i & 255, 0, 7]),
+        publishedAt: 2_000 + i,
+      });
+    const sent: AppendInput[] = [];
+    let i = 0;
+    for (const n of sizes) {
+      const batch = Array.from({ length: n }, () => (i++ % 2 ? full(i) : input(`f/${i % 7}`, `m${i}`)));
+      sent.push(...batch.map((m) => ({ ...m })));
+      const out = await a.append(batch);
+      assert.deepEqual(out.map((m) => m.payload.toString()), batch.map((m) => m.payload.toString()));
+    }
+    await a.close();
+    const b = new SqliteStore(dir);
+    await b.open();
+    const all = await b.history({ filters: ['#'], afterSeq: 0, toSeq: b.lastSeq(), limit: 1000, now: 0 });
+    assert.deepEqual(all.map((m) => m.seq), sent.map((_, j) => j + 1));
+    for (let j = 0; j < sent.length; j++) {
+      const { publishedAt, ...fields } = sent[j];
+      const got = all[j] as unknown as Record<string, unknown>;
+      assert.equal(got.publishedAt, publishedAt);
+      assert.equal(got.retain, false);
+      for (const [k, v] of Object.entries(fields)) assert.deepEqual(got[k], v, `message ${j + 1}, ${k}`);
+    }
+    await b.close();
+  });
+
   it('every acknowledged append survives SIGKILL of the writing process', async () => {
     const dir = sqliteDir();
     const script = `

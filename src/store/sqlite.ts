@@ -7,6 +7,8 @@ import { allRetained } from '../core/retained-replay.js';
 import { IDEMPOTENCY_KIND, idempotencyRecord, toStored, type AppendInput, type HistoryQuery, type RecordChange, type RetainedRef, type RetentionRule, type Store } from '../core/store.js';
 import { filterMatches, isWildcardFilter } from '../core/topic.js';
 import { newEpoch } from './epoch.js';
+import { DEFAULT_CHECKPOINTS, WalCheckpoints, type CheckpointCounts, type CheckpointOptions } from './sqlite-checkpoint.js';
+import { MessageRows, mqttExtras, propertiesColumn } from './sqlite-rows.js';
 import { retentionFor } from './retention.js';
 import { levelKey, walkRetainedKeys, type KeyedRef, type KeyRange } from './retained-walk.js';
 
@@ -63,18 +65,21 @@ export class SqliteStore implements Store {
   private retainedKeys!: KeyRange<KeyedRef[]>;
   private stmts!: ReturnType<SqliteStore['prepare']>;
   private appendTx!: (batch: AppendInput[]) => StoredMessage[];
+  private checkpoints: WalCheckpoints | null = null;
 
   constructor(
     private readonly dir: string,
-    private readonly opts: { synchronous: 'normal' | 'full' } = { synchronous: 'normal' },
+    private readonly opts: { synchronous: 'normal' | 'full'; checkpoints?: CheckpointOptions } = { synchronous: 'normal' },
   ) {}
 
   async open(): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
-    const db = new Database(join(this.dir, 'omnipush.db'));
+    const file = join(this.dir, 'omnipush.db');
+    const db = new Database(file);
     this.db = db;
     db.pragma('journal_mode = WAL');
-    db.pragma(`synchronous = ${this.opts.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+    const synchronous = this.opts.synchronous === 'full' ? 'FULL' : 'NORMAL';
+    db.pragma(`synchronous = ${synchronous}`);
     db.pragma('busy_timeout = 5000');
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > SCHEMA_VERSION) throw new Error(`store at ${this.dir} has schema ${version}; this server knows up to ${SCHEMA_VERSION}`);
@@ -155,14 +160,14 @@ export class SqliteStore implements Store {
     }
     this.retainedKeys = (from, to, limit) => (to === null ? s.retainedFrom.all(from, limit) : s.retainedRange.all(from, to, limit)) as KeyedRef[];
 
+    const rows = new MessageRows(db);
+    this.checkpoints = new WalCheckpoints(db, file, synchronous, this.opts.checkpoints ?? DEFAULT_CHECKPOINTS);
     this.appendTx = db.transaction((batch: AppendInput[]) => {
       const out: StoredMessage[] = [];
-      for (const input of batch) {
-        const seq = ++this.seq;
-        const m = toStored(input, this.epoch, seq);
-        const props = m.properties?.length ? JSON.stringify(m.properties) : null;
-        const extras = mqttExtras(m);
-        s.insert.run(seq, m.topic, m.payload, m.contentType ?? null, m.event ?? null, props, m.retain ? 1 : 0, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt, extras);
+      for (const input of batch) out.push(toStored(input, this.epoch, ++this.seq));
+      rows.insert(out);
+      for (let i = 0; i < out.length; i++) {
+        const m = out[i];
         const n = this.counts.get(m.topic);
         if (n === undefined) {
           s.insertTopic.run(m.topic);
@@ -171,13 +176,13 @@ export class SqliteStore implements Store {
         this.counts.set(m.topic, (n ?? 0) + 1);
         if (m.retain) {
           if (m.payload.length === 0) s.deleteRetained.run(m.topic);
-          else s.upsertRetained.run(m.topic, seq, m.payload, m.contentType ?? null, m.event ?? null, props, m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt, extras, levelKey(m.topic));
+          else s.upsertRetained.run(m.topic, m.seq, m.payload, m.contentType ?? null, m.event ?? null, propertiesColumn(m), m.expiresAt ?? null, m.publisher ?? null, m.qos ?? null, m.publishedAt, mqttExtras(m), levelKey(m.topic));
         }
+        const input = batch[i];
         if (input.idempotencyKey !== undefined) {
           s.putRecord.run(IDEMPOTENCY_KIND, input.idempotencyKey, idempotencyRecord(m));
           input.idempotencyKey = undefined;
         }
-        out.push(m);
       }
       return out;
     });
@@ -186,7 +191,6 @@ export class SqliteStore implements Store {
   private prepare() {
     const db = this.db;
     return {
-      insert: db.prepare('INSERT INTO messages (seq, topic, payload, content_type, event, properties, retain, expires_at, publisher, qos, published_at, mqtt) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)'),
       insertTopic: db.prepare('INSERT OR IGNORE INTO topics (topic, pruned_through) VALUES (?, 0)'),
       upsertRetained: db.prepare(
         'INSERT INTO retained (topic, seq, payload, content_type, event, properties, expires_at, publisher, qos, published_at, mqtt, lkey) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ' +
@@ -220,7 +224,9 @@ export class SqliteStore implements Store {
 
   async append(batch: AppendInput[]): Promise<StoredMessage[]> {
     if (batch.length === 0) return [];
-    return this.appendTx(batch);
+    const out = this.appendTx(batch);
+    this.checkpoints?.committed();
+    return out;
   }
 
   async history(q: HistoryQuery): Promise<StoredMessage[]> {
@@ -367,6 +373,7 @@ export class SqliteStore implements Store {
           s.setPruned.run(upTo, topic);
           return info.changes;
         })();
+        this.checkpoints?.committed();
         removed += deleted;
         const left = (this.counts.get(topic) ?? deleted) - deleted;
         // a topic pruned away takes no memory: its mark is on disk (topics), its count goes
@@ -406,6 +413,7 @@ export class SqliteStore implements Store {
         else s.putRecord.run(c.kind, c.key, c.value);
       }
     })();
+    this.checkpoints?.committed();
   }
 
   async listRecords(kind: string, prefix = '', limit = Infinity, after?: string): Promise<Array<{ key: string; value: Buffer }>> {
@@ -430,8 +438,26 @@ export class SqliteStore implements Store {
     return { topics: Math.max(this.counts.size, this.oldestAt.size) };
   }
 
+  /** What the WAL checkpoints did (see sqlite-checkpoint.ts). */
+  checkpointCounts(): CheckpointCounts | undefined {
+    return this.checkpoints?.counts;
+  }
+
+  /** For tests: the checkpoint thread ends as if it crashed. */
+  async killCheckpointThread(): Promise<void> {
+    await this.checkpoints?.killThread();
+  }
+
+  private closing: Promise<void> | null = null;
+
   async close(): Promise<void> {
+    this.closing ??= this.closeNow();
+    return this.closing;
+  }
+
+  private async closeNow(): Promise<void> {
     if (!this.db?.open) return;
+    await this.checkpoints?.close();
     this.stmts.setMeta.run('seq_high_water', String(this.seq));
     this.db.pragma('wal_checkpoint(TRUNCATE)');
     this.db.close();
@@ -460,14 +486,4 @@ export class SqliteStore implements Store {
     }
     return m;
   }
-}
-
-/** The MQTT 5 fields that must survive a restart, in one nullable column. */
-function mqttExtras(m: AppendInput): string | null {
-  if (m.payloadFormat === undefined && m.responseTopic === undefined && m.correlationData === undefined) return null;
-  const x: { pf?: 0 | 1; rt?: string; cd?: string } = {};
-  if (m.payloadFormat !== undefined) x.pf = m.payloadFormat;
-  if (m.responseTopic !== undefined) x.rt = m.responseTopic;
-  if (m.correlationData !== undefined) x.cd = m.correlationData.toString('base64');
-  return JSON.stringify(x);
 }
