@@ -14,9 +14,9 @@ import { DoorSocket } from './ws-socket.js';
 export const WS_PATH = '/v1/ws';
 /**
  * Sweep slices: each tick visits one slice, so a full round of pings is spread over the interval.
- * Fine-grained: with 16, a slice of 10k sockets was 625 pings (and as many pongs to read) at once
- * every ~2 s, and the fan-out that met it took ~10% longer — the tail of publish→deliver latency;
- * 128 slices (every ~234 ms at the default 30 s) hand every round a little of it instead.
+ * Fine-grained: with 16, a slice of 10k sockets was 625 pings and as many pongs to read, ~10 ms of
+ * work that held back a publish arriving meanwhile; 128 slices (one every ~234 ms at the default
+ * 30 s) make it ~80 at a time.
  */
 const SLICES = 128;
 
