@@ -560,14 +560,16 @@ export class Hub {
       if (this.closed) throw new OmnipushError('shutting_down', 'server is shutting down');
       if (this.subs.has(sub)) throw new OmnipushError('invalid_request', 'already subscribed');
     }
+    // what every fan-out reads comes first: at 10k subscribers each SubState is a fetch from memory,
+    // and fields that share a cache line cost one
     const st: SubState = {
+      closed: false,
+      lastSeq: this.head,
+      perMessageCheck: plan.perMessageCheck,
+      pending: plan.mode === 'live' ? null : [],
       sub,
       filters: plan.filters,
-      perMessageCheck: plan.perMessageCheck,
-      lastSeq: this.head,
-      pending: plan.mode === 'live' ? null : [],
       pendingBytes: 0,
-      closed: false,
     };
     this.subs.set(sub, st);
     for (const f of st.filters) this.trie.add(f, st);

@@ -54,8 +54,10 @@ export class SocketWriter {
       return false;
     }
     if (now && this.chunks === null) {
-      this.lastWriteAt = Date.now();
-      if (!this.socket.destroyed) this.send(buf);
+      this.lastWriteAt = tickClock();
+      // not `destroyed`: that reads the socket's readable state too, one more object per delivery
+      // to fetch from memory; `writable` reads only the writable state, as writableLength just did
+      if (this.socket.writable) this.send(buf);
       return true;
     }
     (this.chunks ??= []).push(buf);
@@ -80,8 +82,8 @@ export class SocketWriter {
     const block = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, this.queued);
     this.chunks = null;
     this.queued = 0;
-    this.lastWriteAt = Date.now();
-    if (this.socket.destroyed) return;
+    this.lastWriteAt = tickClock();
+    if (!this.socket.writable) return;
     this.send(block);
   }
 
@@ -120,6 +122,24 @@ export class SocketWriter {
     this.chunks = null;
     this.queued = 0;
   }
+}
+
+/**
+ * Date.now() read once per tick for every writer's lastWriteAt: heartbeats look at it in seconds,
+ * and a clock read per delivery cost ~60 ns of a ~9 µs socket write in a 10k-subscriber burst.
+ */
+let clock = 0;
+
+function tickClock(): number {
+  if (clock === 0) {
+    clock = Date.now();
+    process.nextTick(resetClock);
+  }
+  return clock;
+}
+
+function resetClock(): void {
+  clock = 0;
 }
 
 /** Past this many queued bytes a writer flushes at once instead of at the end of the tick. */
