@@ -10,7 +10,9 @@ import { sleep } from './publish.js';
  * shared with the load generators, a max-rate fan-out moves by ±30% between rounds of one build:
  * how many messages share one socket write depends on how far the clients lag, which feeds back
  * into what each delivery costs. Below saturation and with one message per publish, every delivery
- * is its own write and this figure repeats within ±1% across server processes (quiet machine).
+ * is its own write: on a quiet machine this figure spread by ±1% across four server processes with
+ * 10k WebSocket subscribers, and by ±5% (one round in ten far off) over the ten rounds of a full
+ * `adversarial-quotas` run, against ±30% for the max rate.
  */
 export async function cpuPerDelivery(gens: LoadGen[], pid: number, clients: number, rate: number, seconds: number, publish: () => void): Promise<number> {
   await stats(gens, { reset: true, timing: false });

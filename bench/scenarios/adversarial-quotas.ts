@@ -7,7 +7,7 @@
  * generators on the other, so that neither side takes the other's core in the middle of a round.
  *
  * The verdict on fan-out is the server's capacity: its CPU time per delivery at a fixed rate below
- * saturation ({@link cpuPerDelivery}), which repeats within ±1% from round to round. The max-rate
+ * saturation ({@link cpuPerDelivery}), whose rounds spread by about ±5%. The max-rate
  * figures are printed beside it: on two cores they move by ±30% between rounds of one build (the
  * server at 100% of its core, its cost per delivery following how many messages share a socket
  * write, which follows how far the clients lag), so a 3% difference cannot be read from them.
