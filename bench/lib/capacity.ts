@@ -11,8 +11,8 @@ import { sleep } from './publish.js';
  * how many messages share one socket write depends on how far the clients lag, which feeds back
  * into what each delivery costs. Below saturation and with one message per publish, every delivery
  * is its own write: on a quiet machine this figure spread by ±1% across four server processes with
- * 10k WebSocket subscribers, and by ±5% (one round in ten far off) over the ten rounds of a full
- * `adversarial-quotas` run, against ±30% for the max rate.
+ * 10k WebSocket subscribers, but by ±5-10% (bimodal at times, a round far off now and then) over
+ * the rounds of full `adversarial-quotas` runs, against ±30% for the max rate.
  */
 export async function cpuPerDelivery(gens: LoadGen[], pid: number, clients: number, rate: number, seconds: number, publish: () => void): Promise<number> {
   await stats(gens, { reset: true, timing: false });

@@ -6,11 +6,12 @@
  * neither, and the medians are compared. The servers run on one core, this process and the load
  * generators on the other, so that neither side takes the other's core in the middle of a round.
  *
- * The verdict on fan-out is the server's capacity: its CPU time per delivery at a fixed rate below
- * saturation ({@link cpuPerDelivery}), whose rounds spread by about ±5%. The max-rate
- * figures are printed beside it: on two cores they move by ±30% between rounds of one build (the
- * server at 100% of its core, its cost per delivery following how many messages share a socket
- * write, which follows how far the clients lag), so a 3% difference cannot be read from them.
+ * Fan-out is judged two ways, each with its verdict: by max rate, and by the server's capacity, its
+ * CPU time per delivery at a fixed rate below saturation ({@link cpuPerDelivery}). On two cores the
+ * max rate of one build moves by ±30% between rounds (the server at 100% of its core, its cost per
+ * delivery following how many messages share a socket write, which follows how far the clients
+ * lag); the capacity rounds spread by ±5-10% (bimodal at times). Neither resolves 3% on this machine
+ * by itself; both are printed with their rounds.
  *
  * QoS 1 runs in phases of its own, on a broker with no other clients, in more rounds; its rate and
  * the broker's CPU time per message (the scheduler's count, in ns) are both compared.
@@ -197,7 +198,7 @@ function report(o: AdversarialOptions, fo: { off: Figures[]; on: Figures[] }, q1
     );
     o.row('  capacity rounds on | off', `${fo.on.map((f) => f[capKey].toFixed(0)).join(' ')} | ${fo.off.map((f) => f[capKey].toFixed(0)).join(' ')} ns`);
     const r = med(fo.off, key) > 0 ? med(fo.on, key) / med(fo.off, key) : 0;
-    o.row(`  max rate on ÷ off (bounded by the clients' lag on two cores: ±30% per round)`, `${k(med(fo.on, key))} / ${k(med(fo.off, key))} = ${r.toFixed(3)}`);
+    o.row(`  max rate on ÷ off (medians; one round moves by ±30% on two cores)`, `${k(med(fo.on, key))} / ${k(med(fo.off, key))} = ${r.toFixed(3)}`, '≥ 0.97', verdict(r));
     o.row('  max rate rounds on | off', `${fo.on.map((f) => k(f[key])).join(' ')} | ${fo.off.map((f) => k(f[key])).join(' ')}`);
     o.row('  server CPU per delivery at max rate, on / off', `${med(fo.on, cpuKey).toFixed(0)} / ${med(fo.off, cpuKey).toFixed(0)} ns`);
   }
