@@ -1,6 +1,6 @@
-import { stats } from '../scenarios/fanout.js';
+import { stats, statsOnce } from '../scenarios/fanout.js';
 import { cpuNanos, type LoadGen } from './procs.js';
-import { sleep } from './publish.js';
+import { paced } from './publish.js';
 
 /**
  * Server CPU nanoseconds per delivery while `publish` sends one message `rate` times a second for
@@ -17,21 +17,8 @@ import { sleep } from './publish.js';
 export async function cpuPerDelivery(gens: LoadGen[], pid: number, clients: number, rate: number, seconds: number, publish: () => void): Promise<number> {
   await stats(gens, { reset: true, timing: false });
   const cpu0 = cpuNanos(pid);
-  const t0 = performance.now();
-  let sent = 0;
-  while (performance.now() - t0 < seconds * 1000) {
-    const wait = t0 + (sent * 1000) / rate - performance.now();
-    if (wait > 0) await sleep(wait);
-    publish();
-    sent++;
-  }
-  const want = sent * clients;
-  const until = performance.now() + 10_000;
-  let s = await stats(gens);
-  while (s.delivered < want && performance.now() < until) {
-    await sleep(20);
-    s = await stats(gens);
-  }
+  const want = (await paced(rate, seconds, publish)) * clients;
+  const s = await statsOnce(gens, want, 10_000);
   if (s.delivered < want) throw new Error(`capacity phase: ${s.delivered} of ${want} deliveries arrived`);
   return (cpuNanos(pid) - cpu0) / s.delivered;
 }

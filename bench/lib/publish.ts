@@ -20,3 +20,19 @@ export async function publishBatch(url: string, topic: string, n: number): Promi
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Calls `send` `perSec` times a second for `seconds`, on a schedule kept from the start (a late
+ * call is followed by the next at once, not a full interval later); returns how many were sent.
+ */
+export async function paced(perSec: number, seconds: number, send: () => void): Promise<number> {
+  const t0 = performance.now();
+  let sent = 0;
+  while (performance.now() - t0 < seconds * 1000) {
+    const wait = t0 + (sent * 1000) / perSec - performance.now();
+    if (wait > 0) await sleep(wait);
+    send();
+    sent++;
+  }
+  return sent;
+}

@@ -3,7 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { SignJWT } from 'jose';
 import { Agent, fetch } from 'undici';
 import { forkLoadGen, startServerProcess, type LoadGen, type ServerProc } from '../lib/procs.js';
-import { sleep, stampedPayload } from '../lib/publish.js';
+import { paced, sleep, stampedPayload } from '../lib/publish.js';
 import { LOADGEN_DIR } from '../lib/servers.js';
 import type { AdversarialOptions } from './adversarial.js';
 import { stats, statsOnce } from './fanout.js';
@@ -62,11 +62,7 @@ const publisher = new Agent({ keepAliveTimeout: 1000, connections: 16 });
 /** Publishes `perSec` stamped messages a second for `seconds`; latency comes from the subscribers' stamps. */
 async function fixedRate(gens: LoadGen[], url: string, token: string, perSec: number, seconds: number, clients: number): Promise<{ p50: number; p99: number }> {
   await stats(gens, { reset: true, timing: true });
-  const t0 = performance.now();
-  let sent = 0;
-  while (performance.now() - t0 < seconds * 1000) {
-    const wait = t0 + (sent * 1000) / perSec - performance.now();
-    if (wait > 0) await sleep(wait);
+  const sent = await paced(perSec, seconds, () => {
     void fetch(`${url}/v1/publish`, {
       dispatcher: publisher,
       method: 'POST',
@@ -76,8 +72,7 @@ async function fixedRate(gens: LoadGen[], url: string, token: string, perSec: nu
       (r) => r.arrayBuffer(),
       () => undefined,
     );
-    sent++;
-  }
+  });
   const s = await statsOnce(gens, sent * clients, 5000);
   return { p50: s.hist.percentile(0.5), p99: s.hist.percentile(0.99) };
 }

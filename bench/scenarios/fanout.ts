@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { Histogram } from '../lib/histogram.js';
 import { cpuSeconds, forkLoadGen, heldRss, type LoadGen, type ServerProc } from '../lib/procs.js';
-import { publishBatch, sleep } from '../lib/publish.js';
+import { paced, publishBatch, sleep } from '../lib/publish.js';
 import { LOADGEN_DIR } from '../lib/servers.js';
 
 export interface FanoutResult {
@@ -172,18 +172,12 @@ export async function fixedRatePhase(gens: LoadGen[], url: string, topic: string
   await stats(gens, { reset: true, timing: true });
   const cpu1 = cpu();
   const t1 = performance.now();
-  let sent = 0;
   let failed = 0;
-  const interval = 1000 / perSec;
-  while (performance.now() - t1 < seconds * 1000) {
-    const due = t1 + sent * interval;
-    const wait = due - performance.now();
-    if (wait > 0) await sleep(wait);
+  const sent = await paced(perSec, seconds, () => {
     publishBatch(url, topic, 1).catch((e: unknown) => {
       if (failed++ === 0) console.error(`publish to ${url} failed during the fixed-rate phase:`, e);
     });
-    sent++;
-  }
+  });
   const f = await statsOnce(gens, sent * clients, 5000);
   const fixedElapsed = (performance.now() - t1) / 1000;
   return {

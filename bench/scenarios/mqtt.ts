@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Histogram } from '../lib/histogram.js';
 import { MqttConn } from '../lib/mqtt-wire.js';
 import { cpuNanos, cpuSeconds, forkLoadGen, heldRss, type LoadGen, type ServerProc } from '../lib/procs.js';
-import { sleep, stampedPayload } from '../lib/publish.js';
+import { paced, sleep, stampedPayload } from '../lib/publish.js';
 import { LOADGEN_DIR } from '../lib/servers.js';
 
 export interface MqttResult {
@@ -168,14 +168,7 @@ export async function mqttScenario(server: ServerProc, o: MqttOptions): Promise<
     await stats(gens, { reset: true, timing: true });
     const cpu1 = cpuSeconds(pid);
     const t1 = performance.now();
-    const interval = 1000 / perSec;
-    let sent = 0;
-    while (performance.now() - t1 < o.seconds * 1000) {
-      const wait = t1 + sent * interval - performance.now();
-      if (wait > 0) await sleep(wait);
-      pub.publish(TOPIC, stampedPayload(), 0);
-      sent++;
-    }
+    const sent = await paced(perSec, o.seconds, () => pub!.publish(TOPIC, stampedPayload(), 0));
     const f = await drain(gens, sent * o.clients, 5000, true);
     const fixedElapsed = (f.movedAt - t1) / 1000;
     const fixedRate = {
