@@ -110,12 +110,20 @@ function messagesOf(c: RawWs): Array<Record<string, unknown>> {
   return wsTexts(c).filter((j) => j.type === 'message');
 }
 
+/** Where two payloads part, for a failure message. */
+function differ(got: unknown, sent: string): string {
+  const g = String(got);
+  let k = 0;
+  while (k < g.length && k < sent.length && g[k] === sent[k]) k++;
+  return `${g.slice(0, 24)}… (${g.length} chars, differs from what was sent (${sent.length} chars) at char ${k}: ${JSON.stringify(g.slice(k, k + 16))})`;
+}
+
 /** `what` received exactly what was sent, once each and in order. */
 function assertExactly(what: string, got: Array<{ cursor?: unknown; data?: unknown }>, sent: Sent): void {
   // what did arrive first: a broken stream shows where it broke before it shows a short count
   for (let i = 0; i < Math.min(got.length, sent.data.length); i++) {
     if (got[i].cursor !== sent.cursors[i] || got[i].data !== sent.data[i]) {
-      assert.fail(`${what}: message ${i} is ${String(got[i].cursor)} ${String(got[i].data).slice(0, 24)}…, sent ${sent.cursors[i]} ${sent.data[i].slice(0, 24)}…`);
+      assert.fail(`${what}: message ${i} has cursor ${String(got[i].cursor)} (sent ${sent.cursors[i]}) and data ${differ(got[i].data, sent.data[i])}`);
     }
   }
   assert.equal(got.length, sent.data.length, `${what}: message count`);
@@ -201,9 +209,10 @@ async function rawSubscriber(base: string, topic: string, since: string): Promis
 
 describe('direct socket writes: a reader that stops and resumes', () => {
   let server: RunningServer;
-  // 3000 × 2 KB piles up ~6.5 MB while the reader is stopped: past the loopback send buffer (at most
-  // 4 MB here) and the reader's receive buffer, under the queue bound
-  const PAUSED = 3000;
+  // 5000 × 2 KB piles up ~11 MB while the reader is stopped, under the queue bound: the kernel took
+  // ~4 MB of it here (send buffer at most tcp_wmem's 4 MB, the stopped reader's receive buffer does
+  // not grow), so a partial write and several MB in the socket's stream come before the reader resumes
+  const PAUSED = 5000;
   before(async () => {
     server = await startTestServer({ limits: { maxQueueBytes: 64 * 1024 * 1024 } });
   });
@@ -263,13 +272,13 @@ describe('direct socket writes: a reader that stops and resumes', () => {
       await publishWhileDraining(server.http, topic, 'mqtt', PAUSED, sent);
       await waitForCount(() => c.packets.length, sent.data.length, () => c.closed);
       const got = c.packets.map((p, n) => {
-        assert.equal(p.cmd, 'publish', `packet ${n} is a PUBLISH`);
+        assert.equal(p.cmd, 'publish', `packet ${n} is a PUBLISH, not ${p.cmd}`);
         const pub = p as { topic: string; payload: Buffer | string; qos: number };
         assert.equal(pub.topic, topic, `packet ${n} topic`);
         assert.equal(pub.qos, 0, `packet ${n} QoS`);
         return pub.payload.toString();
       });
-      for (let i = 0; i < Math.min(got.length, sent.data.length); i++) if (got[i] !== sent.data[i]) assert.fail(`PUBLISH ${i} carries ${got[i].slice(0, 24)}…, sent ${sent.data[i].slice(0, 24)}…`);
+      for (let i = 0; i < Math.min(got.length, sent.data.length); i++) if (got[i] !== sent.data[i]) assert.fail(`PUBLISH ${i} carries ${differ(got[i], sent.data[i])}`);
       assert.equal(got.length, sent.data.length, 'PUBLISH count');
       assert.ok(!c.closed, 'the connection stayed open');
     } finally {
@@ -316,6 +325,7 @@ describe('direct socket writes: TLS sockets', { skip: opensslMissing || undefine
       ws.send(JSON.stringify({ type: 'subscribe', id: 'sub', topics: [topic], since }));
       await waitFor(() => wsClosed || errors.length > 0 || frames.some((f) => f.type === 'subscribed'), 'subscribed over wss');
       assert.deepEqual(errors, [], 'wss subscriber errors');
+      assert.ok(!wsClosed, 'the wss socket stayed open');
       const sent: Sent = { data: [], cursors: [] };
       // batches (a block per tick) and singles (written at once) alike
       await publishRange(server.http, topic, 'tls', 0, 150, sent, agent);
@@ -326,8 +336,9 @@ describe('direct socket writes: TLS sockets', { skip: opensslMissing || undefine
       }
       const wsMessages = () => frames.filter((f) => f.type === 'message');
       await waitFor(() => wsClosed || sse.ended || (wsMessages().length >= 200 && sse.events().length >= 200), '200 messages on both', 15_000);
-      assert.deepEqual(errors, []);
-      assert.ok(!wsClosed && !sse.ended, 'both stayed open');
+      assert.deepEqual(errors, [], 'wss subscriber errors');
+      assert.ok(!wsClosed, 'the wss socket stayed open');
+      assert.ok(!sse.ended, 'the https stream stayed open');
       assertExactly('wss', wsMessages(), sent);
       assert.equal(frames.length, 201, 'nothing but the subscribed reply and the messages over wss');
       assertExactly(
@@ -391,18 +402,24 @@ describe('direct socket writes: a socket the server closed is never written agai
     return Number(new RegExp(`omnipush_queue_closes_total\\{transport="${transport}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
   };
 
-  /** Publishes 2 KB messages in batches until the server has closed one more `transport` subscriber as slow. */
-  const overflow = async (topic: string, transport: string) => {
+  /**
+   * Publishes 2 KB messages in batches until the server has closed one more `transport` subscriber
+   * as slow; returns what it published.
+   */
+  const overflow = async (topic: string, transport: string): Promise<Sent> => {
     const before = await slowCloses(transport);
-    for (let i = 0; ; i += 100) {
-      assert.ok(i < 20_000, `no slow-consumer close of ${transport} after ${i} messages`);
-      await publishBatch(
-        child.http,
-        topic,
-        Array.from({ length: 100 }, (_, j) => payload('old', i + j)),
-      );
-      if ((await slowCloses(transport)) > before) return;
+    const sent: Sent = { data: [], cursors: [] };
+    while ((await slowCloses(transport)) === before) {
+      assert.ok(sent.data.length < 20_000, `no slow-consumer close of ${transport} after ${sent.data.length} messages`);
+      await publishRange(child.http, topic, 'old', sent.data.length, 100, sent);
     }
+    return sent;
+  };
+
+  /** What a cut subscriber got is whole and in order: the first `got.length` of what was sent. */
+  const assertPrefix = (what: string, got: unknown[], sent: Sent) => {
+    assert.ok(got.length < sent.data.length, `${what}: cut before the end (${got.length} of ${sent.data.length})`);
+    for (let i = 0; i < got.length; i++) if (got[i] !== sent.data[i]) assert.fail(`${what}: message ${i} carries ${differ(got[i], sent.data[i])}`);
   };
 
   /** `fd` in the server no longer holds the connection `clientPort` had. */
@@ -432,18 +449,29 @@ describe('direct socket writes: a socket the server closed is never written agai
   it('WebSocket closed as a slow consumer (4008): the next socket on its fd gets only its own frames', async () => {
     const topic = 'reuse/ws';
     const pid = child.proc.pid!;
-    const slow = await rawSubscriber(child.http, topic, 'now');
+    const slow = await rawSubscriber(child.http, topic, await publishOne(child.http, topic, 'marker'));
     const slowPort = slow.sock.localPort!;
     slow.sock.pause();
     const oldFd = serverFd(pid, slowPort);
     assert.ok(oldFd !== undefined, 'the server side of the slow socket is found');
-    await overflow(topic, 'websocket');
-    // it never read: dropping it resets the connection, and the server closes its side at once
-    slow.sock.destroy();
+    const old = await overflow(topic, 'websocket');
+    // reading again: a whole prefix, then the close frame; our side closes and so does the server's
+    slow.sock.resume();
+    await slow.expectClose(4008, 'the slow socket');
+    const frames = dataFrames(slow);
+    assert.equal(frames.at(-1)!.opcode, 8, 'the close frame comes last');
+    assertPrefix(
+      'slow socket',
+      frames.slice(0, -1).map((f, n) => {
+        assert.equal(f.opcode, 1, `slow socket frame ${n} is text`);
+        return (JSON.parse(f.payload.toString()) as { data?: string }).data;
+      }).slice(1),
+      old,
+    );
     await freed(oldFd, slowPort);
-    const fresh = await rawSubscriber(child.http, topic, 'now');
+    const fresh = await rawSubscriber(child.http, topic, old.cursors.at(-1)!);
     try {
-      assert.equal(serverFd(pid, fresh.sock.localPort!), oldFd, 'the fresh socket has the closed one\'s fd');
+      assert.equal(serverFd(pid, fresh.sock.localPort!), oldFd, "the fresh socket has the closed one's fd");
       await checkFresh(fresh, topic);
     } finally {
       fresh.sock.destroy();
@@ -459,12 +487,20 @@ describe('direct socket writes: a socket the server closed is never written agai
     const oldFd = serverFd(pid, slowPort);
     assert.ok(oldFd !== undefined, 'the server side of the stream is found');
     // the server drops the stream itself at the bound: its fd is free at once
-    await overflow(topic, 'sse');
+    const old = await overflow(topic, 'sse');
     await freed(oldFd, slowPort);
-    const fresh = await rawSubscriber(child.http, topic, 'now');
+    const fresh = await rawSubscriber(child.http, topic, old.cursors.at(-1)!);
     try {
-      assert.equal(serverFd(pid, fresh.sock.localPort!), oldFd, 'the fresh socket has the closed stream\'s fd');
+      assert.equal(serverFd(pid, fresh.sock.localPort!), oldFd, "the fresh socket has the closed stream's fd");
       await checkFresh(fresh, topic);
+      // what reached the cut stream's kernel buffers before the cut: whole events, in order, then the end
+      slow.resume();
+      await waitFor(() => slow.ended, 'the cut stream to end');
+      assertPrefix(
+        'cut stream',
+        slow.events().map((e) => e.data),
+        old,
+      );
     } finally {
       fresh.sock.destroy();
       slow.close();
