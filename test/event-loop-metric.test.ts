@@ -43,4 +43,18 @@ describe('event-loop delay gauges', () => {
       await s.close();
     }
   });
+
+  it('the standard nodejs_eventloop_lag gauges sample at the same interval, not at a 10 ms one of their own', async () => {
+    const s = await startTestServer({ metrics: { loopDelayResolution: 100 } });
+    try {
+      await new Promise((r) => setTimeout(r, 500)); // a few samples
+      const text = await (await fetch(`${s.http}/metrics`)).text();
+      const m = /^nodejs_eventloop_lag_min_seconds (\S+)$/m.exec(text);
+      assert.ok(m, 'nodejs_eventloop_lag_min_seconds on /metrics');
+      // the raw histogram counts the interval itself: its shortest sample is the interval
+      assert.ok(Number(m[1]) >= 0.095, `shortest sample ${Number(m[1]) * 1000} ms at a 100 ms interval`);
+    } finally {
+      await s.close();
+    }
+  });
 });

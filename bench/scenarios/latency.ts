@@ -3,7 +3,8 @@
  * and MQTT QoS 0 doors beside the raw `ws` ceiling (plain, and batched per tick as ours is), in
  * rounds with the order turned each round, so that a machine whose load drifts favours no one.
  * Every door is published to over HTTP, one message per request, as the ceiling is. On two cores
- * one 10-second run's p99 moves by several percent from run to run; the medians are compared.
+ * one 10-second run's p99 moves by up to ±15% from run to run (where the scheduler puts the server
+ * beside its load generators), the ceiling's too; the medians of five rounds are compared.
  */
 import { join } from 'node:path';
 import { cpuSeconds, forkLoadGen, type ServerProc } from '../lib/procs.js';
@@ -50,7 +51,7 @@ const median = (xs: number[]): number => {
 };
 
 export async function latency(o: { quick: boolean; clients: number; row: (what: string, value: string, target?: string, verdict?: string) => void; results: Record<string, unknown> }): Promise<void> {
-  const rounds = o.quick ? 1 : 3;
+  const rounds = o.quick ? 1 : 5;
   const seconds = o.quick ? 3 : 10;
   const doors = DOORS.filter(([d]) => d !== 'mqtt' || hasMqttDoor());
   const res: LatencyResult = { clients: o.clients, rounds: { ceiling: [], 'batched ceiling': [], ws: [], sse: [], mqtt: [] } };

@@ -322,7 +322,7 @@ export class WsConnection extends WsConnectionState implements SocketWriterOwner
       }
       quotas.checkSubscriptions(this.principal, this.subscriptionCount(), plan.filters.length, this.registered, elsewhere);
       const n = this.nextSub++;
-      const sub = new WsSubscription(SUB_IDS[n - 1] ?? `s${n}`, this, plan.filters, msg.noEcho === true);
+      const sub = new WsSubscription(SUB_IDS[n - 1] ?? `s${n}`, this, plan.filters, msg.noEcho === true, this.writer, this.ctx.metrics.deliveryCounts);
       this.subs.set(sub.id, sub);
       if (info) this.presenceInfo = info;
       // events before the reply: a snapshot asked after `subscribed` is followed by every later event

@@ -2,7 +2,9 @@ import type { Delivery } from '../../core/encoded.js';
 import type { OmnipushError } from '../../core/errors.js';
 import type { Principal } from '../../core/grants.js';
 import type { GapInfo, HubSubscriber } from '../../core/hub.js';
+import type { SocketWriter } from '../../wire/socket-writer.js';
 import type { WsConnection } from './ws-connection.js';
+import { WS_MESSAGE_FRAME } from './ws-frame.js';
 
 /** What a subscription that watches no presence topics holds (shared: most subscriptions watch none). */
 export const NO_TOPICS: readonly string[] = Object.freeze([]);
@@ -21,6 +23,10 @@ export class WsSubscription implements HubSubscriber {
     /** Filters it holds (re-authentication may drop some). */
     public filters: string[],
     readonly noEcho: boolean,
+    /** The socket's queue (null on `ws` sockets, which frame each send): deliveries go straight to it. */
+    private readonly writer: SocketWriter | null,
+    /** The door's delivery counts (metrics). */
+    private readonly counts: Record<string, number>,
   ) {}
 
   get connectionId(): string | undefined {
@@ -33,7 +39,12 @@ export class WsSubscription implements HubSubscriber {
   }
 
   deliver(d: Delivery): void {
-    this.conn.deliver(d);
+    const w = this.writer;
+    // not through the connection: at 10k sockets every object a delivery reads is a fetch from
+    // memory, and the connection holds nothing a delivery needs. A closed connection has closed its
+    // writer, whose write() says so.
+    if (w === null) this.conn.deliver(d);
+    else if (w.write(d.encoded(WS_MESSAGE_FRAME), d.alone)) this.counts.websocket++;
   }
 
   gap(info: GapInfo): void {
