@@ -110,8 +110,8 @@ export class SocketWriter {
    * a loopback write here, and a fan-out makes one per subscriber. What the kernel does not take
    * (a full send buffer, a partial write) goes through the stream as before, and so does every
    * write after it until the stream has drained, so bytes keep their order. `_handle` is compared
-   * first: a socket's fd is closed (and free for the next accept) when its handle is, and node
-   * drops `_handle` in the same step.
+   * too: a socket's fd is closed (and free for the next accept) when its handle is, and node drops
+   * `_handle` in the same step.
    */
   private put(buf: Buffer): void {
     const s = this.socket;

@@ -17,3 +17,9 @@ export function wsFrameHeader(opcode: number, length: number): Buffer {
   head.writeBigUInt64BE(BigInt(length), 2);
   return head;
 }
+
+/** A whole unmasked, final frame: {@link wsFrameHeader} and `payload` in one buffer. */
+export function wsFrame(opcode: number, payload: Buffer): Buffer {
+  const head = wsFrameHeader(opcode, payload.length);
+  return Buffer.concat([head, payload], head.length + payload.length);
+}

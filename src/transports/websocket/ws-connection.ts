@@ -6,7 +6,7 @@ import type { SocketWriter, SocketWriterOwner } from '../../wire/socket-writer.j
 import type { TransportContext } from '../context.js';
 import { expiryDeadline, type Deadline } from '../deadline.js';
 import type { PreAuthEnd } from '../pre-auth-pool.js';
-import { textFrame, WS_MESSAGE_FRAME, WS_MESSAGE_TEXT } from './ws-frame.js';
+import { WS_MESSAGE_TEXT } from './ws-frame.js';
 import type { PresenceWatcher } from '../../core/presence.js';
 import { presenceInfoOf } from '../../core/presence-info.js';
 import { parseClientMessage, requestIdOf, type ClientMessage, type RequestId } from './ws-protocol.js';
@@ -47,7 +47,6 @@ const SUB_IDS = Array.from({ length: 16 }, (_, i) => `s${i + 1}`);
  * when permessage-deflate is off, else `ws` frames (and compresses) each send.
  */
 export class WsConnection extends WsConnectionState implements SocketWriterOwner, PresenceWatcher, ConnectionInfo, DoorSocketOwner {
-  // the two fields a delivery reads, first and side by side: one cache line at 10k+ sockets
   private readonly writer: SocketWriter | null;
   private readonly ctx: TransportContext;
   private readonly subs = new WsSubscriptions<WsSubscription>();
@@ -169,24 +168,20 @@ export class WsConnection extends WsConnectionState implements SocketWriterOwner
     void this.onText(data.toString('utf8'));
   }
 
-  deliver(d: Delivery): void {
-    const writer = this.writer;
-    // the writer is closed with the connection (end, onClosed) and write() reads its own flag:
-    // `closed` need not be read here too
-    if (writer !== null) {
-      if (writer.write(d.encoded(WS_MESSAGE_FRAME), d.alone)) this.ctx.metrics.deliveryCounts.websocket++;
-    } else if (!this.closed) {
-      this.ws.send(d.encoded(WS_MESSAGE_TEXT));
-      this.ctx.metrics.deliveryCounts.websocket++;
-    }
+  /**
+   * A delivery on a `ws` socket (permessage-deflate on), which frames and compresses each send. On
+   * the door's own sockets a subscription writes the shared frame into the socket's queue itself.
+   */
+  deliverThroughWs(d: Delivery): void {
+    if (this.closed) return;
+    this.ws.send(d.encoded(WS_MESSAGE_TEXT));
+    this.ctx.metrics.deliveryCounts.websocket++;
   }
 
   presenceEvent(_topic: string, type: 'join' | 'leave', json: string): void {
     if (this.closed) return;
     // the shared `{"topic",...}` becomes `{"type":"join","topic",...}` without parsing it again
-    const text = `{"type":"${type}",${json.slice(1)}`;
-    if (this.writer) this.writer.write(textFrame(Buffer.from(text)));
-    else this.ws.send(text);
+    this.ws.send(`{"type":"${type}",${json.slice(1)}`);
   }
 
   private watch(sub: WsSubscription, topics: readonly string[]): void {
@@ -217,9 +212,7 @@ export class WsConnection extends WsConnectionState implements SocketWriterOwner
   /** Sends a control/reply message in order with deliveries. */
   send(msg: Record<string, unknown>): void {
     if (this.closed) return;
-    const text = JSON.stringify(msg);
-    if (this.writer) this.writer.write(textFrame(Buffer.from(text)));
-    else this.ws.send(text);
+    this.ws.send(JSON.stringify(msg));
   }
 
   backpressure(): Promise<void> | null {

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
 import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
-import { wsFrameHeader } from '../../wire/ws-frame-header.js';
+import { wsFrame, WS_TEXT } from '../../wire/ws-frame-header.js';
 import { WsFrameReader } from './ws-frame-reader.js';
 import type { DoorSocketOwner, DoorWire } from './ws-socket.js';
 
@@ -64,9 +64,7 @@ export class PlainDoorSocket extends WsFrameReader implements DoorWire, SocketWr
   }
 
   send(text: string): void {
-    const payload = Buffer.from(text);
-    const head = wsFrameHeader(0x1, payload.length);
-    this.writer.write(Buffer.concat([head, payload], head.length + payload.length));
+    this.writer.write(wsFrame(WS_TEXT, Buffer.from(text)));
   }
 
   ping(): void {
@@ -97,8 +95,7 @@ export class PlainDoorSocket extends WsFrameReader implements DoorWire, SocketWr
   }
 
   protected onPing(payload: Buffer): void {
-    const head = wsFrameHeader(WS_PONG, payload.length);
-    this.writer.write(Buffer.concat([head, payload], head.length + payload.length));
+    this.writer.write(wsFrame(WS_PONG, payload));
   }
 
   protected onPong(): void {
@@ -135,12 +132,10 @@ export class PlainDoorSocket extends WsFrameReader implements DoorWire, SocketWr
 function closeFrame(code: number, reason: Buffer): Buffer {
   if (code === 1005) return Buffer.from([0x80 | WS_CLOSE, 0]);
   const text = reason.length > 123 ? reason.subarray(0, 123) : reason;
-  const head = wsFrameHeader(WS_CLOSE, 2 + text.length);
-  const frame = Buffer.allocUnsafe(head.length + 2 + text.length);
-  head.copy(frame, 0);
-  frame.writeUInt16BE(code, head.length);
-  text.copy(frame, head.length + 2);
-  return frame;
+  const body = Buffer.allocUnsafe(2 + text.length);
+  body.writeUInt16BE(code, 0);
+  text.copy(body, 2);
+  return wsFrame(WS_CLOSE, body);
 }
 
 // Shared listeners (`this` is the socket): no closure per socket.

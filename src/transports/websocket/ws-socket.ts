@@ -17,7 +17,7 @@ export interface DoorSocketOwner {
  */
 export interface DoorWire {
   attach(owner: DoorSocketOwner): void;
-  /** A text message (only sockets without a writer of their own frame it here). */
+  /** A text message, in order with everything sent before it. */
   send(text: string): void;
   ping(): void;
   /** Starts the closing handshake. */

@@ -43,7 +43,7 @@ export class WsSubscription implements HubSubscriber {
     // not through the connection: at 10k sockets every object a delivery reads is a fetch from
     // memory, and the connection holds nothing a delivery needs. A closed connection has closed its
     // writer, whose write() says so.
-    if (w === null) this.conn.deliver(d);
+    if (w === null) this.conn.deliverThroughWs(d);
     else if (w.write(d.encoded(WS_MESSAGE_FRAME), d.alone)) this.counts.websocket++;
   }
 
