@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Agent, fetch } from 'undici';
@@ -10,7 +8,7 @@ import type { RunningServer } from '../src/server.js';
 import { RawClient } from './helpers/mqtt.js';
 import { RawWs } from './helpers/raw-ws.js';
 import { spawnServer, startTestServer, tempDir, waitFor, type ChildServer } from './helpers/server.js';
-import { SseParser } from './helpers/sse.js';
+import { openRawSse, type RawSse } from './helpers/sse.js';
 import { opensslMissing, selfSignedCert, type SelfSigned } from './helpers/tls-cert.js';
 
 // A block the server writes goes to the kernel with a write(2) of its own when the socket's stream
@@ -148,54 +146,11 @@ async function waitForCount(count: () => number, n: number, stopped: () => boole
   }
 }
 
-interface SseStream {
-  events: () => Array<{ id?: string; event: string; data: string }>;
-  pause(): void;
-  resume(): void;
-  close(): void;
-  ended: boolean;
-  /** The client's port of the stream's connection. */
-  localPort: number;
-}
-
-/** An SSE stream over http or https, parsed by the test's own WHATWG parser; pausable. */
-function openSse(url: string, ca?: string): Promise<SseStream> {
-  return new Promise((resolve, reject) => {
-    const onResponse = (res: IncomingMessage) => {
-      if (res.statusCode !== 200) {
-        reject(new Error(`SSE answered ${res.statusCode}`));
-        res.resume();
-        return;
-      }
-      const parser = new SseParser();
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => parser.push(d));
-      const stream: SseStream = {
-        events: () => parser.events,
-        pause: () => {
-          res.pause();
-          res.socket.pause();
-        },
-        resume: () => {
-          res.socket.resume();
-          res.resume();
-        },
-        close: () => {
-          req.destroy();
-          res.destroy();
-        },
-        ended: false,
-        localPort: res.socket.localPort!,
-      };
-      res.once('close', () => (stream.ended = true));
-      res.on('error', () => undefined);
-      resolve(stream);
-    };
-    const headers = { Accept: 'text/event-stream' };
-    const req = url.startsWith('https:') ? httpsRequest(url, { headers, ca }, onResponse) : httpRequest(url, { headers }, onResponse);
-    req.on('error', reject);
-    req.end();
-  });
+/** An SSE stream over http or https (trusting `ca`), pausable; it must be answered 200. */
+async function openSse(url: string, ca?: string): Promise<RawSse> {
+  const s = await openRawSse(url, {}, ca);
+  assert.equal(s.status, 200, `SSE answered ${s.status}`);
+  return s;
 }
 
 /** Opens a raw WebSocket and subscribes it to `topic` after `since`; returns once `subscribed` came. */
@@ -245,14 +200,14 @@ describe('direct socket writes: a reader that stops and resumes', () => {
       await publishRange(server.http, topic, 'sse', 0, PAUSED, sent);
       s.resume();
       await publishWhileDraining(server.http, topic, 'sse', PAUSED, sent);
-      await waitForCount(() => s.events().length, sent.data.length, () => s.ended);
+      await waitForCount(() => s.events().length, sent.data.length, () => s.done());
       assertExactly(
         'sse',
         s.events().map((e) => ({ cursor: e.id, data: e.data })),
         sent,
       );
       assert.deepEqual([...new Set(s.events().map((e) => e.event))], ['message']);
-      assert.ok(!s.ended, 'the stream stayed open');
+      assert.ok(!s.done(), 'the stream stayed open');
     } finally {
       s.close();
     }
@@ -335,10 +290,10 @@ describe('direct socket writes: TLS sockets', { skip: opensslMissing || undefine
         sent.data.push(data);
       }
       const wsMessages = () => frames.filter((f) => f.type === 'message');
-      await waitFor(() => wsClosed || sse.ended || (wsMessages().length >= 200 && sse.events().length >= 200), '200 messages on both', 15_000);
+      await waitFor(() => wsClosed || sse.done() || (wsMessages().length >= 200 && sse.events().length >= 200), '200 messages on both', 15_000);
       assert.deepEqual(errors, [], 'wss subscriber errors');
       assert.ok(!wsClosed, 'the wss socket stayed open');
-      assert.ok(!sse.ended, 'the https stream stayed open');
+      assert.ok(!sse.done(), 'the https stream stayed open');
       assertExactly('wss', wsMessages(), sent);
       assert.equal(frames.length, 201, 'nothing but the subscribed reply and the messages over wss');
       assertExactly(
@@ -495,7 +450,7 @@ describe('direct socket writes: a socket the server closed is never written agai
       await checkFresh(fresh, topic);
       // what reached the cut stream's kernel buffers before the cut: whole events, in order, then the end
       slow.resume();
-      await waitFor(() => slow.ended, 'the cut stream to end');
+      await waitFor(() => slow.done(), 'the cut stream to end');
       assertPrefix(
         'cut stream',
         slow.events().map((e) => e.data),

@@ -1,4 +1,5 @@
 import { request, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 
 export interface RawSse {
   status: number;
@@ -8,18 +9,25 @@ export interface RawSse {
   /** Events parsed from the stream so far (a deliberately small parser of the WHATWG rules). */
   events(): Array<{ id?: string; event: string; data: string }>;
   ended: Promise<void>;
+  /** Whether {@link ended} has settled. */
+  done(): boolean;
   close(): void;
   /** Stop reading from the socket (to simulate a slow consumer). */
   pause(): void;
+  /** Read again after {@link pause}. */
+  resume(): void;
+  /** The client's port of the stream's connection. */
+  localPort: number;
 }
 
 /**
  * Opens an SSE stream with node's own HTTP client so tests can see status, headers and raw bytes.
- * Resolves once the response head arrived.
+ * Resolves once the response head arrived. An `https:` URL is trusted with `ca`.
  */
-export function openRawSse(url: string, headers: Record<string, string> = {}): Promise<RawSse> {
+export function openRawSse(url: string, headers: Record<string, string> = {}, ca?: string): Promise<RawSse> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { headers: { Accept: 'text/event-stream', ...headers } }, (res) => {
+    const opts = { headers: { Accept: 'text/event-stream', ...headers } };
+    const onResponse = (res: IncomingMessage) => {
       let buf = '';
       const parser = new SseParser();
       res.setEncoding('utf8');
@@ -27,10 +35,15 @@ export function openRawSse(url: string, headers: Record<string, string> = {}): P
         if (buf.length < 1_000_000) buf += d;
         parser.push(d);
       });
+      let done = false;
       const ended = new Promise<void>((r) => {
-        res.once('end', r);
-        res.once('close', r);
-        res.once('error', () => r());
+        const end = () => {
+          done = true;
+          r();
+        };
+        res.once('end', end);
+        res.once('close', end);
+        res.once('error', end);
       });
       resolve({
         status: res.statusCode ?? 0,
@@ -38,6 +51,7 @@ export function openRawSse(url: string, headers: Record<string, string> = {}): P
         text: () => buf,
         events: () => parser.events,
         ended,
+        done: () => done,
         close: () => {
           req.destroy();
           res.destroy();
@@ -46,8 +60,14 @@ export function openRawSse(url: string, headers: Record<string, string> = {}): P
           res.pause();
           res.socket.pause();
         },
+        resume: () => {
+          res.socket.resume();
+          res.resume();
+        },
+        localPort: res.socket.localPort!,
       });
-    });
+    };
+    const req = url.startsWith('https:') ? httpsRequest(url, { ...opts, ca }, onResponse) : request(url, opts, onResponse);
     req.on('error', reject);
     req.end();
   });
