@@ -194,6 +194,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     await cluster.close();
     await bus.close();
     await store.close();
+    metrics.loopDelay.close();
   };
   let addr;
   try {
@@ -276,6 +277,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         await cluster.close();
         await bus.close();
         await store.close();
+        metrics.loopDelay.close();
         log.info({ drained, ms: Date.now() - t0 }, 'omnipush stopped');
       })();
       return closing;

@@ -72,7 +72,9 @@ export class HttpDoor {
       headRead({ socket: this });
     }
     const keepAliveMs = options.keepAliveTimeout!;
+    const wake = ctx.metrics.loopDelay.wake;
     this.server.on('connection', (s: Socket) => {
+      wake();
       if (sockets.has(s)) {
         // a parked long-poll's connection handed back after its answer: it waits for its next
         // request as long as node keeps an idle keep-alive connection (headRead stops the clock)
@@ -97,6 +99,7 @@ export class HttpDoor {
     }
     this.server.on('request', headRead);
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      wake();
       headRead(req);
       let url: URL;
       try {
@@ -194,6 +197,7 @@ export class HttpDoor {
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { ctx } = this;
+    ctx.metrics.loopDelay.wake();
     const raw = req.url ?? '/';
     let url: URL;
     if (raw === PUBLISH_PATH) url = PUBLISH_URL;

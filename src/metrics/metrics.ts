@@ -16,11 +16,13 @@ function catchUp(counts: Record<PublishDoor, number>): (counter: Counter<'door'>
     }
   };
 }
-import { registerEventLoopDelay } from './event-loop.js';
+import { PROM_CLIENT_LOOP_PRECISION, registerEventLoopDelay, type LoopDelaySampler } from './event-loop.js';
 
 /** The server's Prometheus figures. One instance per server; doors report into it. */
 export class Metrics {
   readonly registry = new Registry();
+  /** The event-loop delay sampler; its `wake` is called by the doors when work arrives. */
+  readonly loopDelay: LoopDelaySampler;
   readonly connections: Gauge<'transport'>;
   readonly published: Counter;
   readonly deliveries: Counter<'transport'>;
@@ -56,8 +58,9 @@ export class Metrics {
   constructor(opts: { loopDelayResolution?: number } = {}) {
     const registers = [this.registry];
     // standard names (process_cpu_seconds_total, nodejs_heap_size_used_bytes ...) so stock dashboards work;
-    // their event-loop sampler follows ours, else a second 10 ms timer wakes the loop whatever it is set to
-    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: opts.loopDelayResolution ?? 10 });
+    // their event-loop gauges are read from our sampler (registerEventLoopDelay), else a timer of
+    // their own would wake an idle loop every few ms
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: PROM_CLIENT_LOOP_PRECISION });
     new Gauge({ name: 'omnipush_build_info', help: 'Always 1; the labels say which build runs', labelNames: ['version', 'node'], registers }).set({ version: VERSION, node: process.versions.node }, 1);
     const publishCatchUp = catchUp(this.publishCounts);
     const bytesCatchUp = catchUp(this.publishBytes);
@@ -104,7 +107,7 @@ export class Metrics {
         this.set({ state: 'offline' }, Math.max(0, s.total - s.connected));
       },
     });
-    registerEventLoopDelay(this.registry, opts.loopDelayResolution ?? 10);
+    this.loopDelay = registerEventLoopDelay(this.registry, opts.loopDelayResolution ?? 10);
     this.connections = new Gauge({ name: 'omnipush_connections', help: 'Open subscriber connections per transport', labelNames: ['transport'], registers });
     this.published = new Counter({ name: 'omnipush_messages_in_total', help: 'Messages accepted and stored', registers });
     const counts = this.deliveryCounts;
@@ -179,14 +182,20 @@ export class Metrics {
   /** The hub's observer, feeding these metrics. */
   hubObserver(): HubObserver {
     return {
-      published: (n) => this.published.inc(n),
+      published: (n) => {
+        this.loopDelay.wake();
+        this.published.inc(n);
+      },
       fannedOut: (n, latencyMs) => {
         if (n > 0) {
           this.fanouts.inc(n);
           this.deliveryLatency.observe(latencyMs / 1000);
         }
       },
-      storeLatency: (op, s) => this.storeLatency.observe({ op }, s),
+      storeLatency: (op, s) => {
+        this.loopDelay.wake();
+        this.storeLatency.observe({ op }, s);
+      },
       slowConsumerClosed: (t) => this.slowConsumerCloses.inc({ transport: t }),
     };
   }

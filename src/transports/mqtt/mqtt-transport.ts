@@ -117,6 +117,7 @@ export class MqttTransport {
   }
 
   private acceptSocket(socket: Socket, kind: 'tcp' | 'tls'): void {
+    this.ctx.metrics.loopDelay.wake();
     socket.on('error', destroyOnError);
     socket.setNoDelay(true);
     const conn = this.open(socketLink(socket, this.ctx.config.limits.maxQueueBytes, this.slow), kind, socket.remoteAddress);
