@@ -1,7 +1,8 @@
 /**
- * `npm run bench [-- <scenario-filter>] [--quick] [--clients N] [--pairs N]`: runs the scenarios side
- * by side with peers in one run, prints a table with ratios and targets, writes JSON to
- * bench/results/. `--pairs`: MQTT QoS 1 publisher/subscriber pairs.
+ * `npm run bench [-- <scenario-filter>] [--quick] [--clients N] [--pairs N] [--rounds N]`: runs the
+ * scenarios side by side with peers in one run, prints a table with ratios and targets, writes JSON
+ * to bench/results/. `--pairs`: MQTT QoS 1 publisher/subscriber pairs. `--rounds`: rounds of `p99`
+ * (5 by default; one round of a door moves ±15% on two cores, so more rounds narrow its medians).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { runTrieBench } from './trie.js';
@@ -28,7 +29,9 @@ const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const clientsArg = args.indexOf('--clients');
 const pairsArg = args.indexOf('--pairs');
-const filters = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--clients' && args[i - 1] !== '--pairs');
+const roundsArg = args.indexOf('--rounds');
+const valued = ['--clients', '--pairs', '--rounds'];
+const filters = args.filter((a, i) => !a.startsWith('--') && !valued.includes(args[i - 1]));
 const want = (name: string) => filters.length === 0 || filters.some((f) => name.includes(f));
 const sseClients = clientsArg >= 0 ? Number(args[clientsArg + 1]) : quick ? 1000 : 10_000;
 const pollClients = quick ? 500 : 2000;
@@ -277,7 +280,7 @@ async function main(): Promise<void> {
       await redis.remove();
     }
   }
-  if (want('p99')) await latency({ quick, clients: sseClients, row, results });
+  if (want('p99')) await latency({ quick, clients: sseClients, rounds: roundsArg >= 0 ? Number(args[roundsArg + 1]) : undefined, row, results });
   if (['adversarial-retained', 'adversarial-quotas', 'adversarial-unauth'].some(want)) await adversarial({ quick, row, results, want });
   if (want('hooks')) await hooks({ quick, row, results });
   if (want('receipts')) await receiptsScenario({ quick, row, results });
