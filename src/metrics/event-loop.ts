@@ -90,7 +90,7 @@ export class LoopDelaySampler {
   }
 }
 
-/** prom-client's own sampler of `nodejs_eventloop_lag_*` cannot be turned off: this interval (the largest a libuv timer takes, ~25 days) keeps it from firing. */
+/** prom-client's own sampler of `nodejs_eventloop_lag_*` cannot be turned off: this interval (2³¹−1 ms, ~25 days: the largest that fits the 32 bits node keeps it in) keeps it from firing. */
 export const PROM_CLIENT_LOOP_PRECISION = 2 ** 31 - 1;
 
 const STANDARD: Array<[keyof LoopDelayWindow, string, string, 'min' | 'max' | 'average']> = [
