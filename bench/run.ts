@@ -27,17 +27,25 @@ import type { ServerProc } from './lib/procs.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-const clientsArg = args.indexOf('--clients');
-const pairsArg = args.indexOf('--pairs');
-const roundsArg = args.indexOf('--rounds');
 const valued = ['--clients', '--pairs', '--rounds'];
 const filters = args.filter((a, i) => !a.startsWith('--') && !valued.includes(args[i - 1]));
+/** The positive whole number after `flag`, or undefined when the flag is absent; anything else stops the run. */
+function count(flag: string): number | undefined {
+  const i = args.indexOf(flag);
+  if (i < 0) return undefined;
+  const n = Number(args[i + 1]);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`${flag} takes a positive whole number, not ${args[i + 1] ?? 'nothing'}`);
+    process.exit(2);
+  }
+  return n;
+}
 const want = (name: string) => filters.length === 0 || filters.some((f) => name.includes(f));
-const sseClients = clientsArg >= 0 ? Number(args[clientsArg + 1]) : quick ? 1000 : 10_000;
+const sseClients = count('--clients') ?? (quick ? 1000 : 10_000);
 const pollClients = quick ? 500 : 2000;
 // held polls cost ~10 KB each: a slope over fewer than a few thousand is lost in the heap's own steps
 const heldPolls = quick ? 2000 : 10_000;
-const mqttPairs = pairsArg >= 0 ? Number(args[pairsArg + 1]) : quick ? 100 : 1000;
+const mqttPairs = count('--pairs') ?? (quick ? 100 : 1000);
 const seconds = quick ? 3 : 10;
 
 const results: Record<string, unknown> = { date: new Date().toISOString(), quick, node: process.version };
@@ -280,7 +288,7 @@ async function main(): Promise<void> {
       await redis.remove();
     }
   }
-  if (want('p99')) await latency({ quick, clients: sseClients, rounds: roundsArg >= 0 ? Number(args[roundsArg + 1]) : undefined, row, results });
+  if (want('p99')) await latency({ quick, clients: sseClients, rounds: count('--rounds'), row, results });
   if (['adversarial-retained', 'adversarial-quotas', 'adversarial-unauth'].some(want)) await adversarial({ quick, row, results, want });
   if (want('hooks')) await hooks({ quick, row, results });
   if (want('receipts')) await receiptsScenario({ quick, row, results });
