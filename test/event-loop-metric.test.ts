@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { readFileSync } from 'node:fs';
-import { spawnServer, startTestServer, waitFor } from './helpers/server.js';
+import { WebSocket } from 'ws';
+import { spawnServer, startTestServer, waitFor, within } from './helpers/server.js';
 
 /** The server's event-loop delay gauges, in ms, since the previous scrape (which this one ends). */
 async function scrape(base: string): Promise<{ p99: number; max: number }> {
@@ -82,18 +83,51 @@ describe('event-loop delay gauges', () => {
     }
   });
 
-  it('an idle server does not wake its event loop a hundred times a second', { skip: process.platform !== 'linux' && 'reads /proc' }, async () => {
-    const child = await spawnServer(['--store', 'memory', '--log-level', 'warn']);
+  it('an idle server does not wake its event loop a hundred times a second, before its doors were used or after', { skip: process.platform !== 'linux' && 'reads /proc' }, async () => {
+    // pings every second: while a WebSocket is open the ping sweep runs every 1000/128 ms
+    const child = await spawnServer(['--store', 'memory', '--log-level', 'warn'], { OMNIPUSH_WEBSOCKET__PING_INTERVAL: '1', OMNIPUSH_SSE__HEARTBEAT: '1' });
     try {
       const pid = child.proc.pid!;
       const switches = (): number => Number(/\nvoluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8'))![1]);
-      await new Promise((r) => setTimeout(r, 1500)); // past start-up
-      const a = switches();
-      await new Promise((r) => setTimeout(r, 3000));
-      const woke = switches() - a;
-      // the doors' sweeps (WebSocket pings, SSE heartbeats, long-poll expiry, MQTT keep-alive) wake it ~15 times a second;
-      // a free-running 10 ms sampler (two, with prom-client's) woke it ~110 times more
-      assert.ok(woke < 120, `the main thread woke ${woke} times in 3 idle seconds`);
+      const idleWakes = async (): Promise<number> => {
+        await new Promise((r) => setTimeout(r, 1500)); // past start-up, or the last request
+        const a = switches();
+        await new Promise((r) => setTimeout(r, 3000));
+        return switches() - a;
+      };
+      // the MQTT sweep (4 a second) and the delay sampler's idle sample wake it 5 to 9 times a second. A free-running
+      // 10 ms sampler (two, with prom-client's) woke it ~110 times more, and the ping sweep, running with no sockets
+      // at this ping interval, ~128 times more
+      const fresh = await idleWakes();
+      assert.ok(fresh < 90, `the main thread woke ${fresh} times in 3 idle seconds`);
+
+      // a WebSocket and an SSE stream start their doors' sweeps: a ping and a heartbeat arrive
+      const ws = new WebSocket(`${child.http.replace('http', 'ws')}/v1/ws`);
+      const pinged = new Promise<void>((r) => ws.once('ping', () => r()));
+      await new Promise<void>((resolve, reject) => ws.once('open', resolve).once('error', reject));
+      const sse = new AbortController();
+      const res = await fetch(`${child.http}/v1/sse?topic=idle`, { signal: sse.signal });
+      const reader = res.body!.getReader();
+      let seen = '';
+      await waitFor(async () => {
+        seen += new TextDecoder().decode((await reader.read()).value);
+        return seen.includes(':\n\n');
+      }, 'an SSE heartbeat');
+      await within(pinged, 10_000, 'a WebSocket ping');
+      ws.close();
+      sse.abort();
+      await waitFor(async () => {
+        const m = await (await fetch(`${child.http}/metrics`)).text();
+        return /^omnipush_connections\{transport="websocket"\} 0$/m.test(m) && /^omnipush_connections\{transport="sse"\} 0$/m.test(m);
+      }, 'both connections gone');
+      // with them gone the sweeps stop again
+      const after = await idleWakes();
+      console.error(`idle wakes in 3 s: ${fresh} before any client, ${after} after two left`);
+      assert.ok(after < 90, `the main thread woke ${after} times in 3 idle seconds after its clients left`);
+      // and start again with the next socket
+      const again = new WebSocket(`${child.http.replace('http', 'ws')}/v1/ws`);
+      await within(new Promise<void>((r) => again.once('ping', () => r())), 10_000, 'a ping on a socket opened after the sweep stopped');
+      again.close();
     } finally {
       await child.stop();
     }

@@ -14,6 +14,7 @@ import { expiryDeadline, type Deadline } from '../deadline.js';
 import { SSE_JSON, SSE_RAW, sseEvent } from './sse-frame.js';
 import type { PresenceWatcher } from '../../core/presence.js';
 import { clientIdOf } from '../../core/presence-info.js';
+import { BusySweep } from '../busy-sweep.js';
 
 const HEARTBEAT = Buffer.from(':\n\n');
 
@@ -145,14 +146,13 @@ function presenceTopics(ctx: TransportContext, principal: Principal, filters: st
  */
 export class SseTransport {
   private readonly conns = new Set<SseConnection>();
-  private readonly sweep: NodeJS.Timeout;
+  private readonly sweep: BusySweep;
   private readonly heartbeatMs: number;
 
   constructor(readonly ctx: TransportContext) {
     this.heartbeatMs = ctx.config.sse.heartbeat * 1000;
     // one sweep for every stream: heartbeats for idle ones (credential expiry has a timer per stream)
-    this.sweep = setInterval(() => this.tick(), Math.max(50, Math.min(this.heartbeatMs / 4, 1000)));
-    this.sweep.unref();
+    this.sweep = new BusySweep(() => this.tick(), Math.max(50, Math.min(this.heartbeatMs / 4, 1000)));
   }
 
   get connectionCount(): number {
@@ -210,6 +210,7 @@ export class SseTransport {
       takeOverSocket(req, res, socket);
 
       this.conns.add(conn);
+      this.sweep.count(this.conns.size);
       // events first, then membership: a client that reads the list after `: ok` misses nothing
       for (const t of watching) ctx.presence!.watch(t, conn);
       conn.watching = watching;
@@ -217,6 +218,7 @@ export class SseTransport {
       ctx.metrics.connections.inc({ transport: 'sse' });
       socket.once('close', () => {
         this.conns.delete(conn);
+        this.sweep.count(this.conns.size);
         ctx.registry.remove(conn);
         ctx.metrics.connections.dec({ transport: 'sse' });
         ctx.connections.release();
@@ -235,7 +237,7 @@ export class SseTransport {
 
   /** Ends every stream (shutdown): the hub has already closed their subscriptions. */
   close(): void {
-    clearInterval(this.sweep);
+    this.sweep.close();
     for (const c of this.conns) c.end(new OmnipushError('shutting_down', 'server is shutting down'));
   }
 }

@@ -11,6 +11,7 @@ import type { PreAuthPlace } from '../pre-auth-pool.js';
 import { CLOSE, WsConnection } from './ws-connection.js';
 import { DoorSocket, type DoorWire } from './ws-socket.js';
 import { HandshakeOnly, PlainDoorSocket } from './ws-plain-socket.js';
+import { BusySweep } from '../busy-sweep.js';
 
 export const WS_PATH = '/v1/ws';
 /**
@@ -31,7 +32,7 @@ export class WebSocketTransport {
   private readonly slices: Array<Set<WsConnection>> = Array.from({ length: SLICES }, () => new Set());
   private nextSlice = 0;
   private sweepAt = 0;
-  private readonly timer: NodeJS.Timeout;
+  private readonly pings: BusySweep;
   private count = 0;
 
   constructor(private readonly ctx: TransportContext) {
@@ -40,8 +41,7 @@ export class WebSocketTransport {
     // without permessage-deflate, `ws` does the handshake and the door reads and writes frames itself
     this.wss = new WebSocketServer({ ...common, WebSocket: cfg.perMessageDeflate ? DoorSocket : HandshakeOnly });
     this.echo = cfg.echoPath ? new WebSocketServer(common) : null;
-    this.timer = setInterval(() => this.sweep(), (cfg.pingInterval * 1000) / SLICES);
-    this.timer.unref();
+    this.pings = new BusySweep(() => this.sweep(), (cfg.pingInterval * 1000) / SLICES);
   }
 
   get connectionCount(): number {
@@ -130,7 +130,7 @@ export class WebSocketTransport {
     conn.budgeted = place === null;
     if (place === null) conn.register();
     this.slices[slice].add(conn);
-    this.count++;
+    this.pings.count(++this.count);
     ctx.metrics.connections.inc({ transport: 'websocket' });
     plain?.start(head);
     return conn;
@@ -139,7 +139,7 @@ export class WebSocketTransport {
   /** A connection's socket closed (ws emits `close` once). */
   forget(conn: WsConnection): void {
     this.slices[conn.slice].delete(conn);
-    this.count--;
+    this.pings.count(--this.count);
     this.ctx.metrics.connections.dec({ transport: 'websocket' });
     if (conn.budgeted) {
       conn.budgeted = false;
@@ -156,7 +156,7 @@ export class WebSocketTransport {
 
   /** Closes every socket with 1001 (shutdown). */
   close(): void {
-    clearInterval(this.timer);
+    this.pings.close();
     for (const s of this.slices) for (const c of s) c.end(CLOSE.goingAway, 'server shutting down');
   }
 }
