@@ -11,6 +11,7 @@ import { answerParked, parkExchange } from '../../wire/http-park.js';
 import { flagParam, numberParam, topicParams } from '../../wire/http-request.js';
 import type { TransportContext } from '../context.js';
 import { Deadline } from '../deadline.js';
+import { BusySweep } from '../busy-sweep.js';
 import { clientIdOf } from '../../core/presence-info.js';
 
 const OPEN = Buffer.from('{"messages":[');
@@ -274,12 +275,15 @@ export class LongPollTransport {
    * waits longer (where memory is spent) is parked by a sweep.
    */
   private readonly unparked = new Set<HeldPoll>();
-  private sweeper: NodeJS.Timeout | undefined;
+  /** One sweep for every waiting poll, as often as polls should be parked; it runs while some wait unparked. */
+  private readonly parking: BusySweep;
 
   constructor(
     readonly ctx: TransportContext,
     readonly host: PollHost,
-  ) {}
+  ) {
+    this.parking = new BusySweep(() => this.parkDue(), Math.max(100, ctx.config.longpoll.parkAfter * 500));
+  }
 
   get connectionCount(): number {
     return this.held;
@@ -335,24 +339,20 @@ export class LongPollTransport {
   }
 
   private parkLater(poll: HeldPoll): void {
-    const after = this.ctx.config.longpoll.parkAfter * 1000;
-    if (after === 0) return poll.park();
+    if (this.ctx.config.longpoll.parkAfter === 0) return poll.park();
     this.unparked.add(poll);
-    if (this.sweeper) return;
-    // one sweep for every waiting poll, as often as polls should be parked
-    this.sweeper = setInterval(() => {
-      const old = Date.now() - after;
-      for (const p of this.unparked) {
-        if (p.since > old) break;
-        this.unparked.delete(p);
-        p.park();
-      }
-      if (this.unparked.size === 0) {
-        clearInterval(this.sweeper);
-        this.sweeper = undefined;
-      }
-    }, Math.max(100, after / 2));
-    this.sweeper.unref();
+    this.parking.count(this.unparked.size);
+  }
+
+  /** Parks the polls that have waited `longpoll.parkAfter`; the sweep stops once none waits unparked. */
+  private parkDue(): void {
+    const old = Date.now() - this.ctx.config.longpoll.parkAfter * 1000;
+    for (const p of this.unparked) {
+      if (p.since > old) break;
+      this.unparked.delete(p);
+      p.park();
+    }
+    this.parking.count(this.unparked.size);
   }
 
   /** A held poll was answered or abandoned: it holds nothing any more. */
@@ -367,8 +367,7 @@ export class LongPollTransport {
 
   /** Answers every held poll (shutdown). */
   close(): void {
-    clearInterval(this.sweeper);
-    this.sweeper = undefined;
+    this.parking.close();
     this.unparked.clear();
     const polls: HeldPoll[] = [];
     for (const c of this.ctx.registry.all()) if (c instanceof HeldPoll && c.owner === this) polls.push(c);
