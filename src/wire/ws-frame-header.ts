@@ -18,8 +18,20 @@ export function wsFrameHeader(opcode: number, length: number): Buffer {
   return head;
 }
 
-/** A whole unmasked, final frame: {@link wsFrameHeader} and `payload` in one buffer. */
+/** A whole unmasked, final frame: the header of {@link wsFrameHeader} and `payload`, in one allocation. */
 export function wsFrame(opcode: number, payload: Buffer): Buffer {
-  const head = wsFrameHeader(opcode, payload.length);
-  return Buffer.concat([head, payload], head.length + payload.length);
+  const n = payload.length;
+  const h = n < 126 ? 2 : n < 65536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(h + n);
+  frame[0] = 0x80 | opcode;
+  if (h === 2) frame[1] = n;
+  else if (h === 4) {
+    frame[1] = 126;
+    frame.writeUInt16BE(n, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeBigUInt64BE(BigInt(n), 2);
+  }
+  payload.copy(frame, h);
+  return frame;
 }

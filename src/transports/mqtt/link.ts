@@ -1,7 +1,8 @@
 import type { Socket } from 'node:net';
-import type { WebSocket } from 'ws';
 import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
-import { wsFrameHeader, WS_BINARY } from '../../wire/ws-frame-header.js';
+import { wsFrame, WS_BINARY } from '../../wire/ws-frame-header.js';
+import { PlainDoorSocket, type DoorSocketOwner } from '../../wire/ws-plain-socket.js';
+import { MqttProtocolError, RC } from './reason-codes.js';
 
 /** The byte pipe under an MQTT connection: TCP, TLS or a WebSocket. Writes are batched per tick. */
 export interface Link {
@@ -76,44 +77,87 @@ export function socketLink(socket: Socket, maxQueueBytes: number, onOverflow: ()
   return new SocketLink(socket, maxQueueBytes, onOverflow);
 }
 
-/** One unmasked binary WebSocket frame (RFC 6455 §5.2) holding a tick's worth of packets. */
-export function binaryFrame(payload: Buffer): Buffer[] {
-  return [wsFrameHeader(WS_BINARY, payload.length), payload];
+/** What a WebSocket link tells the MQTT connection it carries. */
+export interface LinkReader {
+  onData(chunk: Buffer): void;
+  fail(e: unknown): void;
+  onClosed(): void;
 }
 
 /**
- * MQTT over WebSocket: `ws` parses what the client sends; what we send is framed by us and written
- * to the raw socket (as the WebSocket door does), one binary message per tick.
+ * MQTT over WebSocket: after `ws`'s handshake the socket is read and written by the door's own
+ * {@link PlainDoorSocket}, as on the WebSocket door. Each packet goes out as one binary frame
+ * through the connection's bounded queue (a tick's frames in one write), in order with the pongs
+ * the client's pings are owed; the client's binary messages are fed to the MQTT framer.
  */
-export function wsLink(ws: WebSocket, socket: Socket, maxQueueBytes: number, onOverflow: () => void, address: string): Link {
-  const writer = new SocketWriter(
-    socket,
-    maxQueueBytes,
-    {
-      overflowed() {
-        onOverflow();
-        link.destroy();
-      },
-    },
-    binaryFrame,
-  );
-  const link: Link = {
-    write: (buf, now) => writer.write(buf, now),
-    // ws stops reading the socket; messages of data it has already read may still be emitted
-    pause: () => ws.pause(),
-    resume: () => ws.resume(),
-    end() {
-      writer.close(true);
-      ws.close(1000);
-      setTimeout(() => ws.terminate(), 2000).unref();
-    },
-    destroy() {
-      writer.close(false);
-      ws.terminate();
-    },
-    remote: `${socket.remoteAddress}:${socket.remotePort}`,
-    // the client's, through trusted proxies (the upgrade request's X-Forwarded-For)
-    address,
-  };
-  return link;
+export class WsLink implements Link, DoorSocketOwner {
+  private readonly ws: PlainDoorSocket;
+  /** Set by {@link start}: the connection is made with its link. */
+  private reader: LinkReader | null = null;
+  readonly remote: string;
+
+  constructor(
+    private readonly socket: Socket,
+    maxMessageBytes: number,
+    maxQueueBytes: number,
+    private readonly onOverflow: () => void,
+    /** the client's, through trusted proxies (the upgrade request's X-Forwarded-For) */
+    readonly address: string | undefined,
+  ) {
+    this.ws = new PlainDoorSocket(socket, maxMessageBytes, maxQueueBytes);
+    this.ws.attach(this);
+    this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
+  }
+
+  /** Starts reading for `reader`: `head` (bytes that came with the upgrade request) first, then the socket. */
+  start(reader: LinkReader, head: Buffer): void {
+    this.reader = reader;
+    this.ws.start(head);
+  }
+
+  write(buf: Buffer, now?: boolean): boolean {
+    return this.ws.writer.write(wsFrame(WS_BINARY, buf), now);
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
+  /** A close frame after what is queued; the socket ends when the client answers it, or after 2 s. */
+  end(): void {
+    this.ws.close(1000);
+    const s = this.socket;
+    setTimeout(() => s.destroy(), 2000).unref();
+  }
+
+  destroy(): void {
+    this.ws.writer.close(false);
+    this.ws.terminate();
+  }
+
+  onFrame(data: Buffer, isBinary: boolean): void {
+    if (isBinary) this.reader?.onData(data);
+    else this.reader?.fail(new MqttProtocolError(RC.malformed, 'MQTT over WebSocket uses binary frames'));
+  }
+
+  onPong(): void {
+    /* MQTT has its own keepalive: the server sends no pings here */
+  }
+
+  onSocketClosed(): void {
+    this.reader?.onClosed();
+  }
+
+  onProtocolError(code: number, reason: string): void {
+    this.ws.close(code, reason);
+  }
+
+  overflowed(): void {
+    this.onOverflow();
+    this.destroy();
+  }
 }

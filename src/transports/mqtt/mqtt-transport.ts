@@ -2,13 +2,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocketServer } from 'ws';
+import { HandshakeOnly } from '../../wire/ws-plain-socket.js';
 import type { UserDirectory } from '../../auth/users.js';
 import type { TransportContext } from '../context.js';
 import { Broker } from './broker.js';
 import { MqttConnection } from './connection.js';
-import { socketLink, wsLink, type Link } from './link.js';
-import { MqttProtocolError, RC } from './reason-codes.js';
+import { socketLink, WsLink, type Link } from './link.js';
 import { SysTopics } from './sys-topics.js';
 
 /** How often the sweep runs (keepalive checks, expiry, grouped session writes). */
@@ -64,7 +64,7 @@ export class MqttTransport {
     ctx.metrics.mqttSessions = () => ({ connected: broker.live.size, total: broker.sessions.size });
     this.wss = new WebSocketServer({
       noServer: true,
-      maxPayload: ctx.config.mqtt.maxPacketBytes + 8,
+      WebSocket: HandshakeOnly,
       perMessageDeflate: false,
       clientTracking: false,
       handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
@@ -101,18 +101,16 @@ export class MqttTransport {
   }
 
   async upgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroyOnError);
     const address = this.ctx.addresses.of(req);
-    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      ws.on('error', () => ws.terminate());
+    // `ws` answers the handshake; the link reads and writes the frames (its reader has its own error listener)
+    this.wss.handleUpgrade(req, socket, head, () => {
+      socket.off('error', destroyOnError);
       socket.setNoDelay(true);
-      const conn = this.open(wsLink(ws, socket, this.ctx.config.limits.maxQueueBytes, this.slow, address), 'ws', address);
+      const link = new WsLink(socket, this.ctx.config.mqtt.maxPacketBytes + 8, this.ctx.config.limits.maxQueueBytes, this.slow, address);
+      const conn = this.open(link, 'ws', address);
       if (!conn) return;
-      ws.on('message', (data: Buffer, isBinary: boolean) => {
-        if (!isBinary) return conn.fail(new MqttProtocolError(RC.malformed, 'MQTT over WebSocket uses binary frames'));
-        conn.onData(data);
-      });
-      ws.once('close', () => conn.onClosed());
+      link.start(conn, head);
     });
   }
 

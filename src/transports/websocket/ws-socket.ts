@@ -1,15 +1,7 @@
 import { WebSocket } from 'ws';
+import type { DoorSocketOwner } from '../../wire/ws-plain-socket.js';
 
-/** What a socket tells its connection; the connection sets itself with {@link DoorWire.attach}. */
-export interface DoorSocketOwner {
-  onFrame(data: Buffer, isBinary: boolean): void;
-  onPong(): void;
-  onSocketClosed(): void;
-  /** The client broke the protocol: the connection ends with `code` (1002, 1007, 1009). */
-  onProtocolError(code: number, reason: string): void;
-  /** Its outgoing queue passed its bound. */
-  overflowed(): void;
-}
+export type { DoorSocketOwner };
 
 /**
  * A WebSocket as a connection uses it: `ws`'s ({@link DoorSocket}, with permessage-deflate on)

@@ -10,7 +10,7 @@ import type { TransportContext } from '../context.js';
 import type { PreAuthPlace } from '../pre-auth-pool.js';
 import { CLOSE, WsConnection } from './ws-connection.js';
 import { DoorSocket, type DoorWire } from './ws-socket.js';
-import { HandshakeOnly, PlainDoorSocket } from './ws-plain-socket.js';
+import { HandshakeOnly, PlainDoorSocket } from '../../wire/ws-plain-socket.js';
 import { BusySweep } from '../busy-sweep.js';
 
 export const WS_PATH = '/v1/ws';

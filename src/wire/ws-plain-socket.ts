@@ -1,14 +1,24 @@
 import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
-import { SocketWriter, type SocketWriterOwner } from '../../wire/socket-writer.js';
-import { wsFrame, WS_TEXT } from '../../wire/ws-frame-header.js';
+import { SocketWriter, type SocketWriterOwner } from './socket-writer.js';
+import { wsFrame, WS_TEXT } from './ws-frame-header.js';
 import { WsFrameReader } from './ws-frame-reader.js';
-import type { DoorSocketOwner, DoorWire } from './ws-socket.js';
 
 const WS_CLOSE = 0x8;
 const WS_PONG = 0xa;
 /** An empty ping, the same bytes for every socket. */
 const PING_FRAME = Buffer.from([0x89, 0x00]);
+
+/** What a socket tells its connection; the connection sets itself with `attach`. */
+export interface DoorSocketOwner {
+  onFrame(data: Buffer, isBinary: boolean): void;
+  onPong(): void;
+  onSocketClosed(): void;
+  /** The client broke the protocol: the connection ends with `code` (1002, 1007, 1009). */
+  onProtocolError(code: number, reason: string): void;
+  /** Its outgoing queue passed its bound. */
+  overflowed(): void;
+}
 
 /** The door's reader on a socket, for the shared socket listeners below. */
 const READER = Symbol('omnipush.wsReader');
@@ -26,13 +36,14 @@ export class HandshakeOnly extends WebSocket {
 }
 
 /**
- * A door socket without permessage-deflate: frames are read by {@link WsFrameReader} and every
- * frame we send (messages, replies, pings, pongs) goes through one {@link SocketWriter}, in order;
+ * A door socket without permessage-deflate (the WebSocket door's, and MQTT over WebSocket's):
+ * frames are read by {@link WsFrameReader} and every frame we send (messages, packets, replies,
+ * pings, pongs) goes through one {@link SocketWriter}, in order;
  * only the close frame is written straight to the socket, after what was queued. An idle socket
  * holds this object and the writer, where `ws` holds a `WebSocket`, a `Receiver` (a `Writable`
  * with its state and lists) and a `Sender`: ~1 KB of heap against ~0.2 KB.
  */
-export class PlainDoorSocket extends WsFrameReader implements DoorWire, SocketWriterOwner {
+export class PlainDoorSocket extends WsFrameReader implements SocketWriterOwner {
   readonly writer: SocketWriter;
   private owner: DoorSocketOwner | null = null;
   private closeSent = false;
