@@ -140,6 +140,31 @@ describe('MQTT over WebSocket at the wire', () => {
   });
 });
 
+describe('MQTT over WebSocket: pongs count against the queue bound', () => {
+  it('a client that sends pings and never reads the pongs is cut as a slow consumer', async () => {
+    const server = await startTestServer({ limits: { maxQueueBytes: 64 * 1024 } });
+    const c = await MqttWs.open(server, 4);
+    try {
+      await c.connect('wire-pinger');
+      const closes = async (): Promise<number> => Number(/^omnipush_queue_closes_total\{transport="mqtt"\} (\d+)$/m.exec(await (await fetch(`${server.http}/metrics`)).text())?.[1] ?? 0);
+      const before = await closes();
+      c.ws.sock.pause();
+      // ~20 MB of pongs owed: far past the kernel's buffers and the 64 KB bound
+      const ping = RawWs.frame(PING, Buffer.alloc(125, 0x70));
+      for (let sent = 0; sent < 160_000 && !c.ws.sock.destroyed; sent += 1000) {
+        if (!c.ws.sock.write(Buffer.concat(Array.from({ length: 1000 }, () => ping)))) await new Promise((r) => c.ws.sock.once('drain', r).once('close', r));
+        if ((await closes()) > before) break;
+      }
+      await waitFor(async () => (await closes()) > before, 'the connection counted as cut for its queue');
+      c.ws.sock.resume();
+      await waitFor(() => c.ws.closed, 'the server to cut the socket');
+    } finally {
+      c.ws.sock.destroy();
+      await server.close();
+    }
+  });
+});
+
 describe('MQTT over WebSocket at shutdown', () => {
   it('sends DISCONNECT Server shutting down (0x8B), then a close frame 1000', async () => {
     const server = await startTestServer();
