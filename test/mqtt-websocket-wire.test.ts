@@ -1,59 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import mqttPacket, { type Packet } from 'mqtt-packet';
+import type mqttPacket from 'mqtt-packet';
+import type { Packet } from 'mqtt-packet';
 import type { RunningServer } from '../src/server.js';
+import { MqttWs, OP } from './helpers/mqtt-ws.js';
 import { closePayload, RawWs } from './helpers/raw-ws.js';
 import { startTestServer, waitFor } from './helpers/server.js';
 
 // MQTT over WebSocket at the wire: a raw RFC 6455 client carries MQTT packets as it likes (split
 // across messages, several in one, fragmented, between pings) and reads every frame the server sends.
-
-const BINARY = 0x2;
-const TEXT = 0x1;
-const CONTINUATION = 0x0;
-const CLOSE = 0x8;
-const PING = 0x9;
-const PONG = 0xa;
-
-/** A raw WebSocket to `/mqtt` with the MQTT packets its binary frames carried, in order. */
-class MqttWs {
-  private constructor(
-    readonly ws: RawWs,
-    readonly version: 4 | 5,
-  ) {}
-
-  static async open(server: RunningServer, version: 4 | 5): Promise<MqttWs> {
-    const ws = await RawWs.open(server.http, '/mqtt');
-    assert.match(ws.head, /^HTTP\/1\.1 101 /, 'upgraded');
-    return new MqttWs(ws, version);
-  }
-
-  bytes(p: Packet): Buffer {
-    return mqttPacket.generate(p, { protocolVersion: this.version });
-  }
-
-  /** Every packet in the server's binary frames so far (frames are parsed afresh: they may split packets). */
-  packets(): Packet[] {
-    const out: Packet[] = [];
-    const parser = mqttPacket.parser({ protocolVersion: this.version });
-    parser.on('packet', (p: Packet) => out.push(p));
-    for (const f of this.ws.frames) {
-      if (f.opcode === BINARY) parser.parse(f.payload);
-      else assert.ok(f.opcode === PONG || f.opcode === CLOSE, `a server frame with opcode ${f.opcode}`);
-    }
-    return out;
-  }
-
-  async packet(cmd: Packet['cmd'], n = 1): Promise<Packet> {
-    return waitFor(() => this.packets().filter((p) => p.cmd === cmd)[n - 1], `${cmd} packet ${n}`);
-  }
-
-  async connect(clientId: string): Promise<void> {
-    this.ws.send(BINARY, this.bytes({ cmd: 'connect', protocolVersion: this.version, protocolId: 'MQTT', clientId, clean: true, keepalive: 60 } as Packet));
-    const ack = (await this.packet('connack')) as mqttPacket.IConnackPacket;
-    assert.equal(this.version === 5 ? ack.reasonCode : ack.returnCode, 0);
-  }
-}
 
 describe('MQTT over WebSocket at the wire', () => {
   let server: RunningServer;
@@ -67,22 +22,22 @@ describe('MQTT over WebSocket at the wire', () => {
     try {
       // CONNECT in two messages, cut inside its variable header
       const connect = c.bytes({ cmd: 'connect', protocolVersion: 4, protocolId: 'MQTT', clientId: 'wire-split', clean: true, keepalive: 60 } as Packet);
-      c.ws.send(BINARY, connect.subarray(0, 5));
-      c.ws.send(BINARY, connect.subarray(5));
+      c.ws.send(OP.binary, connect.subarray(0, 5));
+      c.ws.send(OP.binary, connect.subarray(5));
       assert.equal(((await c.packet('connack')) as mqttPacket.IConnackPacket).returnCode, 0);
 
       // SUBSCRIBE and PINGREQ in one message
-      c.ws.send(BINARY, Buffer.concat([c.bytes({ cmd: 'subscribe', messageId: 7, subscriptions: [{ topic: 'wire/#', qos: 1 }] }), c.bytes({ cmd: 'pingreq' })]));
+      c.ws.send(OP.binary, Buffer.concat([c.bytes({ cmd: 'subscribe', messageId: 7, subscriptions: [{ topic: 'wire/#', qos: 1 }] }), c.bytes({ cmd: 'pingreq' })]));
       assert.deepEqual(((await c.packet('suback')) as mqttPacket.ISubackPacket).granted, [1]);
       await c.packet('pingresp');
 
       // a QoS 1 PUBLISH as one message of three frames, with a ping between the first two
       const publish = c.bytes({ cmd: 'publish', topic: 'wire/frag', payload: Buffer.from('x'.repeat(300)), qos: 1, messageId: 9, retain: false, dup: false });
-      c.ws.send(BINARY, publish.subarray(0, 100), { fin: false });
-      c.ws.send(PING, 'are-you-there');
-      c.ws.send(CONTINUATION, publish.subarray(100, 200), { fin: false });
-      c.ws.send(CONTINUATION, publish.subarray(200));
-      const pong = await waitFor(() => c.ws.frames.find((f) => f.opcode === PONG), 'the pong');
+      c.ws.send(OP.binary, publish.subarray(0, 100), { fin: false });
+      c.ws.send(OP.ping, 'are-you-there');
+      c.ws.send(OP.continuation, publish.subarray(100, 200), { fin: false });
+      c.ws.send(OP.continuation, publish.subarray(200));
+      const pong = await waitFor(() => c.ws.frames.find((f) => f.opcode === OP.pong), 'the pong');
       assert.equal(pong.payload.toString(), 'are-you-there');
       assert.equal(((await c.packet('puback')) as mqttPacket.IPubackPacket).messageId, 9);
       const back = (await c.packet('publish')) as mqttPacket.IPublishPacket;
@@ -100,12 +55,12 @@ describe('MQTT over WebSocket at the wire', () => {
     const c = await MqttWs.open(server, 5);
     try {
       await c.connect('wire-text');
-      c.ws.send(TEXT, 'hello');
+      c.ws.send(OP.text, 'hello');
       assert.equal(((await c.packet('disconnect')) as mqttPacket.IDisconnectPacket).reasonCode, 0x81);
       await waitFor(() => c.ws.closeCode() !== undefined, 'the close frame');
       assert.equal(c.ws.closeCode(), 1000);
       // the close handshake: our answer, then the server ends the TCP connection
-      c.ws.send(CLOSE, closePayload(1000));
+      c.ws.send(OP.close, closePayload(1000));
       await waitFor(() => c.ws.closed || c.ws.ended, 'the server to end the connection');
     } finally {
       c.ws.sock.destroy();
@@ -116,7 +71,7 @@ describe('MQTT over WebSocket at the wire', () => {
     const c = await MqttWs.open(server, 4);
     try {
       await c.connect('wire-big');
-      c.ws.send(BINARY, Buffer.alloc(4096 + 9));
+      c.ws.send(OP.binary, Buffer.alloc(4096 + 9));
       await c.ws.expectClose(1009, 'a message over the bound');
     } finally {
       c.ws.sock.destroy();
@@ -127,7 +82,7 @@ describe('MQTT over WebSocket at the wire', () => {
     const c = await MqttWs.open(server, 4);
     try {
       await c.connect('wire-unmasked');
-      c.ws.send(BINARY, c.bytes({ cmd: 'pingreq' }), { mask: false });
+      c.ws.send(OP.binary, c.bytes({ cmd: 'pingreq' }), { mask: false });
       await waitFor(() => c.ws.closeCode() !== undefined, 'the close frame');
       assert.equal(c.ws.closeCode(), 1002);
       assert.equal(c.packets().filter((p) => p.cmd === 'pingresp').length, 0, 'the unmasked PINGREQ was not read');
@@ -150,7 +105,7 @@ describe('MQTT over WebSocket: pongs count against the queue bound', () => {
       const before = await closes();
       c.ws.sock.pause();
       // ~20 MB of pongs owed: far past the kernel's buffers and the 64 KB bound
-      const ping = RawWs.frame(PING, Buffer.alloc(125, 0x70));
+      const ping = RawWs.frame(OP.ping, Buffer.alloc(125, 0x70));
       for (let sent = 0; sent < 160_000 && !c.ws.sock.destroyed; sent += 1000) {
         if (!c.ws.sock.write(Buffer.concat(Array.from({ length: 1000 }, () => ping)))) await new Promise((r) => c.ws.sock.once('drain', r).once('close', r));
         if ((await closes()) > before) break;
@@ -175,10 +130,10 @@ describe('MQTT over WebSocket at shutdown', () => {
       assert.equal(((await c.packet('disconnect')) as mqttPacket.IDisconnectPacket).reasonCode, 0x8b);
       await waitFor(() => c.ws.closeCode() !== undefined, 'the close frame');
       assert.equal(c.ws.closeCode(), 1000);
-      const disconnectAt = c.ws.frames.findIndex((f) => f.opcode === BINARY && f.payload[0] >> 4 === 14);
-      const closeAt = c.ws.frames.findIndex((f) => f.opcode === CLOSE);
+      const disconnectAt = c.ws.frames.findIndex((f) => f.opcode === OP.binary && f.payload[0] >> 4 === 14);
+      const closeAt = c.ws.frames.findIndex((f) => f.opcode === OP.close);
       assert.ok(disconnectAt >= 0 && disconnectAt < closeAt, 'DISCONNECT before the close frame');
-      c.ws.send(CLOSE, closePayload(1000));
+      c.ws.send(OP.close, closePayload(1000));
       await closing;
     } finally {
       c.ws.sock.destroy();

@@ -5,8 +5,9 @@ import { after, before, describe, it } from 'node:test';
 import { Agent, fetch } from 'undici';
 import { WebSocket } from 'ws';
 import type { RunningServer } from '../src/server.js';
-import mqttPacket, { type Packet } from 'mqtt-packet';
+import type mqttPacket from 'mqtt-packet';
 import { RawClient } from './helpers/mqtt.js';
+import { MqttWs, OP } from './helpers/mqtt-ws.js';
 import { RawWs } from './helpers/raw-ws.js';
 import { spawnServer, startTestServer, tempDir, waitFor, type ChildServer } from './helpers/server.js';
 import { openRawSse, type RawSse } from './helpers/sse.js';
@@ -244,39 +245,29 @@ describe('direct socket writes: a reader that stops and resumes', () => {
 
   it('MQTT over WebSocket, QoS 0: every frame whole, every PUBLISH once and in order', async () => {
     const topic = 'direct/mqtt-ws';
-    const c = await RawWs.open(server.http, '/mqtt');
-    const packets = (): Packet[] => {
-      const out: Packet[] = [];
-      const parser = mqttPacket.parser({ protocolVersion: 4 });
-      parser.on('packet', (p: Packet) => out.push(p));
-      for (const f of c.frames) {
-        assert.ok(f.fin && f.rsv === 0 && f.opcode === 2, `a final binary frame, not opcode ${f.opcode}`);
-        parser.parse(f.payload);
-      }
-      return out;
-    };
-    const send = (p: Packet): void => c.send(2, mqttPacket.generate(p, { protocolVersion: 4 }));
+    const c = await MqttWs.open(server, 4);
     try {
-      send({ cmd: 'connect', protocolVersion: 4, protocolId: 'MQTT', clientId: 'direct-ws-reader', clean: true, keepalive: 60 } as Packet);
-      send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 0 }] });
-      await waitFor(() => packets().some((p) => p.cmd === 'suback'), 'suback');
-      c.sock.pause();
+      await c.connect('direct-ws-reader');
+      c.ws.send(OP.binary, c.bytes({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 0 }] }));
+      await c.packet('suback');
+      c.ws.sock.pause();
       const sent: Sent = { data: [], cursors: [] };
       await publishRange(server.http, topic, 'mqttws', 0, PAUSED, sent);
-      c.sock.resume();
+      c.ws.sock.resume();
       await publishWhileDraining(server.http, topic, 'mqttws', PAUSED, sent);
-      const publishes = (): mqttPacket.IPublishPacket[] => packets().filter((p): p is mqttPacket.IPublishPacket => p.cmd === 'publish');
-      await waitForCount(() => publishes().length, sent.data.length, () => c.closed);
+      const publishes = (): mqttPacket.IPublishPacket[] => c.packets().filter((p): p is mqttPacket.IPublishPacket => p.cmd === 'publish');
+      await waitForCount(() => publishes().length, sent.data.length, () => c.ws.closed);
       const got = publishes().map((p, n) => {
         assert.equal(p.topic, topic, `packet ${n} topic`);
         return p.payload.toString();
       });
       for (let i = 0; i < Math.min(got.length, sent.data.length); i++) if (got[i] !== sent.data[i]) assert.fail(`PUBLISH ${i} carries ${differ(got[i], sent.data[i])}`);
       assert.equal(got.length, sent.data.length, 'PUBLISH count');
-      assert.deepEqual(packets().map((p) => p.cmd).slice(0, 2), ['connack', 'suback']);
-      assert.ok(!c.closed, 'the socket stayed open');
+      assert.deepEqual(c.packets().map((p) => p.cmd).slice(0, 2), ['connack', 'suback']);
+      for (const f of c.ws.frames) assert.ok(f.fin && f.rsv === 0 && f.opcode === OP.binary, `a final binary frame, not opcode ${f.opcode}`);
+      assert.ok(!c.ws.closed, 'the socket stayed open');
     } finally {
-      c.sock.destroy();
+      c.ws.sock.destroy();
     }
   });
 });

@@ -20,6 +20,11 @@ export interface Link {
   readonly address: string | undefined;
 }
 
+/** After a link's close: a peer that never reads (or never answers the close) would hold the socket open. */
+function cutLater(socket: Socket): void {
+  setTimeout(() => socket.destroy(), 2000).unref();
+}
+
 /**
  * TCP or TLS: packets straight to the socket, batched per tick. It is its own writer (a subclass
  * rather than a second object per connection), and the counting callback is the transport's: no
@@ -61,9 +66,7 @@ class SocketLink extends SocketWriter implements Link, SocketWriterOwner {
   end(): void {
     this.close(true);
     this.socket.end();
-    // a peer that never reads would hold the socket open
-    const s = this.socket;
-    setTimeout(() => s.destroy(), 2000).unref();
+    cutLater(this.socket);
   }
 
   destroy(): void {
@@ -130,8 +133,7 @@ export class WsLink implements Link, DoorSocketOwner {
   /** A close frame after what is queued; the socket ends when the client answers it, or after 2 s. */
   end(): void {
     this.ws.close(1000);
-    const s = this.socket;
-    setTimeout(() => s.destroy(), 2000).unref();
+    cutLater(this.socket);
   }
 
   destroy(): void {

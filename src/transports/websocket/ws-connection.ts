@@ -13,7 +13,8 @@ import { parseClientMessage, requestIdOf, type ClientMessage, type RequestId } f
 import { WsSubscriptions } from './ws-subscriptions.js';
 import { WsConnectionState } from './ws-connection-state.js';
 import { NO_TOPICS, WsSubscription } from './ws-subscription.js';
-import type { DoorSocketOwner, DoorWire } from './ws-socket.js';
+import type { DoorSocketOwner } from '../../wire/ws-plain-socket.js';
+import type { DoorWire } from './ws-socket.js';
 
 /** Close codes of docs/websocket.md. */
 export const CLOSE = { normal: 1000, goingAway: 1001, policy: 1008, internal: 1011, tryAgainLater: 1013, credentials: 4001, slowConsumer: 4008, disconnected: 4009 } as const;

@@ -1,8 +1,6 @@
 import { WebSocket } from 'ws';
 import type { DoorSocketOwner } from '../../wire/ws-plain-socket.js';
 
-export type { DoorSocketOwner };
-
 /**
  * A WebSocket as a connection uses it: `ws`'s ({@link DoorSocket}, with permessage-deflate on)
  * or the door's own (`PlainDoorSocket`).
